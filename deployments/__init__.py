@@ -1,0 +1,1 @@
+"""Deployment definitions and entry points (filled in by the deployment work)."""

@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only, reading like the specification's flow diagrams."""

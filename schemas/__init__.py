@@ -1,0 +1,1 @@
+"""Declarations: settings, mapping declarations and the mapping registry. Never opens a connection."""

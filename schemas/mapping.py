@@ -1,0 +1,220 @@
+"""`SyncMapping`: one declaration that drives every flow (DESIGN §2).
+
+A mapping names a source table in one zone, a target table in the other, and a Pandera (polars) model
+that is the single source of truth for the target's columns, types, required fields and value checks.
+Everything else (column lists, upsert statements, documentation) is derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, Literal
+
+import pandera.polars as pa
+import polars as pl
+
+from schemas.settings import Zone
+from tasks.errors import MappingError
+
+Direction = Literal["intranet_to_internet", "internet_to_intranet"]
+DIRECTIONS: tuple[Direction, ...] = ("intranet_to_internet", "internet_to_intranet")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MAPPING_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_SCALAR_DTYPES = (
+    pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64,
+    pl.Float32, pl.Float64, pl.Boolean, pl.String, pl.Date,
+)  # fmt: skip
+_KEY_DTYPES = (
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+    pl.String,
+    pl.Date,
+)
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    """One column of the target table, with the source column that feeds it."""
+
+    name: str
+    source: str
+    dtype: pl.DataType
+    nullable: bool
+    is_key: bool
+
+
+@dataclass(frozen=True)
+class SyncMapping:
+    """Which table in one zone feeds which table in the other, and how rows are turned into target rows."""
+
+    name: str
+    direction: Direction
+    source_table: str
+    target_table: str
+    keys: tuple[str, ...]
+    model: type[pa.DataFrameModel]
+    renames: Mapping[str, str] = field(default_factory=dict)
+    flag_column: str = "is_sync"
+    version_column: str | None = None
+    eligible: Mapping[str, Any] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "renames", MappingProxyType(dict(self.renames)))
+        if self.eligible is not None:
+            object.__setattr__(self, "eligible", MappingProxyType(dict(self.eligible)))
+        self._check()
+
+    # -- derived declarations -------------------------------------------------------------------
+    @property
+    def source_zone(self) -> Zone:
+        """The zone the rows are read from."""
+        return "intranet" if self.direction == "intranet_to_internet" else "internet"
+
+    @property
+    def target_zone(self) -> Zone:
+        """The zone the rows are written to."""
+        return "internet" if self.direction == "intranet_to_internet" else "intranet"
+
+    @cached_property
+    def columns(self) -> tuple[TargetColumn, ...]:
+        """Target columns in model order, each with its source column and polars type."""
+        sources = {target: source for source, target in self.renames.items()}
+        schema = self.model.to_schema()
+        return tuple(
+            TargetColumn(
+                name=name,
+                source=sources.get(name, name),
+                dtype=_polars_dtype(column.dtype),
+                nullable=bool(column.nullable),
+                is_key=name in self.keys,
+            )
+            for name, column in schema.columns.items()
+        )
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        """Target column names in model order."""
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def key_columns(self) -> tuple[TargetColumn, ...]:
+        """The key columns, in the order of `keys`."""
+        by_name = {column.name: column for column in self.columns}
+        return tuple(by_name[key] for key in self.keys)
+
+    @property
+    def source_keys(self) -> tuple[str, ...]:
+        """Source-side names of the key columns."""
+        return tuple(column.source for column in self.key_columns)
+
+    @property
+    def guard_columns(self) -> tuple[str, ...]:
+        """Source columns compared before flagging: the version column, or every mapped column."""
+        if self.version_column:
+            return (self.version_column,)
+        return tuple(column.source for column in self.columns if not column.is_key)
+
+    @property
+    def artifact_slug(self) -> str:
+        """The mapping name in the form Prefect accepts in artifact keys."""
+        return self.name.replace("_", "-")
+
+    # -- registration checks --------------------------------------------------------------------
+    def _fail(self, message: str) -> None:
+        raise MappingError(message, mapping=self.name)
+
+    def _check(self) -> None:
+        if not isinstance(self.name, str) or not _MAPPING_NAME.match(self.name):
+            raise MappingError(f"mapping name {self.name!r} must be lowercase letters, digits, '_' or '-'")
+        if self.direction not in DIRECTIONS:
+            self._fail(f"direction {self.direction!r} must be one of {', '.join(DIRECTIONS)}")
+        if not (isinstance(self.model, type) and issubclass(self.model, pa.DataFrameModel)):
+            self._fail("model must be a pandera.polars DataFrameModel subclass")
+        for label, table in (("source_table", self.source_table), ("target_table", self.target_table)):
+            self._check_table_name(label, table)
+        self._check_columns()
+
+    def _check_table_name(self, label: str, table: str) -> None:
+        parts = table.split(".") if isinstance(table, str) else [table]
+        if len(parts) > 2 or not all(isinstance(p, str) and _IDENTIFIER.match(p) for p in parts):
+            self._fail(f"{label} {table!r} is not a valid table name (letters, digits, '_', optional schema.)")
+
+    def _check_identifier(self, label: str, name: object) -> None:
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            self._fail(f"{label} {name!r} is not a valid column name (letters, digits and '_', max 63)")
+
+    def _check_columns(self) -> None:
+        try:
+            columns = self.columns
+        except MappingError:
+            raise
+        except Exception as exc:
+            self._fail(f"model {self.model.__name__} cannot be read: {exc}")
+        model_columns = {column.name for column in columns}
+        for column in columns:
+            self._check_identifier("model column", column.name)
+        if not self.keys:
+            self._fail("keys must name at least one column")
+        for key in self.keys:
+            if key not in model_columns:
+                self._fail(f"key column {key!r} is not a column of {self.model.__name__}")
+        for column in self.key_columns:
+            if column.nullable:
+                self._fail(f"key column {column.name!r} must not be nullable")
+            if not isinstance(column.dtype, _KEY_DTYPES):
+                self._fail(f"key column {column.name!r} has type {column.dtype}; keys must be integers, text or dates")
+        self._check_renames(model_columns)
+        self._check_source_only_columns()
+
+    def _check_renames(self, model_columns: set[str]) -> None:
+        seen: dict[str, str] = {}
+        for source, target in self.renames.items():
+            self._check_identifier("rename source column", source)
+            if target not in model_columns:
+                self._fail(f"rename {source!r} -> {target!r}: {target!r} is not a column of {self.model.__name__}")
+            if target in seen:
+                self._fail(f"columns {seen[target]!r} and {source!r} are both renamed to {target!r}")
+            seen[target] = source
+            if source in model_columns and source not in self.renames.values():
+                self._fail(f"rename source {source!r} is also a model column fed by itself; rename it too")
+
+    def _check_source_only_columns(self) -> None:
+        mapped_sources = {column.source for column in self.columns}
+        self._check_identifier("flag_column", self.flag_column)
+        if self.flag_column in mapped_sources:
+            self._fail(f"flag_column {self.flag_column!r} must not be mapped to the target")
+        if self.version_column is not None:
+            self._check_identifier("version_column", self.version_column)
+            if self.version_column in self.source_keys:
+                self._fail(f"version_column {self.version_column!r} cannot be a key column")
+        for column in self.eligible or {}:
+            self._check_identifier("eligible filter column", column)
+
+
+def _polars_dtype(pandera_dtype: Any) -> pl.DataType:
+    """The concrete polars type of a model column; only types that can be carried exactly are allowed."""
+    dtype = getattr(pandera_dtype, "type", pandera_dtype)
+    if isinstance(dtype, type):
+        dtype = dtype()
+    if isinstance(dtype, pl.Decimal):
+        if dtype.precision is None:
+            raise MappingError(f"decimal columns need an explicit precision and scale, got {dtype}")
+        return dtype
+    if isinstance(dtype, pl.Datetime):
+        return pl.Datetime(dtype.time_unit or "us", dtype.time_zone)
+    if isinstance(dtype, _SCALAR_DTYPES):
+        return dtype
+    raise MappingError(f"unsupported column type {dtype}: use integers, floats, bool, text, decimal, date or datetime")

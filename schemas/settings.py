@@ -1,0 +1,40 @@
+"""Runtime settings (DESIGN §1), read from ZONESYNC_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Zone = Literal["intranet", "internet"]
+ZONES: tuple[Zone, ...] = ("intranet", "internet")
+
+
+class Settings(BaseSettings):
+    """Where the two zones live, which mappings are registered, and how big a batch is."""
+
+    model_config = SettingsConfigDict(env_prefix="ZONESYNC_", extra="ignore")
+
+    intranet_url: SecretStr = SecretStr("sqlite:///.zonesync/intranet.db")
+    internet_url: SecretStr = SecretStr("sqlite:///.zonesync/internet.db")
+    mapping_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["schemas.examples"])
+    batch_size: int = Field(default=50_000, ge=1, le=5_000_000)
+
+    @field_validator("mapping_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def url_for(self, zone: Zone) -> SecretStr:
+        """The (secret) database URL of a zone."""
+        return self.intranet_url if zone == "intranet" else self.internet_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the environment."""
+    return Settings()

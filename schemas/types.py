@@ -1,0 +1,31 @@
+"""Portable column types for tables zonesync creates (demo, tests, benchmarks).
+
+SQLite has no exact decimal and no tz-aware timestamp: its NUMERIC affinity silently turns
+'123456789012345678.12' into an integer. Exact values are therefore stored as text there.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+
+def exact_decimal(precision: int, scale: int) -> sa.types.TypeEngine[object]:
+    """numeric(p, s) on servers, text on SQLite (which would otherwise lose digits)."""
+    return sa.Numeric(precision, scale).with_variant(sa.String(precision + 2), "sqlite")
+
+
+def utc_timestamp() -> sa.types.TypeEngine[object]:
+    """timestamptz on PostgreSQL, DATETIME(6) holding UTC on MariaDB, ISO-8601 text on SQLite."""
+    return (
+        sa.DateTime(timezone=True)
+        .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+        .with_variant(sa.String(40), "sqlite")
+    )
+
+
+def unicode_text(length: int) -> sa.types.TypeEngine[object]:
+    """varchar(length) that keeps every Unicode character (utf8mb4 on MariaDB)."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )

@@ -1,0 +1,1 @@
+"""Execution: everything that touches a database, a frame or the Prefect API."""

@@ -1,0 +1,163 @@
+"""The bookkeeping tables in the intranet zone (DESIGN §3): `batch_job` and `sync_error`.
+
+Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Engine
+
+from schemas.mapping import SyncMapping
+from tasks.dialects import dialect_for
+
+JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED"]
+_RESOLVE_CHUNK = 1000
+
+metadata = sa.MetaData()
+_timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+batch_job = sa.Table(
+    "batch_job", metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("job_name", sa.String(63), nullable=False),
+    sa.Column("business_date", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", _timestamp, nullable=False),
+    sa.Column("finished_at", _timestamp),
+    sa.Column("rows_eligible", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_synced", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_failed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("message", sa.Text),
+    sa.Column("flow_run_id", sa.String(36)),
+    sa.Index("ix_batch_job_job_name_business_date", "job_name", "business_date"),
+)  # fmt: skip
+
+sync_error = sa.Table(
+    "sync_error", metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("mapping", sa.String(63), nullable=False),
+    sa.Column("direction", sa.String(32), nullable=False),
+    sa.Column("record_key", sa.String(500), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("first_seen", _timestamp, nullable=False),
+    sa.Column("last_seen", _timestamp, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("resolved_at", _timestamp),
+    sa.UniqueConstraint("mapping", "record_key", name="uq_sync_error_mapping_record_key"),
+    sa.Index("ix_sync_error_open", "mapping", "resolved_at"),
+)  # fmt: skip
+
+
+def utc_now() -> datetime:
+    """Now, as the naive UTC the bookkeeping tables store."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def create_bookkeeping(engine: Engine) -> list[str]:
+    """Create the bookkeeping tables that do not exist yet; return the names created."""
+    existing = set(sa.inspect(engine).get_table_names())
+    metadata.create_all(engine, checkfirst=True)
+    return [name for name in metadata.tables if name not in existing]
+
+
+def record_keys(frame: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
+    """Canonical JSON of each row's key columns (the `record_key` of sync_error)."""
+    return frame.select(pl.struct(list(keys)).struct.json_encode().alias("record_key")).to_series()
+
+
+def quarantine(engine: Engine, mapping: SyncMapping, rejected: pl.DataFrame) -> int:
+    """Record rejected rows (record_key, reason, detail); a record seen before gets attempts + 1 and reopens."""
+    if rejected.is_empty():
+        return 0
+    now = utc_now()
+    rows = [
+        {"mapping": mapping.name, "direction": mapping.direction, "record_key": key, "reason": reason,
+         "detail": detail, "first_seen": now, "last_seen": now, "attempts": 1, "resolved_at": None}
+        for key, reason, detail in rejected.select("record_key", "reason", "detail").unique("record_key").iter_rows()
+    ]  # fmt: skip
+    statement = dialect_for(engine).insert_or_update(
+        sync_error,
+        keys=("mapping", "record_key"),
+        replace=("reason", "detail", "last_seen", "resolved_at"),
+        extra={"attempts": sync_error.c.attempts + sa.literal_column("1")},  # no bind: PyMySQL batches
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, rows)
+    return len(rows)
+
+
+def count_open_errors(engine: Engine, mapping: str | None = None) -> int:
+    """Quarantined records not resolved yet (of one mapping, or all)."""
+    query = sa.select(sa.func.count()).select_from(sync_error).where(sync_error.c.resolved_at.is_(None))
+    if mapping is not None:
+        query = query.where(sync_error.c.mapping == mapping)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def resolve(engine: Engine, mapping: str, keys: Sequence[str]) -> int:
+    """Mark the open errors of these record keys resolved (they have synced since)."""
+    resolved = 0
+    now = utc_now()
+    with engine.begin() as conn:
+        for start in range(0, len(keys), _RESOLVE_CHUNK):
+            chunk = list(keys[start : start + _RESOLVE_CHUNK])
+            result = conn.execute(
+                sa.update(sync_error)
+                .where(sync_error.c.mapping == mapping, sync_error.c.resolved_at.is_(None))
+                .where(sync_error.c.record_key.in_(chunk))
+                .values(resolved_at=now)
+            )
+            resolved += int(result.rowcount)
+    return resolved
+
+
+@dataclass
+class JobCounts:
+    """What a batch job did, for its `batch_job` row."""
+
+    eligible: int = 0
+    synced: int = 0
+    failed: int = 0
+
+
+def start_job(engine: Engine, job_name: str, business_date: date, flow_run_id: str | None) -> int:
+    """Insert a RUNNING batch_job row and return its id."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.insert(batch_job).values(
+                job_name=job_name, business_date=business_date, status="RUNNING",
+                started_at=utc_now(), flow_run_id=flow_run_id,
+            )
+        )  # fmt: skip
+        return int(result.inserted_primary_key[0])
+
+
+def finish_job(engine: Engine, job_id: int, status: JobStatus, counts: JobCounts, message: str) -> None:
+    """Write a batch job's final status and counts."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(batch_job)
+            .where(batch_job.c.id == job_id)
+            .values(
+                status=status, finished_at=utc_now(), rows_eligible=counts.eligible,
+                rows_synced=counts.synced, rows_failed=counts.failed, message=message[:4000],
+            )
+        )  # fmt: skip
+
+
+def recent_jobs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest batch_job rows, newest first."""
+    query = sa.select(batch_job).order_by(batch_job.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,184 @@
+"""The dialect interface and the algorithm every server database shares.
+
+Writes go through a temporary table: bulk-load the batch (the only per-database piece), then one
+set-based statement upserts the target or flags the source. Statements are SQLAlchemy Core; only the
+bulk-load command (COPY, LOAD DATA) is text, with identifiers quoted by SQLAlchemy's preparer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import connectorx as cx
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tasks.engines import connectorx_url
+
+UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
+
+
+class Dialect:
+    """Database-specific reads and bulk writes; subclasses override small pieces."""
+
+    name: ClassVar[str] = "base"
+    supports_partial_index: ClassVar[bool] = True
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- reading --------------------------------------------------------------------------------
+    def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
+        """How a column is selected so that connectorx returns it without loss."""
+        return column
+
+    def not_synced(self, flag: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Rows whose flag is not true; NULL counts as not synced (nothing is lost to a missing flag)."""
+        return flag.is_not(sa.true())
+
+    def keyset_after(self, keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """Rows whose key sorts after `values`: a row-value comparison the index can serve."""
+        if len(keys) == 1:
+            return keys[0] > values[0]
+        return sa.tuple_(*keys) > sa.tuple_(*(sa.literal(v) for v in values))
+
+    def render(self, statement: sa.ClauseElement) -> str:
+        """A statement as literal SQL for connectorx, which takes no bound parameters.
+
+        Only keyset boundaries read from the database itself are rendered, by SQLAlchemy's literal
+        processors (which quote and escape them); identifiers come from validated mappings.
+        """
+        neutral = type(self.engine.dialect)(paramstyle="named")
+        return str(statement.compile(dialect=neutral, compile_kwargs={"literal_binds": True}))
+
+    def read_frame(self, query: sa.Select[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """Run a query through connectorx into a polars frame (`schema`: the types the columns should carry)."""
+        frame = cx.read_sql(connectorx_url(self.engine), self.render(query), return_type="polars")
+        return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)  # type: ignore[return-value]
+
+    # -- writing --------------------------------------------------------------------------------
+    def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Values in the form the bulk-load path of this database reads exactly."""
+        return frame
+
+    def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+        """Load an encoded frame into a (temporary) table as fast as this database allows."""
+        raise NotImplementedError
+
+    def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
+        """A temporary table with the given columns of `like`, without constraints."""
+        return sa.Table(
+            name,
+            sa.MetaData(),
+            *(sa.Column(column, like.c[column].type) for column in columns),
+            prefixes=["TEMPORARY"],
+        )
+
+    def load_temp(self, conn: Connection, name: str, like: sa.Table, frame: pl.DataFrame) -> sa.Table:
+        """Create a temporary table shaped like `like` and load `frame` into it."""
+        temp = self.temp_table(name, like, frame.columns)
+        temp.drop(conn, checkfirst=True)
+        temp.create(conn)
+        self.bulk_load(conn, temp, self.encode(frame))
+        return temp
+
+    # The three statement primitives every dialect provides; the statements below are built from them.
+    def insert(self, table: sa.Table) -> Any:
+        """This database's INSERT construct (with its conflict clause methods)."""
+        raise NotImplementedError
+
+    def new_values(self, statement: Any) -> Any:
+        """The pseudo-table of proposed row values (`excluded` / `VALUES()`)."""
+        raise NotImplementedError
+
+    def on_conflict_update(
+        self,
+        statement: Any,
+        keys: Sequence[str],
+        set_: dict[str, Any],
+        where: sa.ColumnElement[bool] | None = None,
+    ) -> sa.Insert:
+        """Attach update-on-key-conflict to an INSERT."""
+        raise NotImplementedError
+
+    def upsert_from(self, target: sa.Table, temp: sa.Table, keys: Sequence[str]) -> sa.Insert:
+        """INSERT ... SELECT ... FROM temp that updates existing keys, skipping rows that would not change."""
+        columns = [column.name for column in temp.columns]
+        statement = self.insert(target).from_select(columns, sa.select(*temp.columns))
+        new = self.new_values(statement)
+        updates = [name for name in columns if name not in keys] or list(keys[:1])
+        changed = sa.or_(*(target.c[name].is_distinct_from(new[name]) for name in updates))
+        return self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
+
+    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
+        """Insert or update the rows of `frame` (target column names) into `target`."""
+        temp = self.load_temp(conn, "zonesync_upsert", target, frame)
+        conn.execute(self.upsert_from(target, temp, keys))
+        temp.drop(conn)
+
+    def flag(
+        self,
+        conn: Connection,
+        source: sa.Table,
+        flag_column: str,
+        guard: pl.DataFrame,
+        keys: Sequence[str],
+        dtypes: dict[str, pl.DataType],
+    ) -> int:
+        """Set the flag of the rows in `guard` whose guard columns still hold the values read; count them."""
+        temp = self.load_temp(conn, "zonesync_flag", source, guard)
+        statement = (
+            sa.update(source)
+            .where(*self._guard_conditions(source, temp, guard.columns, keys, dtypes))
+            .where(self.not_synced(source.c[flag_column]))
+            .values({flag_column: sa.true()})
+        )
+        flagged = conn.execute(statement).rowcount
+        temp.drop(conn)
+        return int(flagged)
+
+    def _guard_conditions(
+        self,
+        source: sa.Table,
+        values: sa.Table | dict[str, sa.BindParameter[Any]],
+        columns: Sequence[str],
+        keys: Sequence[str],
+        dtypes: dict[str, pl.DataType],
+    ) -> list[sa.ColumnElement[bool]]:
+        """Key equality plus null-safe equality of each compared column, as it was read."""
+        conditions = []
+        for column in columns:
+            value = values.c[column] if isinstance(values, sa.Table) else values[column]
+            expression = self.read_expression(source.c[column], dtypes[column])
+            if column in keys:
+                conditions.append(source.c[column] == value)
+            else:
+                conditions.append(expression.is_not_distinct_from(value))
+        return conditions
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def insert_or_update(
+        self,
+        table: sa.Table,
+        keys: Sequence[str],
+        replace: Sequence[str],
+        extra: dict[str, Any] | None = None,
+    ) -> sa.Insert:
+        """INSERT ... VALUES (bound) that on key conflict takes the new `replace` columns and `extra`."""
+        statement = self.insert(table)
+        new = self.new_values(statement)
+        return self.on_conflict_update(statement, keys, {name: new[name] for name in replace} | (extra or {}))
+
+    # -- documentation --------------------------------------------------------------------------
+    def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
+        """DDL of the index that makes reading the unsynced rows cheap."""
+        flag = table.c[flag_column]
+        index = sa.Index(
+            f"ix_{table.name}_{flag_column}_pending"[:63],
+            *(table.c[key] for key in keys),
+            postgresql_where=self.not_synced(flag),
+            sqlite_where=self.not_synced(flag),
+        )
+        return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"

@@ -1,0 +1,102 @@
+"""MariaDB / MySQL: LOAD DATA LOCAL INFILE into a temporary table, then one set-based statement."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.engine import Connection
+
+from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
+from tasks.errors import TerminalSyncError
+
+
+class MariaDBDialect(Dialect):
+    """MariaDB 10.5+ and MySQL 8 through PyMySQL (registered for both names)."""
+
+    name: ClassVar[str] = "mariadb"
+    supports_partial_index: ClassVar[bool] = False
+
+    def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """UTC wall-clock text for timestamps (connections run in UTC); 0/1 for booleans."""
+        converted = []
+        for name, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Datetime):
+                column = pl.col(name)
+                if dtype.time_zone:
+                    column = column.dt.convert_time_zone("UTC")
+                converted.append(column.dt.strftime(UTC_TEXT_FORMAT))
+            elif dtype == pl.Boolean:
+                converted.append(pl.col(name).cast(pl.Int8))
+        return frame.with_columns(converted)
+
+    def keyset_after(self, keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """(a > x) OR (a = x AND b > y) ...: MariaDB does not use an index for row-value comparisons."""
+        branches = []
+        for position in range(len(keys)):
+            equal = [keys[i] == values[i] for i in range(position)]
+            branches.append(sa.and_(*equal, keys[position] > values[position]))
+        return sa.or_(*branches)
+
+    def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+        """LOAD DATA LOCAL INFILE; any warning (truncation, bad value) fails the load instead of passing."""
+        preparer = conn.dialect.identifier_preparer
+        columns = ", ".join(preparer.quote(name) for name in frame.columns)
+        handle, path = tempfile.mkstemp(prefix="zonesync-", suffix=".csv")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                frame.write_csv(stream, include_header=False, null_value="NULL", quote_style="non_numeric")
+            command = (
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(table)} CHARACTER SET utf8mb4 "
+                "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+                f"LINES TERMINATED BY '\\n' ({columns})"
+            )
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            with raw.cursor() as cursor:
+                cursor.execute(command, (path,))
+                warnings = raw.show_warnings()
+        finally:
+            os.unlink(path)
+        if warnings:
+            raise TerminalSyncError(f"bulk load refused a value: {warnings[0][2]}")
+
+    def load_temp(self, conn: Connection, name: str, like: sa.Table, frame: pl.DataFrame) -> sa.Table:
+        """Temporary tables live as long as the session: drop any left over, create, load."""
+        temp = self.temp_table(name, like, frame.columns)
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {conn.dialect.identifier_preparer.format_table(temp)}")
+        temp.create(conn)
+        self.bulk_load(conn, temp, self.encode(frame))
+        return temp
+
+    def insert(self, table: sa.Table) -> Any:
+        """MySQL's INSERT construct."""
+        return mysql_insert(table)
+
+    def new_values(self, statement: Any) -> Any:
+        """VALUES(col) on MariaDB (it has no `AS new` row alias)."""
+        return statement.inserted
+
+    def on_conflict_update(
+        self,
+        statement: Any,
+        keys: Sequence[str],
+        set_: dict[str, Any],
+        where: sa.ColumnElement[bool] | None = None,
+    ) -> sa.Insert:
+        """ON DUPLICATE KEY UPDATE (never REPLACE, which deletes and reinserts); unchanged rows cost nothing."""
+        return statement.on_duplicate_key_update(set_)  # type: ignore[no-any-return]
+
+    def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
+        """MariaDB has no partial indexes: lead with the flag so unsynced rows are one range."""
+        index = sa.Index(
+            f"ix_{table.name}_{flag_column}_pending"[:63],
+            table.c[flag_column],
+            *(table.c[key] for key in keys),
+        )
+        return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"

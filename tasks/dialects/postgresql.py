@@ -1,0 +1,72 @@
+"""PostgreSQL: COPY into a temporary table, then one set-based statement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
+
+_COPY_CHUNK = 8 * 1024 * 1024
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL 14+ through psycopg 3."""
+
+    name: ClassVar[str] = "postgresql"
+
+    def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
+        """An unlogged-by-nature temporary table, dropped at commit."""
+        table = super().temp_table(name, like, columns)
+        table.dialect_options["postgresql"]["on_commit"] = "DROP"
+        return table
+
+    def load_temp(self, conn: Connection, name: str, like: sa.Table, frame: pl.DataFrame) -> sa.Table:
+        """Create (dropped at commit, so no stale copy can exist) and COPY."""
+        temp = self.temp_table(name, like, frame.columns)
+        temp.create(conn)
+        self.bulk_load(conn, temp, self.encode(frame))
+        return temp
+
+    def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Timestamps as text with their offset; everything else as polars writes it."""
+        return frame.with_columns(
+            pl.col(name).dt.strftime(UTC_TEXT_FORMAT + ("%:z" if dtype.time_zone else ""))  # type: ignore[attr-defined]
+            for name, dtype in frame.schema.items()
+            if isinstance(dtype, pl.Datetime)
+        )
+
+    def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+        """COPY ... FROM STDIN in CSV: strings always quoted so '' and NULL stay apart."""
+        preparer = conn.dialect.identifier_preparer
+        columns = ", ".join(preparer.quote(name) for name in frame.columns)
+        command = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+        payload = frame.write_csv(include_header=False, null_value="\\N", quote_style="non_numeric").encode()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(command) as copy:
+            for start in range(0, len(payload), _COPY_CHUNK):
+                copy.write(payload[start : start + _COPY_CHUNK])
+
+    def insert(self, table: sa.Table) -> Any:
+        """PostgreSQL's INSERT construct."""
+        return pg_insert(table)
+
+    def new_values(self, statement: Any) -> Any:
+        """EXCLUDED.*"""
+        return statement.excluded
+
+    def on_conflict_update(
+        self,
+        statement: Any,
+        keys: Sequence[str],
+        set_: dict[str, Any],
+        where: sa.ColumnElement[bool] | None = None,
+    ) -> sa.Insert:
+        """ON CONFLICT (keys) DO UPDATE SET ... [WHERE changed]."""
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)  # type: ignore[no-any-return]

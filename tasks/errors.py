@@ -1,0 +1,113 @@
+"""One error hierarchy for zonesync: transient errors are retried, terminal ones are reported.
+
+Driver exceptions are translated at the boundary with `raise translate(...) from exc`; the translated
+message never contains a connection URL or password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy.exc as sa_exc
+
+
+class SyncError(Exception):
+    """Base of every error zonesync raises on purpose."""
+
+    transient = False
+
+    def __init__(self, message: str, *, mapping: str | None = None, keys: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.mapping = mapping
+        self.keys = tuple(keys)
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"mapping '{self.mapping}': {message}" if self.mapping else message
+
+
+class TransientSyncError(SyncError):
+    """Connection lost, deadlock, lock timeout: running again may succeed."""
+
+    transient = True
+
+
+class TerminalSyncError(SyncError):
+    """Validation, mapping, constraint or configuration problems: running again will not help."""
+
+
+class ConfigError(TerminalSyncError):
+    """A user mistake in settings or arguments (bad URL, unknown mapping, missing table)."""
+
+
+class MappingError(ConfigError):
+    """A `SyncMapping` declaration that cannot work."""
+
+
+class DatabaseUnavailable(TransientSyncError):
+    """The database of a zone cannot be reached."""
+
+
+_URL_PATTERN = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.IGNORECASE)
+_PASSWORD_PATTERN = re.compile(r"(password\s*[=:]\s*)(\S+)", re.IGNORECASE)
+
+# SQLSTATE classes and MySQL error numbers that mean "try again".
+_TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300")
+_TRANSIENT_MYSQL_CODES = {1205, 1213, 2002, 2003, 2006, 2013, 1040, 1053}
+
+
+def scrub(text: str) -> str:
+    """Remove anything that looks like a connection URL or a password from a message."""
+    text = _URL_PATTERN.sub("<url hidden>", text)
+    return _PASSWORD_PATTERN.sub(r"\1***", text)
+
+
+def short_message(exc: BaseException) -> str:
+    """The first line of a driver error, scrubbed, without SQLAlchemy's background links."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line for line in str(original).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else type(original).__name__
+    return scrub(first)[:500]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a (driver or zonesync) error is worth retrying."""
+    if isinstance(exc, SyncError):
+        return exc.transient
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or (isinstance(exc, sa_exc.OperationalError) and _is_disconnect(exc)):
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
+            return True
+        args = getattr(exc.orig, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _TRANSIENT_MYSQL_CODES:
+            return True
+        return "database is locked" in str(exc.orig)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def _is_disconnect(exc: sa_exc.DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(word in text for word in ("connection refused", "could not connect", "server closed", "lost connection"))
+
+
+def translate(exc: BaseException, *, what: str, mapping: str | None = None) -> SyncError:
+    """Turn a driver exception into a SyncError saying what was being done; secrets removed."""
+    if isinstance(exc, SyncError):
+        return exc
+    message = f"{what} failed: {short_message(exc)}"
+    if is_transient(exc):
+        return TransientSyncError(message, mapping=mapping)
+    return TerminalSyncError(message, mapping=mapping)
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry a task only when it failed with a transient error."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False

@@ -1,0 +1,97 @@
+"""Write a batch to the target zone and flag it in the source zone.
+
+A batch that the target refuses because of some of its rows (a constraint, a value the column cannot
+hold) is split in halves until the offending rows are isolated: they are quarantined, the rest land.
+Errors that concern the whole statement (missing column, permissions, connection) are not split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+
+from schemas.mapping import SyncMapping
+from tasks.dialects import Dialect
+from tasks.errors import SyncError, is_transient, short_message, translate
+from tasks.transform import ROW
+from tasks.validate import REJECT_SCHEMA
+
+_ROW_LEVEL_ERRORS = (sa_exc.IntegrityError, sa_exc.DataError)
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    """Which rows landed in the target (by ROW) and which were refused, with the database's reason."""
+
+    landed: pl.DataFrame
+    refused: pl.DataFrame
+
+
+def _is_row_level(exc: BaseException) -> bool:
+    """Errors that some rows cause and others would not (so splitting the batch helps)."""
+    if isinstance(exc, SyncError):
+        return not exc.transient and "bulk load refused a value" in str(exc)
+    return isinstance(exc, _ROW_LEVEL_ERRORS) and not is_transient(exc)
+
+
+def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping: SyncMapping) -> UpsertOutcome:
+    """Upsert `frame` (ROW + target columns); isolate and refuse the rows the target will not take."""
+    refused: list[pl.DataFrame] = []
+    pending = [frame] if frame.height else []
+    while pending:
+        part = pending.pop()
+        try:
+            with dialect.engine.begin() as conn:
+                dialect.upsert(conn, target, part.drop(ROW), mapping.keys)
+        except Exception as exc:
+            if not _is_row_level(exc):
+                raise translate(
+                    exc, what=f"upsert into {mapping.target_zone} table {target.name!r}", mapping=mapping.name
+                ) from exc
+            if part.height == 1:
+                refused.append(_refusal(part, exc))
+            else:
+                middle = part.height // 2
+                pending.extend((part.slice(middle), part.slice(0, middle)))
+    refused_frame = pl.concat(refused) if refused else pl.DataFrame(schema=REJECT_SCHEMA)
+    landed = frame.select(ROW).join(refused_frame.select(ROW), on=ROW, how="anti")
+    return UpsertOutcome(landed, refused_frame)
+
+
+def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
+    reason = "constraint" if isinstance(exc, sa_exc.IntegrityError) else "target_error"
+    return pl.DataFrame(
+        {ROW: row[ROW], "reason": [reason], "detail": [f"target refused the row: {short_message(exc)}"]},
+        schema=REJECT_SCHEMA,
+    )
+
+
+def flag_rows(
+    dialect: Dialect,
+    source: sa.Table,
+    guard: pl.DataFrame,
+    mapping: SyncMapping,
+    dtypes: dict[str, pl.DataType],
+) -> int:
+    """Set the flag of rows still equal (version or values) to what was read; return how many were flagged."""
+    if guard.is_empty():
+        return 0
+    try:
+        with dialect.engine.begin() as conn:
+            return dialect.flag(conn, source, mapping.flag_column, guard, mapping.source_keys, dtypes)
+    except Exception as exc:
+        raise translate(
+            exc,
+            what=f"flagging synced rows in {mapping.source_zone} table {source.name!r}",
+            mapping=mapping.name,
+        ) from exc
+
+
+def guard_frame(raw: pl.DataFrame, landed: pl.DataFrame, mapping: SyncMapping) -> pl.DataFrame:
+    """The raw key and guard values of the rows that landed, as read (the flag compares against these)."""
+    columns: Sequence[str] = list(dict.fromkeys([*mapping.source_keys, *mapping.guard_columns]))
+    return raw.with_row_index(ROW).join(landed, on=ROW, how="semi").select(columns)

@@ -1,0 +1,209 @@
+"""The sync engine: read unsynced rows, transform, validate, upsert, flag, quarantine — batch by batch.
+
+Three things overlap, each on its own connection: reading batch k+1 from the source, writing batch k to
+the target, and flagging batch k-1 in the source. The source flag of a row is set only after the target
+transaction holding it has committed, and only if the row still holds the values that were read, so a
+crash at any point leaves rows unflagged (to be sent again), never flagged wrongly. At most three batches
+are held in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+from sqlalchemy.engine import Engine
+
+from schemas.mapping import SyncMapping
+from tasks import bookkeeping
+from tasks.catalog import mapping_tables
+from tasks.dialects import dialect_for
+from tasks.errors import SyncError, translate
+from tasks.extract import UnsyncedReader, last_key
+from tasks.load import flag_rows, guard_frame, upsert_rows
+from tasks.transform import ROW, to_target_schema
+from tasks.validate import rejects, split_valid
+
+SyncStatus = Literal["success", "partial", "no_record", "error"]
+PHASES = ("read", "transform", "upsert", "flag", "quarantine")
+
+
+@dataclass
+class MappingSyncResult:
+    """What one mapping's sync did (the per-mapping row of `SyncReport`)."""
+
+    mapping: str
+    read: int = 0
+    upserted: int = 0
+    flagged: int = 0
+    quarantined: int = 0
+    changed_in_flight: int = 0
+    seconds: float = 0.0
+    status: SyncStatus = "success"
+    message: str = ""
+    pending_at_start: int = 0
+    batches: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def settle(self) -> None:
+        """Derive the final status from the counts (an error status is kept)."""
+        self.changed_in_flight = self.upserted - self.flagged
+        if self.status == "error":
+            return
+        if self.read == 0:
+            self.status = "no_record"
+        elif self.quarantined or self.changed_in_flight:
+            self.status = "partial"
+
+
+@dataclass(frozen=True)
+class Zones:
+    """The engines a sync needs: where rows come from, where they go, where bookkeeping lives."""
+
+    source: Engine
+    target: Engine
+    intranet: Engine
+
+
+class _Timer:
+    def __init__(self, result: MappingSyncResult) -> None:
+        self.result = result
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.result.phase_seconds[name] += time.perf_counter() - started
+
+
+def sync_mapping_rows(
+    mapping: SyncMapping,
+    zones: Zones,
+    batch_size: int,
+    on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
+) -> MappingSyncResult:
+    """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message."""
+    result = MappingSyncResult(mapping=mapping.name)
+    started = time.perf_counter()
+    try:
+        _run(mapping, zones, batch_size, result, on_batch)
+    except SyncError as exc:
+        result.status, result.message = "error", str(exc)
+        if exc.transient:
+            raise
+    finally:
+        result.seconds = time.perf_counter() - started
+        result.settle()
+    return result
+
+
+def _run(
+    mapping: SyncMapping,
+    zones: Zones,
+    batch_size: int,
+    result: MappingSyncResult,
+    on_batch: Callable[[MappingSyncResult], None],
+) -> None:
+    tables = mapping_tables(mapping, zones.source, zones.target)
+    source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
+    reader = UnsyncedReader(mapping, source_dialect, tables.source)
+    timer = _Timer(result)
+    with timer.phase("read"):
+        result.pending_at_start = _guarded(reader.count_pending, mapping, "counting unsynced rows")
+    if result.pending_at_start == 0:
+        return
+    has_open_errors = bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0
+
+    def read(after: tuple[Any, ...] | None) -> pl.DataFrame:
+        with timer.phase("read"):
+            return _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
+
+    def flag(guard: pl.DataFrame) -> int:
+        with timer.phase("flag"):
+            return flag_rows(source_dialect, tables.source, guard, mapping, reader.dtypes)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"zonesync-{mapping.name}") as pool:
+        next_read: Future[pl.DataFrame] | None = pool.submit(read, None)
+        flagging: Future[int] | None = None
+        try:
+            while next_read is not None:
+                raw = next_read.result()
+                if raw.is_empty():
+                    break
+                full = raw.height == batch_size
+                next_read = pool.submit(read, last_key(raw, mapping)) if full else None
+                guard = _send_batch(raw, mapping, tables.target, target_dialect, zones, timer, has_open_errors)
+                if flagging is not None:
+                    result.flagged += flagging.result()
+                flagging = pool.submit(flag, guard)
+                result.batches += 1
+                on_batch(result)
+        finally:
+            if next_read is not None:
+                next_read.cancel()
+            if flagging is not None:
+                result.flagged += flagging.result()
+    on_batch(result)
+
+
+def _send_batch(
+    raw: pl.DataFrame,
+    mapping: SyncMapping,
+    target: Any,
+    target_dialect: Any,
+    zones: Zones,
+    timer: _Timer,
+    has_open_errors: bool,
+) -> pl.DataFrame:
+    """Transform, validate, upsert and quarantine one batch; return the guard rows to flag."""
+    result = timer.result
+    result.read += raw.height
+    with timer.phase("transform"):
+        shaped = to_target_schema(raw, mapping)
+        checked = split_valid(shaped.frame.join(shaped.losses.select(ROW), on=ROW, how="anti"), mapping)
+    with timer.phase("upsert"):
+        outcome = upsert_rows(target_dialect, target, checked.valid, mapping)
+    refused = pl.concat([rejects(shaped.losses, "type_loss"), checked.rejected, outcome.refused])
+    with timer.phase("quarantine"):
+        result.quarantined += _quarantine(raw, refused, mapping, zones.intranet)
+        if has_open_errors and outcome.landed.height:
+            landed_keys = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
+            bookkeeping.resolve(zones.intranet, mapping.name, _record_keys(landed_keys, mapping).to_list())
+    result.upserted += outcome.landed.height
+    return guard_frame(raw, outcome.landed, mapping)
+
+
+def _record_keys(raw: pl.DataFrame, mapping: SyncMapping) -> pl.Series:
+    """Record keys named by target key columns, valued as read from the source."""
+    renamed = raw.select(pl.col(c.source).alias(c.name) for c in mapping.key_columns)
+    return bookkeeping.record_keys(renamed, mapping.keys)
+
+
+def _quarantine(raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping, intranet: Engine) -> int:
+    if refused.is_empty():
+        return 0
+    rows = raw.with_row_index(ROW).join(refused, on=ROW, how="inner")
+    rows = rows.with_columns(_record_keys(rows, mapping))
+    merged = rows.group_by("record_key", maintain_order=True).agg(
+        pl.col("reason").first(), pl.col("detail").str.join("; ")
+    )
+    try:
+        return bookkeeping.quarantine(intranet, mapping, merged)
+    except Exception as exc:
+        raise translate(exc, what="recording quarantined rows in sync_error", mapping=mapping.name) from exc
+
+
+def _guarded(action: Callable[[], Any], mapping: SyncMapping, what: str) -> Any:
+    try:
+        return action()
+    except SyncError:
+        raise
+    except Exception as exc:
+        raise translate(exc, what=f"{what} in the {mapping.source_zone} zone", mapping=mapping.name) from exc
