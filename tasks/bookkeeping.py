@@ -161,3 +161,21 @@ def recent_jobs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
     query = sa.select(batch_job).order_by(batch_job.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def open_errors(engine: Engine, mappings: Sequence[str], limit: int = 20) -> list[dict[str, Any]]:
+    """The most recently seen unresolved quarantine rows of some mappings."""
+    query = (
+        sa.select(sync_error)
+        .where(sync_error.c.mapping.in_(list(mappings)), sync_error.c.resolved_at.is_(None))
+        .order_by(sync_error.c.last_seen.desc(), sync_error.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def missing_tables(engine: Engine) -> list[str]:
+    """Bookkeeping tables that `zonesync init` has not created yet."""
+    existing = set(sa.inspect(engine).get_table_names())
+    return [name for name in metadata.tables if name not in existing]

@@ -150,7 +150,6 @@ def _run(
                 next_read.cancel()
             if flagging is not None:
                 result.flagged += flagging.result()
-    on_batch(result)
 
 
 def _send_batch(

@@ -1,0 +1,93 @@
+"""Prefect artifacts and log lines that report a sync run: a summary, a table, and live progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from sqlalchemy.engine import Engine
+
+from schemas.mapping import SyncMapping
+from tasks.bookkeeping import open_errors
+from tasks.sync import MappingSyncResult
+
+RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
+
+
+class BatchProgress:
+    """Logs each batch and keeps a progress artifact (0 to 100 %) current while a mapping syncs."""
+
+    def __init__(self, mapping: SyncMapping, flow_key: str) -> None:
+        self.mapping = mapping
+        self.flow_key = flow_key
+        self.artifact_id: Any = None
+        self.logger = get_run_logger()
+
+    def __call__(self, result: MappingSyncResult) -> None:
+        """Called after every batch (and once at the end) with the counts so far."""
+        total = max(result.pending_at_start, result.read, 1)
+        percent = min(100.0, 100.0 * result.read / total)
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(
+                progress=percent,
+                key=f"{self.flow_key}-progress-{self.mapping.artifact_slug}",
+                description=f"Rows of {self.mapping.name} read so far, of {result.pending_at_start} pending at start",
+            )
+        else:
+            update_progress_artifact(self.artifact_id, progress=percent)
+        self.logger.info(
+            "%s: batch %s, %s of %s rows read, %s upserted, %s quarantined",
+            self.mapping.name, result.batches, result.read, result.pending_at_start, result.upserted,
+            result.quarantined,
+        )  # fmt: skip
+
+
+def result_rows(results: Sequence[MappingSyncResult]) -> list[dict[str, Any]]:
+    """One JSON-ready row per mapping for table artifacts."""
+    return [
+        {"mapping": r.mapping, "status": r.status, **{c: getattr(r, c) for c in RESULT_COLUMNS},
+         "seconds": round(r.seconds, 3), "message": r.message}
+        for r in results
+    ]  # fmt: skip
+
+
+def summary_markdown(title: str, results: Sequence[MappingSyncResult], intranet: Engine | None) -> str:
+    """The run summary: per-mapping counts, then a sample of the open quarantine with reasons."""
+    lines = [f"# {title}", "", "| mapping | status | " + " | ".join(RESULT_COLUMNS) + " | seconds |"]
+    lines.append("|" + " --- |" * (len(RESULT_COLUMNS) + 3))
+    for r in results:
+        counts = " | ".join(str(getattr(r, c)) for c in RESULT_COLUMNS)
+        lines.append(f"| {r.mapping} | {r.status} | {counts} | {r.seconds:.2f} |")
+    for r in results:
+        if r.message:
+            lines += ["", f"**{r.mapping}**: {_escape(r.message)}"]
+    quarantined = [r.mapping for r in results if r.quarantined]
+    if quarantined and intranet is not None:
+        lines += ["", "## Quarantined records (sample)", "", "| mapping | record key | reason | detail | attempts |"]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for row in open_errors(intranet, quarantined, limit=20):
+            cells = (row["mapping"], row["record_key"], row["reason"], _escape(row["detail"])[:200], row["attempts"])
+            lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+        lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def publish_summary(flow_key: str, title: str, results: Sequence[MappingSyncResult], intranet: Engine | None) -> None:
+    """Publish the Markdown summary and the per-mapping table of a run."""
+    create_markdown_artifact(
+        markdown=summary_markdown(title, results, intranet),
+        key=f"{flow_key}-summary",
+        description=title,
+    )
+    create_table_artifact(table=result_rows(results), key=f"{flow_key}-report", description=f"{title}: per mapping")
