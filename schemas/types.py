@@ -6,16 +6,18 @@ SQLite has no exact decimal and no tz-aware timestamp: its NUMERIC affinity sile
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 
-def exact_decimal(precision: int, scale: int) -> sa.types.TypeEngine[object]:
+def exact_decimal(precision: int, scale: int) -> sa.types.TypeEngine[Any]:
     """numeric(p, s) on servers, text on SQLite (which would otherwise lose digits)."""
     return sa.Numeric(precision, scale).with_variant(sa.String(precision + 2), "sqlite")
 
 
-def utc_timestamp() -> sa.types.TypeEngine[object]:
+def utc_timestamp() -> sa.types.TypeEngine[Any]:
     """timestamptz on PostgreSQL, DATETIME(6) holding UTC on MariaDB, ISO-8601 text on SQLite."""
     return (
         sa.DateTime(timezone=True)
@@ -24,7 +26,7 @@ def utc_timestamp() -> sa.types.TypeEngine[object]:
     )
 
 
-def unicode_text(length: int) -> sa.types.TypeEngine[object]:
+def unicode_text(length: int) -> sa.types.TypeEngine[Any]:
     """varchar(length) that keeps every Unicode character (utf8mb4 on MariaDB)."""
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"

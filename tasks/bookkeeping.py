@@ -140,6 +140,7 @@ def start_job(engine: Engine, job_name: str, business_date: date, flow_run_id: s
                 started_at=utc_now(), flow_run_id=flow_run_id,
             )
         )  # fmt: skip
+        assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
 
 

@@ -50,7 +50,8 @@ class Dialect:
         Only keyset boundaries read from the database itself are rendered, by SQLAlchemy's literal
         processors (which quote and escape them); identifiers come from validated mappings.
         """
-        neutral = type(self.engine.dialect)(paramstyle="named")
+        dialect_class: Any = type(self.engine.dialect)
+        neutral = dialect_class(paramstyle="named")
         return str(statement.compile(dialect=neutral, compile_kwargs={"literal_binds": True}))
 
     def read_frame(self, query: sa.Select[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -170,6 +171,10 @@ class Dialect:
         statement = self.insert(table)
         new = self.new_values(statement)
         return self.on_conflict_update(statement, keys, {name: new[name] for name in replace} | (extra or {}))
+
+    def table_advice(self, table: sa.Table) -> list[str]:
+        """Storage settings that make flagging cheaper on this database (none by default)."""
+        return []
 
     # -- documentation --------------------------------------------------------------------------
     def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:

@@ -56,8 +56,7 @@ class MariaDBDialect(Dialect):
                 "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
                 f"LINES TERMINATED BY '\\n' ({columns})"
             )
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
+            raw: Any = conn.connection.dbapi_connection
             with raw.cursor() as cursor:
                 cursor.execute(command, (path,))
                 warnings = raw.show_warnings()
@@ -90,7 +89,7 @@ class MariaDBDialect(Dialect):
         where: sa.ColumnElement[bool] | None = None,
     ) -> sa.Insert:
         """ON DUPLICATE KEY UPDATE (never REPLACE, which deletes and reinserts); unchanged rows cost nothing."""
-        return statement.on_duplicate_key_update(set_)  # type: ignore[no-any-return]
+        return statement.on_duplicate_key_update(set_)
 
     def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
         """MariaDB has no partial indexes: lead with the flag so unsynced rows are one range."""

@@ -49,8 +49,7 @@ class SQLiteDialect(Dialect):
         compiled = query.compile(dialect=self.engine.dialect)
         parameters = [compiled.params[name] for name in compiled.positiontup or []]
         with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
+            raw: Any = conn.connection.dbapi_connection
             rows = raw.execute(str(compiled), parameters).fetchall()
         stored = {name: _stored_type(dtype) for name, dtype in schema.items()}
         return pl.DataFrame(rows, schema=stored, orient="row")
@@ -72,13 +71,12 @@ class SQLiteDialect(Dialect):
                 converted.append(pl.col(name).cast(pl.Int8))
         return frame.with_columns(converted)
 
-    def _executemany(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
+    def _executemany(self, conn: Connection, statement: sa.ClauseElement, frame: pl.DataFrame) -> int:
         """Compile once with positional parameters and run through the stdlib cursor (3x SQLAlchemy's speed)."""
-        compiled = statement.compile(dialect=conn.dialect)
+        compiled: Any = statement.compile(dialect=conn.dialect)
         order = list(compiled.positiontup or [])
         rows = self.encode(frame).select(order).iter_rows()
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
+        raw: Any = conn.connection.dbapi_connection
         cursor = raw.cursor()
         try:
             cursor.executemany(str(compiled), rows)
@@ -102,7 +100,7 @@ class SQLiteDialect(Dialect):
         where: sa.ColumnElement[bool] | None = None,
     ) -> sa.Insert:
         """ON CONFLICT (keys) DO UPDATE SET ... [WHERE changed]."""
-        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)  # type: ignore[no-any-return]
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
 
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
         """INSERT ... VALUES (?) ON CONFLICT DO UPDATE, executemany in the caller's transaction."""
@@ -122,7 +120,7 @@ class SQLiteDialect(Dialect):
         dtypes: dict[str, pl.DataType],
     ) -> int:
         """UPDATE ... WHERE key = ? AND column IS ? for each row read (the guard values are raw reads)."""
-        params = {name: sa.bindparam(name) for name in guard.columns}
+        params: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(name) for name in guard.columns}
         statement = (
             sa.update(source)
             .where(*self._guard_conditions(source, params, guard.columns, keys, dtypes))

@@ -1,0 +1,35 @@
+# Everything starts from plain Python 3.11+ and make: the first target that needs it creates .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install zonesync with its dev tools
+
+demo: $(STAMP)  ## run the demo on the embedded SQLite default
+	$(BIN)/zonesync demo
+
+test: $(STAMP)  ## run the tests (PostgreSQL/MariaDB too when ZONESYNC_TEST_*_URL are set)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy schemas tasks flows deployments
+
+bench: $(STAMP)  ## 1M-row PostgreSQL benchmark against the pure-database floor
+	$(BIN)/python -m bench.retry_sync
+
+bench-quick: $(STAMP)  ## the same on 100k rows, one repetition
+	$(BIN)/python -m bench.retry_sync --quick
+
+clean:
+	rm -rf $(VENV) .zonesync .pytest_cache .ruff_cache .mypy_cache

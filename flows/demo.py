@@ -1,0 +1,37 @@
+"""`zonesync demo`: the story on the embedded SQLite default, told step by step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flows.retry_sync import SyncReport, retry_sync
+from schemas.registry import all_mappings
+from tasks.demo_data import INVALID_MERCHANTS, fix_merchant_name, reset_demo_zones, seed_demo
+from tasks.engines import get_engine
+from tasks.errors import ConfigError
+from tasks.inspect import check_mapping
+
+Say = Callable[[str], None]
+
+
+def run_demo(say: Say) -> list[SyncReport]:
+    """Create and seed the demo zones, run the retry sync, fix a quarantined row, run it again."""
+    registered = all_mappings()
+    if "merchants" not in registered or "payments" not in registered:
+        raise ConfigError("the demo needs the demo mappings: set ZONESYNC_MAPPING_MODULES=schemas.examples")
+    intranet, internet = get_engine("intranet"), get_engine("internet")
+    say("[bold]1. init[/]: demo tables and bookkeeping tables (batch_job, sync_error), recreated empty")
+    reset_demo_zones(intranet, internet)
+    for mapping in registered.values():
+        source, target = get_engine(mapping.source_zone), get_engine(mapping.target_zone)
+        check = check_mapping(mapping, source, target)
+        say(f"   mapping {mapping.name}: {'ok' if check.ok else '; '.join(check.problems)}")
+    merchants, payments = seed_demo(intranet, internet)
+    invalid = ", ".join(f"#{key} ({why})" for key, why in INVALID_MERCHANTS.items())
+    say(f"[bold]2. seed[/]: {merchants} merchants in the intranet zone (invalid: {invalid}), {payments} payments")
+    say("[bold]3. retry sync[/]: unsynced merchants go to the internet zone; invalid ones are quarantined")
+    first = retry_sync()
+    say("[bold]4. fix[/]: an operator corrects merchant #13's name; the next retry carries it and resolves it")
+    fix_merchant_name(intranet, 13, "Toko Baru #13")
+    second = retry_sync()
+    return [first, second]

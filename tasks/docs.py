@@ -1,0 +1,53 @@
+"""Data-mapping documentation derived from the declarations, in the specification's table format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import polars as pl
+
+from schemas.mapping import SyncMapping
+
+_ZONE_TITLE = {"intranet": "Intranet", "internet": "Internet"}
+
+
+def type_name(dtype: pl.DataType) -> str:
+    """A reader-friendly name for a column type."""
+    if isinstance(dtype, pl.Decimal):
+        return f"decimal({dtype.precision},{dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return (
+            f"timestamp({dtype.time_unit}, {dtype.time_zone})" if dtype.time_zone else f"timestamp({dtype.time_unit})"
+        )
+    return {pl.String: "text", pl.Boolean: "boolean", pl.Date: "date"}.get(type(dtype), str(dtype).lower())
+
+
+def mapping_markdown(mapping: SyncMapping) -> str:
+    """One mapping as `Zone | Database Table | Field Name` rows plus its field list."""
+    fields = ", ".join(f"{c.name} ({type_name(c.dtype)}{'' if c.nullable else ', required'})" for c in mapping.columns)
+    source_fields = ", ".join(c.source for c in mapping.columns)
+    lines = [
+        f"#### {mapping.name}",
+        "",
+        mapping.description or f"{mapping.direction.replace('_', ' ')}",
+        "",
+        "| Zone | Database Table | Field Name |",
+        "| --- | --- | --- |",
+        f"| {_ZONE_TITLE[mapping.source_zone]} | {mapping.source_table} | {source_fields}, {mapping.flag_column} |",
+        f"| {_ZONE_TITLE[mapping.target_zone]} | {mapping.target_table} | {fields} |",
+        "",
+        f"- Keys: {', '.join(mapping.keys)}; flag: `{mapping.flag_column}` in the {mapping.source_zone} zone",
+    ]
+    if mapping.renames:
+        lines.append("- Renamed: " + ", ".join(f"{s} → {t}" for s, t in mapping.renames.items()))
+    if mapping.version_column:
+        lines.append(f"- Changes in flight detected by: {mapping.version_column}")
+    if mapping.eligible:
+        lines.append("- Eligible rows: " + ", ".join(f"{k} = {v!r}" for k, v in mapping.eligible.items()))
+    lines.append("- Source columns not listed never leave the source zone.")
+    return "\n".join(lines)
+
+
+def mappings_markdown(mappings: Iterable[SyncMapping]) -> str:
+    """Every mapping's data-mapping table, in the specification's format."""
+    return "### Data Mapping\n\n" + "\n\n".join(mapping_markdown(m) for m in mappings) + "\n"

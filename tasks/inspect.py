@@ -1,0 +1,90 @@
+"""What `zonesync init` and `zonesync status` learn from the live databases about each mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from schemas.mapping import SyncMapping
+from tasks.catalog import has_unique_key, mapping_tables, reflect_table
+from tasks.dialects import dialect_for
+from tasks.errors import SyncError
+
+
+@dataclass
+class MappingCheck:
+    """Problems (the mapping cannot run), warnings (it runs, but should be fixed) and index advice."""
+
+    mapping: str
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the mapping can run."""
+        return not self.problems
+
+
+def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> MappingCheck:
+    """Check tables, columns, key uniqueness and the flag column of a mapping against the live databases."""
+    check = MappingCheck(mapping.name)
+    try:
+        tables = mapping_tables(mapping, source, target)
+    except SyncError as exc:
+        check.problems.append(str(exc).removeprefix(f"mapping '{mapping.name}': "))
+        return check
+    if not has_unique_key(tables.target, mapping.keys):
+        check.problems.append(
+            f"target table {mapping.target_table!r} has no primary key or unique index on ({', '.join(mapping.keys)}): "
+            "upserts need one"
+        )
+    if not has_unique_key(tables.source, mapping.source_keys):
+        check.warnings.append(
+            f"source table {mapping.source_table!r} has no unique key on ({', '.join(mapping.source_keys)}): "
+            "duplicate keys are quarantined as duplicate_key"
+        )
+    flag = tables.source.c[mapping.flag_column]
+    if not isinstance(flag.type, sa.Boolean | sa.Integer):
+        check.problems.append(f"flag column {mapping.flag_column!r} must be boolean, not {flag.type}")
+    dialect = dialect_for(source)
+    check.advice.append(dialect.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
+    check.advice.extend(dialect.table_advice(tables.source))
+    return check
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How far behind a mapping is."""
+
+    mapping: str
+    unsynced: int
+    oldest: datetime | None
+
+
+def backlog(mapping: SyncMapping, source: Engine) -> Backlog:
+    """Unsynced eligible rows and, when the version column is a timestamp, the oldest one's time."""
+    table = reflect_table(source, mapping.source_table, mapping.source_zone, mapping.name)
+    dialect = dialect_for(source)
+    pending = [dialect.not_synced(table.c[mapping.flag_column])]
+    pending += [table.c[column] == value for column, value in (mapping.eligible or {}).items()]
+    columns: list[Any] = [sa.func.count()]
+    version = table.c.get(mapping.version_column or "")
+    if version is not None and isinstance(version.type, sa.DateTime):
+        columns.append(sa.func.min(version))
+    with source.connect() as conn:
+        row = conn.execute(sa.select(*columns).select_from(table).where(*pending)).one()
+    oldest = _as_datetime(row[1]) if len(row) > 1 else None
+    return Backlog(mapping.name, int(row[0]), oldest)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """Timestamps come back as datetimes, or as ISO text from SQLite."""
+    if value is None or isinstance(value, datetime):
+        return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
+    parsed = datetime.fromisoformat(str(value))
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
