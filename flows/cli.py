@@ -17,7 +17,7 @@ from tasks.errors import ConfigError, SyncError, translate
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
 console = Console(width=max(120, Console().width))
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -77,8 +77,9 @@ def retry(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone."""
-    from flows.retry_sync import retry_sync
+    from flows.retry_sync import check_run_settings, retry_sync
 
+    check_run_settings("intranet_to_internet", mapping or None)  # before a Prefect run starts
     report = retry_sync(mappings=mapping or None, batch_size=batch_size)
     print_sync_report(report)
     if not report.ok:

@@ -14,10 +14,11 @@ from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from schemas.mapping import Direction, SyncMapping
 from schemas.registry import get_mapping, select_mappings
-from schemas.settings import get_settings
+from schemas.settings import ZONES, get_settings
 from tasks import bookkeeping
-from tasks.engines import get_engine
+from tasks.engines import get_engine, zone_url
 from tasks.errors import ConfigError, retry_transient
 from tasks.report import BatchProgress, publish_summary
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
@@ -90,10 +91,18 @@ def _outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult
     return MappingSyncResult(mapping=mapping, status="error", message=f"task ended {state.type.value}")
 
 
+def check_run_settings(direction: Direction, names: list[str] | None) -> list[SyncMapping]:
+    """Fail fast on unknown mappings and bad zone URLs; return the selected mappings."""
+    selected = select_mappings(direction, names)
+    for zone in ZONES:
+        zone_url(zone)
+    return selected
+
+
 @flow(name="retry-sync", description="Cron retry sync: push unsynced intranet rows to the internet zone.")
 def retry_sync(mappings: list[str] | None = None, batch_size: int | None = None) -> SyncReport:
     """Sync every (or the named) intranet_to_internet mapping; returns per-mapping counts."""
-    selected = select_mappings("intranet_to_internet", mappings)
+    selected = check_run_settings("intranet_to_internet", mappings)
     size = batch_size or get_settings().batch_size
     intranet = get_engine("intranet")
     if missing := bookkeeping.missing_tables(intranet):
