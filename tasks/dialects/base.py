@@ -44,6 +44,16 @@ class Dialect:
             return keys[0] > values[0]
         return sa.tuple_(*keys) > sa.tuple_(*(sa.literal(v) for v in values))
 
+    def key_range(self, table: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> sa.ColumnElement[bool]:
+        """The batch's key range: lets the planner probe one index range instead of scanning the table."""
+        columns = [table.c[key] for key in keys]
+        ordered = frame.select(keys).sort(keys)
+        first, last = ordered.row(0), ordered.row(-1)
+        if len(columns) == 1:
+            return columns[0].between(first[0], last[0])
+        row = sa.tuple_(*columns)
+        return sa.and_(row >= sa.tuple_(*map(sa.literal, first)), row <= sa.tuple_(*map(sa.literal, last)))
+
     def render(self, statement: sa.ClauseElement) -> str:
         """A statement as literal SQL for connectorx, which takes no bound parameters.
 
@@ -133,6 +143,7 @@ class Dialect:
         statement = (
             sa.update(source)
             .where(*self._guard_conditions(source, temp, guard.columns, keys, dtypes))
+            .where(self.key_range(source, guard, keys))
             .where(self.not_synced(source.c[flag_column]))
             .values({flag_column: sa.true()})
         )

@@ -43,6 +43,10 @@ class MariaDBDialect(Dialect):
             branches.append(sa.and_(*equal, keys[position] > values[position]))
         return sa.or_(*branches)
 
+    def key_range(self, table: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> sa.ColumnElement[bool]:
+        """Single keys only: MariaDB cannot use an index for row-value comparisons anyway."""
+        return super().key_range(table, frame, keys) if len(keys) == 1 else sa.true()
+
     def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
         """LOAD DATA LOCAL INFILE; any warning (truncation, bad value) fails the load instead of passing."""
         preparer = conn.dialect.identifier_preparer
