@@ -61,7 +61,7 @@ def init() -> None:
         for warning in check.warnings:
             console.print(f"  [yellow]warning:[/] {warning}")
         if check.advice:
-            console.print("  recommended for the flag column (fast backlog reads):")
+            console.print(f"  recommended in the {mapping.source_zone} zone (fast backlog reads, cheap flagging):")
             for statement in check.advice:
                 console.print(f"    {statement}", highlight=False, soft_wrap=True)
     if failed:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -74,12 +75,18 @@ def backlog(mapping: SyncMapping, source: Engine) -> Backlog:
     pending += [table.c[column] == value for column, value in (mapping.eligible or {}).items()]
     columns: list[Any] = [sa.func.count()]
     version = table.c.get(mapping.version_column or "")
-    if version is not None and isinstance(version.type, sa.DateTime):
+    if version is not None and _is_timestamp(mapping, version):
         columns.append(sa.func.min(version))
     with source.connect() as conn:
         row = conn.execute(sa.select(*columns).select_from(table).where(*pending)).one()
     oldest = _as_datetime(row[1]) if len(row) > 1 else None
     return Backlog(mapping.name, int(row[0]), oldest)
+
+
+def _is_timestamp(mapping: SyncMapping, column: sa.Column[Any]) -> bool:
+    """The declared model type decides (SQLite stores timestamps as text); else the database's type."""
+    declared = {c.source: c.dtype for c in mapping.columns}.get(column.name)
+    return isinstance(declared, pl.Datetime) or isinstance(column.type, sa.DateTime)
 
 
 def _as_datetime(value: Any) -> datetime | None:
