@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_origin, get_type_hints
 
 import pandera.polars as pa
 import polars as pl
@@ -93,16 +93,15 @@ class SyncMapping:
         """Target columns in model order, each with its source column and polars type."""
         sources = {target: source for source, target in self.renames.items()}
         schema = self.model.to_schema()
-        return tuple(
-            TargetColumn(
-                name=name,
-                source=sources.get(name, name),
-                dtype=_polars_dtype(column.dtype),
-                nullable=bool(column.nullable),
-                is_key=name in self.keys,
-            )
-            for name, column in schema.columns.items()
-        )
+        hints = get_type_hints(self.model, include_extras=True)
+        columns = []
+        for name, column in schema.columns.items():
+            try:
+                dtype = _polars_dtype(column.dtype, hints.get(name))
+            except MappingError as exc:
+                raise MappingError(f"column {name!r}: {exc}", mapping=self.name) from None
+            columns.append(TargetColumn(name, sources.get(name, name), dtype, bool(column.nullable), name in self.keys))
+        return tuple(columns)
 
     @property
     def target_columns(self) -> tuple[str, ...]:
@@ -204,14 +203,15 @@ class SyncMapping:
             self._check_identifier("eligible filter column", column)
 
 
-def _polars_dtype(pandera_dtype: Any) -> pl.DataType:
+def _polars_dtype(pandera_dtype: Any, hint: Any) -> pl.DataType:
     """The concrete polars type of a model column; only types that can be carried exactly are allowed."""
     dtype = getattr(pandera_dtype, "type", pandera_dtype)
     if isinstance(dtype, type):
         dtype = dtype()
     if isinstance(dtype, pl.Decimal):
-        if dtype.precision is None:
-            raise MappingError(f"decimal columns need an explicit precision and scale, got {dtype}")
+        # pandera turns a bare `pl.Decimal` into Decimal(28, 0): every fraction would then be type_loss.
+        if dtype.precision is None or get_origin(hint) is not Annotated:
+            raise MappingError("a decimal needs its precision and scale: Annotated[pl.Decimal, 18, 2]")
         return dtype
     if isinstance(dtype, pl.Datetime):
         return pl.Datetime(dtype.time_unit or "us", dtype.time_zone)

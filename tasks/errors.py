@@ -89,9 +89,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+_DISCONNECT_WORDS = (
+    "connection refused", "could not connect", "server closed", "lost connection", "timeout expired", "timed out",
+)  # fmt: skip
+
+
 def _is_disconnect(exc: sa_exc.DBAPIError) -> bool:
     text = str(exc.orig).lower()
-    return any(word in text for word in ("connection refused", "could not connect", "server closed", "lost connection"))
+    return any(word in text for word in _DISCONNECT_WORDS)
 
 
 def translate(exc: BaseException, *, what: str, mapping: str | None = None) -> SyncError:

@@ -51,6 +51,9 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, column: TargetColumn) -> tuple[p
         value = _to_datetime(expr, dtype, target)
         if dtype == pl.String:
             return value, _lost(expr, value) | _finer_than(expr, target.time_unit or "us")
+        if isinstance(dtype, pl.Datetime):  # a coarser target unit must not drop digits
+            unit = dtype.time_unit or "us"
+            return value, _lost(expr, value) | (value.dt.epoch(unit) != expr.dt.epoch(unit)).fill_null(False)
     elif dtype == pl.String and isinstance(target, pl.Decimal):
         value = expr.str.strip_chars().cast(target, strict=False)
         wide = expr.str.strip_chars().cast(_WIDE_DECIMAL, strict=False)
@@ -63,6 +66,8 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, column: TargetColumn) -> tuple[p
     else:
         value = expr.cast(target, strict=False)
     lost = _lost(expr, value)
+    if dtype == pl.String and target.is_float():
+        lost = lost | (value.is_infinite() & ~expr.str.to_lowercase().str.contains("inf")).fill_null(False)
     if dtype.is_numeric() and target.is_numeric():
         lost = lost | (value.cast(dtype, strict=False) != expr).fill_null(False)
     return value, lost

@@ -1,0 +1,122 @@
+"""Engines (DESIGN §1, STYLE §5): URL normalisation, and URLs that never leak into errors or logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from schemas.settings import Settings
+from tasks.engines import connectorx_url, create_engine, describe, parse_url, zone_setting, zone_url
+from tasks.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("raw", "backend", "driver"),
+    [
+        ("postgresql://sync:pw@db:5432/pay", "postgresql", "psycopg"),
+        ("postgres://sync:pw@db:5432/pay", "postgresql", "psycopg"),
+        ("postgresql+psycopg2://sync:pw@db:5432/pay", "postgresql", "psycopg"),
+        ("postgresql+psycopg://sync:pw@db:5432/pay", "postgresql", "psycopg"),
+        ("mysql://sync:pw@db:3306/pay", "mysql", "pymysql"),
+        ("mysql+mysqldb://sync:pw@db:3306/pay", "mysql", "pymysql"),
+        ("mariadb://sync:pw@db:3306/pay", "mariadb", "pymysql"),
+        ("mariadb+mariadbconnector://sync:pw@db:3306/pay", "mariadb", "pymysql"),
+    ],
+)
+def test_server_urls_get_the_drivers_zonesync_uses(raw: str, backend: str, driver: str) -> None:
+    url = parse_url(raw, setting="ZONESYNC_INTRANET_URL")
+    assert url.get_backend_name() == backend
+    assert url.get_driver_name() == driver
+    assert sa.create_engine(url).dialect.driver == driver
+    assert (url.username, url.password, url.host, url.database) == ("sync", "pw", "db", "pay")
+
+
+def test_a_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = parse_url("sqlite:///.zonesync/intranet.db", setting="ZONESYNC_INTRANET_URL")
+    assert url.database == str(tmp_path.resolve() / ".zonesync" / "intranet.db")
+
+
+def test_an_absolute_sqlite_path_is_kept(tmp_path: Path) -> None:
+    path = tmp_path.resolve() / "zones" / "internet.db"
+    assert parse_url(f"sqlite:///{path}", setting="S").database == str(path)
+
+
+@pytest.mark.parametrize("raw", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"ZONESYNC_INTERNET_URL.*in-memory"):
+        parse_url(raw, setting="ZONESYNC_INTERNET_URL")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "oracle://scott:hunter2@db.internal:1521/orcl",
+        "mssql+pyodbc://scott:hunter2@db.internal/pay",
+        "not a url, password hunter2 at db.internal",
+        "postgresql://scott:hunter2@db.internal:port/pay",
+    ],
+    ids=["oracle", "mssql", "garbage", "bad-port"],
+)
+def test_bad_urls_are_config_errors_that_do_not_repeat_the_url(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_url(raw, setting="ZONESYNC_INTRANET_URL")
+    message = str(info.value)
+    assert "ZONESYNC_INTRANET_URL" in message
+    assert "hunter2" not in message
+    assert "db.internal" not in message
+    assert "scott" not in message
+
+
+def test_an_unsupported_database_is_named() -> None:
+    with pytest.raises(ConfigError, match="'oracle'"):
+        parse_url("oracle://scott:hunter2@db/orcl", setting="S")
+
+
+def test_zone_url_reads_the_zone_setting(tmp_path: Path) -> None:
+    settings = Settings(
+        intranet_url=SecretStr("postgres://sync:pw@core/pay"), internet_url=SecretStr(f"sqlite:///{tmp_path}/i.db")
+    )
+    assert zone_url("intranet", settings).drivername.startswith("postgresql")
+    assert zone_url("internet", settings).get_backend_name() == "sqlite"
+
+
+def test_zone_url_errors_name_the_environment_variable() -> None:
+    settings = Settings(internet_url=SecretStr("oracle://scott:hunter2@db/orcl"))
+    with pytest.raises(ConfigError) as info:
+        zone_url("internet", settings)
+    assert zone_setting("internet") == "ZONESYNC_INTERNET_URL"
+    assert "ZONESYNC_INTERNET_URL" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_describe_hides_the_password() -> None:
+    url = parse_url("postgresql://sync:s3cret@db:5432/pay", setting="S")
+    assert describe(url) == "postgresql://sync:***@db:5432/pay"
+    assert describe(sa.create_engine(url)) == "postgresql://sync:***@db:5432/pay"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://sync:s3cret@db:5432/pay", "postgresql://sync:s3cret@db:5432/pay"),
+        ("mysql+pymysql://sync:s3cret@db:3306/pay", "mysql://sync:s3cret@db:3306/pay"),
+        ("mariadb+pymysql://sync:s3cret@db:3306/pay", "mysql://sync:s3cret@db:3306/pay"),
+        ("postgresql+psycopg://sync:p%40ss@db/pay", "postgresql://sync:p%40ss@db/pay"),
+        ("sqlite:////var/lib/zonesync/intranet.db", "sqlite:///var/lib/zonesync/intranet.db"),
+    ],
+    ids=["postgresql", "mysql", "mariadb", "escaped-password", "sqlite"],
+)
+def test_connectorx_url_has_no_driver_suffix(url: str, expected: str) -> None:
+    assert connectorx_url(sa.create_engine(url)) == expected
+
+
+def test_create_engine_makes_the_sqlite_directory_without_connecting(tmp_path: Path) -> None:
+    url = parse_url(f"sqlite:///{tmp_path}/zones/intranet.db", setting="S")
+    engine = create_engine(url)
+    assert (tmp_path / "zones").is_dir()
+    assert not (tmp_path / "zones" / "intranet.db").exists()
+    assert engine.url.database == url.database

@@ -1,0 +1,198 @@
+"""The error hierarchy (STYLE §6): secrets scrubbed, driver errors classified transient or terminal."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pymysql
+import pytest
+import sqlalchemy.exc as sa_exc
+from prefect.states import Completed, Failed
+
+from tasks.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    MappingError,
+    SyncError,
+    TerminalSyncError,
+    TransientSyncError,
+    is_transient,
+    retry_transient,
+    scrub,
+    short_message,
+    translate,
+)
+
+
+def wrapped(kind: type[sa_exc.DBAPIError], driver_error: Exception, **kwargs: object) -> sa_exc.DBAPIError:
+    """A driver error as SQLAlchemy raises it."""
+    return kind("SELECT 1", {}, driver_error, **kwargs)  # type: ignore[arg-type]
+
+
+# -- scrub ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "secret"),
+    [
+        ("cannot reach postgresql+psycopg://sync:s3cret@db.internal:5432/pay now", "s3cret@db.internal"),
+        ("cannot reach mysql://sync:s3cret@dmz/shop", "s3cret"),
+        ("bad dsn 'postgresql://u:s3cret@h/db'", "s3cret"),
+        ("dsn: host=db user=sync password=s3cret dbname=pay", "s3cret"),
+        ("login failed (PASSWORD: s3cret)", "s3cret"),
+    ],
+    ids=["url", "mysql-url", "quoted-url", "libpq-keywords", "password-colon"],
+)
+def test_scrub_removes_urls_and_passwords(message: str, secret: str) -> None:
+    scrubbed = scrub(message)
+    assert secret not in scrubbed
+    assert scrubbed != message
+
+
+def test_scrub_keeps_ordinary_messages() -> None:
+    message = 'duplicate key value violates unique constraint "merchant_pkey"'
+    assert scrub(message) == message
+
+
+def test_short_message_is_the_scrubbed_first_line_of_the_driver_error() -> None:
+    driver = psycopg.OperationalError("could not translate host name for postgresql://u:s3cret@h/db\nDETAIL: more")
+    message = short_message(wrapped(sa_exc.OperationalError, driver))
+    assert "s3cret" not in message
+    assert "DETAIL" not in message
+    assert "[SQL:" not in message
+    assert "sqlalche.me" not in message
+    assert message.startswith("could not translate host name")
+
+
+# -- classification ------------------------------------------------------------------------------
+
+PG_DEADLOCK = wrapped(sa_exc.OperationalError, psycopg.errors.DeadlockDetected("deadlock detected"))
+PG_UNIQUE = wrapped(
+    sa_exc.IntegrityError, psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+)
+
+TRANSIENT = [
+    wrapped(sa_exc.OperationalError, psycopg.OperationalError(
+        'connection to server at "db" (10.0.0.1), port 5432 failed: Connection refused')),
+    wrapped(sa_exc.OperationalError, psycopg.OperationalError("server closed the connection unexpectedly")),
+    # What psycopg raises (and SQLAlchemy wraps, not invalidated) when connect_timeout expires.
+    wrapped(sa_exc.OperationalError, psycopg.errors.ConnectionTimeout("connection timeout expired")),
+    PG_DEADLOCK,
+    wrapped(sa_exc.OperationalError, psycopg.errors.SerializationFailure("could not serialize access")),
+    wrapped(sa_exc.OperationalError, psycopg.errors.LockNotAvailable("could not obtain lock on row")),
+    wrapped(sa_exc.OperationalError, psycopg.errors.AdminShutdown("terminating connection")),
+    wrapped(sa_exc.OperationalError, pymysql.err.OperationalError(
+        2003, "Can't connect to MySQL server on 'db' ([Errno 111] Connection refused)")),
+    wrapped(sa_exc.OperationalError, pymysql.err.OperationalError(2013, "Lost connection to server during query")),
+    wrapped(sa_exc.OperationalError, pymysql.err.OperationalError(
+        1213, "Deadlock found when trying to get lock; try restarting transaction")),
+    wrapped(sa_exc.OperationalError, pymysql.err.OperationalError(1205, "Lock wait timeout exceeded")),
+    wrapped(sa_exc.OperationalError, sqlite3.OperationalError("database is locked")),
+    wrapped(sa_exc.DBAPIError, psycopg.InterfaceError("the connection is lost"), connection_invalidated=True),
+    ConnectionResetError("reset by peer"),
+    TimeoutError("timed out"),
+]  # fmt: skip
+TRANSIENT_IDS = [
+    "pg-refused", "pg-server-closed", "pg-connect-timeout", "pg-deadlock", "pg-serialization", "pg-lock-not-available",
+    "pg-admin-shutdown", "mysql-2003", "mysql-2013", "mysql-deadlock", "mysql-lock-wait", "sqlite-locked",
+    "invalidated", "connection-error", "timeout",
+]  # fmt: skip
+
+TERMINAL = [
+    PG_UNIQUE,
+    wrapped(sa_exc.IntegrityError, pymysql.err.IntegrityError(1062, "Duplicate entry '1' for key 'PRIMARY'")),
+    wrapped(sa_exc.DataError, psycopg.errors.NumericValueOutOfRange("numeric field overflow")),
+    wrapped(sa_exc.DataError, pymysql.err.DataError(1406, "Data too long for column 'name' at row 1")),
+    wrapped(sa_exc.ProgrammingError, psycopg.errors.UndefinedTable('relation "merchant" does not exist')),
+    wrapped(sa_exc.ProgrammingError, pymysql.err.ProgrammingError(1146, "Table 'shop.merchant' doesn't exist")),
+    wrapped(sa_exc.OperationalError, psycopg.OperationalError('password authentication failed for user "sync"')),
+    wrapped(sa_exc.IntegrityError, sqlite3.IntegrityError("NOT NULL constraint failed: merchant.name")),
+    ValueError("bad value"),
+]  # fmt: skip
+TERMINAL_IDS = [
+    "pg-unique", "mysql-duplicate", "pg-overflow", "mysql-too-long", "pg-no-table", "mysql-no-table",
+    "pg-bad-password", "sqlite-not-null", "value-error",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("error", TRANSIENT, ids=TRANSIENT_IDS)
+def test_transient_driver_errors_translate_to_transient(error: Exception) -> None:
+    assert is_transient(error)
+    translated = translate(error, what="reading merchant", mapping="merchants")
+    assert isinstance(translated, TransientSyncError)
+    assert translated.transient
+
+
+@pytest.mark.parametrize("error", TERMINAL, ids=TERMINAL_IDS)
+def test_terminal_driver_errors_translate_to_terminal(error: Exception) -> None:
+    assert not is_transient(error)
+    translated = translate(error, what="upserting merchant", mapping="merchants")
+    assert isinstance(translated, TerminalSyncError)
+    assert not translated.transient
+
+
+def test_translated_message_says_what_failed_for_which_mapping() -> None:
+    error = wrapped(sa_exc.IntegrityError, pymysql.err.IntegrityError(1062, "Duplicate entry '1' for key 'PRIMARY'"))
+    translated = translate(error, what="upserting merchant", mapping="merchants")
+    assert translated.mapping == "merchants"
+    assert str(translated).startswith("mapping 'merchants': upserting merchant failed: ")
+    assert "Duplicate entry '1'" in str(translated)
+
+
+def test_translated_message_hides_a_url_the_driver_echoed() -> None:
+    driver = psycopg.OperationalError("invalid connection option in postgresql://sync:s3cret@db/pay")
+    translated = translate(wrapped(sa_exc.OperationalError, driver), what="connecting")
+    assert "s3cret" not in str(translated)
+
+
+def test_a_sync_error_is_translated_to_itself() -> None:
+    error = DatabaseUnavailable("intranet is down", mapping="merchants")
+    assert translate(error, what="anything") is error
+
+
+# -- hierarchy -----------------------------------------------------------------------------------
+
+
+def test_sync_error_str_names_the_mapping_and_keeps_keys() -> None:
+    error = TerminalSyncError("row rejected", mapping="payments", keys=[{"payment_id": 7}])
+    assert str(error) == "mapping 'payments': row rejected"
+    assert error.keys == ({"payment_id": 7},)
+
+
+def test_sync_error_without_mapping_is_the_bare_message() -> None:
+    assert str(SyncError("nothing to do")) == "nothing to do"
+
+
+@pytest.mark.parametrize(
+    ("kind", "transient"),
+    [(TransientSyncError, True), (DatabaseUnavailable, True), (TerminalSyncError, False), (ConfigError, False),
+     (MappingError, False)],
+)  # fmt: skip
+def test_error_kinds_are_transient_or_terminal(kind: type[SyncError], transient: bool) -> None:
+    error = kind("x")
+    assert is_transient(error) is transient
+    assert isinstance(error, SyncError)
+
+
+def test_mapping_errors_are_config_errors() -> None:
+    assert issubclass(MappingError, ConfigError)
+    assert issubclass(ConfigError, TerminalSyncError)
+
+
+# -- Prefect retry condition ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "retry"),
+    [
+        (Failed(data=TransientSyncError("deadlock")), True),
+        (Failed(data=PG_DEADLOCK), True),
+        (Failed(data=TerminalSyncError("bad row")), False),
+        (Failed(data=PG_UNIQUE), False),
+        (Completed(data=3), False),
+    ],
+    ids=["transient", "driver-deadlock", "terminal", "driver-unique", "completed"],
+)
+def test_retry_transient_retries_only_transient_failures(state: object, retry: bool) -> None:
+    assert retry_transient(None, None, state) is retry
