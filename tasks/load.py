@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
-import sqlalchemy.exc as sa_exc
 
 from schemas.mapping import SyncMapping
 from tasks.dialects import Dialect
@@ -20,7 +19,17 @@ from tasks.errors import SyncError, is_transient, short_message, translate
 from tasks.transform import ROW
 from tasks.validate import REJECT_SCHEMA
 
-_ROW_LEVEL_ERRORS = (sa_exc.IntegrityError, sa_exc.DataError)
+# PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
+_ROW_LEVEL_ERROR_NAMES = ("IntegrityError", "DataError")
+
+
+def _error_kind(exc: BaseException) -> str | None:
+    """'IntegrityError' or 'DataError' when the error (or the driver error it wraps) is one of those."""
+    for error in (exc, getattr(exc, "orig", None)):
+        for cls in type(error).__mro__ if error is not None else ():
+            if cls.__name__ in _ROW_LEVEL_ERROR_NAMES:
+                return cls.__name__
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ def _is_row_level(exc: BaseException) -> bool:
     """Errors that some rows cause and others would not (so splitting the batch helps)."""
     if isinstance(exc, SyncError):
         return not exc.transient and "bulk load refused a value" in str(exc)
-    return isinstance(exc, _ROW_LEVEL_ERRORS) and not is_transient(exc)
+    return _error_kind(exc) is not None and not is_transient(exc)
 
 
 def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping: SyncMapping) -> UpsertOutcome:
@@ -63,7 +72,7 @@ def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping
 
 
 def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
-    reason = "constraint" if isinstance(exc, sa_exc.IntegrityError) else "target_error"
+    reason = "constraint" if _error_kind(exc) == "IntegrityError" else "target_error"
     return pl.DataFrame(
         {ROW: row[ROW], "reason": [reason], "detail": [f"target refused the row: {short_message(exc)}"]},
         schema=REJECT_SCHEMA,

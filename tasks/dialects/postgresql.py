@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import polars as pl
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
@@ -37,6 +38,24 @@ class PostgresDialect(Dialect):
         """Free space on each page lets the flag update stay on the page (a HOT update, no new index entries)."""
         name = self.engine.dialect.identifier_preparer.format_table(table)
         return [f"ALTER TABLE {name} SET (fillfactor = 85);  -- then VACUUM FULL {name}; once, off-peak"]
+
+    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
+        """COPY straight into the target when it holds no key of the batch's range (the floor's own cost);
+        otherwise, or if a concurrent writer got there first, COPY into a temporary table and upsert."""
+        if self._range_is_empty(conn, target, frame, keys):
+            savepoint = conn.begin_nested()
+            try:
+                self.bulk_load(conn, target, self.encode(frame))
+            except psycopg.errors.UniqueViolation:
+                savepoint.rollback()
+            else:
+                savepoint.commit()
+                return
+        super().upsert(conn, target, frame, keys)
+
+    def _range_is_empty(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> bool:
+        probe = sa.select(sa.literal(1)).select_from(target).where(self.key_range(target, frame, keys)).limit(1)
+        return conn.execute(probe).first() is None
 
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Timestamps as text with their offset; everything else as polars writes it."""
