@@ -9,7 +9,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from schemas.mapping import SyncMapping
-from tasks.catalog import polars_hint
+from tasks.catalog import has_unique_key, polars_hint
 from tasks.dialects import Dialect
 
 
@@ -21,8 +21,10 @@ class UnsyncedReader:
     dialect: Dialect
     table: sa.Table
     dtypes: dict[str, pl.DataType] = field(init=False)
+    unique_key: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        self.unique_key = has_unique_key(self.table, self.mapping.source_keys)
         self.dtypes = {column.source: column.dtype for column in self.mapping.columns}
         for name in self.mapping.guard_columns:
             self.dtypes.setdefault(name, polars_hint(self.table.c[name]))
@@ -49,8 +51,20 @@ class UnsyncedReader:
         return query.order_by(*keys).limit(limit)
 
     def read_batch(self, after: tuple[Any, ...] | None, limit: int) -> pl.DataFrame:
-        """One batch of unsynced rows, in key order, as read (no conversion yet)."""
-        return self.dialect.read_frame(self.batch_query(after, limit), self.dtypes)
+        """One batch of unsynced rows, in key order, as read (no conversion yet).
+
+        When the source key is not unique, a full batch also takes every other row of its last key, so that
+        copies of a key never straddle two batches (where `key > last` would skip them): they meet in one
+        batch and are quarantined as duplicate_key.
+        """
+        batch = self.dialect.read_frame(self.batch_query(after, limit), self.dtypes)
+        if self.unique_key or batch.height < limit:
+            return batch
+        last = last_key(batch, self.mapping)
+        keys = [self.table.c[name] for name in self.mapping.source_keys]
+        rest = self.batch_query(None, limit).where(*(k == v for k, v in zip(keys, last, strict=True))).limit(None)
+        same_last = pl.all_horizontal(pl.col(n) == v for n, v in zip(self.mapping.source_keys, last, strict=True))
+        return pl.concat([batch.filter(~same_last), self.dialect.read_frame(rest, self.dtypes)], how="vertical_relaxed")
 
     def count_pending(self) -> int:
         """How many rows wait to be sent."""

@@ -23,9 +23,16 @@ from tasks.validate import REJECT_SCHEMA
 _ROW_LEVEL_ERROR_NAMES = ("IntegrityError", "DataError")
 
 
+# MariaDB (4025) and MySQL (3819) report a failed CHECK constraint as an OperationalError.
+_CHECK_VIOLATION_CODES = {4025, 3819}
+
+
 def _error_kind(exc: BaseException) -> str | None:
     """'IntegrityError' or 'DataError' when the error (or the driver error it wraps) is one of those."""
     for error in (exc, getattr(exc, "orig", None)):
+        code = getattr(error, "args", (None,))[:1]
+        if code and code[0] in _CHECK_VIOLATION_CODES:
+            return "IntegrityError"
         for cls in type(error).__mro__ if error is not None else ():
             if cls.__name__ in _ROW_LEVEL_ERROR_NAMES:
                 return cls.__name__
@@ -103,4 +110,5 @@ def flag_rows(
 def guard_frame(raw: pl.DataFrame, landed: pl.DataFrame, mapping: SyncMapping) -> pl.DataFrame:
     """The raw key and guard values of the rows that landed, as read (the flag compares against these)."""
     columns: Sequence[str] = list(dict.fromkeys([*mapping.source_keys, *mapping.guard_columns]))
-    return raw.with_row_index(ROW).join(landed, on=ROW, how="semi").select(columns)
+    # A filter keeps the database's row order, which the flag statement's key range relies on.
+    return raw.with_row_index(ROW).filter(pl.col(ROW).is_in(landed[ROW].implode())).select(columns)

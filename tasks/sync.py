@@ -137,7 +137,7 @@ def _run(
                 raw = next_read.result()
                 if raw.is_empty():
                     break
-                full = raw.height == batch_size
+                full = raw.height >= batch_size
                 next_read = pool.submit(read, last_key(raw, mapping)) if full else None
                 guard = _send_batch(raw, mapping, tables.target, target_dialect, zones, timer, has_open_errors)
                 if flagging is not None:

@@ -20,10 +20,20 @@ from tasks.engines import connectorx_url
 UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
 
 
+def _beyond_connectorx_decimal(sql_type: Any) -> bool:
+    """A numeric column whose values may not fit Decimal(38, 10): more than 10 decimals or 28 integer digits."""
+    if not isinstance(sql_type, sa.Numeric) or isinstance(sql_type, sa.Float):
+        return False
+    if sql_type.scale is None or sql_type.precision is None:
+        return True
+    return sql_type.scale > 10 or sql_type.precision - sql_type.scale > 28
+
+
 class Dialect:
     """Database-specific reads and bulk writes; subclasses override small pieces."""
 
     name: ClassVar[str] = "base"
+    text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
     supports_partial_index: ClassVar[bool] = True
 
     def __init__(self, engine: Engine) -> None:
@@ -31,8 +41,12 @@ class Dialect:
 
     # -- reading --------------------------------------------------------------------------------
     def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
-        """How a column is selected so that connectorx returns it without loss."""
-        return column
+        """How a column is selected so that connectorx returns it without loss.
+
+        connectorx returns numerics as Decimal(38, 10): a wider scale (or an unconstrained numeric) would be
+        rounded before zonesync could see it, so such columns are read as text and parsed exactly.
+        """
+        return sa.cast(column, self.text_type) if _beyond_connectorx_decimal(column.type) else column
 
     def not_synced(self, flag: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """Rows whose flag is not true; NULL counts as not synced (nothing is lost to a missing flag)."""
@@ -45,10 +59,10 @@ class Dialect:
         return sa.tuple_(*keys) > sa.tuple_(*(sa.literal(v) for v in values))
 
     def key_range(self, table: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> sa.ColumnElement[bool]:
-        """The batch's key range: lets the planner probe one index range instead of scanning the table."""
+        """The batch's key range, from its first and last row *in the order the database returned them*
+        (text keys sort by the database's collation, not polars' byte order): one index range to probe."""
         columns = [table.c[key] for key in keys]
-        ordered = frame.select(keys).sort(keys)
-        first, last = ordered.row(0), ordered.row(-1)
+        first, last = frame.select(keys).row(0), frame.select(keys).row(-1)
         if len(columns) == 1:
             return columns[0].between(first[0], last[0])
         row = sa.tuple_(*columns)
@@ -161,9 +175,13 @@ class Dialect:
     ) -> list[sa.ColumnElement[bool]]:
         """Key equality plus null-safe equality of each compared column, as it was read."""
         conditions = []
+        expression: sa.ColumnElement[Any]
+        value: sa.ColumnElement[Any]
         for column in columns:
-            value = values.c[column] if isinstance(values, sa.Table) else values[column]
-            expression = self.read_expression(source.c[column], dtypes[column])
+            if isinstance(values, sa.Table):  # loaded into columns of the source's own types
+                value, expression = values.c[column], source.c[column]
+            else:  # bound raw values: compare with the column as it was read
+                value, expression = values[column], self.read_expression(source.c[column], dtypes[column])
             if column in keys:
                 conditions.append(source.c[column] == value)
             else:

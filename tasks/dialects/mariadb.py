@@ -20,6 +20,7 @@ class MariaDBDialect(Dialect):
     """MariaDB 10.5+ and MySQL 8 through PyMySQL (registered for both names)."""
 
     name: ClassVar[str] = "mariadb"
+    text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.CHAR()  # MariaDB casts to CHAR, not TEXT
     supports_partial_index: ClassVar[bool] = False
 
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -76,6 +77,22 @@ class MariaDBDialect(Dialect):
         temp.create(conn)
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
+
+    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
+        """UPDATE the keys that exist (a join), then INSERT the ones that do not (an anti-join).
+
+        Not ON DUPLICATE KEY UPDATE: it fires on *any* unique index, so a row clashing with another row's
+        unique column would silently overwrite that other row. These two statements raise instead, and the
+        clashing row is isolated and quarantined.
+        """
+        temp = self.load_temp(conn, "zonesync_upsert", target, frame)
+        same_key = [target.c[key] == temp.c[key] for key in keys]
+        updates = {column.name: column for column in temp.columns if column.name not in keys}
+        if updates:
+            conn.execute(sa.update(target).where(*same_key).values(updates))
+        new_rows = sa.select(*temp.columns).where(~sa.exists().where(*same_key))
+        conn.execute(sa.insert(target).from_select([column.name for column in temp.columns], new_rows))
+        temp.drop(conn)
 
     def insert(self, table: sa.Table) -> Any:
         """MySQL's INSERT construct."""

@@ -42,7 +42,7 @@ class PostgresDialect(Dialect):
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
         """COPY straight into the target when it holds no key of the batch's range (the floor's own cost);
         otherwise, or if a concurrent writer got there first, COPY into a temporary table and upsert."""
-        if self._range_is_empty(conn, target, frame, keys):
+        if self._box_is_empty(conn, target, frame, keys):
             savepoint = conn.begin_nested()
             try:
                 self.bulk_load(conn, target, self.encode(frame))
@@ -53,9 +53,15 @@ class PostgresDialect(Dialect):
                 return
         super().upsert(conn, target, frame, keys)
 
-    def _range_is_empty(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> bool:
-        probe = sa.select(sa.literal(1)).select_from(target).where(self.key_range(target, frame, keys)).limit(1)
-        return conn.execute(probe).first() is None
+    def _box_is_empty(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> bool:
+        """No target row within the min..max of each key column (integer and date keys only: text keys
+        sort by collation, which polars does not know)."""
+        if not all(frame.schema[key].is_integer() or frame.schema[key] == pl.Date for key in keys):
+            return False
+        bounds = frame.select(*(pl.col(k).min().alias(f"{k}_min") for k in keys), *(pl.col(k).max() for k in keys))
+        low, high = bounds.row(0)[: len(keys)], bounds.row(0)[len(keys) :]
+        box = [target.c[key].between(low[i], high[i]) for i, key in enumerate(keys)]
+        return conn.execute(sa.select(sa.literal(1)).select_from(target).where(*box).limit(1)).first() is None
 
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Timestamps as text with their offset; everything else as polars writes it."""

@@ -1,0 +1,294 @@
+"""Shared fixtures: the backend matrix, throw-away databases, zone pairs and a session-wide Prefect harness.
+
+SQLite always runs (fresh files per test). PostgreSQL and MariaDB run when ZONESYNC_TEST_POSTGRES_URL /
+ZONESYNC_TEST_MARIADB_URL name a server; each session creates its own databases there (one per zone) and a
+login with a random password, and drops them at the end. Without a URL those tests are skipped, unless
+ZONESYNC_REQUIRE_ALL_BACKENDS=1 (CI): then a missing or unreachable server fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+SERVER_ENV = {"postgresql": "ZONESYNC_TEST_POSTGRES_URL", "mariadb": "ZONESYNC_TEST_MARIADB_URL"}
+REQUIRE_ALL_ENV = "ZONESYNC_REQUIRE_ALL_BACKENDS"
+ZONE_NAMES = ("intranet", "internet")
+TEST_MAPPING_MODULES = "schemas.examples,tests.integration.mappings"
+# Same-backend pairs for every backend, then cross-engine pairs in both directions around the triangle.
+CROSS_PAIRS = (
+    ("mariadb", "postgresql"),
+    ("postgresql", "sqlite"),
+    ("sqlite", "mariadb"),
+    ("postgresql", "mariadb"),
+    ("sqlite", "postgresql"),
+    ("mariadb", "sqlite"),
+)
+
+_prefect_home: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point Prefect at a throw-away home and keep it offline before anything imports it."""
+    global _prefect_home
+    _prefect_home = tempfile.mkdtemp(prefix="zonesync-prefect-home-")
+    os.environ["PREFECT_HOME"] = _prefect_home
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the throw-away Prefect home."""
+    if _prefect_home:
+        shutil.rmtree(_prefect_home, ignore_errors=True)
+
+
+def backend_param(name: str) -> Any:
+    """A pytest param for one backend, marked with it."""
+    return pytest.param(name, marks=pytest.mark.backend(name), id=name)
+
+
+def pair_param(intranet: str, internet: str) -> Any:
+    """A pytest param for an intranet -> internet backend pairing, marked with both backends."""
+    marks = [pytest.mark.backend(intranet)] + ([pytest.mark.backend(internet)] if internet != intranet else [])
+    return pytest.param((intranet, internet), marks=marks, id=f"{intranet}-to-{internet}")
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail when every backend is required (CI)."""
+    if os.environ.get(REQUIRE_ALL_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ALL_ENV}=1, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@dataclass
+class ServerDatabases:
+    """The throw-away databases and login this session created on one server."""
+
+    backend: str
+    admin_url: URL
+    user: str
+    password: str = field(repr=False)
+    databases: dict[str, str]
+
+    def zone_url(self, zone: str) -> str:
+        """The raw URL (with the password) of a zone's database, as a user would configure it."""
+        url = self.admin_url.set(username=self.user, password=self.password, database=self.databases[zone])
+        return url.render_as_string(hide_password=False)
+
+
+class ThrowawayServers:
+    """Creates per-session databases on the configured servers on first use, drops them at session end."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, ServerDatabases] = {}
+        self._failures: dict[str, str] = {}
+        self.token = secrets.token_hex(4)
+
+    def get(self, backend: str) -> ServerDatabases:
+        """The databases of a server backend (skips or fails when the server is not available)."""
+        if backend in self._failures:
+            unavailable(self._failures[backend])
+        if backend not in self._servers:
+            try:
+                self._servers[backend] = self._create(backend)
+            except _Unavailable as exc:
+                self._failures[backend] = str(exc)
+                unavailable(str(exc))
+        return self._servers[backend]
+
+    def _create(self, backend: str) -> ServerDatabases:
+        from tasks.engines import parse_url
+        from tasks.errors import short_message
+
+        env = SERVER_ENV[backend]
+        raw = os.environ.get(env)
+        if not raw:
+            raise _Unavailable(f"{backend} tests need {env} (a server URL to create throw-away databases)")
+        admin_url = parse_url(raw, setting=env)
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10})
+        user, password = f"zs_test_{self.token}", secrets.token_urlsafe(12)
+        databases = {zone: f"zs_test_{self.token}_{zone}" for zone in ZONE_NAMES}
+        try:
+            with admin.connect() as conn:
+                if backend == "postgresql":
+                    conn.exec_driver_sql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+                    for name in databases.values():
+                        conn.exec_driver_sql(f"CREATE DATABASE {name} OWNER {user}")
+                else:
+                    conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+                    for name in databases.values():
+                        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+                        conn.exec_driver_sql(f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%%'")
+        except sa.exc.OperationalError as exc:
+            raise _Unavailable(f"{backend} server of {env} is not reachable: {short_message(exc)}") from exc
+        finally:
+            admin.dispose()
+        return ServerDatabases(backend, admin_url, user, password, databases)
+
+    def drop_all(self) -> None:
+        """Drop every database and login this session created."""
+        for server in self._servers.values():
+            admin = sa.create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                for name in server.databases.values():
+                    if server.backend == "postgresql":
+                        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                    else:
+                        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+                if server.backend == "postgresql":
+                    conn.exec_driver_sql(f"DROP ROLE IF EXISTS {server.user}")
+                else:
+                    conn.exec_driver_sql(f"DROP USER IF EXISTS '{server.user}'@'%%'")
+            admin.dispose()
+        self._servers.clear()
+
+
+class _Unavailable(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[ThrowawayServers]:
+    """Throw-away databases on the PostgreSQL and MariaDB servers, created lazily, dropped at the end."""
+    created = ThrowawayServers()
+    yield created
+    from tasks.engines import dispose_engines
+
+    dispose_engines()
+    created.drop_all()
+
+
+@dataclass
+class ZonePair:
+    """Two zone databases (possibly on different backends), empty at the start of a test."""
+
+    intranet_backend: str
+    internet_backend: str
+    intranet_url: str = field(repr=False)  # raw URLs hold the password: keep them out of failure reports
+    internet_url: str = field(repr=False)
+    passwords: tuple[str, ...] = field(repr=False)
+    intranet: Engine = field(init=False)
+    internet: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        from tasks.engines import create_engine, parse_url
+
+        self.intranet = create_engine(parse_url(self.intranet_url, setting="ZONESYNC_INTRANET_URL"))
+        self.internet = create_engine(parse_url(self.internet_url, setting="ZONESYNC_INTERNET_URL"))
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.intranet.dispose()
+        self.internet.dispose()
+
+
+def _wipe(engine: Engine) -> None:
+    """Drop every table (and its triggers) so a test starts from an empty database."""
+    names = sa.inspect(engine).get_table_names()
+    if not names:
+        return
+    preparer = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(preparer.quote(n) for n in names)} CASCADE")
+        elif engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(preparer.quote(n) for n in names)}")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+        else:
+            for name in names:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(name)}")
+
+
+def _zone_url(servers: ThrowawayServers, backend: str, zone: str, tmp_path: Path) -> tuple[str, tuple[str, ...]]:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / f'{zone}.db'}", ()
+    server = servers.get(backend)
+    return server.zone_url(zone), (server.password,)
+
+
+def make_pair(servers: ThrowawayServers, intranet: str, internet: str, tmp_path: Path) -> ZonePair:
+    """Empty intranet and internet databases on the given backends, with the bookkeeping tables."""
+    from tasks.bookkeeping import create_bookkeeping
+
+    intranet_url, intranet_secret = _zone_url(servers, intranet, "intranet", tmp_path)
+    internet_url, internet_secret = _zone_url(servers, internet, "internet", tmp_path)
+    pair = ZonePair(intranet, internet, intranet_url, internet_url, tuple(set(intranet_secret + internet_secret)))
+    _wipe(pair.intranet)
+    _wipe(pair.internet)
+    create_bookkeeping(pair.intranet)
+    return pair
+
+
+@pytest.fixture(params=[backend_param(name) for name in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def zones(servers: ThrowawayServers, backend: str, tmp_path: Path) -> Iterator[ZonePair]:
+    """Both zones on the same backend, empty (bookkeeping tables created)."""
+    pair = make_pair(servers, backend, backend, tmp_path)
+    yield pair
+    pair.dispose()
+
+
+@pytest.fixture(params=[pair_param(name, name) for name in BACKENDS] + [pair_param(a, b) for a, b in CROSS_PAIRS])
+def any_zones(servers: ThrowawayServers, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ZonePair]:
+    """Every backend as intranet and as internet: same-backend pairs and cross-engine pairs."""
+    intranet, internet = request.param
+    pair = make_pair(servers, intranet, internet, tmp_path)
+    yield pair
+    pair.dispose()
+
+
+@pytest.fixture
+def use_zones(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Point zonesync's settings (ZONESYNC_* env vars) at a zone pair; caches are cleared before and after."""
+    from schemas import registry, settings
+    from tasks import engines
+
+    def reset() -> None:
+        settings.get_settings.cache_clear()
+        registry._registry.cache_clear()
+        engines.dispose_engines()
+
+    def use(pair: ZonePair, *, modules: str = TEST_MAPPING_MODULES, batch_size: int | None = None) -> None:
+        monkeypatch.setenv("ZONESYNC_INTRANET_URL", pair.intranet_url)
+        monkeypatch.setenv("ZONESYNC_INTERNET_URL", pair.internet_url)
+        monkeypatch.setenv("ZONESYNC_MAPPING_MODULES", modules)
+        if batch_size is None:
+            monkeypatch.delenv("ZONESYNC_BATCH_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("ZONESYNC_BATCH_SIZE", str(batch_size))
+        reset()
+
+    yield use
+    reset()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (only flow tests request it: it takes ~10 s)."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    with temporary_settings(updates=updates), prefect_test_harness(server_startup_timeout=60):
+        yield
