@@ -140,7 +140,7 @@ SELECT g,
        timestamptz '2024-01-01 00:05:00+00' + g * interval '1 second' + (g % 999979) * interval '1 microsecond',
        'internal ' || md5(g::text),
        false
-FROM generate_series(1, {rows}) AS g
+FROM generate_series(1::bigint, {rows}) AS g
 """
 
 
@@ -172,6 +172,15 @@ def reset_full(pair: DatabasePair, mapping: SyncMapping) -> None:
         )
     _settle(pair, pair.target_db, mapping.target_table)
     _settle(pair, pair.source_db, mapping.source_table)
+
+
+def flag_all(pair: DatabasePair, mapping: SyncMapping) -> None:
+    """Mark every source row synced (what a completed sync leaves behind)."""
+    statement = sql.SQL("UPDATE {} SET {} = true").format(
+        sql.Identifier(mapping.source_table), sql.Identifier(mapping.flag_column)
+    )
+    with pair.connect(pair.source_db) as conn:
+        conn.execute(statement)
 
 
 def reset_incremental(pair: DatabasePair, mapping: SyncMapping, every: int) -> int:
