@@ -103,12 +103,16 @@ def target_table(mapping: SyncMapping) -> sa.Table:
     return table
 
 
-def create_tables(pair: DatabasePair, mapping: SyncMapping, *, pending_index: bool) -> str | None:
+def create_tables(
+    pair: DatabasePair, mapping: SyncMapping, *, pending_index: bool, fillfactor: int | None = None
+) -> str | None:
     """Create the mapping's tables (and the bookkeeping tables); return the pending-index DDL used, if any."""
     source_engine = create_engine(pair.url(pair.source_db))
     target_engine = create_engine(pair.url(pair.target_db))
     try:
         source = source_table(mapping)
+        if fillfactor is not None:
+            source.dialect_options["postgresql"]["with"] = {"fillfactor": fillfactor}
         source.create(source_engine)
         target_table(mapping).create(target_engine)
         bookkeeping.create_bookkeeping(source_engine)

@@ -49,6 +49,7 @@ class Config:
     prefix: str
     keep: bool
     pending_index: bool
+    fillfactor: int | None
     incremental_every: int = 100
     scaling_divisor: int = 10
 
@@ -68,6 +69,12 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     parser.add_argument("--db-prefix", default="zs_bench", help="database names: <prefix>_src, <prefix>_dst")
     parser.add_argument(
+        "--fillfactor",
+        type=int,
+        default=None,
+        help="fillfactor of the source table (room for in-place flag updates; default: PostgreSQL's 100)",
+    )
+    parser.add_argument(
         "--no-pending-index",
         dest="pending_index",
         action="store_false",
@@ -79,7 +86,9 @@ def parse_args(argv: list[str] | None) -> Config:
         parser.error("--rows must be at least 1000")
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    return Config(rows, repeat, args.batch_size, args.pg_url, args.db_prefix, args.keep, args.pending_index)
+    return Config(
+        rows, repeat, args.batch_size, args.pg_url, args.db_prefix, args.keep, args.pending_index, args.fillfactor
+    )
 
 
 def _prepare_prefect(home: str) -> None:
@@ -129,6 +138,7 @@ def _run(config: Config) -> int:
         with prefect_test_harness(server_startup_timeout=90):
             rss["server_started"] = current_rss()
             bench.run_all(batch_size)
+            bench.setup_facts["worker_process"] = bench.worker_process(batch_size)
     finally:
         from tasks.engines import dispose_engines
 

@@ -54,7 +54,9 @@ class Bench:
         """Create and fill both table pairs; bring them to the state every later reset reproduces."""
         for mapping, rows in ((BENCH_PAYMENTS, self.config.rows), (BENCH_PAYMENTS_SMALL, self.small_rows)):
             started = time.perf_counter()
-            ddl = database.create_tables(self.pair, mapping, pending_index=self.config.pending_index)
+            ddl = database.create_tables(
+                self.pair, mapping, pending_index=self.config.pending_index, fillfactor=self.config.fillfactor
+            )
             database.generate_rows(self.pair, mapping, rows)
             database.flag_all(self.pair, mapping)
             # One flag round trip, so the first timed run meets the same (vacuumed, updated-before) heap as
@@ -89,6 +91,44 @@ class Bench:
             self._floor("incremental", BENCH_PAYMENTS, "upsert", rep, changed)
             changed = database.reset_incremental(self.pair, BENCH_PAYMENTS, self.config.incremental_every)
             self._zonesync("incremental", BENCH_PAYMENTS, rep, changed, batch_size)
+
+    def worker_process(self, batch_size: int) -> dict[str, Any]:
+        """One full sync the way a work-pool worker runs it: `zonesync retry` in its own process, against
+        the running Prefect server. Returns its wall time and peak RSS (the memory figure that matters: this
+        benchmark's own process also hosts the test server and keeps every run's results)."""
+        import subprocess
+        import sys
+
+        from prefect.settings import PREFECT_API_URL
+
+        database.reset_full(self.pair, BENCH_PAYMENTS)
+        command = [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "retry",
+            "-m",
+            BENCH_PAYMENTS.name,
+            "--batch-size",
+            str(batch_size),
+        ]
+        env = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        facts = {
+            "rows": self.config.rows, "seconds": round(seconds, 2), "exit_code": process.returncode,
+            "peak_rss_mb": round(usage.ru_maxrss * 1024 / MB, 1),
+            "verified": database.verify(self.pair, BENCH_PAYMENTS).ok,
+        }  # fmt: skip
+        self.console.print(
+            f"worker process (`zonesync retry`, {self.config.rows:,} rows): {seconds:.2f}s, peak RSS "
+            f"{facts['peak_rss_mb']:.0f} MB, exit {process.returncode}, verified {facts['verified']}",
+            highlight=False,
+        )
+        return facts
 
     def _warm_up(self, batch_size: int) -> None:
         """One untimed flow call first: imports, the Prefect client and the first connections."""

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     intranet_url: SecretStr = SecretStr("sqlite:///.zonesync/intranet.db")
     internet_url: SecretStr = SecretStr("sqlite:///.zonesync/internet.db")
     mapping_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["schemas.examples"])
-    batch_size: int = Field(default=50_000, ge=1, le=5_000_000)
+    # 20,000: as fast as 50,000 on the 1M-row benchmark, with a worker peak of ~300 MB instead of ~345 MB.
+    batch_size: int = Field(default=20_000, ge=1, le=5_000_000)
 
     @field_validator("mapping_modules", mode="before")
     @classmethod

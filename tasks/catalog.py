@@ -45,16 +45,26 @@ def _require_columns(table: sa.Table, columns: Iterable[str], zone: Zone, role: 
             )
 
 
-def mapping_tables(mapping: SyncMapping, source_engine: Engine, target_engine: Engine) -> MappingTables:
-    """Reflect and check both tables of a mapping."""
-    source = reflect_table(source_engine, mapping.source_table, mapping.source_zone, mapping.name)
-    target = reflect_table(target_engine, mapping.target_table, mapping.target_zone, mapping.name)
+def source_table(mapping: SyncMapping, engine: Engine) -> sa.Table:
+    """Reflect a mapping's source table and check it has every column the mapping reads."""
+    table = reflect_table(engine, mapping.source_table, mapping.source_zone, mapping.name)
     needed = [c.source for c in mapping.columns] + [mapping.flag_column, *(mapping.eligible or {})]
     if mapping.version_column:
         needed.append(mapping.version_column)
-    _require_columns(source, needed, mapping.source_zone, "source", mapping.name)
-    _require_columns(target, mapping.target_columns, mapping.target_zone, "target", mapping.name)
-    return MappingTables(source, target)
+    _require_columns(table, needed, mapping.source_zone, "source", mapping.name)
+    return table
+
+
+def target_table(mapping: SyncMapping, engine: Engine) -> sa.Table:
+    """Reflect a mapping's target table and check it has every model column."""
+    table = reflect_table(engine, mapping.target_table, mapping.target_zone, mapping.name)
+    _require_columns(table, mapping.target_columns, mapping.target_zone, "target", mapping.name)
+    return table
+
+
+def mapping_tables(mapping: SyncMapping, source_engine: Engine, target_engine: Engine) -> MappingTables:
+    """Reflect and check both tables of a mapping."""
+    return MappingTables(source_table(mapping, source_engine), target_table(mapping, target_engine))
 
 
 def has_unique_key(table: sa.Table, keys: Iterable[str]) -> bool:

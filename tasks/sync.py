@@ -9,6 +9,7 @@ are held in memory.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from schemas.mapping import SyncMapping
 from tasks import bookkeeping
-from tasks.catalog import mapping_tables
+from tasks.catalog import MappingTables, source_table, target_table
 from tasks.dialects import dialect_for
 from tasks.errors import SyncError, translate
 from tasks.extract import UnsyncedReader, last_key
@@ -111,14 +112,15 @@ def _run(
     result: MappingSyncResult,
     on_batch: Callable[[MappingSyncResult], None],
 ) -> None:
-    tables = mapping_tables(mapping, zones.source, zones.target)
     source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
-    reader = UnsyncedReader(mapping, source_dialect, tables.source)
+    source = source_table(mapping, zones.source)
+    reader = UnsyncedReader(mapping, source_dialect, source)
     timer = _Timer(result)
     with timer.phase("read"):
         result.pending_at_start = _guarded(reader.count_pending, mapping, "counting unsynced rows")
     if result.pending_at_start == 0:
-        return
+        return  # an empty backlog costs one count: the target is not even looked at
+    tables = MappingTables(source, target_table(mapping, zones.target))
     has_open_errors = bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0
 
     def read(after: tuple[Any, ...] | None) -> pl.DataFrame:
@@ -129,27 +131,40 @@ def _run(
         with timer.phase("flag"):
             return flag_rows(source_dialect, tables.source, guard, mapping, reader.dtypes)
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"zonesync-{mapping.name}") as pool:
-        next_read: Future[pl.DataFrame] | None = pool.submit(read, None)
-        flagging: Future[int] | None = None
-        try:
-            while next_read is not None:
-                raw = next_read.result()
-                if raw.is_empty():
-                    break
-                full = raw.height >= batch_size
-                next_read = pool.submit(read, last_key(raw, mapping)) if full else None
-                guard = _send_batch(raw, mapping, tables.target, target_dialect, zones, timer, has_open_errors)
-                if flagging is not None:
-                    result.flagged += flagging.result()
-                flagging = pool.submit(flag, guard)
-                result.batches += 1
-                on_batch(result)
-        finally:
-            if next_read is not None:
-                next_read.cancel()
+    reader_pool, flagger_pool = _workers()
+    next_read: Future[pl.DataFrame] | None = reader_pool.submit(read, None)
+    flagging: Future[int] | None = None
+    try:
+        while next_read is not None:
+            raw = next_read.result()
+            if raw.is_empty():
+                break
+            full = raw.height >= batch_size
+            next_read = reader_pool.submit(read, last_key(raw, mapping)) if full else None
+            guard = _send_batch(raw, mapping, tables.target, target_dialect, zones, timer, has_open_errors)
             if flagging is not None:
                 result.flagged += flagging.result()
+            flagging = flagger_pool.submit(flag, guard)
+            result.batches += 1
+            on_batch(result)
+    finally:
+        if next_read is not None and not next_read.cancel():
+            next_read.exception()  # wait: a read still running must not outlive the run
+        if flagging is not None:
+            result.flagged += flagging.result()
+
+
+@functools.cache
+def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """One read-ahead thread and one flagging thread for the whole process.
+
+    Reused across runs (and mappings run one after another): new threads per run each get their own malloc
+    arena, and the process grew by tens of MB per run until MALLOC_ARENA_MAX was set.
+    """
+    return (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-flag"),
+    )
 
 
 def _send_batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -35,9 +36,18 @@ class PostgresDialect(Dialect):
         return temp
 
     def table_advice(self, table: sa.Table) -> list[str]:
-        """Free space on each page lets the flag update stay on the page (a HOT update, no new index entries)."""
+        """The alternative for tables synced mostly in bulk: in-place (HOT) flag updates.
+
+        Any index that mentions the flag column, the partial index included, makes every flag update write
+        new index entries; free space on each page lets it stay on the page instead. Measured on 1M rows:
+        the sync took 10.1 s with this instead of 14.1 s with the partial index, but reading a small
+        backlog then scans the table.
+        """
         name = self.engine.dialect.identifier_preparer.format_table(table)
-        return [f"ALTER TABLE {name} SET (fillfactor = 85);  -- then VACUUM FULL {name}; once, off-peak"]
+        return [
+            "-- or, for a table synced mostly in bulk: no pending index, and in-place flag updates:",
+            f"-- ALTER TABLE {name} SET (fillfactor = 70); VACUUM FULL {name};",
+        ]
 
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
         """COPY straight into the target when it holds no key of the batch's range (the floor's own cost);
@@ -63,6 +73,23 @@ class PostgresDialect(Dialect):
         box = [target.c[key].between(low[i], high[i]) for i, key in enumerate(keys)]
         return conn.execute(sa.select(sa.literal(1)).select_from(target).where(*box).limit(1)).first() is None
 
+    def flag(
+        self,
+        conn: Connection,
+        source: sa.Table,
+        flag_column: str,
+        guard: pl.DataFrame,
+        keys: Sequence[str],
+        dtypes: dict[str, pl.DataType],
+    ) -> int:
+        """As the base, without waiting for the WAL flush at commit.
+
+        Safe: the target rows are already durable when their flag is written, and a flag lost to a crash only
+        means the row is sent again (an idempotent upsert).
+        """
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        return super().flag(conn, source, flag_column, guard, keys, dtypes)
+
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Timestamps as text with their offset; everything else as polars writes it."""
         return frame.with_columns(
@@ -76,11 +103,16 @@ class PostgresDialect(Dialect):
         preparer = conn.dialect.identifier_preparer
         columns = ", ".join(preparer.quote(name) for name in frame.columns)
         command = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
-        payload = frame.write_csv(include_header=False, null_value="\\N", quote_style="non_numeric").encode()
+        buffer = io.BytesIO()  # written once, sent in slices of it: no second copy of the batch's text
+        frame.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
+        payload = buffer.getbuffer()
         raw: Any = conn.connection.dbapi_connection
-        with raw.cursor() as cursor, cursor.copy(command) as copy:
-            for start in range(0, len(payload), _COPY_CHUNK):
-                copy.write(payload[start : start + _COPY_CHUNK])
+        try:
+            with raw.cursor() as cursor, cursor.copy(command) as copy:
+                for start in range(0, len(payload), _COPY_CHUNK):
+                    copy.write(payload[start : start + _COPY_CHUNK])
+        finally:
+            payload.release()
 
     def insert(self, table: sa.Table) -> Any:
         """PostgreSQL's INSERT construct."""

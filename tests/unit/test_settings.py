@@ -15,7 +15,7 @@ def test_defaults_are_the_embedded_sqlite_files_and_the_demo_mappings() -> None:
     assert settings.intranet_url.get_secret_value() == "sqlite:///.zonesync/intranet.db"
     assert settings.internet_url.get_secret_value() == "sqlite:///.zonesync/internet.db"
     assert settings.mapping_modules == ["schemas.examples"]
-    assert settings.batch_size == 50_000
+    assert settings.batch_size == 20_000
 
 
 def test_urls_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
