@@ -69,7 +69,9 @@ def sync_mapping(mapping_name: str, batch_size: int) -> MappingSyncResult:
         target=get_engine(mapping.target_zone),
         intranet=get_engine("intranet"),
     )
-    result = sync_mapping_rows(mapping, zones, batch_size, on_batch=BatchProgress(mapping, FLOW_KEY))
+    progress = BatchProgress(mapping, FLOW_KEY)
+    result = sync_mapping_rows(mapping, zones, batch_size, on_batch=progress)
+    progress.finish(result)
     logger = get_run_logger()
     log = logger.error if result.status == "error" else logger.info
     log(

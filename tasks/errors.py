@@ -46,6 +46,10 @@ class MappingError(ConfigError):
     """A `SyncMapping` declaration that cannot work."""
 
 
+class RefusedValue(TerminalSyncError):
+    """A bulk load refused a value of some row (truncation, bad value): splitting the batch isolates it."""
+
+
 class DatabaseUnavailable(TransientSyncError):
     """The database of a zone cannot be reached."""
 

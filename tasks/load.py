@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from schemas.mapping import SyncMapping
 from tasks.dialects import Dialect
-from tasks.errors import SyncError, is_transient, short_message, translate
+from tasks.errors import RefusedValue, SyncError, is_transient, short_message, translate
 from tasks.transform import ROW
 from tasks.validate import REJECT_SCHEMA
 
@@ -50,7 +50,7 @@ class UpsertOutcome:
 def _is_row_level(exc: BaseException) -> bool:
     """Errors that some rows cause and others would not (so splitting the batch helps)."""
     if isinstance(exc, SyncError):
-        return not exc.transient and "bulk load refused a value" in str(exc)
+        return isinstance(exc, RefusedValue)
     return _error_kind(exc) is not None and not is_transient(exc)
 
 

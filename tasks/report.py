@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,16 +23,37 @@ RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flig
 
 
 class BatchProgress:
-    """Logs each batch and keeps a progress artifact (0 to 100 %) current while a mapping syncs."""
+    """Logs each batch and keeps a progress artifact (0 to 100 %) current while a mapping syncs.
 
-    def __init__(self, mapping: SyncMapping, flow_key: str) -> None:
+    The artifact is updated at most once per `interval` seconds: each update is a synchronous API call on
+    the engine's main thread, and batches can be a fraction of a second apart.
+    """
+
+    def __init__(self, mapping: SyncMapping, flow_key: str, interval: float = 1.0) -> None:
         self.mapping = mapping
         self.flow_key = flow_key
+        self.interval = interval
         self.artifact_id: Any = None
+        self.published_at = 0.0
         self.logger = get_run_logger()
 
     def __call__(self, result: MappingSyncResult) -> None:
-        """Called after every batch (and once at the end) with the counts so far."""
+        """Called after every batch with the counts so far."""
+        self.logger.info(
+            "%s: batch %s, %s of %s rows read, %s upserted, %s quarantined",
+            self.mapping.name, result.batches, result.read, result.pending_at_start, result.upserted,
+            result.quarantined,
+        )  # fmt: skip
+        if time.monotonic() - self.published_at >= self.interval:
+            self._publish(result)
+
+    def finish(self, result: MappingSyncResult) -> None:
+        """The final figure, whatever the throttle skipped."""
+        if result.batches:
+            self._publish(result)
+
+    def _publish(self, result: MappingSyncResult) -> None:
+        self.published_at = time.monotonic()
         total = max(result.pending_at_start, result.read, 1)
         percent = min(100.0, 100.0 * result.read / total)
         if self.artifact_id is None:
@@ -42,11 +64,6 @@ class BatchProgress:
             )
         else:
             update_progress_artifact(self.artifact_id, progress=percent)
-        self.logger.info(
-            "%s: batch %s, %s of %s rows read, %s upserted, %s quarantined",
-            self.mapping.name, result.batches, result.read, result.pending_at_start, result.upserted,
-            result.quarantined,
-        )  # fmt: skip
 
 
 def result_rows(results: Sequence[MappingSyncResult]) -> list[dict[str, Any]]:

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from schemas.mapping import SyncMapping
 from tasks import bookkeeping
 from tasks.catalog import MappingTables, source_table, target_table
-from tasks.dialects import dialect_for
+from tasks.dialects import Dialect, dialect_for
 from tasks.errors import SyncError, translate
 from tasks.extract import UnsyncedReader, last_key
 from tasks.load import flag_rows, guard_frame, upsert_rows
@@ -170,8 +171,8 @@ def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
 def _send_batch(
     raw: pl.DataFrame,
     mapping: SyncMapping,
-    target: Any,
-    target_dialect: Any,
+    target: sa.Table,
+    target_dialect: Dialect,
     zones: Zones,
     timer: _Timer,
     has_open_errors: bool,

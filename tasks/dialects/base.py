@@ -115,8 +115,8 @@ class Dialect:
         raise NotImplementedError
 
     def new_values(self, statement: Any) -> Any:
-        """The pseudo-table of proposed row values (`excluded` / `VALUES()`)."""
-        raise NotImplementedError
+        """The pseudo-table of proposed row values: `excluded` (PostgreSQL, SQLite)."""
+        return statement.excluded
 
     def on_conflict_update(
         self,
@@ -125,8 +125,8 @@ class Dialect:
         set_: dict[str, Any],
         where: sa.ColumnElement[bool] | None = None,
     ) -> sa.Insert:
-        """Attach update-on-key-conflict to an INSERT."""
-        raise NotImplementedError
+        """ON CONFLICT (keys) DO UPDATE SET ... [WHERE ...] (PostgreSQL, SQLite)."""
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
 
     def upsert_from(self, target: sa.Table, temp: sa.Table, keys: Sequence[str]) -> sa.Insert:
         """INSERT ... SELECT ... FROM temp that updates existing keys, skipping rows that would not change."""

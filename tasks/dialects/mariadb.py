@@ -13,7 +13,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
 from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
-from tasks.errors import TerminalSyncError
+from tasks.errors import RefusedValue
 
 
 class MariaDBDialect(Dialect):
@@ -68,7 +68,7 @@ class MariaDBDialect(Dialect):
         finally:
             os.unlink(path)
         if warnings:
-            raise TerminalSyncError(f"bulk load refused a value: {warnings[0][2]}")
+            raise RefusedValue(f"bulk load refused a value: {warnings[0][2]}")
 
     def load_temp(self, conn: Connection, name: str, like: sa.Table, frame: pl.DataFrame) -> sa.Table:
         """Temporary tables live as long as the session: drop any left over, create, load."""

@@ -117,17 +117,3 @@ class PostgresDialect(Dialect):
     def insert(self, table: sa.Table) -> Any:
         """PostgreSQL's INSERT construct."""
         return pg_insert(table)
-
-    def new_values(self, statement: Any) -> Any:
-        """EXCLUDED.*"""
-        return statement.excluded
-
-    def on_conflict_update(
-        self,
-        statement: Any,
-        keys: Sequence[str],
-        set_: dict[str, Any],
-        where: sa.ColumnElement[bool] | None = None,
-    ) -> sa.Insert:
-        """ON CONFLICT (keys) DO UPDATE SET ... [WHERE changed]."""
-        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)

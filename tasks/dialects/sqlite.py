@@ -88,20 +88,6 @@ class SQLiteDialect(Dialect):
         """SQLite's INSERT construct."""
         return sqlite_insert(table)
 
-    def new_values(self, statement: Any) -> Any:
-        """excluded.*"""
-        return statement.excluded
-
-    def on_conflict_update(
-        self,
-        statement: Any,
-        keys: Sequence[str],
-        set_: dict[str, Any],
-        where: sa.ColumnElement[bool] | None = None,
-    ) -> sa.Insert:
-        """ON CONFLICT (keys) DO UPDATE SET ... [WHERE changed]."""
-        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
-
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
         """INSERT ... VALUES (?) ON CONFLICT DO UPDATE, executemany in the caller's transaction."""
         statement = self.insert(target).values({name: sa.bindparam(name) for name in frame.columns})
