@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -84,6 +87,48 @@ def retry(
     print_sync_report(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def push(
+    mapping: Annotated[str, typer.Argument(help="The mapping to push through, e.g. merchants.")],
+    records: Annotated[
+        str | None, typer.Option("--json", help="One record (object) or several (array), as JSON.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", exists=True, dir_okay=False, help="Read the JSON from a file.")
+    ] = None,
+) -> None:
+    """Real-time push: insert records in the source zone and push them to the target now.
+
+    Exit code 0: in both zones; 3: pending (the target refused or failed; the cron retry carries them);
+    1: refused by the source, nothing written.
+    """
+    from flows.realtime_push import realtime_push
+    from schemas.registry import get_mapping
+
+    get_mapping(mapping)
+    result = realtime_push(mapping, load_records(records, file))
+    table = Table("key", "status", "reason", "detail", title=f"Push through {mapping}: {result.status}")
+    for outcome in result.outcomes:
+        table.add_row(json.dumps(outcome.key, default=str), outcome.status, outcome.reason, outcome.detail)
+    console.print(table)
+    console.print(result.message, highlight=False)
+    if result.status != "success":
+        raise typer.Exit(3 if result.status == "pending" else 1)
+
+
+def load_records(text: str | None, file: Path | None) -> list[dict[str, Any]]:
+    """Records from --json or --file; numbers are read as exact decimals, never floats."""
+    if (text is None) == (file is None):
+        raise ConfigError("give the records with exactly one of --json or --file")
+    raw = file.read_text(encoding="utf-8") if file is not None else text or ""
+    try:
+        parsed = json.loads(raw, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the records are not valid JSON: {exc}") from None
+    return parsed if isinstance(parsed, list) else [parsed]
 
 
 @app.command()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flows.realtime_push import realtime_push
 from flows.retry_sync import SyncReport, retry_sync
 from schemas.registry import all_mappings
-from tasks.demo_data import INVALID_MERCHANTS, fix_merchant_name, reset_demo_zones, seed_demo
+from tasks.demo_data import INVALID_MERCHANTS, NEW_MERCHANT, fix_merchant, reset_demo_zones, seed_demo
 from tasks.engines import get_engine
 from tasks.errors import ConfigError
 from tasks.inspect import check_mapping
@@ -31,7 +32,12 @@ def run_demo(say: Say) -> list[SyncReport]:
     say(f"[bold]2. seed[/]: {merchants} merchants in the intranet zone (invalid: {invalid}), {payments} payments")
     say("[bold]3. retry sync[/]: unsynced merchants go to the internet zone; invalid ones are quarantined")
     first = retry_sync()
-    say("[bold]4. fix[/]: an operator corrects merchant #13's name; the next retry carries it and resolves it")
-    fix_merchant_name(intranet, 13, "Toko Baru #13")
+    say("[bold]4. push[/]: an application writes two new merchants; #502 has a status the internet zone refuses")
+    pushed = realtime_push("merchants", [NEW_MERCHANT, {**NEW_MERCHANT, "merchant_id": 502, "status": "X"}])
+    for outcome in pushed.outcomes:
+        say(f"   merchant {outcome.key['merchant_id']}: {outcome.status} {outcome.reason} {outcome.detail}".rstrip())
+    say("[bold]5. fix[/]: an operator corrects #13's name and #502's status; the next retry carries both")
+    fix_merchant(intranet, 13, merchant_name="Toko Baru #13")
+    fix_merchant(intranet, 502, status="A")
     second = retry_sync()
     return [first, second]

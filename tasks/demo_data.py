@@ -18,6 +18,10 @@ from tasks.dialects import dialect_for
 
 BASE_TIME = datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=UTC)
 INVALID_MERCHANTS = {13: "empty name", 42: "status 'X'", 77: "negative fee"}
+NEW_MERCHANT = {  # pushed by the demo "application" (JSON-like: decimals and timestamps as text)
+    "merchant_id": 501, "merchant_name": "Kopi Kenangan 😀", "status": "A", "fee": "2.50",
+    "email": "kopi@example.com", "tax_id": "NPWP-00000501", "updated_at": "2026-11-26T10:00:00.123456+07:00",
+}  # fmt: skip
 NAMES = ["Toko Sinar", "Café Ünïcode", "Warung 😀 Emoji", "Müller & Söhne", "北京商店", "O'Brien's Deli"]
 
 
@@ -90,12 +94,11 @@ def seed_demo(intranet: Engine, internet: Engine) -> tuple[int, int]:
     return merchant_rows.height, payment_rows.height
 
 
-def fix_merchant_name(intranet: Engine, merchant_id: int, name: str) -> None:
+def fix_merchant(intranet: Engine, merchant_id: int, **changes: str) -> None:
     """What an operator does after reading the quarantine: correct the source row (new version, unsynced)."""
     dialect = dialect_for(intranet)
     table = sa.Table("merchant", sa.MetaData(), autoload_with=intranet)
-    change = dialect.encode(
-        pl.DataFrame({"merchant_name": [name], "updated_at": [datetime.now(UTC)], "is_sync": [False]})
-    )
+    values = {name: [value] for name, value in changes.items()}
+    change = dialect.encode(pl.DataFrame(values | {"updated_at": [datetime.now(UTC)], "is_sync": [False]}))
     with intranet.begin() as conn:
         conn.execute(sa.update(table).where(table.c.merchant_id == merchant_id).values(**change.row(0, named=True)))

@@ -103,6 +103,30 @@ def _is_disconnect(exc: sa_exc.DBAPIError) -> bool:
     return any(word in text for word in _DISCONNECT_WORDS)
 
 
+# Why a database refused a row: SQLSTATE (PostgreSQL), error number (MariaDB/MySQL), message (SQLite).
+_REFUSALS = (
+    ("duplicate_key", {"23505"}, {1062, 1022}, "UNIQUE constraint failed"),
+    ("missing_required", {"23502"}, {1048, 1364}, "NOT NULL constraint failed"),
+    ("invalid_value", {"23514", "22001", "22003", "22007", "22008", "22P02"}, {1406, 1264, 1292, 1366, 3819, 4025},
+     "CHECK constraint failed"),
+)  # fmt: skip
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """A short code for why a write was refused: duplicate_key, missing_required, invalid_value, unavailable."""
+    cause = exc.__cause__ if isinstance(exc, SyncError) and exc.__cause__ else exc
+    if is_transient(cause):
+        return "unavailable"
+    original = getattr(cause, "orig", cause)
+    state = getattr(original, "sqlstate", None)
+    args = getattr(original, "args", ())
+    number = args[0] if args and isinstance(args[0], int) else None
+    for reason, states, numbers, sqlite_text in _REFUSALS:
+        if state in states or number in numbers or sqlite_text in str(original):
+            return reason
+    return "database_error"
+
+
 def translate(exc: BaseException, *, what: str, mapping: str | None = None) -> SyncError:
     """Turn a driver exception into a SyncError saying what was being done; secrets removed."""
     if isinstance(exc, SyncError):

@@ -18,18 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from schemas.mapping import SyncMapping
 from tasks import bookkeeping
+from tasks.batch import send_batch
 from tasks.catalog import MappingTables, source_table, target_table
-from tasks.dialects import Dialect, dialect_for
+from tasks.dialects import dialect_for
 from tasks.errors import SyncError, translate
 from tasks.extract import UnsyncedReader, last_key
-from tasks.load import flag_rows, guard_frame, upsert_rows
-from tasks.transform import ROW, to_target_schema
-from tasks.validate import rejects, split_valid
+from tasks.load import flag_rows
 
 SyncStatus = Literal["success", "partial", "no_record", "error"]
 PHASES = ("read", "transform", "upsert", "flag", "quarantine")
@@ -142,10 +140,16 @@ def _run(
                 break
             full = raw.height >= batch_size
             next_read = reader_pool.submit(read, last_key(raw, mapping)) if full else None
-            guard = _send_batch(raw, mapping, tables.target, target_dialect, zones, timer, has_open_errors)
+            result.read += raw.height
+            batch = send_batch(
+                raw, mapping, tables.target, target_dialect, zones.intranet,
+                resolve_open_errors=has_open_errors, phase=timer.phase,
+            )  # fmt: skip
+            result.upserted += batch.landed.height
+            result.quarantined += batch.quarantined
             if flagging is not None:
                 result.flagged += flagging.result()
-            flagging = flagger_pool.submit(flag, guard)
+            flagging = flagger_pool.submit(flag, batch.guard)
             result.batches += 1
             on_batch(result)
     finally:
@@ -166,53 +170,6 @@ def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-flag"),
     )
-
-
-def _send_batch(
-    raw: pl.DataFrame,
-    mapping: SyncMapping,
-    target: sa.Table,
-    target_dialect: Dialect,
-    zones: Zones,
-    timer: _Timer,
-    has_open_errors: bool,
-) -> pl.DataFrame:
-    """Transform, validate, upsert and quarantine one batch; return the guard rows to flag."""
-    result = timer.result
-    result.read += raw.height
-    with timer.phase("transform"):
-        shaped = to_target_schema(raw, mapping)
-        checked = split_valid(shaped.frame.join(shaped.losses.select(ROW), on=ROW, how="anti"), mapping)
-    with timer.phase("upsert"):
-        outcome = upsert_rows(target_dialect, target, checked.valid, mapping)
-    refused = pl.concat([rejects(shaped.losses, "type_loss"), checked.rejected, outcome.refused])
-    with timer.phase("quarantine"):
-        result.quarantined += _quarantine(raw, refused, mapping, zones.intranet)
-        if has_open_errors and outcome.landed.height:
-            landed_keys = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
-            bookkeeping.resolve(zones.intranet, mapping.name, _record_keys(landed_keys, mapping).to_list())
-    result.upserted += outcome.landed.height
-    return guard_frame(raw, outcome.landed, mapping)
-
-
-def _record_keys(raw: pl.DataFrame, mapping: SyncMapping) -> pl.Series:
-    """Record keys named by target key columns, valued as read from the source."""
-    renamed = raw.select(pl.col(c.source).alias(c.name) for c in mapping.key_columns)
-    return bookkeeping.record_keys(renamed, mapping.keys)
-
-
-def _quarantine(raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping, intranet: Engine) -> int:
-    if refused.is_empty():
-        return 0
-    rows = raw.with_row_index(ROW).join(refused, on=ROW, how="inner")
-    rows = rows.with_columns(_record_keys(rows, mapping))
-    merged = rows.group_by("record_key", maintain_order=True).agg(
-        pl.col("reason").first(), pl.col("detail").str.join("; ")
-    )
-    try:
-        return bookkeeping.quarantine(intranet, mapping, merged)
-    except Exception as exc:
-        raise translate(exc, what="recording quarantined rows in sync_error", mapping=mapping.name) from exc
 
 
 def _guarded(action: Callable[[], Any], mapping: SyncMapping, what: str) -> Any:

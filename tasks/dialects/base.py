@@ -83,6 +83,10 @@ class Dialect:
         frame = cx.read_sql(connectorx_url(self.engine), self.render(query), return_type="polars")
         return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)  # type: ignore[return-value]
 
+    def frame_from_rows(self, rows: Sequence[Sequence[Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """Rows fetched through the driver (INSERT ... RETURNING) as a frame like `read_frame` gives."""
+        return pl.DataFrame([tuple(row) for row in rows], schema=list(schema), orient="row", infer_schema_length=None)
+
     # -- writing --------------------------------------------------------------------------------
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Values in the form the bulk-load path of this database reads exactly."""

@@ -51,8 +51,12 @@ class SQLiteDialect(Dialect):
         with self.engine.connect() as conn:
             raw: Any = conn.connection.dbapi_connection
             rows = raw.execute(str(compiled), parameters).fetchall()
+        return self.frame_from_rows(rows, schema)
+
+    def frame_from_rows(self, rows: Sequence[Sequence[Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """SQLite's values carry no type: the columns are typed as `read_expression` returns them."""
         stored = {name: _stored_type(dtype) for name, dtype in schema.items()}
-        return pl.DataFrame(rows, schema=stored, orient="row")
+        return pl.DataFrame([tuple(row) for row in rows], schema=stored, orient="row")
 
     def not_synced(self, flag: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """Spelled so connectorx's SQL parser accepts it (it cannot parse `IS NOT 1`)."""

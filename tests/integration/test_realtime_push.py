@@ -1,0 +1,202 @@
+"""The real-time push (DESIGN §4.1) on every backend: where each record is after success and after each failure.
+
+Success: in the source with its flag true and in the target with the mapped values. Refused by the source:
+written nowhere. Refused or failed at the target: in the source with its flag false, recorded in sync_error,
+result `pending` — and the cron retry carries it once the target takes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.realtime_push import realtime_push
+from flows.retry_sync import retry_sync
+from schemas import settings
+from schemas.examples import MERCHANTS
+from schemas.examples.tables import internet_tables, intranet_tables
+from tasks import engines
+from tasks.push import KeyOutcome, push_records
+from tasks.sync import Zones, sync_mapping_rows
+from tests.conftest import ZonePair
+from tests.integration.helpers import create, errors, execute, mapped, rows, source_rows, target_rows
+
+MERCHANT: dict[str, Any] = {
+    "merchant_id": 1,
+    "merchant_name": "Café Ünïcode 😀",
+    "status": "A",
+    "fee": "1234567890123456.78",
+    "email": None,
+    "tax_id": "NPWP-1",
+    "updated_at": "2026-11-26T10:00:00.123456+07:00",
+}
+
+
+@pytest.fixture
+def demo(zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
+    """The demo tables in both zones, settings pointed at them."""
+    create(zones.intranet, intranet_tables())
+    create(zones.internet, internet_tables())
+    use_zones(zones, modules="schemas.examples")
+    return zones
+
+
+def test_a_pushed_record_is_in_both_zones_exactly_and_flagged(demo: ZonePair) -> None:
+    result = push_records("merchants", [MERCHANT])
+
+    assert (result.status, result.stage) == ("success", None)
+    assert result.outcomes == [KeyOutcome({"merchant_id": 1}, "success")]
+    source = source_rows(demo.intranet, MERCHANTS)[(1,)]
+    assert source["__flag"] is True
+    assert target_rows(demo.internet, MERCHANTS)[(1,)] == mapped(source)
+    assert source["fee"] == Decimal("1234567890123456.78")
+    assert source["updated_at"] == datetime(2026, 11, 26, 3, 0, 0, 123456, tzinfo=UTC)
+    assert source["name"] == "Café Ünïcode 😀" and source["email"] is None
+
+
+def test_a_record_the_source_refuses_is_written_nowhere(demo: ZonePair) -> None:
+    push_records("merchants", [MERCHANT])
+
+    result = push_records("merchants", [{**MERCHANT, "merchant_name": "Someone else"}])
+
+    assert (result.status, result.stage, result.reason) == ("error", "source", "duplicate_key")
+    assert [o.status for o in result.outcomes] == ["error"]
+    assert target_rows(demo.internet, MERCHANTS)[(1,)]["name"] == MERCHANT["merchant_name"]
+    assert errors(demo.intranet) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"colour": "red"}, "unknown_column"),
+        ({"merchant_id": "seven"}, "invalid_value"),
+        ({"fee": "1.234"}, "invalid_value"),  # would be rounded by numeric(18,2): refused instead
+        ({"updated_at": "yesterday"}, "invalid_value"),
+        ({"merchant_id": None}, "missing_required"),
+        ({"is_sync": True}, "unknown_column"),  # the flag is zonesync's, not the caller's
+    ],
+)
+def test_bad_records_are_refused_before_anything_is_written(
+    demo: ZonePair, change: dict[str, Any], reason: str
+) -> None:
+    good = {**MERCHANT, "merchant_id": 2}
+
+    result = push_records("merchants", [good, {**MERCHANT, **change}])
+
+    assert (result.status, result.stage, result.reason) == ("error", "source", reason)
+    assert "record 2" in result.message
+    assert rows(demo.intranet, "merchant") == [] and rows(demo.internet, "merchant") == []
+
+
+def test_a_missing_required_column_is_refused_by_the_source(demo: ZonePair) -> None:
+    record = {name: value for name, value in MERCHANT.items() if name != "merchant_name"}
+
+    result = push_records("merchants", [record])
+
+    assert (result.status, result.reason) == ("error", "missing_required")
+    assert rows(demo.intranet, "merchant") == []
+
+
+def test_a_record_the_target_model_rejects_is_pending_and_quarantined(demo: ZonePair) -> None:
+    result = push_records("merchants", [{**MERCHANT, "merchant_id": 2}, {**MERCHANT, "merchant_id": 3, "status": "X"}])
+
+    assert (result.status, result.stage) == ("pending", "target")
+    assert [(o.key, o.status, o.reason) for o in result.outcomes] == [
+        ({"merchant_id": 2}, "success", ""),
+        ({"merchant_id": 3}, "pending", "validation"),
+    ]
+    assert "status" in result.outcomes[1].detail
+    assert source_rows(demo.intranet, MERCHANTS)[(3,)]["__flag"] is False
+    assert list(target_rows(demo.internet, MERCHANTS)) == [(2,)]
+    assert [(e["key"], e["reason"]) for e in errors(demo.intranet, open_only=True)] == [
+        ({"merchant_id": 3}, "validation")
+    ]
+
+
+def _unreachable(backend: str, tmp_path: Path) -> str:
+    """A URL of the same kind whose database cannot be opened."""
+    if backend == "sqlite":
+        (tmp_path / "a-directory.db").mkdir()
+        return f"sqlite:///{tmp_path / 'a-directory.db'}"
+    scheme = "postgresql" if backend == "postgresql" else "mysql"
+    return f"{scheme}://zonesync:secret-pw@127.0.0.1:1/nowhere"
+
+
+def _point_internet_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("ZONESYNC_INTERNET_URL", url)
+    settings.get_settings.cache_clear()
+    engines.dispose_engines()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_target_down_leaves_records_pending_and_the_cron_retry_carries_them(
+    demo: ZonePair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _point_internet_at(monkeypatch, _unreachable(demo.internet_backend, tmp_path))
+
+    result = push_records("merchants", [MERCHANT])
+
+    assert (result.status, result.stage, result.reason) == ("pending", "target", "target_error")
+    assert "secret-pw" not in result.message
+    assert source_rows(demo.intranet, MERCHANTS)[(1,)]["__flag"] is False
+    assert [e["reason"] for e in errors(demo.intranet, open_only=True)] == ["target_error"]
+
+    _point_internet_at(monkeypatch, demo.internet_url)
+    report = retry_sync()
+
+    assert report["merchants"].flagged == 1
+    source = source_rows(demo.intranet, MERCHANTS)[(1,)]
+    assert source["__flag"] is True and target_rows(demo.internet, MERCHANTS)[(1,)] == mapped(source)
+    assert errors(demo.intranet, open_only=True) == []
+    assert errors(demo.intranet)[0]["resolved_at"] is not None
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_realtime_push_flow_returns_the_result_per_key(demo: ZonePair) -> None:
+    result = realtime_push("merchants", [MERCHANT, {**MERCHANT, "merchant_id": 2, "status": "X"}])
+
+    assert result.status == "pending"
+    assert result.keys == [{"merchant_id": 1}, {"merchant_id": 2}]
+    assert [o.status for o in result.outcomes] == ["success", "pending"]
+
+
+_REFUSE_FLAG = {
+    "postgresql": [
+        "CREATE FUNCTION refuse_flag() RETURNS trigger AS $$ BEGIN IF NEW.is_sync THEN "
+        "RAISE EXCEPTION 'flag refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_flag BEFORE UPDATE ON merchant FOR EACH ROW EXECUTE FUNCTION refuse_flag()",
+    ],
+    "mariadb": [
+        "CREATE TRIGGER refuse_flag BEFORE UPDATE ON merchant FOR EACH ROW BEGIN IF NEW.is_sync THEN "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'flag refused'; END IF; END",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse_flag BEFORE UPDATE OF is_sync ON merchant WHEN NEW.is_sync "
+        "BEGIN SELECT RAISE(ABORT, 'flag refused'); END",
+    ],
+}
+
+
+def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(demo: ZonePair) -> None:
+    for statement in _REFUSE_FLAG[demo.intranet_backend]:
+        execute(demo.intranet, statement)
+
+    result = push_records("merchants", [MERCHANT])
+
+    assert (result.status, result.stage, result.reason) == ("pending", "flag", "not_flagged")
+    assert "flag refused" in result.message
+    source = source_rows(demo.intranet, MERCHANTS)[(1,)]
+    assert source["__flag"] is False and target_rows(demo.internet, MERCHANTS)[(1,)] == mapped(source)
+
+    execute(
+        demo.intranet, "DROP TRIGGER refuse_flag" + (" ON merchant" if demo.intranet_backend == "postgresql" else "")
+    )
+    retried = sync_mapping_rows(MERCHANTS, Zones(demo.intranet, demo.internet, demo.intranet), batch_size=10)
+
+    assert (retried.read, retried.flagged) == (1, 1)
+    assert source_rows(demo.intranet, MERCHANTS)[(1,)]["__flag"] is True
