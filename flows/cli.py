@@ -133,6 +133,22 @@ def load_records(text: str | None, file: Path | None) -> list[dict[str, Any]]:
 
 @app.command()
 @friendly_errors
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP entry point: POST /mappings/{name}/records (push), GET /health, /docs (OpenAPI)."""
+    import uvicorn
+
+    from schemas.registry import all_mappings
+
+    all_mappings()  # a bad mapping module is one clear line here, not a traceback in the server
+    uvicorn.run("deployments.api:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@app.command()
+@friendly_errors
 def status() -> None:
     """Unsynced rows and their age per mapping, open quarantine, and the last batch jobs."""
     from schemas.registry import all_mappings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import polars as pl
 
@@ -51,3 +52,39 @@ def mapping_markdown(mapping: SyncMapping) -> str:
 def mappings_markdown(mappings: Iterable[SyncMapping]) -> str:
     """Every mapping's data-mapping table, in the specification's format."""
     return "### Data Mapping\n\n" + "\n\n".join(mapping_markdown(m) for m in mappings) + "\n"
+
+
+def record_schema(mapping: SyncMapping) -> dict[str, Any]:
+    """JSON Schema of a record as applications send it: source column names, the model's types."""
+    properties = {column.source: _json_type(column.dtype, column.nullable) for column in mapping.columns}
+    return {
+        "title": f"{mapping.name} record",
+        "type": "object",
+        "properties": properties,
+        "required": [column.source for column in mapping.columns if not column.nullable],
+        "additionalProperties": True,
+        "description": "Source columns; other columns of the source table may be sent too (they stay in its zone).",
+    }
+
+
+def _json_type(dtype: pl.DataType, nullable: bool) -> dict[str, Any]:
+    if isinstance(dtype, pl.Decimal):
+        schema: dict[str, Any] = {
+            "type": ["string", "number"],
+            "description": f"exact decimal({dtype.precision},{dtype.scale}); never rounded: more digits are refused",
+        }
+    elif isinstance(dtype, pl.Datetime):
+        schema = {"type": "string", "format": "date-time", "description": "ISO 8601; without an offset it is UTC"}
+    elif dtype == pl.Date:
+        schema = {"type": "string", "format": "date"}
+    elif dtype.is_integer():
+        schema = {"type": "integer"}
+    elif dtype.is_float():
+        schema = {"type": "number"}
+    elif dtype == pl.Boolean:
+        schema = {"type": "boolean"}
+    else:
+        schema = {"type": "string"}
+    if nullable:
+        schema["type"] = [*([schema["type"]] if isinstance(schema["type"], str) else schema["type"]), "null"]
+    return schema

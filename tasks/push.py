@@ -65,33 +65,63 @@ class PushResult:
 
 def push_records(mapping_name: str, records: Sequence[dict[str, Any]]) -> PushResult:
     """Insert records into the mapping's source table and push them to its target at once."""
-    mapping = get_mapping(mapping_name)
-    source_engine, target_engine = get_engine(mapping.source_zone), get_engine(mapping.target_zone)
-    source_dialect = dialect_for(source_engine)
-    source = source_table(mapping, source_engine)
-    reader = UnsyncedReader(mapping, source_dialect, source)
-    try:
-        rows = coerce_records(source, mapping, records)
-        raw = insert_returning(source_dialect, source, rows, reader)
-    except RecordError as exc:
-        return _source_failed(mapping, records, exc.reason, exc)
-    except SyncError as exc:
-        return _source_failed(mapping, records, refusal_reason(exc), exc)
-    keys = _keys(raw, mapping)
-    try:
-        target = target_table(mapping, target_engine)
-        batch = send_batch(raw, mapping, target, dialect_for(target_engine), get_engine("intranet"),
-                           resolve_open_errors=False)  # fmt: skip
-    except SyncError as exc:
-        return _target_failed(raw, keys, mapping, exc)
-    try:
-        flagged = flag_rows(source_dialect, source, batch.guard, mapping, reader.dtypes)
-    except SyncError as exc:
-        return _outcome(mapping, keys, batch.refused, unflagged=set(range(raw.height)), stage_error=exc)
-    unflagged = (
-        _unflagged_rows(source_engine, source, mapping, raw, batch.landed) if flagged < len(batch.guard) else set()
-    )
-    return _outcome(mapping, keys, batch.refused, unflagged | set(batch.refused[ROW].to_list()))
+    return Pusher(get_mapping(mapping_name)).push(records)
+
+
+class Pusher:
+    """Pushes records through one mapping. Keeps the reflected tables: the HTTP API holds one per mapping, so
+    a request costs its statements only (restart it after changing a table)."""
+
+    def __init__(self, mapping: SyncMapping) -> None:
+        self.mapping = mapping
+        self.source_engine = get_engine(mapping.source_zone)
+        self.target_engine = get_engine(mapping.target_zone)
+        self.source_dialect = dialect_for(self.source_engine)
+        self.target_dialect = dialect_for(self.target_engine)
+        self._reader: UnsyncedReader | None = None
+        self._target: sa.Table | None = None
+
+    @property
+    def reader(self) -> UnsyncedReader:
+        """The source table (reflected once) with the way each column is read."""
+        if self._reader is None:
+            self._reader = UnsyncedReader(
+                self.mapping, self.source_dialect, source_table(self.mapping, self.source_engine)
+            )
+        return self._reader
+
+    @property
+    def target(self) -> sa.Table:
+        """The target table (reflected once it can be)."""
+        if self._target is None:
+            self._target = target_table(self.mapping, self.target_engine)
+        return self._target
+
+    def push(self, records: Sequence[dict[str, Any]]) -> PushResult:
+        """Source insert → target upsert → flag; the result says what happened to each record."""
+        mapping = self.mapping
+        try:
+            reader = self.reader
+            rows = coerce_records(reader.table, mapping, records)
+            raw = insert_returning(self.source_dialect, reader.table, rows, reader)
+        except RecordError as exc:
+            return _source_failed(mapping, records, exc.reason, exc)
+        except SyncError as exc:
+            return _source_failed(mapping, records, refusal_reason(exc), exc)
+        keys = _keys(raw, mapping)
+        try:
+            batch = send_batch(raw, mapping, self.target, self.target_dialect, get_engine("intranet"),
+                               resolve_open_errors=False)  # fmt: skip
+        except SyncError as exc:
+            return _target_failed(raw, keys, mapping, exc)
+        try:
+            flagged = flag_rows(self.source_dialect, reader.table, batch.guard, mapping, reader.dtypes)
+        except SyncError as exc:
+            return _outcome(mapping, keys, batch.refused, unflagged=set(range(raw.height)), stage_error=exc)
+        unflagged = set(batch.refused[ROW].to_list())
+        if flagged < len(batch.guard):
+            unflagged |= _unflagged_rows(self.source_engine, reader.table, mapping, raw, batch.landed)
+        return _outcome(mapping, keys, batch.refused, unflagged)
 
 
 def insert_returning(

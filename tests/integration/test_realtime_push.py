@@ -7,7 +7,6 @@ result `pending` — and the cron retry carries it once the target takes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,12 +18,11 @@ from flows.realtime_push import realtime_push
 from flows.retry_sync import retry_sync
 from schemas import settings
 from schemas.examples import MERCHANTS
-from schemas.examples.tables import internet_tables, intranet_tables
 from tasks import engines
 from tasks.push import KeyOutcome, push_records
 from tasks.sync import Zones, sync_mapping_rows
 from tests.conftest import ZonePair
-from tests.integration.helpers import create, errors, execute, mapped, rows, source_rows, target_rows
+from tests.integration.helpers import errors, execute, mapped, rows, source_rows, target_rows
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1,
@@ -35,15 +33,6 @@ MERCHANT: dict[str, Any] = {
     "tax_id": "NPWP-1",
     "updated_at": "2026-11-26T10:00:00.123456+07:00",
 }
-
-
-@pytest.fixture
-def demo(zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
-    """The demo tables in both zones, settings pointed at them."""
-    create(zones.intranet, intranet_tables())
-    create(zones.internet, internet_tables())
-    use_zones(zones, modules="schemas.examples")
-    return zones
 
 
 def test_a_pushed_record_is_in_both_zones_exactly_and_flagged(demo: ZonePair) -> None:

@@ -1,0 +1,128 @@
+"""HTTP entry point for applications that write data (DESIGN §5).
+
+`POST /mappings/{name}/records` runs the real-time push — without a Prefect flow run per request (one costs
+about a second); success and pending pushes are announced as Prefect events instead. Start it with
+`zonesync api` (or `uvicorn deployments.api:create_app --factory`).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prefect.logging import get_logger
+from starlette.concurrency import run_in_threadpool
+
+from schemas.mapping import SyncMapping
+from schemas.registry import all_mappings
+from schemas.settings import ZONES
+from tasks.docs import record_schema
+from tasks.engines import get_engine
+from tasks.errors import SyncError, scrub
+from tasks.events import emit_push_event, events_enabled
+from tasks.push import Pusher, PushResult
+
+logger = get_logger("zonesync.api")
+PUSH_STATUS = {"success": 201, "pending": 202}
+REFUSAL_STATUS = {"duplicate_key": 409, "unavailable": 503, "invalid_body": 400}  # any other refusal: 422
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {"description": "In both zones (the source row is flagged synced)."},
+    202: {"description": "In the source zone; the target refused or failed, the cron retry carries it."},
+    400: {"description": "The body is not JSON, or not an object or array of objects."},
+    404: {"description": "No such mapping."},
+    409: {"description": "A record with this key exists already; nothing written."},
+    422: {"description": "A record failed the source's checks (unknown column, bad value, missing field)."},
+    503: {"description": "The source zone is unavailable; nothing written."},
+}
+
+
+def create_app() -> FastAPI:
+    """The application: one push route per registered mapping (each documents its record shape) and /health."""
+    app = FastAPI(title="zonesync", summary="Push records to both zones at once.", version="0.1.0")
+    mappings = all_mappings()
+    pushers = {name: Pusher(mapping) for name, mapping in mappings.items()}
+
+    async def push(name: str, request: Request) -> JSONResponse:
+        if name not in pushers:
+            return _error(
+                404, "unknown_mapping", f"unknown mapping {name!r} (registered: {', '.join(sorted(pushers))})"
+            )
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)  # amounts never pass through a float
+        except ValueError:
+            return _error(400, "invalid_body", "the request body is not valid JSON")
+        result = await run_in_threadpool(pushers[name].push, body if isinstance(body, list) else [body])
+        emit_push_event(result)
+        return JSONResponse(_push_json(result), status_code=_status_code(result))
+
+    for mapping in mappings.values():
+        app.add_api_route(
+            f"/mappings/{mapping.name}/records", _bound(push, mapping.name), methods=["POST"], status_code=201,
+            summary=f"Push {mapping.name} records ({mapping.source_zone} → {mapping.target_zone})",
+            description=mapping.description, responses=_RESPONSES, openapi_extra=_request_body(mapping),
+            name=f"push-{mapping.artifact_slug}",
+        )  # fmt: skip
+    app.add_api_route("/mappings/{name}/records", push, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/health", health, methods=["GET"], summary="Whether both zones answer")
+    app.add_exception_handler(SyncError, _sync_error)
+    if not events_enabled():
+        logger.warning("PREFECT_API_URL is not set: pushes are not announced as Prefect events")
+    return app
+
+
+def _bound(push: Any, name: str) -> Any:
+    async def push_mapping(request: Request) -> JSONResponse:
+        return await push(name, request)
+
+    return push_mapping
+
+
+def _request_body(mapping: SyncMapping) -> dict[str, Any]:
+    record = record_schema(mapping)
+    schema = {"oneOf": [record, {"type": "array", "items": record, "minItems": 1}]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _status_code(result: PushResult) -> int:
+    return PUSH_STATUS.get(result.status) or REFUSAL_STATUS.get(result.reason, 422)
+
+
+def _push_json(result: PushResult) -> dict[str, Any]:
+    return {
+        "mapping": result.mapping, "status": result.status, "stage": result.stage, "reason": result.reason,
+        "message": scrub(result.message),
+        "records": [
+            {"key": o.key, "status": o.status, "reason": o.reason, "detail": scrub(o.detail)} for o in result.outcomes
+        ],
+    }  # fmt: skip
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": scrub(detail)}, status_code=status)
+
+
+async def _sync_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("request failed: %s", exc)
+    status = 503 if isinstance(exc, SyncError) and exc.transient else 500
+    return _error(status, "unavailable" if status == 503 else "server_error", str(exc))
+
+
+def health() -> JSONResponse:
+    """`ok` when both zones answer a trivial query; 503 naming the zone that does not (never its URL)."""
+    zones = {}
+    for zone in ZONES:
+        try:
+            with get_engine(zone).connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            zones[zone] = "up"
+        except Exception as exc:  # any failure means "down" here; the reason goes to the log, scrubbed
+            logger.warning("health: %s zone is down: %s", zone, scrub(str(exc))[:300])
+            zones[zone] = "down"
+    healthy = all(state == "up" for state in zones.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "zones": zones}, status_code=200 if healthy else 503
+    )

@@ -1,0 +1,155 @@
+"""The HTTP entry point, served by a real uvicorn server on loopback and called with a real HTTP client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+import uvicorn
+
+from deployments.api import create_app
+from schemas import settings
+from schemas.examples import MERCHANTS
+from tasks import engines
+from tests.conftest import ZonePair
+from tests.integration.helpers import errors, mapped, rows, source_rows, target_rows
+
+RECORD = (
+    '{"merchant_id": %d, "merchant_name": "Warung 😀", "status": "%s", "fee": 1234567890123456.78, '
+    '"tax_id": "NPWP-9", "updated_at": "2026-11-26T10:00:00.123456+07:00"}'
+)
+
+
+def serve() -> Iterator[httpx.Client]:
+    """Start the app on a free loopback port in a thread; yield a client; stop the server."""
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def client(demo: ZonePair) -> Iterator[httpx.Client]:
+    yield from serve()
+
+
+def post(client: httpx.Client, body: str, mapping: str = "merchants") -> httpx.Response:
+    return client.post(f"/mappings/{mapping}/records", content=body, headers={"content-type": "application/json"})
+
+
+def test_a_record_lands_in_both_zones_with_201_and_its_json_number_is_exact(
+    client: httpx.Client, demo: ZonePair
+) -> None:
+    response = post(client, RECORD % (1, "A"))
+
+    assert response.status_code == 201
+    assert response.json()["records"] == [{"key": {"merchant_id": 1}, "status": "success", "reason": "", "detail": ""}]
+    source = source_rows(demo.intranet, MERCHANTS)[(1,)]
+    assert source["__flag"] is True and target_rows(demo.internet, MERCHANTS)[(1,)] == mapped(source)
+    assert source["fee"] == Decimal("1234567890123456.78")  # a JSON number, never a float on the way
+
+
+def test_records_the_target_refuses_are_accepted_as_pending_with_202(client: httpx.Client, demo: ZonePair) -> None:
+    response = post(client, f"[{RECORD % (1, 'A')}, {RECORD % (2, 'X')}]")
+
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["status"], body["stage"]) == ("pending", "target")
+    assert [(r["key"]["merchant_id"], r["status"], r["reason"]) for r in body["records"]] == [
+        (1, "success", ""),
+        (2, "pending", "validation"),
+    ]
+    assert "status" in body["records"][1]["detail"]
+    assert [e["key"] for e in errors(demo.intranet, open_only=True)] == [{"merchant_id": 2}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ('{"merchant_id": 1, "colour": "red"}', 422, "unknown_column"),
+        (RECORD.replace("1234567890123456.78", '"1.234"') % (1, "A"), 422, "invalid_value"),
+        (RECORD.replace('"merchant_id": %d', '"merchant_id": "one"').replace("%s", "A", 1), 422, "invalid_value"),
+        ('{"merchant_id": 1, "status": "A"}', 422, "missing_required"),
+        ("[]", 400, "invalid_body"),
+        ("not json", 400, "invalid_body"),
+    ],
+)
+def test_bad_records_get_a_clear_4xx_and_nothing_is_written(
+    client: httpx.Client, demo: ZonePair, body: str, status: int, error: str
+) -> None:
+    response = post(client, body)
+
+    assert response.status_code == status
+    payload = response.json()
+    assert payload.get("reason", payload.get("error")) == error
+    assert payload.get("message", payload.get("detail"))
+    assert rows(demo.intranet, "merchant") == [] and rows(demo.internet, "merchant") == []
+
+
+def test_a_duplicate_key_is_a_409_conflict_that_changes_nothing(client: httpx.Client, demo: ZonePair) -> None:
+    post(client, RECORD % (1, "A"))
+
+    response = post(client, (RECORD % (1, "I")))
+
+    assert response.status_code == 409
+    assert response.json()["reason"] == "duplicate_key"
+    assert target_rows(demo.internet, MERCHANTS)[(1,)]["status"] == "A"
+
+
+def test_an_unknown_mapping_is_404(client: httpx.Client) -> None:
+    response = post(client, RECORD % (1, "A"), mapping="customers")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "unknown_mapping",
+        "detail": "unknown mapping 'customers' (registered: merchants, payments)",
+    }
+
+
+def test_health_reports_both_zones(client: httpx.Client) -> None:
+    response = client.get("/health")
+
+    assert (response.status_code, response.json()) == (
+        200,
+        {"status": "ok", "zones": {"intranet": "up", "internet": "up"}},
+    )
+
+
+def test_the_openapi_schema_documents_each_mappings_record_shape(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+
+    operation = spec["paths"]["/mappings/merchants/records"]["post"]
+    record = operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
+    assert set(record["properties"]) == {"merchant_id", "merchant_name", "status", "fee", "email", "updated_at"}
+    assert "email" not in record["required"] and "merchant_name" in record["required"]
+    assert "decimal(18,2)" in record["properties"]["fee"]["description"]
+    assert {"201", "202", "409", "422", "503"} <= set(operation["responses"])
+    assert "/mappings/payments/records" in spec["paths"]
+
+
+def test_an_unavailable_source_zone_is_503_without_secrets(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZONESYNC_INTRANET_URL", "postgresql://zonesync:secret-pw@127.0.0.1:1/nowhere")
+    settings.get_settings.cache_clear()
+    engines.dispose_engines()
+    for client in serve():
+        pushed = post(client, RECORD % (1, "A"))
+        health = client.get("/health")
+
+    assert pushed.status_code == 503 and pushed.json()["reason"] == "unavailable"
+    assert health.status_code == 503 and health.json()["zones"] == {"intranet": "down", "internet": "up"}
+    assert "secret-pw" not in pushed.text + health.text
+    assert rows(demo.internet, "merchant") == []
