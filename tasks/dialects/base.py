@@ -34,6 +34,7 @@ class Dialect:
 
     name: ClassVar[str] = "base"
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
+    small_batch: ClassVar[int] = 100  # up to this many rows, bound statements beat a temporary table
     supports_partial_index: ClassVar[bool] = True
 
     def __init__(self, engine: Engine) -> None:
@@ -141,11 +142,30 @@ class Dialect:
         changed = sa.or_(*(target.c[name].is_distinct_from(new[name]) for name in updates))
         return self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
 
+    def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
+        """Run a statement with bound parameters once per row of `frame`; the rows it affected."""
+        return int(conn.execute(statement, list(frame.iter_rows(named=True))).rowcount)
+
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
-        """Insert or update the rows of `frame` (target column names) into `target`."""
+        """Insert or update the rows of `frame` (target column names) into `target`.
+
+        A few rows (a push, a small backlog) go as one bound statement; more go through a temporary table,
+        bulk-loaded: a temporary table costs four round trips, a bound statement one per ~1000 rows.
+        """
+        if frame.height <= self.small_batch:
+            self.execute_bound(conn, self.upsert_statement(target, frame.columns, keys), frame)
+            return
         temp = self.load_temp(conn, "zonesync_upsert", target, frame)
         conn.execute(self.upsert_from(target, temp, keys))
         temp.drop(conn)
+
+    def upsert_statement(self, target: sa.Table, columns: Sequence[str], keys: Sequence[str]) -> sa.Insert:
+        """INSERT ... VALUES (bound) that updates existing keys, skipping rows that would not change."""
+        statement = self.insert(target).values({name: sa.bindparam(name) for name in columns})
+        new = self.new_values(statement)
+        updates = [name for name in columns if name not in keys] or list(keys[:1])
+        changed = sa.or_(*(target.c[name].is_distinct_from(new[name]) for name in updates))
+        return self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
 
     def flag(
         self,
@@ -157,6 +177,17 @@ class Dialect:
         dtypes: dict[str, pl.DataType],
     ) -> int:
         """Set the flag of the rows in `guard` whose guard columns still hold the values read; count them."""
+        if guard.height <= self.small_batch:
+            # Parameters named like columns are reserved by SQLAlchemy in an UPDATE: prefix them.
+            named = {name: f"read_{name}" for name in guard.columns}
+            params: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(named[name]) for name in guard.columns}
+            statement = (
+                sa.update(source)
+                .where(*self._guard_conditions(source, params, guard.columns, keys, dtypes))
+                .where(self.not_synced(source.c[flag_column]))
+                .values({flag_column: sa.true()})
+            )
+            return self.execute_bound(conn, statement, guard.rename(named))
         temp = self.load_temp(conn, "zonesync_flag", source, guard)
         statement = (
             sa.update(source)

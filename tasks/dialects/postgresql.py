@@ -50,9 +50,9 @@ class PostgresDialect(Dialect):
         ]
 
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
-        """COPY straight into the target when it holds no key of the batch's range (the floor's own cost);
-        otherwise, or if a concurrent writer got there first, COPY into a temporary table and upsert."""
-        if self._box_is_empty(conn, target, frame, keys):
+        """A large batch is COPYed straight into the target when it holds no key of the batch's range (the
+        floor's own cost); otherwise — a few rows, keys present, or a concurrent writer first — as the base."""
+        if frame.height > self.small_batch and self._box_is_empty(conn, target, frame, keys):
             savepoint = conn.begin_nested()
             try:
                 self.bulk_load(conn, target, self.encode(frame))
