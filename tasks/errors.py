@@ -98,6 +98,21 @@ _DISCONNECT_WORDS = (
 )  # fmt: skip
 
 
+_LOCK_CONFLICT_SQLSTATES = ("40001", "40P01", "55P03")  # serialization failure, deadlock, lock not available
+_LOCK_CONFLICT_MYSQL_CODES = {1205, 1213}  # lock wait timeout, deadlock
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """A deadlock or lock timeout: the transaction was rolled back whole and may simply run again."""
+    original = getattr(exc, "orig", exc)
+    args: tuple[object, ...] = tuple(getattr(original, "args", ()))
+    return (
+        getattr(original, "sqlstate", None) in _LOCK_CONFLICT_SQLSTATES
+        or (len(args) > 0 and args[0] in _LOCK_CONFLICT_MYSQL_CODES)
+        or "database is locked" in str(original)
+    )
+
+
 def _is_disconnect(exc: sa_exc.DBAPIError) -> bool:
     text = str(exc.orig).lower()
     return any(word in text for word in _DISCONNECT_WORDS)

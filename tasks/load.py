@@ -7,18 +7,22 @@ Errors that concern the whole statement (missing column, permissions, connection
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 import sqlalchemy as sa
 
 from schemas.mapping import SyncMapping
 from tasks.dialects import Dialect
-from tasks.errors import RefusedValue, SyncError, is_transient, short_message, translate
+from tasks.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
 from tasks.transform import ROW
 from tasks.validate import REJECT_SCHEMA
 
+T = TypeVar("T")
 # PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
 _ROW_LEVEL_ERROR_NAMES = ("IntegrityError", "DataError")
 
@@ -61,8 +65,7 @@ def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping
     while pending:
         part = pending.pop()
         try:
-            with dialect.engine.begin() as conn:
-                dialect.upsert(conn, target, part.drop(ROW), mapping.keys)
+            _retrying_lock_conflicts(functools.partial(_upsert_part, dialect, target, part, mapping))
         except Exception as exc:
             if not _is_row_level(exc):
                 raise translate(
@@ -76,6 +79,27 @@ def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping
     refused_frame = pl.concat(refused) if refused else pl.DataFrame(schema=REJECT_SCHEMA)
     landed = frame.select(ROW).join(refused_frame.select(ROW), on=ROW, how="anti")
     return UpsertOutcome(landed, refused_frame)
+
+
+def _upsert_part(dialect: Dialect, target: sa.Table, part: pl.DataFrame, mapping: SyncMapping) -> None:
+    with dialect.engine.begin() as conn:
+        dialect.upsert(conn, target, part.drop(ROW), mapping.keys)
+
+
+_LOCK_CONFLICT_RETRIES = 4
+
+
+def _retrying_lock_conflicts(write: Callable[[], T]) -> T:
+    """Run a write transaction again when the database chose it as a deadlock victim (or it waited too long
+    for a lock): it was rolled back whole, and concurrent writers of neighbouring keys make this normal."""
+    for attempt in range(_LOCK_CONFLICT_RETRIES):
+        try:
+            return write()
+        except Exception as exc:
+            if attempt == _LOCK_CONFLICT_RETRIES - 1 or not is_lock_conflict(exc):
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
@@ -96,9 +120,13 @@ def flag_rows(
     """Set the flag of rows still equal (version or values) to what was read; return how many were flagged."""
     if guard.is_empty():
         return 0
-    try:
+
+    def flag() -> int:
         with dialect.engine.begin() as conn:
             return dialect.flag(conn, source, mapping.flag_column, guard, mapping.source_keys, dtypes)
+
+    try:
+        return _retrying_lock_conflicts(flag)
     except Exception as exc:
         raise translate(
             exc,

@@ -7,6 +7,7 @@ result `pending` — and the cron retry carries it once the target takes it.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,7 @@ from schemas import settings
 from schemas.examples import MERCHANTS
 from tasks import engines
 from tasks.push import KeyOutcome, push_records
-from tasks.sync import Zones, sync_mapping_rows
+from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors, execute, mapped, rows, source_rows, target_rows
 
@@ -189,3 +190,35 @@ def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(
 
     assert (retried.read, retried.flagged) == (1, 1)
     assert source_rows(demo.intranet, MERCHANTS)[(1,)]["__flag"] is True
+
+
+def test_pushes_racing_retry_syncs_never_double_apply_flag_wrongly_or_deadlock(demo: ZonePair) -> None:
+    """DESIGN §6 invariant 4: the retry reads rows a push has inserted but not yet flagged, and both write them."""
+    stop = threading.Event()
+    retries: list[MappingSyncResult] = []
+    crashes: list[BaseException] = []
+
+    def retry_until_stopped() -> None:
+        try:
+            while not stop.is_set():
+                retries.append(sync_mapping_rows(MERCHANTS, Zones(demo.intranet, demo.internet, demo.intranet), 5))
+        except BaseException as exc:  # reported by the assertions below
+            crashes.append(exc)
+
+    retrier = threading.Thread(target=retry_until_stopped)
+    retrier.start()
+    try:
+        pushes = [push_records("merchants", [{**MERCHANT, "merchant_id": key}]) for key in range(1, 81)]
+    finally:
+        stop.set()
+        retrier.join(timeout=120)
+
+    assert not retrier.is_alive(), "the retry sync did not finish: deadlock"
+    assert crashes == []
+    assert [push.status for push in pushes] == ["success"] * 80
+    assert retries and all(r.status != "error" for r in retries)
+    assert all(r.upserted == r.flagged + r.changed_in_flight for r in retries)
+    source = source_rows(demo.intranet, MERCHANTS)
+    assert len(source) == 80 and all(row["__flag"] for row in source.values())
+    assert target_rows(demo.internet, MERCHANTS) == {key: mapped(row) for key, row in source.items()}
+    assert errors(demo.intranet) == []
