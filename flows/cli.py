@@ -149,6 +149,50 @@ def api(
 
 @app.command()
 @friendly_errors
+def update(
+    mapping: Annotated[str, typer.Argument(help="The mapping of the record, e.g. merchants.")],
+    key: Annotated[str, typer.Option("--key", help="The key, as JSON: '{\"merchant_id\": 7}'.")],
+    changes: Annotated[str, typer.Option("--changes", help='The changes, as JSON: \'{"fee": "2.75"}\'.')],
+) -> None:
+    """Update with rollback: change a record in both zones, or in neither. Exit code 1 when rolled back."""
+    from flows.update_with_rollback import update_with_rollback
+    from schemas.registry import get_mapping
+
+    get_mapping(mapping)
+    result = update_with_rollback(mapping, _json_object(key, "--key"), _json_object(changes, "--changes"))
+    colour = "green" if result.status == "success" else "red"
+    console.print(
+        f"[{colour}]{result.status}[/] {json.dumps(result.key, default=str)}: {result.message}", highlight=False
+    )
+    if result.status != "success":
+        raise typer.Exit(1)
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} must be a JSON object")
+    return value
+
+
+@app.command()
+@friendly_errors
+def recover() -> None:
+    """Repair updates that a crash left between their two commits (the flows do this too, when they start)."""
+    from tasks.engines import get_engine
+    from tasks.update import recover as recover_intents
+
+    repaired = recover_intents(get_engine("intranet"))
+    for line in repaired:
+        console.print(line, highlight=False)
+    console.print(f"{len(repaired)} interrupted update(s) repaired")
+
+
+@app.command()
+@friendly_errors
 def status() -> None:
     """Unsynced rows and their age per mapping, open quarantine, and the last batch jobs."""
     from schemas.registry import all_mappings

@@ -22,6 +22,7 @@ from tasks.engines import get_engine, zone_url
 from tasks.errors import ConfigError, retry_transient
 from tasks.report import BatchProgress, publish_summary
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
+from tasks.update import recover
 
 FLOW_KEY = "retry-sync"
 
@@ -111,6 +112,8 @@ def retry_sync(mappings: list[str] | None = None, batch_size: int | None = None)
         raise ConfigError(
             f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
         )
+    for line in recover(intranet):  # updates a crash left half-done are repaired before anything else
+        get_run_logger().warning("recovered an interrupted update: %s", line)
     job_id = bookkeeping.start_job(intranet, FLOW_KEY, datetime.now(UTC).date(), str(runtime.flow_run.id or ""))
     report = SyncReport()
     failure = ""

@@ -22,17 +22,17 @@ JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED"]
 _RESOLVE_CHUNK = 1000
 
 metadata = sa.MetaData()
-_timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 batch_job = sa.Table(
     "batch_job", metadata,
-    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     sa.Column("job_name", sa.String(63), nullable=False),
     sa.Column("business_date", sa.Date, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("started_at", _timestamp, nullable=False),
-    sa.Column("finished_at", _timestamp),
+    sa.Column("started_at", TIMESTAMP, nullable=False),
+    sa.Column("finished_at", TIMESTAMP),
     sa.Column("rows_eligible", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("rows_synced", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("rows_failed", sa.BigInteger, nullable=False, server_default="0"),
@@ -43,18 +43,33 @@ batch_job = sa.Table(
 
 sync_error = sa.Table(
     "sync_error", metadata,
-    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     sa.Column("mapping", sa.String(63), nullable=False),
     sa.Column("direction", sa.String(32), nullable=False),
     sa.Column("record_key", sa.String(500), nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("first_seen", _timestamp, nullable=False),
-    sa.Column("last_seen", _timestamp, nullable=False),
+    sa.Column("first_seen", TIMESTAMP, nullable=False),
+    sa.Column("last_seen", TIMESTAMP, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
-    sa.Column("resolved_at", _timestamp),
+    sa.Column("resolved_at", TIMESTAMP),
     sa.UniqueConstraint("mapping", "record_key", name="uq_sync_error_mapping_record_key"),
     sa.Index("ix_sync_error_open", "mapping", "resolved_at"),
+)  # fmt: skip
+
+# Update-with-rollback intents (tasks/intents.py): the before-image of an update in flight.
+sync_intent = sa.Table(
+    "sync_intent", metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("mapping", sa.String(63), nullable=False),
+    sa.Column("record_key", sa.String(500), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("before_image", sa.Text, nullable=False),
+    sa.Column("changes", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("finished_at", TIMESTAMP),
+    sa.Column("message", sa.Text),
+    sa.Index("ix_sync_intent_open", "state"),
 )  # fmt: skip
 
 

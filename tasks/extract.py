@@ -41,11 +41,14 @@ class UnsyncedReader:
             conditions.append(self.table.c[column] == value)
         return conditions
 
+    def select(self) -> sa.Select[Any]:
+        """SELECT of the columns read, each the way the dialect reads it exactly (no filter)."""
+        return sa.select(*(self.dialect.read_expression(self.table.c[n], t).label(n) for n, t in self.dtypes.items()))
+
     def batch_query(self, after: tuple[Any, ...] | None, limit: int) -> sa.Select[Any]:
         """The keyset query for the batch after `after` (source key values of the previous batch's last row)."""
-        selected = [self.dialect.read_expression(self.table.c[n], t).label(n) for n, t in self.dtypes.items()]
         keys = [self.table.c[name] for name in self.mapping.source_keys]
-        query = sa.select(*selected).where(*self.pending_filter())
+        query = self.select().where(*self.pending_filter())
         if after is not None:
             query = query.where(self.dialect.keyset_after(keys, after))
         return query.order_by(*keys).limit(limit)

@@ -128,7 +128,7 @@ def insert_returning(
     dialect: Dialect, table: sa.Table, rows: list[dict[str, Any]], reader: UnsyncedReader
 ) -> pl.DataFrame:
     """INSERT the rows in one transaction, returning them as stored (read the way the retry sync reads)."""
-    returned = [dialect.read_expression(table.c[name], dtype).label(name) for name, dtype in reader.dtypes.items()]
+    returned = reader.select().selected_columns
     statement = sa.insert(table).returning(*returned, sort_by_parameter_order=True)
     stored: list[Sequence[Any]] = []
     try:

@@ -70,9 +70,9 @@ def _coerce_value(column: sa.Column[Any], declared: pl.DataType | None, value: A
     if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
         return _exact_decimal(value, sql_type.precision, sql_type.scale)
     if isinstance(sql_type, sa.Boolean):
-        if not isinstance(value, bool):
+        if value not in (True, False):  # 0 and 1 too: how MariaDB and SQLite store booleans
             raise TypeError(f"expected true or false, got {value!r}")
-        return value
+        return bool(value)
     if isinstance(sql_type, sa.Integer):
         if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
             raise TypeError(f"expected an integer, got {value!r}")
@@ -122,3 +122,40 @@ def _text(value: Any, declared: pl.DataType | None) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {value!r}")
     return value
+
+
+def coerce_update(
+    table: sa.Table, mapping: SyncMapping, key: object, changes: object
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check and convert an update: the full key (source names) and the changed columns (not key, not flag)."""
+
+    def fail(message: str, reason: str = "invalid_value") -> RecordError:
+        return RecordError(message, mapping=mapping.name, reason=reason)
+
+    if not isinstance(key, Mapping) or not isinstance(changes, Mapping) or not changes:
+        raise fail('expected {"key": {...}, "changes": {...}} with at least one change', "invalid_body")
+    if set(key) != set(mapping.source_keys):
+        raise fail(f"the key must give exactly {', '.join(mapping.source_keys)}", "missing_required")
+    forbidden = sorted(set(changes) & {*mapping.source_keys, mapping.flag_column})
+    if forbidden:
+        raise fail(f"column(s) {', '.join(map(repr, forbidden))} cannot be changed by an update", "unknown_column")
+    unknown = sorted(str(name) for name in changes if name not in table.c)
+    if unknown:
+        raise fail(f"unknown column(s) {', '.join(map(repr, unknown))} in table {table.name!r}", "unknown_column")
+    return _converted(table, mapping, dict(key)), _converted(table, mapping, dict(changes))
+
+
+def column_value(table: sa.Table, mapping: SyncMapping, name: str, value: Any) -> Any:
+    """A value as `coerce_*` would bind it: the common form in which stored and requested values compare."""
+    declared = {column.source: column.dtype for column in mapping.columns}.get(name)
+    return _coerce_value(table.c[name], declared, value)
+
+
+def _converted(table: sa.Table, mapping: SyncMapping, values: dict[str, Any]) -> dict[str, Any]:
+    converted = {}
+    for name, value in values.items():
+        try:
+            converted[name] = column_value(table, mapping, name, value)
+        except (ValueError, TypeError, InvalidOperation) as exc:
+            raise RecordError(f"column {name!r}: {exc}", mapping=mapping.name, reason="invalid_value") from None
+    return converted

@@ -1,0 +1,28 @@
+"""Update with rollback (DESIGN §4.3): update the source row and the target row as one unit.
+
+Update the source table → update the target table → both succeeded? (yes: response success; no: roll back
+both, response error). Done with a durable intent record holding the before-image, so a crash between the
+two commits is repaired by the next run of any flow, or by `zonesync recover`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from schemas.registry import get_mapping
+from tasks.update import UpdateResult, update_record
+
+
+@flow(name="update-with-rollback", description="Update one record in both zones, or in neither.")
+def update_with_rollback(mapping: str, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
+    """Change the source row with `key` (source column names) by `changes`, and its target row with it."""
+    result = update_record(get_mapping(mapping), key, changes)
+    logger = get_run_logger()
+    if result.status == "success":
+        logger.info("%s %s: %s", mapping, result.key, result.message)
+    else:
+        logger.error("%s %s: %s (%s): both zones keep their previous values", mapping, result.key, result.message,
+                     result.reason)  # fmt: skip
+    return result

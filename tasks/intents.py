@@ -1,0 +1,54 @@
+"""Durable intent records for the update with rollback (in the intranet zone, beside the bookkeeping tables).
+
+An update writes its intent — the before-image of the changed source columns, and the changes — before it
+touches either zone, and marks it finished after. A crash in between leaves an unfinished intent, which the
+next run of any flow (or `zonesync recover`) repairs: completed if both zones already hold the new values,
+compensated (the source given back its before-image) otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tasks.bookkeeping import sync_intent, utc_now
+
+IntentState = Literal["started", "committed", "rolled_back", "conflict"]
+
+
+def dumps(values: dict[str, Any]) -> str:
+    """Column values as JSON text (decimals and timestamps as their exact text)."""
+    return json.dumps(values, default=str, sort_keys=True, ensure_ascii=False)
+
+
+def open_intent(engine: Engine, mapping: str, record_key: str, before: dict[str, Any], changes: dict[str, Any]) -> int:
+    """Record, durably, that an update is about to start; return its id."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.insert(sync_intent).values(
+                mapping=mapping, record_key=record_key, state="started", before_image=dumps(before),
+                changes=dumps(changes), created_at=utc_now(),
+            )
+        )  # fmt: skip
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+
+def close_intent(engine: Engine, intent_id: int, state: IntentState, message: str = "") -> None:
+    """Mark an intent finished (committed, rolled back, or left in conflict for an operator)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(sync_intent)
+            .where(sync_intent.c.id == intent_id)
+            .values(state=state, finished_at=utc_now(), message=message[:4000])
+        )
+
+
+def unfinished_intents(engine: Engine) -> list[dict[str, Any]]:
+    """Intents a crash left behind, oldest first."""
+    query = sa.select(sync_intent).where(sync_intent.c.state == "started").order_by(sync_intent.c.id)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,107 @@
+"""The update with rollback on every backend: both zones end with the new values, or both with the old ones —
+also when the process is killed between the two commits (a real subprocess), after `recover`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from schemas.examples import MERCHANTS
+from tasks.engines import get_engine
+from tasks.push import push_records
+from tasks.update import recover, update_record
+from tests.conftest import ZonePair
+from tests.integration.helpers import execute, mapped, source_rows, target_rows
+
+MERCHANT: dict[str, Any] = {
+    "merchant_id": 1, "merchant_name": "Toko Lama", "status": "A", "fee": "2.50", "email": "lama@example.com",
+    "updated_at": "2026-11-26T10:00:00+07:00",
+}  # fmt: skip
+KEY = {"merchant_id": 1}
+
+
+@pytest.fixture
+def synced(demo: ZonePair) -> ZonePair:
+    """One merchant, in both zones and flagged."""
+    assert push_records("merchants", [MERCHANT]).status == "success"
+    return demo
+
+
+def zones_agree(pair: ZonePair) -> dict[str, Any]:
+    """Both zones hold the same mapped values and the source is flagged; return the target row."""
+    source = source_rows(pair.intranet, MERCHANTS)[(1,)]
+    target = target_rows(pair.internet, MERCHANTS)[(1,)]
+    assert mapped(source) == target and source["__flag"] is True
+    return target
+
+
+def test_an_update_lands_in_both_zones(synced: ZonePair) -> None:
+    result = update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru", "fee": "3.75"})
+
+    assert (result.status, result.message) == ("success", "updated in both zones")
+    row = zones_agree(synced)
+    assert (row["name"], row["fee"]) == ("Toko Baru", Decimal("3.75"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"status": "X"}, "validation"),  # the target model refuses it: checked before anything commits
+        ({"fee": "1.234"}, "invalid_value"),  # numeric(18,2) would round it
+        ({"merchant_id": 2}, "unknown_column"),  # keys cannot change
+        ({"colour": "red"}, "unknown_column"),
+    ],
+)
+def test_a_refused_update_changes_neither_zone(synced: ZonePair, changes: dict[str, Any], reason: str) -> None:
+    result = update_record(MERCHANTS, KEY, changes)
+
+    assert (result.status, result.reason) == ("error", reason)
+    assert zones_agree(synced)["name"] == "Toko Lama"
+
+
+def test_an_update_of_a_missing_row_is_not_found(synced: ZonePair) -> None:
+    result = update_record(MERCHANTS, {"merchant_id": 404}, {"merchant_name": "Nobody"})
+
+    assert (result.status, result.reason) == ("error", "not_found")
+
+
+_REFUSE_ON_TARGET = {
+    "postgresql": "ALTER TABLE merchant ADD CONSTRAINT no_blocked CHECK (name <> 'Blocked')",
+    "mariadb": "ALTER TABLE merchant ADD CONSTRAINT no_blocked CHECK (name <> 'Blocked')",
+    "sqlite": "CREATE TRIGGER no_blocked BEFORE UPDATE ON merchant WHEN NEW.name = 'Blocked' "
+    "BEGIN SELECT RAISE(ABORT, 'blocked'); END",
+}
+
+
+def test_a_target_failure_rolls_the_source_back(synced: ZonePair) -> None:
+    execute(synced.internet, _REFUSE_ON_TARGET[synced.internet_backend])
+
+    result = update_record(MERCHANTS, KEY, {"merchant_name": "Blocked"})
+
+    assert result.status == "error" and result.message.startswith("rolled back")
+    assert zones_agree(synced)["name"] == "Toko Lama"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected_name"), [("update:after-source", "Toko Lama"), ("update:after-target", "Toko Baru")]
+)
+def test_a_process_killed_between_the_commits_is_repaired_by_recover(
+    synced: ZonePair, fault: str, expected_name: str
+) -> None:
+    script = (
+        "from schemas.examples import MERCHANTS; from tasks.update import update_record; "
+        "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)
+    assert killed.returncode == 70  # died at the fault point, between two commits
+
+    repaired = recover(get_engine("intranet"))
+
+    assert len(repaired) == 1
+    assert zones_agree(synced)["name"] == expected_name
+    assert recover(get_engine("intranet")) == []
