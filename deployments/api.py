@@ -8,6 +8,7 @@ about a second); success and pending pushes are announced as Prefect events inst
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
@@ -25,9 +26,11 @@ from tasks.engines import get_engine
 from tasks.errors import SyncError, scrub
 from tasks.events import emit_push_event, events_enabled
 from tasks.push import Pusher, PushResult
+from tasks.update import update_record
 
 logger = get_logger("zonesync.api")
 PUSH_STATUS = {"success": 201, "pending": 202}
+UPDATE_STATUS = {"not_found": 404, "conflict": 409, "unavailable": 503, "invalid_body": 400}  # else 422
 REFUSAL_STATUS = {"duplicate_key": 409, "unavailable": 503, "invalid_body": 400}  # any other refusal: 422
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "In both zones (the source row is flagged synced)."},
@@ -67,6 +70,29 @@ def create_app() -> FastAPI:
             name=f"push-{mapping.artifact_slug}",
         )  # fmt: skip
     app.add_api_route("/mappings/{name}/records", push, methods=["POST"], include_in_schema=False)
+
+    async def update(name: str, request: Request) -> JSONResponse:
+        if name not in mappings:
+            return _error(
+                404, "unknown_mapping", f"unknown mapping {name!r} (registered: {', '.join(sorted(mappings))})"
+            )
+        try:
+            body = json.loads(await request.body(), parse_float=Decimal)
+        except ValueError:
+            return _error(400, "invalid_body", "the request body is not valid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_body", 'expected {"key": {...}, "changes": {...}}')
+        result = await run_in_threadpool(update_record, mappings[name], body.get("key"), body.get("changes"))
+        status = 200 if result.status == "success" else UPDATE_STATUS.get(result.reason, 422)
+        return JSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
+
+    app.add_api_route(
+        "/mappings/{name}/records", update, methods=["PATCH"], summary="Update one record in both zones, or neither",
+        responses={200: {"description": "Updated in both zones."}, 404: {"description": "No such mapping or row."},
+                   409: {"description": "The row changed meanwhile; nothing written."},
+                   422: {"description": "The update fails a check; both zones keep their values."},
+                   503: {"description": "A zone is unavailable; both zones keep their values."}},
+    )  # fmt: skip
     app.add_api_route("/health", health, methods=["GET"], summary="Whether both zones answer")
     app.add_exception_handler(SyncError, _sync_error)
     if not events_enabled():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flows.realtime_push import realtime_push
 from flows.retry_sync import SyncReport, retry_sync
+from flows.update_with_rollback import update_with_rollback
 from schemas.registry import all_mappings
 from tasks.demo_data import INVALID_MERCHANTS, NEW_MERCHANT, fix_merchant, reset_demo_zones, seed_demo
 from tasks.engines import get_engine
@@ -40,4 +41,9 @@ def run_demo(say: Say) -> list[SyncReport]:
     fix_merchant(intranet, 13, merchant_name="Toko Baru #13")
     fix_merchant(intranet, 502, status="A")
     second = retry_sync()
+    say("[bold]6. update with rollback[/]: merchant #1's fee changes in both zones; a status the internet zone")
+    say("   refuses is not applied anywhere")
+    for changes in ({"fee": "3.75"}, {"status": "X"}):
+        updated = update_with_rollback("merchants", {"merchant_id": 1}, changes)
+        say(f"   {changes}: {updated.status} — {updated.message}")
     return [first, second]

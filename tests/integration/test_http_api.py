@@ -153,3 +153,23 @@ def test_an_unavailable_source_zone_is_503_without_secrets(demo: ZonePair, monke
     assert health.status_code == 503 and health.json()["zones"] == {"intranet": "down", "internet": "up"}
     assert "secret-pw" not in pushed.text + health.text
     assert rows(demo.internet, "merchant") == []
+
+
+def patch(client: httpx.Client, body: str) -> httpx.Response:
+    return client.patch("/mappings/merchants/records", content=body, headers={"content-type": "application/json"})
+
+
+def test_an_update_changes_both_zones_or_neither(client: httpx.Client, demo: ZonePair) -> None:
+    post(client, RECORD % (1, "A"))
+
+    applied = patch(client, '{"key": {"merchant_id": 1}, "changes": {"fee": 3.75, "merchant_name": "Baru"}}')
+    refused = patch(client, '{"key": {"merchant_id": 1}, "changes": {"status": "X"}}')
+    missing = patch(client, '{"key": {"merchant_id": 404}, "changes": {"status": "I"}}')
+
+    assert (applied.status_code, applied.json()["status"]) == (200, "success")
+    assert (refused.status_code, refused.json()["reason"]) == (422, "validation")
+    assert (missing.status_code, missing.json()["reason"]) == (404, "not_found")
+    source = source_rows(demo.intranet, MERCHANTS)[(1,)]
+    target = target_rows(demo.internet, MERCHANTS)[(1,)]
+    assert target == mapped(source) and source["__flag"] is True
+    assert (target["fee"], target["name"], target["status"]) == (Decimal("3.75"), "Baru", "A")
