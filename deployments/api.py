@@ -30,7 +30,7 @@ from tasks.update import update_record
 
 logger = get_logger("zonesync.api")
 PUSH_STATUS = {"success": 201, "pending": 202}
-UPDATE_STATUS = {"not_found": 404, "conflict": 409, "unavailable": 503, "invalid_body": 400}  # else 422
+UPDATE_STATUS = {"not_found": 404, "conflict": 409, "unavailable": 503, "busy": 503, "invalid_body": 400}  # else 422
 REFUSAL_STATUS = {"duplicate_key": 409, "unavailable": 503, "invalid_body": 400}  # any other refusal: 422
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "In both zones (the source row is flagged synced)."},

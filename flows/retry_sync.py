@@ -20,11 +20,13 @@ from schemas.settings import ZONES, get_settings
 from tasks import bookkeeping
 from tasks.engines import get_engine, zone_url
 from tasks.errors import ConfigError, retry_transient
+from tasks.lease import LeaseBusy, holding, mapping_lease
 from tasks.report import BatchProgress, publish_summary
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tasks.update import recover
 
 FLOW_KEY = "retry-sync"
+LEASE_SECONDS = 120  # renewed after every batch; a crashed run blocks the mapping at most this long
 
 
 @dataclass
@@ -50,7 +52,7 @@ class SyncReport:
         statuses = {result.status for result in self.mappings}
         if "error" in statuses:
             return "PARTIAL" if self.total("flagged") else "FAILED"
-        if statuses <= {"no_record"}:
+        if statuses <= {"no_record", "skipped"}:
             return "NO_RECORD"
         return "PARTIAL" if "partial" in statuses else "SUCCESS"
 
@@ -71,7 +73,16 @@ def sync_mapping(mapping_name: str, batch_size: int) -> MappingSyncResult:
         intranet=get_engine("intranet"),
     )
     progress = BatchProgress(mapping, FLOW_KEY)
-    result = sync_mapping_rows(mapping, zones, batch_size, on_batch=progress)
+    try:
+        with holding(zones.intranet, mapping_lease(mapping.name), ttl=LEASE_SECONDS) as lease:
+
+            def on_batch(result: MappingSyncResult) -> None:
+                lease.renew()
+                progress(result)
+
+            result = sync_mapping_rows(mapping, zones, batch_size, on_batch=on_batch)
+    except LeaseBusy as busy:  # an overlapping run is syncing this mapping: harmless, nothing to do here
+        result = MappingSyncResult(mapping=mapping.name, status="skipped", message=str(busy))
     progress.finish(result)
     logger = get_run_logger()
     log = logger.error if result.status == "error" else logger.info

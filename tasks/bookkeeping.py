@@ -72,6 +72,14 @@ sync_intent = sa.Table(
     sa.Index("ix_sync_intent_open", "state"),
 )  # fmt: skip
 
+# Leases (tasks/lease.py): who is working on a mapping right now, until when.
+sync_lease = sa.Table(
+    "sync_lease", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("expires_at", TIMESTAMP, nullable=False),
+)  # fmt: skip
+
 
 def utc_now() -> datetime:
     """Now, as the naive UTC the bookkeeping tables store."""

@@ -29,7 +29,7 @@ from tasks.errors import SyncError, translate
 from tasks.extract import UnsyncedReader, last_key
 from tasks.load import flag_rows
 
-SyncStatus = Literal["success", "partial", "no_record", "error"]
+SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
 PHASES = ("read", "transform", "upsert", "flag", "quarantine")
 
 
@@ -53,7 +53,7 @@ class MappingSyncResult:
     def settle(self) -> None:
         """Derive the final status from the counts (an error status is kept)."""
         self.changed_in_flight = self.upserted - self.flagged
-        if self.status == "error":
+        if self.status in ("error", "skipped"):
             return
         if self.read == 0:
             self.status = "no_record"

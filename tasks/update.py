@@ -25,12 +25,15 @@ from tasks.engines import get_engine
 from tasks.errors import SyncError, TerminalSyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
 from tasks.intents import close_intent, open_intent, unfinished_intents
+from tasks.lease import LeaseBusy, holding, mapping_lease
 from tasks.load import flag_rows
 from tasks.records import RecordError, coerce_update, column_value
 from tasks.transform import ROW, to_target_schema
 from tasks.validate import split_valid
 
 UpdateStatus = Literal["success", "error"]
+# An update waits this long for a running retry sync of its mapping (they must not interleave), then is busy.
+UPDATE_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -94,7 +97,10 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
     try:
         sides = _Sides.of(mapping)
         typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes)
-        return _update(sides, intranet, typed_key, typed_changes)
+        with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS):
+            return _update(sides, intranet, typed_key, typed_changes)
+    except LeaseBusy as exc:
+        return UpdateResult(mapping.name, shown_key, "error", "busy", str(exc))
     except RecordError as exc:
         return UpdateResult(mapping.name, shown_key, "error", exc.reason, str(exc))
     except UpdateConflict as exc:
@@ -203,7 +209,11 @@ def recover(intranet: Engine) -> list[str]:
         mapping = mappings.get(intent["mapping"])
         if mapping is None:
             continue
-        state, message = _repair(_Sides.of(mapping), intent)
+        try:
+            with holding(intranet, mapping_lease(mapping.name), ttl=60):
+                state, message = _repair(_Sides.of(mapping), intent)
+        except LeaseBusy:
+            continue  # a run of this mapping is under way: the next flow run repairs it
         close_intent(intranet, intent["id"], state, message)
         repaired.append(f"{mapping.name} {intent['record_key']}: {state} ({message})")
     return repaired

@@ -1,0 +1,86 @@
+"""One writer per mapping: the lease that keeps overlapping retry syncs harmless and keeps an update from
+interleaving with a retry batch (which could put old values back on a row the update has flagged)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from flows.retry_sync import retry_sync
+from schemas.examples import MERCHANTS
+from tasks import update
+from tasks.bookkeeping import sync_lease
+from tasks.engines import get_engine
+from tasks.lease import Lease, LeaseBusy, mapping_lease
+from tasks.push import push_records
+from tests.conftest import ZonePair
+from tests.integration.helpers import execute, mapped, source_rows, target_rows
+
+MERCHANT = {
+    "merchant_id": 1,
+    "merchant_name": "Toko",
+    "status": "A",
+    "fee": "2.50",
+    "updated_at": "2026-11-26 10:00:00",
+}
+
+
+def held_elsewhere(ttl: float = 60) -> Lease:
+    """The merchants lease, taken as another process would."""
+    lease = Lease(get_engine("intranet"), mapping_lease("merchants"), ttl)
+    assert lease.try_acquire()
+    return lease
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_retry_sync_skips_a_mapping_another_run_is_syncing(demo: ZonePair) -> None:
+    execute(demo.intranet, "INSERT INTO merchant (merchant_id, merchant_name, status, fee, updated_at, is_sync) "
+            "VALUES (1, 'Toko', 'A', '2.50', '2026-11-26 10:00:00', false)")  # fmt: skip
+    other = held_elsewhere()
+
+    skipped = retry_sync(mappings=["merchants"])
+    other.release()
+    synced = retry_sync(mappings=["merchants"])
+
+    assert (skipped["merchants"].status, skipped["merchants"].read) == ("skipped", 0)
+    assert "busy" in skipped["merchants"].message
+    assert (synced["merchants"].status, synced["merchants"].flagged) == ("success", 1)
+
+
+def test_an_update_waits_for_a_running_sync_and_then_reports_busy_changing_nothing(
+    demo: ZonePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    push_records("merchants", [MERCHANT])
+    monkeypatch.setattr(update, "UPDATE_WAIT_SECONDS", 0.3)
+    other = held_elsewhere()
+
+    result = update.update_record(MERCHANTS, {"merchant_id": 1}, {"merchant_name": "Baru"})
+    other.release()
+
+    assert (result.status, result.reason) == ("error", "busy")
+    source = source_rows(demo.intranet, MERCHANTS)[(1,)]
+    assert source["name"] == "Toko" and target_rows(demo.internet, MERCHANTS)[(1,)] == mapped(source)
+
+
+def test_an_expired_lease_is_taken_over_and_its_holder_learns_it_lost_it(demo: ZonePair) -> None:
+    crashed = held_elsewhere(ttl=-1)  # expired at once, as if its holder had crashed long ago
+
+    successor = Lease(get_engine("intranet"), mapping_lease("merchants"), 60)
+
+    assert successor.try_acquire()
+    assert not Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
+    with pytest.raises(LeaseBusy):
+        crashed.renew()
+    successor.release()
+
+
+def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(demo: ZonePair) -> None:
+    gone = held_elsewhere()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host, _, rest = gone.holder.partition(":")
+    execute(demo.intranet, sa.update(sync_lease).values(holder=f"{host}:{dead.stdout.strip()}:{rest.split(':')[1]}"))
+
+    assert Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
