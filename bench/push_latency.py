@@ -1,0 +1,184 @@
+"""Benchmark: single-record pushes over HTTP — latency (p50, p99) and throughput with concurrent clients.
+
+    .venv/bin/python -m bench.push_latency                 # SQLite (temporary files) and PostgreSQL
+    .venv/bin/python -m bench.push_latency --requests 300  # fewer requests per measurement
+
+The API (`deployments.api`) runs in a uvicorn server on loopback in a thread of this process; clients are
+httpx clients with keep-alive. Measured in the same run, as the floor: the bare database statements of a
+push (INSERT into the source, INSERT into the target, UPDATE of the flag) issued directly through the
+driver. Targets from the issue (PostgreSQL, this 2-core machine): p50 <= 10 ms, p99 <= 50 ms, >= 500 pushes/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from itertools import count
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+
+RECORD = (
+    '{"merchant_id": %d, "merchant_name": "Toko Benchmark", "status": "A", "fee": "2.50", '
+    '"email": "bench@example.com", "tax_id": "NPWP-1", "updated_at": "2026-11-26T10:00:00.123456+07:00"}'
+)
+
+
+def _configure(intranet: str, internet: str) -> None:
+    from schemas.registry import _registry
+    from schemas.settings import get_settings
+    from tasks.demo_data import reset_demo_zones
+    from tasks.engines import dispose_engines, get_engine
+
+    os.environ.update(ZONESYNC_INTRANET_URL=intranet, ZONESYNC_INTERNET_URL=internet)
+    os.environ["ZONESYNC_MAPPING_MODULES"] = "schemas.examples"
+    get_settings.cache_clear()
+    _registry.cache_clear()
+    dispose_engines()
+    reset_demo_zones(get_engine("intranet"), get_engine("internet"))
+
+
+@contextmanager
+def _server() -> Iterator[str]:
+    from deployments.api import create_app
+
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "mean_ms": statistics.mean(ordered) * 1000,
+    }
+
+
+def _timed(calls: int, call: Callable[[int], None], keys: Iterator[int]) -> list[float]:
+    timings = []
+    for _ in range(calls):
+        key = next(keys)
+        started = time.perf_counter()
+        call(key)
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+def _bare_statements(requests: int, keys: Iterator[int]) -> dict[str, float]:
+    """The floor: a push's three statements through the driver, no HTTP, no validation."""
+    from tasks.engines import get_engine
+
+    intranet, internet = get_engine("intranet"), get_engine("internet")
+    source, target = (sa.Table("merchant", sa.MetaData(), autoload_with=e) for e in (intranet, internet))
+    values = {"merchant_name": "Toko", "status": "A", "fee": "2.50", "updated_at": "2026-11-26 03:00:00.123456+00:00"}
+
+    def push(key: int) -> None:
+        with intranet.begin() as conn:
+            conn.execute(sa.insert(source).values(merchant_id=key, is_sync=False, **values))
+        with internet.begin() as conn:
+            target_values = {
+                "name": values["merchant_name"],
+                **{k: v for k, v in values.items() if k != "merchant_name"},
+            }
+            conn.execute(sa.insert(target).values(merchant_id=key, **target_values))
+        with intranet.begin() as conn:
+            conn.execute(sa.update(source).where(source.c.merchant_id == key).values(is_sync=True))
+
+    return _percentiles(_timed(requests, push, keys))
+
+
+def _http(base_url: str, requests: int, clients: int, keys: Iterator[int]) -> dict[str, float]:
+    lock = threading.Lock()
+
+    def next_key() -> int:
+        with lock:
+            return next(keys)
+
+    def client_run(share: int) -> list[float]:
+        with httpx.Client(base_url=base_url, headers={"content-type": "application/json"}) as client:
+
+            def push(key: int) -> None:
+                response = client.post("/mappings/merchants/records", content=RECORD % key)
+                if response.status_code != 201:
+                    raise RuntimeError(f"push answered {response.status_code}: {response.text}")
+
+            return _timed(share, push, iter(next_key, None))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        timings = [t for part in pool.map(client_run, [requests // clients] * clients) for t in part]
+    elapsed = time.perf_counter() - started
+    return _percentiles(timings) | {"pushes_per_second": len(timings) / elapsed}
+
+
+def measure(name: str, intranet: str, internet: str, requests: int, clients: int) -> None:
+    """Print the floor and the HTTP push figures for one pair of databases."""
+    _configure(intranet, internet)
+    keys = count(1)
+    floor = _bare_statements(requests, keys)
+    with _server() as base_url:
+        _http(base_url, 30, 1, keys)  # warm-up: connections, caches
+        single = _http(base_url, requests, 1, keys)
+        concurrent = _http(base_url, requests, clients, keys)
+    print(f"{name}: bare statements p50 {floor['p50_ms']:.1f} ms p99 {floor['p99_ms']:.1f} ms")
+    ratio = single["p50_ms"] / floor["p50_ms"]
+    print(f"{name}: HTTP push, 1 client    p50 {single['p50_ms']:.1f} ms p99 {single['p99_ms']:.1f} ms "
+          f"({single['pushes_per_second']:.0f}/s); p50 / floor p50 = {ratio:.1f}")  # fmt: skip
+    print(f"{name}: HTTP push, {clients} clients   p50 {concurrent['p50_ms']:.1f} ms p99 {concurrent['p99_ms']:.1f} "
+          f"ms, {concurrent['pushes_per_second']:.0f} pushes/s")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the latency benchmark on SQLite and PostgreSQL."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=600, help="pushes per measurement")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients for the throughput figure")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("ZONESYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with tempfile.TemporaryDirectory(prefix="zs-latency-") as folder:
+        measure(
+            "sqlite", f"sqlite:///{folder}/intranet.db", f"sqlite:///{folder}/internet.db", args.requests, args.clients
+        )
+    server = sa.make_url(args.pg_url)
+    admin = sa.create_engine(server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    names = ("zs_latency_intranet", "zs_latency_internet")
+    with admin.connect() as conn:
+        for db in names:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {db}")
+    try:
+        urls = [server.set(database=db).render_as_string(hide_password=False) for db in names]
+        measure("postgresql", urls[0], urls[1], args.requests, args.clients)
+    finally:
+        from tasks.engines import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            for db in names:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
