@@ -30,6 +30,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # Two-phase commit for the update with rollback where both databases offer it; off: the intent record only.
+    two_phase: bool = True
+
     def url_for(self, zone: Zone) -> SecretStr:
         """The (secret) database URL of a zone."""
         return self.intranet_url if zone == "intranet" else self.internet_url

@@ -64,6 +64,7 @@ sync_intent = sa.Table(
     sa.Column("mapping", sa.String(63), nullable=False),
     sa.Column("record_key", sa.String(500), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("transaction_id", sa.String(32), nullable=False),  # names its prepared transactions (2PC)
     sa.Column("before_image", sa.Text, nullable=False),
     sa.Column("changes", sa.Text, nullable=False),
     sa.Column("created_at", TIMESTAMP, nullable=False),

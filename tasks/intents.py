@@ -9,6 +9,7 @@ compensated (the source given back its before-image) otherwise.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from tasks.bookkeeping import sync_intent, utc_now
 
-IntentState = Literal["started", "committed", "rolled_back", "conflict"]
+IntentState = Literal["started", "prepared", "committed", "rolled_back", "conflict"]
 
 
 def dumps(values: dict[str, Any]) -> str:
@@ -29,12 +30,20 @@ def open_intent(engine: Engine, mapping: str, record_key: str, before: dict[str,
     with engine.begin() as conn:
         result = conn.execute(
             sa.insert(sync_intent).values(
-                mapping=mapping, record_key=record_key, state="started", before_image=dumps(before),
-                changes=dumps(changes), created_at=utc_now(),
+                mapping=mapping, record_key=record_key, state="started", transaction_id=uuid.uuid4().hex,
+                before_image=dumps(before), changes=dumps(changes), created_at=utc_now(),
             )
         )  # fmt: skip
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
+
+
+def transaction_id(engine: Engine, intent_id: int) -> str:
+    """The random id that names an intent's prepared transactions (unique across databases and servers)."""
+    with engine.connect() as conn:
+        return str(
+            conn.execute(sa.select(sync_intent.c.transaction_id).where(sync_intent.c.id == intent_id)).scalar_one()
+        )
 
 
 def close_intent(engine: Engine, intent_id: int, state: IntentState, message: str = "") -> None:
@@ -47,8 +56,15 @@ def close_intent(engine: Engine, intent_id: int, state: IntentState, message: st
         )
 
 
+def mark_intent(engine: Engine, intent_id: int, state: IntentState) -> None:
+    """Move an unfinished intent to another unfinished state (`prepared`: both sides prepared, commit decided)."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(sync_intent).where(sync_intent.c.id == intent_id).values(state=state))
+
+
 def unfinished_intents(engine: Engine) -> list[dict[str, Any]]:
     """Intents a crash left behind, oldest first."""
-    query = sa.select(sync_intent).where(sync_intent.c.state == "started").order_by(sync_intent.c.id)
+    unfinished = sync_intent.c.state.in_(["started", "prepared"])
+    query = sa.select(sync_intent).where(unfinished).order_by(sync_intent.c.id)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]

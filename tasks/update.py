@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
+from schemas.settings import get_settings
 from tasks.batch import record_keys
 from tasks.catalog import source_table, target_table
 from tasks.dialects import Dialect, dialect_for
@@ -29,6 +30,7 @@ from tasks.lease import LeaseBusy, holding, mapping_lease
 from tasks.load import flag_rows
 from tasks.records import RecordError, coerce_update, column_value
 from tasks.transform import ROW, to_target_schema
+from tasks.twophase import commit_both, resolve_in_doubt
 from tasks.validate import split_valid
 
 UpdateStatus = Literal["success", "error"]
@@ -52,7 +54,7 @@ class UpdateConflict(TerminalSyncError):
 
 
 @dataclass(frozen=True)
-class _Sides:
+class Sides:
     mapping: SyncMapping
     source: sa.Table
     target: sa.Table
@@ -61,12 +63,33 @@ class _Sides:
     reader: UnsyncedReader
 
     @classmethod
-    def of(cls, mapping: SyncMapping) -> _Sides:
+    def of(cls, mapping: SyncMapping) -> Sides:
         source_engine, target_engine = get_engine(mapping.source_zone), get_engine(mapping.target_zone)
         source = source_table(mapping, source_engine)
         dialect = dialect_for(source_engine)
         reader = UnsyncedReader(mapping, dialect, source)
         return cls(mapping, source, target_table(mapping, target_engine), dialect, dialect_for(target_engine), reader)
+
+    def dialect_of(self, engine: Engine) -> Dialect:
+        return self.source_dialect if engine is self.source_dialect.engine else self.target_dialect
+
+    def two_phase(self) -> bool:
+        """Two-phase commit when the settings allow it and both databases offer it."""
+        return get_settings().two_phase and all(
+            d.supports_two_phase() for d in (self.source_dialect, self.target_dialect)
+        )
+
+    def update_statement(
+        self, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any], *, flagged: bool
+    ) -> sa.Update:
+        """SET the changes (and the flag) — only on the row still holding what was read."""
+        unchanged = [self.source.c[n].is_not_distinct_from(v) for n, v in before.items()]
+        flag = sa.true() if flagged else sa.false()
+        return (
+            sa.update(self.source)
+            .where(*self.where_key(key), *unchanged)
+            .values({**changes, self.mapping.flag_column: flag})
+        )
 
     def where_key(self, key: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
         return [self.source.c[name] == value for name, value in key.items()]
@@ -95,7 +118,7 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
     recover(intranet)
     shown_key = dict(key) if isinstance(key, dict) else {}
     try:
-        sides = _Sides.of(mapping)
+        sides = Sides.of(mapping)
         typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes)
         with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS):
             return _update(sides, intranet, typed_key, typed_changes)
@@ -109,7 +132,7 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
         return UpdateResult(mapping.name, shown_key, "error", refusal_reason(exc), str(exc))
 
 
-def _update(sides: _Sides, intranet: Engine, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
+def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
     mapping = sides.mapping
     before_row = sides.read_source(key)
     if before_row.is_empty():
@@ -119,6 +142,16 @@ def _update(sides: _Sides, intranet: Engine, key: dict[str, Any], changes: dict[
     before = sides.stored(key, [*changes, mapping.flag_column])  # the flag too: a rollback restores it
     assert before is not None
     intent = open_intent(intranet, mapping.name, _record_key(after_row, mapping), before, changes)
+    if sides.two_phase():
+        try:
+            commit_both(sides, intranet, intent, key, before, changes)
+        except SyncError as exc:
+            close_intent(intranet, intent, "rolled_back", str(exc))
+            if isinstance(exc, UpdateConflict):
+                raise
+            return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
+        close_intent(intranet, intent, "committed")
+        return UpdateResult(mapping.name, key, "success", message="updated in both zones (two-phase commit)")
     _update_source(sides, key, before, changes)
     fault_point("update:after-source")
     try:
@@ -156,13 +189,9 @@ def _record_key(row: pl.DataFrame, mapping: SyncMapping) -> str:
     return str(record_keys(row, mapping)[0])
 
 
-def _update_source(sides: _Sides, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> None:
+def _update_source(sides: Sides, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> None:
     """SET the changes (flag false until the target has them) — only if the row still holds what was read."""
-    statement = (
-        sa.update(sides.source)
-        .where(*sides.where_key(key), *(sides.source.c[n].is_not_distinct_from(v) for n, v in before.items()))
-        .values({**changes, sides.mapping.flag_column: sa.false()})
-    )
+    statement = sides.update_statement(key, before, changes, flagged=False)
     try:
         with sides.source_dialect.engine.begin() as conn:
             updated = conn.execute(statement).rowcount
@@ -174,7 +203,7 @@ def _update_source(sides: _Sides, key: dict[str, Any], before: dict[str, Any], c
         )
 
 
-def _upsert_target(sides: _Sides, stored_after: pl.DataFrame) -> None:
+def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
     shaped = to_target_schema(stored_after, sides.mapping).frame.drop(ROW)
     try:
         with sides.target_dialect.engine.begin() as conn:
@@ -184,7 +213,7 @@ def _upsert_target(sides: _Sides, stored_after: pl.DataFrame) -> None:
                         mapping=sides.mapping.name) from exc  # fmt: skip
 
 
-def _compensate(sides: _Sides, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> bool:
+def _compensate(sides: Sides, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> bool:
     """Give the source row its before-image back, if it still holds the changes (nobody wrote it since)."""
     statement = (
         sa.update(sides.source)
@@ -211,7 +240,7 @@ def recover(intranet: Engine) -> list[str]:
             continue
         try:
             with holding(intranet, mapping_lease(mapping.name), ttl=60):
-                state, message = _repair(_Sides.of(mapping), intent)
+                state, message = _repair(Sides.of(mapping), intent)
         except LeaseBusy:
             continue  # a run of this mapping is under way: the next flow run repairs it
         close_intent(intranet, intent["id"], state, message)
@@ -219,8 +248,12 @@ def recover(intranet: Engine) -> list[str]:
     return repaired
 
 
-def _repair(sides: _Sides, intent: dict[str, Any]) -> tuple[Any, str]:
-    """Complete the update if both zones hold the new values; otherwise give the source its old values back."""
+def _repair(sides: Sides, intent: dict[str, Any]) -> tuple[Any, str]:
+    """Resolve in-doubt prepared transactions; else complete the update if both zones hold the new values,
+    otherwise give the source its old values back."""
+    in_doubt = resolve_in_doubt(sides, intent)
+    if in_doubt is not None:
+        return in_doubt, "in-doubt prepared transactions " + ("committed" if in_doubt == "committed" else "rolled back")
     mapping = sides.mapping
     key = {c.source: v for c, v in zip(mapping.key_columns, json.loads(intent["record_key"]).values(), strict=True)}
     before = {n: column_value(sides.source, mapping, n, v) for n, v in json.loads(intent["before_image"]).items()}
@@ -238,7 +271,7 @@ def _repair(sides: _Sides, intent: dict[str, Any]) -> tuple[Any, str]:
     return "rolled_back", "the target never got the new values: the source was given its old values back"
 
 
-def _target_holds(sides: _Sides, stored: pl.DataFrame) -> bool:
+def _target_holds(sides: Sides, stored: pl.DataFrame) -> bool:
     """Whether the target row equals the mapped source row (read and converted the same way)."""
     mapping = sides.mapping
     expected = to_target_schema(stored, mapping).frame.drop(ROW)

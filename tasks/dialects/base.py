@@ -223,6 +223,10 @@ class Dialect:
                 conditions.append(expression.is_not_distinct_from(value))
         return conditions
 
+    def supports_two_phase(self) -> bool:
+        """Whether transactions can be prepared and committed later (PostgreSQL, MariaDB XA)."""
+        return False
+
     # -- bookkeeping ----------------------------------------------------------------------------
     def insert_or_update(
         self,

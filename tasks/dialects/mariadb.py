@@ -78,6 +78,10 @@ class MariaDBDialect(Dialect):
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
 
+    def supports_two_phase(self) -> bool:
+        """XA transactions (InnoDB)."""
+        return True
+
     def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
         """Bound rows in MariaDB's terms: UTC wall-clock timestamps, 0/1 booleans."""
         return super().execute_bound(conn, statement, self.encode(frame))

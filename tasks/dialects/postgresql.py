@@ -35,6 +35,15 @@ class PostgresDialect(Dialect):
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
 
+    def supports_two_phase(self) -> bool:
+        """Only with `max_prepared_transactions > 0` (the default is 0, and changing it needs a restart)."""
+        if self._two_phase is None:
+            with self.engine.connect() as conn:
+                self._two_phase = int(conn.exec_driver_sql("SHOW max_prepared_transactions").scalar_one()) > 0
+        return self._two_phase
+
+    _two_phase: bool | None = None
+
     def table_advice(self, table: sa.Table) -> list[str]:
         """The alternative for tables synced mostly in bulk: in-place (HOT) flag updates.
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from schemas import settings
 from schemas.examples import MERCHANTS
 from tasks.engines import get_engine
 from tasks.push import push_records
@@ -26,8 +27,10 @@ KEY = {"merchant_id": 1}
 
 
 @pytest.fixture
-def synced(demo: ZonePair) -> ZonePair:
-    """One merchant, in both zones and flagged."""
+def synced(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> ZonePair:
+    """One merchant, in both zones and flagged; updates through the intent record (two-phase tests below)."""
+    monkeypatch.setenv("ZONESYNC_TWO_PHASE", "false")
+    settings.get_settings.cache_clear()
     assert push_records("merchants", [MERCHANT]).status == "success"
     return demo
 
@@ -105,3 +108,48 @@ def test_a_process_killed_between_the_commits_is_repaired_by_recover(
     assert len(repaired) == 1
     assert zones_agree(synced)["name"] == expected_name
     assert recover(get_engine("intranet")) == []
+
+
+@pytest.fixture
+def two_phase(demo: ZonePair) -> ZonePair:
+    """One merchant in both zones, on a pair where both databases can prepare transactions."""
+    from tasks.dialects import dialect_for
+
+    if not all(dialect_for(e).supports_two_phase() for e in (demo.intranet, demo.internet)):
+        message = "PostgreSQL needs max_prepared_transactions > 0 for the two-phase tests (.ci/run sets it)"
+        if os.environ.get("ZONESYNC_REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    assert push_records("merchants", [MERCHANT]).status == "success"
+    return demo
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_with_two_phase_commit_an_update_lands_in_both_zones_or_neither(two_phase: ZonePair) -> None:
+    applied = update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru"})
+    execute(two_phase.internet, _REFUSE_ON_TARGET[two_phase.internet_backend])
+    refused = update_record(MERCHANTS, KEY, {"merchant_name": "Blocked"})
+
+    assert (applied.status, applied.message) == ("success", "updated in both zones (two-phase commit)")
+    assert refused.status == "error" and refused.message.startswith("rolled back")
+    assert zones_agree(two_phase)["name"] == "Toko Baru"
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+@pytest.mark.parametrize(
+    ("fault", "expected_name"), [("update:undecided", "Toko Lama"), ("update:prepared", "Toko Baru")]
+)
+def test_in_doubt_prepared_transactions_after_a_crash_are_resolved_by_recover(
+    two_phase: ZonePair, fault: str, expected_name: str
+) -> None:
+    script = (
+        "from schemas.examples import MERCHANTS; from tasks.update import update_record; "
+        "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)
+    assert killed.returncode == 70  # died holding prepared transactions on both sides
+
+    repaired = recover(get_engine("intranet"))
+
+    assert len(repaired) == 1 and "in-doubt" in repaired[0]
+    assert zones_agree(two_phase)["name"] == expected_name

@@ -1,0 +1,97 @@
+"""Two-phase commit for the update with rollback, when both databases offer it.
+
+PostgreSQL (`max_prepared_transactions > 0`) and MariaDB (XA) can prepare a transaction and commit it
+later. The source update and the target upsert are prepared on both sides; the intent record then takes
+state `prepared` — the decision to commit — and both commit. Transaction ids name the intent, so recovery
+after a crash knows what each in-doubt transaction belongs to: commit it if its intent was decided, roll it
+back if not.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tasks.errors import SyncError, translate
+from tasks.intents import mark_intent, transaction_id
+from tasks.transform import ROW, to_target_schema
+
+if TYPE_CHECKING:
+    from tasks.update import Sides
+
+
+def xids(transaction_id: str) -> tuple[str, str]:
+    """The source-side and target-side prepared transaction ids of an intent."""
+    return f"zonesync-{transaction_id}-s", f"zonesync-{transaction_id}-t"
+
+
+def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, Any], before: dict[str, Any],
+                changes: dict[str, Any]) -> None:  # fmt: skip
+    """Prepare the source update and the target upsert, record the decision, commit both (or neither)."""
+    from tasks.update import UpdateConflict, fault_point
+
+    source_xid, target_xid = xids(transaction_id(intranet, intent_id))
+    with sides.source_dialect.engine.connect() as source, sides.target_dialect.engine.connect() as target:
+        source_tx = source.begin_twophase(source_xid)
+        target_tx = None
+        try:
+            if source.execute(sides.update_statement(key, before, changes, flagged=True)).rowcount != 1:
+                raise UpdateConflict("the source row changed while it was being updated", mapping=sides.mapping.name)
+            target_tx = target.begin_twophase(target_xid)
+            upsert_one(sides, target, sides.read_source(key, source))
+            source_tx.prepare()
+            target_tx.prepare()
+            fault_point("update:undecided")
+        except Exception as exc:
+            for tx in (target_tx, source_tx):
+                _roll_back(tx)
+            if isinstance(exc, SyncError):
+                raise
+            raise translate(exc, what="updating both zones", mapping=sides.mapping.name) from exc
+        mark_intent(intranet, intent_id, "prepared")  # the decision: from here on, recovery commits
+        fault_point("update:prepared")
+        source_tx.commit()
+        target_tx.commit()
+
+
+def _roll_back(tx: Any) -> None:
+    if tx is None or not tx.is_active:
+        return
+    try:
+        tx.rollback()
+    except sa.exc.DBAPIError:
+        tx.connection.invalidate()  # a side whose prepare failed has nothing to roll back: drop the connection
+
+
+def upsert_one(sides: Sides, conn: Connection, source_row: pl.DataFrame) -> None:
+    """The target row of one source row: UPDATE by key, INSERT if there was none (any transaction kind)."""
+    mapping = sides.mapping
+    row = sides.target_dialect.encode(to_target_schema(source_row, mapping).frame.drop(ROW)).row(0, named=True)
+    table = sides.target
+    by_key = [table.c[k] == row[k] for k in mapping.keys]
+    changed = {name: value for name, value in row.items() if name not in mapping.keys}
+    if conn.execute(sa.update(table).where(*by_key).values(changed)).rowcount == 0:
+        conn.execute(sa.insert(table).values(row))
+
+
+def resolve_in_doubt(sides: Sides, intent: dict[str, Any]) -> str | None:
+    """Commit (intent decided) or roll back (not decided) the prepared transactions of an intent; the outcome
+    or None when there were none."""
+    decided = intent["state"] == "prepared"
+    found = False
+    engines = (sides.source_dialect.engine, sides.target_dialect.engine)
+    for engine, xid in zip(engines, xids(intent["transaction_id"]), strict=True):
+        if not sides.dialect_of(engine).supports_two_phase():
+            continue
+        # COMMIT PREPARED / XA COMMIT refuse to run inside a transaction: autocommit.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            prepared = {x.decode() if isinstance(x, bytes) else str(x) for x in conn.recover_twophase()}  # XA: bytes
+            if xid in prepared:
+                found = True
+                (conn.commit_prepared if decided else conn.rollback_prepared)(xid, recover=True)
+    if decided:
+        return "committed"
+    return "rolled_back" if found else None
