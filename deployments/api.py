@@ -50,14 +50,9 @@ def create_app() -> FastAPI:
     pushers = {name: Pusher(mapping) for name, mapping in mappings.items()}
 
     async def push(name: str, request: Request) -> JSONResponse:
-        if name not in pushers:
-            return _error(
-                404, "unknown_mapping", f"unknown mapping {name!r} (registered: {', '.join(sorted(pushers))})"
-            )
-        try:
-            body = json.loads(await request.body(), parse_float=Decimal)  # amounts never pass through a float
-        except ValueError:
-            return _error(400, "invalid_body", "the request body is not valid JSON")
+        body = await _json_body(request, name, mappings)
+        if isinstance(body, JSONResponse):
+            return body
         result = await run_in_threadpool(pushers[name].push, body if isinstance(body, list) else [body])
         emit_push_event(result)
         return JSONResponse(_push_json(result), status_code=_status_code(result))
@@ -72,14 +67,9 @@ def create_app() -> FastAPI:
     app.add_api_route("/mappings/{name}/records", push, methods=["POST"], include_in_schema=False)
 
     async def update(name: str, request: Request) -> JSONResponse:
-        if name not in mappings:
-            return _error(
-                404, "unknown_mapping", f"unknown mapping {name!r} (registered: {', '.join(sorted(mappings))})"
-            )
-        try:
-            body = json.loads(await request.body(), parse_float=Decimal)
-        except ValueError:
-            return _error(400, "invalid_body", "the request body is not valid JSON")
+        body = await _json_body(request, name, mappings)
+        if isinstance(body, JSONResponse):
+            return body
         if not isinstance(body, dict):
             return _error(400, "invalid_body", 'expected {"key": {...}, "changes": {...}}')
         result = await run_in_threadpool(update_record, mappings[name], body.get("key"), body.get("changes"))
@@ -98,6 +88,17 @@ def create_app() -> FastAPI:
     if not events_enabled():
         logger.warning("PREFECT_API_URL is not set: pushes are not announced as Prefect events")
     return app
+
+
+async def _json_body(request: Request, name: str, mappings: dict[str, SyncMapping]) -> Any:
+    """The parsed body (numbers as exact decimals, never floats), or the error answer to send instead."""
+    if name not in mappings:
+        registered = ", ".join(sorted(mappings))
+        return _error(404, "unknown_mapping", f"unknown mapping {name!r} (registered: {registered})")
+    try:
+        return json.loads(await request.body(), parse_float=Decimal)
+    except ValueError:
+        return _error(400, "invalid_body", "the request body is not valid JSON")
 
 
 def _bound(push: Any, name: str) -> Any:

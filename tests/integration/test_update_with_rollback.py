@@ -35,6 +35,15 @@ def synced(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> ZonePair:
     return demo
 
 
+def crash_during_update(fault: str) -> subprocess.CompletedProcess[bytes]:
+    """Rename merchant 1 in a real subprocess that dies at the fault point, as a killed process would."""
+    script = (
+        "from schemas.examples import MERCHANTS; from tasks.update import update_record; "
+        "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
+    )
+    return subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)
+
+
 def zones_agree(pair: ZonePair) -> dict[str, Any]:
     """Both zones hold the same mapped values and the source is flagged; return the target row."""
     source = source_rows(pair.intranet, MERCHANTS)[(1,)]
@@ -96,11 +105,7 @@ def test_a_target_failure_rolls_the_source_back(synced: ZonePair) -> None:
 def test_a_process_killed_between_the_commits_is_repaired_by_recover(
     synced: ZonePair, fault: str, expected_name: str
 ) -> None:
-    script = (
-        "from schemas.examples import MERCHANTS; from tasks.update import update_record; "
-        "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
-    )
-    killed = subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)
+    killed = crash_during_update(fault)
     assert killed.returncode == 70  # died at the fault point, between two commits
 
     repaired = recover(get_engine("intranet"))
@@ -142,11 +147,7 @@ def test_with_two_phase_commit_an_update_lands_in_both_zones_or_neither(two_phas
 def test_in_doubt_prepared_transactions_after_a_crash_are_resolved_by_recover(
     two_phase: ZonePair, fault: str, expected_name: str
 ) -> None:
-    script = (
-        "from schemas.examples import MERCHANTS; from tasks.update import update_record; "
-        "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
-    )
-    killed = subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)
+    killed = crash_during_update(fault)
     assert killed.returncode == 70  # died holding prepared transactions on both sides
 
     repaired = recover(get_engine("intranet"))
