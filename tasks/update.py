@@ -158,7 +158,9 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
         stored_after = sides.read_source(key)
         _upsert_target(sides, stored_after)
     except SyncError as exc:
-        _compensate(sides, key, before, changes)
+        if not _compensate(sides, key, before, changes):  # someone wrote the row meanwhile: leave it to them
+            close_intent(intranet, intent, "conflict", f"{exc}; the source row changed since, left as it is")
+            return UpdateResult(mapping.name, key, "error", "conflict", f"target failed and the row changed: {exc}")
         close_intent(intranet, intent, "rolled_back", str(exc))
         return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
     fault_point("update:after-target")
@@ -267,7 +269,8 @@ def _repair(sides: Sides, intent: dict[str, Any]) -> tuple[Any, str]:
     if _target_holds(sides, stored):
         flag_rows(sides.source_dialect, sides.source, _guard(stored, mapping), mapping, sides.reader.dtypes)
         return "committed", "both zones held the new values: completed"
-    _compensate(sides, key, before, changes)
+    if not _compensate(sides, key, before, changes):
+        return "conflict", "the source row was changed by someone else during recovery; left as it is"
     return "rolled_back", "the target never got the new values: the source was given its old values back"
 
 
