@@ -173,3 +173,17 @@ def test_an_update_changes_both_zones_or_neither(client: httpx.Client, demo: Zon
     target = target_rows(demo.internet, MERCHANTS)[(1,)]
     assert target == mapped(source) and source["__flag"] is True
     assert (target["fee"], target["name"], target["status"]) == (Decimal("3.75"), "Baru", "A")
+
+
+def test_an_oversized_value_is_refused_by_a_server_database_or_quarantined_by_the_target_model(
+    client: httpx.Client, demo: ZonePair
+) -> None:
+    response = post(client, RECORD.replace("Warung 😀", "x" * 300) % (1, "A"))
+
+    if demo.intranet_backend == "sqlite":  # SQLite does not enforce varchar lengths: the target model does
+        assert response.status_code == 202
+        assert response.json()["records"][0]["reason"] == "validation"
+        assert rows(demo.internet, "merchant") == []
+    else:
+        assert (response.status_code, response.json()["reason"]) == (422, "invalid_value")
+        assert rows(demo.intranet, "merchant") == [] and rows(demo.internet, "merchant") == []

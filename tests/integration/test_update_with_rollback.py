@@ -6,18 +6,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas import settings
 from schemas.examples import MERCHANTS
+from schemas.examples.tables import internet_tables, intranet_tables
+from tasks.dialects import dialect_for
 from tasks.engines import get_engine
 from tasks.push import push_records
 from tasks.update import recover, update_record
-from tests.conftest import ZonePair
-from tests.integration.helpers import execute, mapped, source_rows, target_rows
+from tests.conftest import ZonePair, make_pair
+from tests.integration.helpers import create, execute, mapped, source_rows, target_rows
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko Lama", "status": "A", "fee": "2.50", "email": "lama@example.com",
@@ -115,16 +119,20 @@ def test_a_process_killed_between_the_commits_is_repaired_by_recover(
     assert recover(get_engine("intranet")) == []
 
 
+def require_two_phase(pair: ZonePair) -> None:
+    """Both databases can prepare transactions: skipped locally without PostgreSQL's setting, failed in CI."""
+    if all(dialect_for(engine).supports_two_phase() for engine in (pair.intranet, pair.internet)):
+        return
+    message = "PostgreSQL needs max_prepared_transactions > 0 for the two-phase tests (.ci/run sets it)"
+    if os.environ.get("ZONESYNC_REQUIRE_ALL_BACKENDS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture
 def two_phase(demo: ZonePair) -> ZonePair:
     """One merchant in both zones, on a pair where both databases can prepare transactions."""
-    from tasks.dialects import dialect_for
-
-    if not all(dialect_for(e).supports_two_phase() for e in (demo.intranet, demo.internet)):
-        message = "PostgreSQL needs max_prepared_transactions > 0 for the two-phase tests (.ci/run sets it)"
-        if os.environ.get("ZONESYNC_REQUIRE_ALL_BACKENDS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_two_phase(demo)
     assert push_records("merchants", [MERCHANT]).status == "success"
     return demo
 
@@ -154,3 +162,31 @@ def test_in_doubt_prepared_transactions_after_a_crash_are_resolved_by_recover(
 
     assert len(repaired) == 1 and "in-doubt" in repaired[0]
     assert zones_agree(two_phase)["name"] == expected_name
+
+
+@pytest.fixture
+def mixed_two_phase(
+    servers: Any, tmp_path: Path, use_zones: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ZonePair]:
+    """PostgreSQL intranet, MariaDB internet: a prepared transaction on each, one merchant in both zones."""
+    pair = make_pair(servers, "postgresql", "mariadb", tmp_path)
+    create(pair.intranet, intranet_tables())
+    create(pair.internet, internet_tables())
+    use_zones(pair, modules="schemas.examples")
+    require_two_phase(pair)
+    assert push_records("merchants", [MERCHANT]).status == "success"
+    yield pair
+    pair.dispose()
+
+
+@pytest.mark.parametrize(("fault", "expected_name"), [(None, "Toko Baru"), ("update:undecided", "Toko Lama")])
+def test_two_phase_commit_across_postgresql_and_mariadb(
+    mixed_two_phase: ZonePair, fault: str | None, expected_name: str
+) -> None:
+    if fault is None:
+        assert update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru"}).status == "success"
+    else:
+        assert crash_during_update(fault).returncode == 70
+        assert len(recover(get_engine("intranet"))) == 1
+
+    assert zones_agree(mixed_two_phase)["name"] == expected_name
