@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -84,3 +85,38 @@ def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(demo: ZonePair) 
     execute(demo.intranet, sa.update(sync_lease).values(holder=f"{host}:{dead.stdout.strip()}:{rest.split(':')[1]}"))
 
     assert Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_updates_racing_retry_syncs_leave_both_zones_equal(demo: ZonePair) -> None:
+    """DESIGN §6 invariant 4 for the update: retry flows run while rows change and updates land on them."""
+    for key in range(1, 21):
+        assert push_records("merchants", [{**MERCHANT, "merchant_id": key}]).status == "success"
+    stop, crashes = threading.Event(), []
+
+    def retry_until_stopped() -> None:
+        try:
+            while not stop.is_set():
+                assert retry_sync(mappings=["merchants"], batch_size=3).ok
+        except BaseException as exc:  # reported by the assertions below
+            crashes.append(exc)
+
+    retrier = threading.Thread(target=retry_until_stopped)
+    retrier.start()
+    results = []
+    try:
+        for round_ in range(12):
+            key = 1 + round_ % 20
+            execute(demo.intranet, f"UPDATE merchant SET is_sync = false WHERE merchant_id > {key}")  # rows to send
+            results.append(update.update_record(MERCHANTS, {"merchant_id": key}, {"merchant_name": f"Toko {round_}"}))
+    finally:
+        stop.set()
+        retrier.join(timeout=120)
+
+    assert not retrier.is_alive() and crashes == []
+    assert [r.status for r in results] == ["success"] * 12
+    retry_sync(mappings=["merchants"])  # whatever the racing runs left unsynced
+    source = source_rows(demo.intranet, MERCHANTS)
+    assert all(row["__flag"] for row in source.values())
+    assert target_rows(demo.internet, MERCHANTS) == {key: mapped(row) for key, row in source.items()}
+    assert source[(12,)]["name"] == "Toko 11"
