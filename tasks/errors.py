@@ -50,10 +50,6 @@ class RefusedValue(TerminalSyncError):
     """A bulk load refused a value of some row (truncation, bad value): splitting the batch isolates it."""
 
 
-class DatabaseUnavailable(TransientSyncError):
-    """The database of a zone cannot be reached."""
-
-
 _URL_PATTERN = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.IGNORECASE)
 _PASSWORD_PATTERN = re.compile(r"(password\s*[=:]\s*)(\S+)", re.IGNORECASE)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import sqlalchemy as sa
+from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
 from tasks.errors import SyncError, translate
@@ -23,14 +24,21 @@ if TYPE_CHECKING:
     from tasks.update import Sides
 
 
+logger = get_logger("zonesync.update")
+
+
 def xids(transaction_id: str) -> tuple[str, str]:
     """The source-side and target-side prepared transaction ids of an intent."""
     return f"zonesync-{transaction_id}-s", f"zonesync-{transaction_id}-t"
 
 
 def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, Any], before: dict[str, Any],
-                changes: dict[str, Any]) -> None:  # fmt: skip
-    """Prepare the source update and the target upsert, record the decision, commit both (or neither)."""
+                changes: dict[str, Any]) -> bool:  # fmt: skip
+    """Prepare the source update and the target upsert, record the decision, commit both (or neither).
+
+    True when both committed here; False when the decision was recorded but a commit failed (a connection
+    lost): the prepared side survives, and recovery commits it.
+    """
     from tasks.update import UpdateConflict, fault_point
 
     source_xid, target_xid = xids(transaction_id(intranet, intent_id))
@@ -53,8 +61,13 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
             raise translate(exc, what="updating both zones", mapping=sides.mapping.name) from exc
         mark_intent(intranet, intent_id, "prepared")  # the decision: from here on, recovery commits
         fault_point("update:prepared")
-        source_tx.commit()
-        target_tx.commit()
+        try:
+            source_tx.commit()
+            target_tx.commit()
+        except sa.exc.DBAPIError as exc:
+            logger.warning("%s: commit after the decision failed, recovery completes it: %s", sides.mapping.name, exc)
+            return False
+    return True
 
 
 def _roll_back(tx: Any) -> None:

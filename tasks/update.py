@@ -20,20 +20,22 @@ from sqlalchemy.engine import Connection, Engine
 from schemas.mapping import SyncMapping
 from schemas.settings import get_settings
 from tasks.batch import record_keys
+from tasks.bookkeeping import missing_tables
 from tasks.catalog import source_table, target_table
 from tasks.dialects import Dialect, dialect_for
 from tasks.engines import get_engine
-from tasks.errors import SyncError, TerminalSyncError, refusal_reason, translate
+from tasks.errors import ConfigError, SyncError, TerminalSyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
 from tasks.intents import close_intent, open_intent, unfinished_intents
 from tasks.lease import LeaseBusy, holding, mapping_lease
 from tasks.load import flag_rows
 from tasks.records import RecordError, coerce_update, column_value
 from tasks.transform import ROW, to_target_schema
-from tasks.twophase import commit_both, resolve_in_doubt
+from tasks.twophase import commit_both, resolve_in_doubt, upsert_one
 from tasks.validate import split_valid
 
 UpdateStatus = Literal["success", "error"]
+_DECIDED = "updated in both zones; a last step failed and is completed by recovery (zonesync recover)"
 # An update waits this long for a running retry sync of its mapping (they must not interleave), then is busy.
 UPDATE_WAIT_SECONDS = 10.0
 
@@ -144,12 +146,14 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
     intent = open_intent(intranet, mapping.name, _record_key(after_row, mapping), before, changes)
     if sides.two_phase():
         try:
-            commit_both(sides, intranet, intent, key, before, changes)
+            committed = commit_both(sides, intranet, intent, key, before, changes)
         except SyncError as exc:
             close_intent(intranet, intent, "rolled_back", str(exc))
             if isinstance(exc, UpdateConflict):
                 raise
             return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
+        if not committed:
+            return UpdateResult(mapping.name, key, "success", message=_DECIDED)
         close_intent(intranet, intent, "committed")
         return UpdateResult(mapping.name, key, "success", message="updated in both zones (two-phase commit)")
     _update_source(sides, key, before, changes)
@@ -164,7 +168,10 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
         close_intent(intranet, intent, "rolled_back", str(exc))
         return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
     fault_point("update:after-target")
-    flag_rows(sides.source_dialect, sides.source, _guard(stored_after, mapping), mapping, sides.reader.dtypes)
+    try:
+        flag_rows(sides.source_dialect, sides.source, _guard(stored_after, mapping), mapping, sides.reader.dtypes)
+    except SyncError:  # both zones hold the new values already: recovery (or the retry) sets the flag
+        return UpdateResult(mapping.name, key, "success", message=_DECIDED)
     close_intent(intranet, intent, "committed")
     return UpdateResult(mapping.name, key, "success", message="updated in both zones")
 
@@ -206,10 +213,9 @@ def _update_source(sides: Sides, key: dict[str, Any], before: dict[str, Any], ch
 
 
 def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
-    shaped = to_target_schema(stored_after, sides.mapping).frame.drop(ROW)
     try:
         with sides.target_dialect.engine.begin() as conn:
-            sides.target_dialect.upsert(conn, sides.target, shaped, sides.mapping.keys)
+            upsert_one(sides, conn, stored_after)
     except Exception as exc:
         raise translate(exc, what=f"upsert into {sides.mapping.target_zone} table {sides.target.name!r}",
                         mapping=sides.mapping.name) from exc  # fmt: skip
@@ -234,6 +240,10 @@ def recover(intranet: Engine) -> list[str]:
     """Repair the updates a crash left unfinished; return one line per intent repaired."""
     from schemas.registry import all_mappings
 
+    if missing := missing_tables(intranet):
+        raise ConfigError(
+            f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
+        )
     mappings = all_mappings()
     repaired = []
     for intent in unfinished_intents(intranet):

@@ -203,3 +203,21 @@ def timestamp_literal(engine: Engine, moment: datetime) -> str:
 def reasons(engine: Engine, mapping: SyncMapping) -> dict[Key, str]:
     """The reason of each sync_error record of a mapping, by key."""
     return {key: row["reason"] for key, row in errors_by_key(engine, mapping).items()}
+
+
+# Triggers that refuse setting merchant.is_sync (a failed flag patch, injected without mocks), per backend.
+REFUSE_FLAG = {
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION refuse_flag() RETURNS trigger AS $$ BEGIN IF NEW.is_sync THEN "
+        "RAISE EXCEPTION 'flag refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_flag BEFORE UPDATE ON merchant FOR EACH ROW EXECUTE FUNCTION refuse_flag()",
+    ],
+    "mariadb": [
+        "CREATE TRIGGER refuse_flag BEFORE UPDATE ON merchant FOR EACH ROW BEGIN IF NEW.is_sync THEN "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'flag refused'; END IF; END",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse_flag BEFORE UPDATE OF is_sync ON merchant WHEN NEW.is_sync "
+        "BEGIN SELECT RAISE(ABORT, 'flag refused'); END",
+    ],
+}

@@ -23,7 +23,7 @@ from tasks import engines
 from tasks.push import KeyOutcome, push_records
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tests.conftest import ZonePair
-from tests.integration.helpers import errors, execute, mapped, rows, source_rows, target_rows
+from tests.integration.helpers import REFUSE_FLAG, errors, execute, mapped, rows, source_rows, target_rows
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1,
@@ -155,25 +155,8 @@ def test_the_realtime_push_flow_returns_the_result_per_key(demo: ZonePair) -> No
     assert [o.status for o in result.outcomes] == ["success", "pending"]
 
 
-_REFUSE_FLAG = {
-    "postgresql": [
-        "CREATE FUNCTION refuse_flag() RETURNS trigger AS $$ BEGIN IF NEW.is_sync THEN "
-        "RAISE EXCEPTION 'flag refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER refuse_flag BEFORE UPDATE ON merchant FOR EACH ROW EXECUTE FUNCTION refuse_flag()",
-    ],
-    "mariadb": [
-        "CREATE TRIGGER refuse_flag BEFORE UPDATE ON merchant FOR EACH ROW BEGIN IF NEW.is_sync THEN "
-        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'flag refused'; END IF; END",
-    ],
-    "sqlite": [
-        "CREATE TRIGGER refuse_flag BEFORE UPDATE OF is_sync ON merchant WHEN NEW.is_sync "
-        "BEGIN SELECT RAISE(ABORT, 'flag refused'); END",
-    ],
-}
-
-
 def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(demo: ZonePair) -> None:
-    for statement in _REFUSE_FLAG[demo.intranet_backend]:
+    for statement in REFUSE_FLAG[demo.intranet_backend]:
         execute(demo.intranet, statement)
 
     result = push_records("merchants", [MERCHANT])

@@ -21,7 +21,7 @@ from tasks.engines import get_engine
 from tasks.push import push_records
 from tasks.update import recover, update_record
 from tests.conftest import ZonePair, make_pair
-from tests.integration.helpers import create, execute, mapped, source_rows, target_rows
+from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, source_rows, target_rows
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko Lama", "status": "A", "fee": "2.50", "email": "lama@example.com",
@@ -190,3 +190,17 @@ def test_two_phase_commit_across_postgresql_and_mariadb(
         assert len(recover(get_engine("intranet"))) == 1
 
     assert zones_agree(mixed_two_phase)["name"] == expected_name
+
+
+def test_a_failed_flag_patch_after_both_commits_is_success_and_recovery_sets_the_flag(synced: ZonePair) -> None:
+    for statement in REFUSE_FLAG[synced.intranet_backend]:
+        execute(synced.intranet, statement)
+
+    result = update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru"})
+
+    assert result.status == "success" and "completed by recovery" in result.message
+    assert target_rows(synced.internet, MERCHANTS)[(1,)]["name"] == "Toko Baru"
+    on_table = " ON merchant" if synced.intranet_backend == "postgresql" else ""
+    execute(synced.intranet, f"DROP TRIGGER refuse_flag{on_table}")
+    assert len(recover(get_engine("intranet"))) == 1
+    assert zones_agree(synced)["name"] == "Toko Baru"

@@ -12,8 +12,8 @@ from prefect.states import Completed, Failed
 
 from tasks.errors import (
     ConfigError,
-    DatabaseUnavailable,
     MappingError,
+    RefusedValue,
     SyncError,
     TerminalSyncError,
     TransientSyncError,
@@ -147,7 +147,7 @@ def test_translated_message_hides_a_url_the_driver_echoed() -> None:
 
 
 def test_a_sync_error_is_translated_to_itself() -> None:
-    error = DatabaseUnavailable("intranet is down", mapping="merchants")
+    error = TransientSyncError("intranet is down", mapping="merchants")
     assert translate(error, what="anything") is error
 
 
@@ -166,7 +166,7 @@ def test_sync_error_without_mapping_is_the_bare_message() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "transient"),
-    [(TransientSyncError, True), (DatabaseUnavailable, True), (TerminalSyncError, False), (ConfigError, False),
+    [(TransientSyncError, True), (RefusedValue, False), (TerminalSyncError, False), (ConfigError, False),
      (MappingError, False)],
 )  # fmt: skip
 def test_error_kinds_are_transient_or_terminal(kind: type[SyncError], transient: bool) -> None:
