@@ -69,9 +69,16 @@ class SyncMapping:
     version_column: str | None = None
     eligible: Mapping[str, Any] | None = None
     description: str = ""
+    # The end-day reconciliation (target-side column names): which date or timestamp column places a row
+    # in a business date, which columns to count and sum by, and which amounts to sum.
+    business_date_column: str | None = None
+    reconcile_by: tuple[str, ...] = ()
+    amount_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "reconcile_by", tuple(self.reconcile_by))
+        object.__setattr__(self, "amount_columns", tuple(self.amount_columns))
         object.__setattr__(self, "renames", MappingProxyType(dict(self.renames)))
         if self.eligible is not None:
             object.__setattr__(self, "eligible", MappingProxyType(dict(self.eligible)))
@@ -126,6 +133,10 @@ class SyncMapping:
             return (self.version_column,)
         return tuple(column.source for column in self.columns if not column.is_key)
 
+    def source_column(self, target_column: str) -> str:
+        """The source column that feeds a target column."""
+        return next(column.source for column in self.columns if column.name == target_column)
+
     @property
     def artifact_slug(self) -> str:
         """The mapping name in the form Prefect accepts in artifact keys."""
@@ -177,6 +188,7 @@ class SyncMapping:
                 self._fail(f"key column {column.name!r} has type {column.dtype}; keys must be integers, text or dates")
         self._check_renames(model_columns)
         self._check_source_only_columns()
+        self._check_reconciliation()
 
     def _check_renames(self, model_columns: set[str]) -> None:
         seen: dict[str, str] = {}
@@ -201,6 +213,20 @@ class SyncMapping:
                 self._fail(f"version_column {self.version_column!r} cannot be a key column")
         for column in self.eligible or {}:
             self._check_identifier("eligible filter column", column)
+
+    def _check_reconciliation(self) -> None:
+        dtypes = {column.name: column.dtype for column in self.columns}
+        named = [("business_date_column", self.business_date_column)] if self.business_date_column else []
+        named += [("reconcile_by column", name) for name in self.reconcile_by]
+        named += [("amount column", name) for name in self.amount_columns]
+        for label, name in named:
+            if name not in dtypes:
+                self._fail(f"{label} {name!r} is not a column of {self.model.__name__}")
+        if self.business_date_column and not isinstance(dtypes[self.business_date_column], pl.Date | pl.Datetime):
+            self._fail(f"business_date_column {self.business_date_column!r} must be a date or a datetime")
+        for name in self.amount_columns:
+            if not dtypes[name].is_numeric():
+                self._fail(f"amount column {name!r} has type {dtypes[name]}; amounts must be numbers")
 
 
 def _polars_dtype(pandera_dtype: Any, hint: Any) -> pl.DataType:

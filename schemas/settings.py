@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -28,6 +29,18 @@ class Settings(BaseSettings):
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # The time zone in which a business date starts and ends (end-day check, reconciliation).
+    business_timezone: str = "UTC"
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Jakarta)") from None
         return value
 
     # Two-phase commit for the update with rollback where both databases offer it; off: the intent record only.

@@ -61,5 +61,8 @@ PAYMENTS = SyncMapping(
     model=PaymentRecord,
     version_column="updated_at",
     eligible={"status": "S"},
+    business_date_column="created_at",
+    reconcile_by=("status", "currency"),
+    amount_columns=("amount",),
     description="Successful payments brought back to the system of record; client_ip stays outside.",
 )

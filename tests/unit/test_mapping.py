@@ -100,6 +100,11 @@ def refused(**overrides: Any) -> str:
         ({"model": NullableKey}, "shop_id"),
         ({"model": FloatKey}, "shop_id"),
         ({"model": RegionalShop, "keys": ("region", "shop_id"), "version_column": "region"}, "region"),
+        ({"business_date_column": "opened_on"}, "opened_on"),
+        ({"business_date_column": "name"}, "name"),
+        ({"reconcile_by": ("status", "region")}, "region"),
+        ({"amount_columns": ("total",)}, "total"),
+        ({"amount_columns": ("status",)}, "status"),
     ],
     ids=[
         "unknown-key",
@@ -113,6 +118,11 @@ def refused(**overrides: Any) -> str:
         "nullable-key",
         "float-key",
         "version-column-is-one-of-composite-keys",
+        "unknown-business-date-column",
+        "business-date-column-not-a-date",
+        "unknown-reconcile-by-column",
+        "unknown-amount-column",
+        "amount-column-not-a-number",
     ],
 )
 def test_bad_columns_are_refused_naming_mapping_and_column(overrides: dict[str, Any], culprit: str) -> None:
@@ -308,3 +318,13 @@ def test_example_mappings_drop_internal_columns() -> None:
     assert PAYMENTS.source_zone == "internet"
     assert dict(PAYMENTS.eligible or {}) == {"status": "S"}
     assert "client_ip" not in {column.source for column in PAYMENTS.columns}
+
+
+def test_reconciliation_columns_are_target_names_fed_by_their_sources() -> None:
+    mapping = make(
+        renames={"shop_name": "name"}, business_date_column="updated_at", reconcile_by=["status", "name"],
+        amount_columns=["fee"],
+    )  # fmt: skip
+    assert mapping.reconcile_by == ("status", "name")
+    assert mapping.amount_columns == ("fee",)
+    assert [mapping.source_column(name) for name in mapping.reconcile_by] == ["status", "shop_name"]

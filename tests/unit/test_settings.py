@@ -80,3 +80,17 @@ def test_settings_can_be_built_without_the_environment() -> None:
     settings = Settings(intranet_url=SecretStr(SECRET_URL), batch_size=7)
     assert settings.url_for("intranet").get_secret_value() == SECRET_URL
     assert settings.batch_size == 7
+
+
+def test_business_timezone_defaults_to_utc_and_reads_iana_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert get_settings().business_timezone == "UTC"
+    monkeypatch.setenv("ZONESYNC_BUSINESS_TIMEZONE", "Asia/Jakarta")
+    get_settings.cache_clear()
+    assert get_settings().business_timezone == "Asia/Jakarta"
+
+
+def test_an_unknown_business_timezone_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZONESYNC_BUSINESS_TIMEZONE", "Mars/Olympus")
+    get_settings.cache_clear()
+    with pytest.raises(ValidationError, match="Mars/Olympus"):
+        get_settings()
