@@ -80,7 +80,8 @@ def retry(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone."""
-    from flows.retry_sync import check_run_settings, retry_sync
+    from flows.retry_sync import retry_sync
+    from tasks.steps import check_run_settings
 
     check_run_settings("intranet_to_internet", mapping or None)  # before a Prefect run starts
     report = retry_sync(mappings=mapping or None, batch_size=batch_size)

@@ -1,0 +1,89 @@
+"""The Prefect tasks and run preparation shared by the scheduled flows (retry sync, end-day check)."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import State
+from sqlalchemy.engine import Engine
+
+from schemas.mapping import Direction, SyncMapping
+from schemas.registry import get_mapping, select_mappings
+from schemas.settings import ZONES
+from tasks import bookkeeping
+from tasks.engines import get_engine, zone_url
+from tasks.errors import ConfigError, retry_transient
+from tasks.lease import LeaseBusy, holding, mapping_lease
+from tasks.report import BatchProgress
+from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
+from tasks.update import recover
+
+LEASE_SECONDS = 120  # renewed after every batch; a crashed run blocks the mapping at most this long
+
+
+def check_run_settings(direction: Direction, names: list[str] | None) -> list[SyncMapping]:
+    """Fail fast on unknown mappings and bad zone URLs; return the selected mappings."""
+    selected = select_mappings(direction, names)
+    for zone in ZONES:
+        zone_url(zone)
+    return selected
+
+
+def prepare_intranet() -> Engine:
+    """The intranet engine, once its bookkeeping tables exist and interrupted updates are repaired."""
+    intranet = get_engine("intranet")
+    if missing := bookkeeping.missing_tables(intranet):
+        raise ConfigError(
+            f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
+        )
+    for line in recover(intranet):  # updates a crash left half-done are repaired before anything else
+        get_run_logger().warning("recovered an interrupted update: %s", line)
+    return intranet
+
+
+@task(
+    name="sync-mapping",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def sync_mapping(mapping_name: str, batch_size: int, flow_key: str) -> MappingSyncResult:
+    """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect)."""
+    mapping = get_mapping(mapping_name)
+    zones = Zones(
+        source=get_engine(mapping.source_zone),
+        target=get_engine(mapping.target_zone),
+        intranet=get_engine("intranet"),
+    )
+    progress = BatchProgress(mapping, flow_key)
+    try:
+        with holding(zones.intranet, mapping_lease(mapping.name), ttl=LEASE_SECONDS) as lease:
+
+            def on_batch(result: MappingSyncResult) -> None:
+                lease.renew()
+                progress(result)
+
+            result = sync_mapping_rows(mapping, zones, batch_size, on_batch=on_batch)
+    except LeaseBusy as busy:  # an overlapping run is syncing this mapping: harmless, nothing to do here
+        result = MappingSyncResult(mapping=mapping.name, status="skipped", message=str(busy))
+    progress.finish(result)
+    logger = get_run_logger()
+    log = logger.error if result.status == "error" else logger.info
+    log(
+        "%s: %s — read %s, upserted %s, flagged %s, quarantined %s, changed in flight %s (%.2fs) %s",
+        mapping.name, result.status, result.read, result.upserted, result.flagged, result.quarantined,
+        result.changed_in_flight, result.seconds, result.message,
+    )  # fmt: skip
+    return result
+
+
+def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:
+    """A sync task's result, or an error result carrying the exception's message."""
+    if state.is_completed():
+        return state.result()
+    try:
+        state.result()
+    except Exception as exc:
+        return MappingSyncResult(mapping=mapping, status="error", message=str(exc))
+    return MappingSyncResult(mapping=mapping, status="error", message=f"task ended {state.type.value}")
