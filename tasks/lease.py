@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
+from prefect.logging import get_logger
 from sqlalchemy.engine import Engine
 
 from tasks.bookkeeping import sync_lease, utc_now
-from tasks.errors import TransientSyncError
+from tasks.errors import TransientSyncError, translate
+
+logger = get_logger("zonesync.lease")
 
 
 class LeaseBusy(TransientSyncError):
@@ -88,18 +92,38 @@ def _died_here(holder: str) -> bool:
 
 
 @contextmanager
-def holding(engine: Engine, name: str, *, ttl: float, wait: float = 0.0) -> Iterator[Lease]:
-    """Hold a lease for the block, waiting up to `wait` seconds for it; LeaseBusy if it stays taken."""
+def holding(engine: Engine, name: str, *, ttl: float, wait: float = 0.0, keep_alive: bool = False) -> Iterator[Lease]:
+    """Hold a lease for the block, waiting up to `wait` seconds for it; LeaseBusy if it stays taken.
+
+    With `keep_alive`, a background thread renews the lease every ttl/3 seconds, for holders that have no
+    natural point to renew it (a whole job rather than a batch loop).
+    """
     lease = Lease(engine, name, ttl)
     deadline = time.monotonic() + wait
     while not lease.try_acquire():
         if time.monotonic() >= deadline:
             raise LeaseBusy(f"{name} is busy: another zonesync run is working on it; try again shortly")
         time.sleep(0.1)
+    stop = threading.Event()
+    renewer = threading.Thread(target=_keep_renewed, args=(lease, stop), name=f"lease-{name}", daemon=True)
+    if keep_alive:
+        renewer.start()
     try:
         yield lease
     finally:
+        stop.set()
+        if keep_alive:
+            renewer.join()
         lease.release()
+
+
+def _keep_renewed(lease: Lease, stop: threading.Event) -> None:
+    while not stop.wait(lease.ttl / 3):
+        try:
+            lease.renew()
+        except Exception as exc:  # lost or unreachable: stop renewing; the job's own writes will fail loudly
+            logger.warning("stopped renewing lease %s: %s", lease.name, translate(exc, what="renewing the lease"))
+            return
 
 
 def mapping_lease(mapping: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from schemas.examples import MERCHANTS
 from tasks import update
 from tasks.bookkeeping import sync_lease
 from tasks.engines import get_engine
-from tasks.lease import Lease, LeaseBusy, mapping_lease
+from tasks.lease import Lease, LeaseBusy, holding, mapping_lease
 from tasks.push import push_records
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, target_rows
@@ -76,6 +77,14 @@ def test_an_expired_lease_is_taken_over_and_its_holder_learns_it_lost_it(demo: Z
     with pytest.raises(LeaseBusy):
         crashed.renew()
     successor.release()
+
+
+def test_a_kept_alive_lease_outlives_its_time_to_live_and_is_free_after_the_block(demo: ZonePair) -> None:
+    engine = get_engine("intranet")
+    with holding(engine, "job:end-day-check", ttl=0.9, keep_alive=True):
+        time.sleep(2.0)  # more than twice the time to live: only the renewals keep it
+        assert not Lease(engine, "job:end-day-check", 60).try_acquire()
+    assert Lease(engine, "job:end-day-check", 60).try_acquire()
 
 
 def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(demo: ZonePair) -> None:
