@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import CHAR
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
@@ -128,3 +130,27 @@ class MariaDBDialect(Dialect):
             *(table.c[key] for key in keys),
         )
         return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"
+
+    def as_text(self, expression: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """utf8mb4 with a binary collation: the bytes PostgreSQL and Python hash, and no mix-of-collations error."""
+        return sa.cast(expression, CHAR(charset="utf8mb4")).collate("utf8mb4_bin")
+
+    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DATE_FORMAT of the stored UTC wall clock (sessions run with time_zone '+00:00')."""
+        return sa.func.date_format(column, "%Y-%m-%d %H:%i:%s.%f")
+
+    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DATE_FORMAT(d, '%Y-%m-%d')."""
+        return sa.func.date_format(column, "%Y-%m-%d")
+
+    def concat(self, parts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+        """CONCAT(a, b, ...): one call (`||` is OR here)."""
+        return sa.func.concat(*parts, type_=sa.String())
+
+    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+        """CONV of the first 8 hex digits to an unsigned integer."""
+        return sa.cast(sa.func.conv(sa.func.left(digest, 8), 16, 10), sa.BigInteger())
+
+    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DATETIME holds the UTC wall clock."""
+        return sa.literal(moment.replace(tzinfo=None), sa.DateTime())

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 import polars as pl
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
 
 _COPY_CHUNK = 8 * 1024 * 1024
+_TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.US"
+
+
+def _has_time_zone(column: sa.ColumnElement[Any]) -> bool:
+    """Whether a column is timestamptz (its instants are rendered in UTC) rather than a UTC wall clock."""
+    return bool(getattr(column.type, "timezone", False))
 
 
 class PostgresDialect(Dialect):
     """PostgreSQL 14+ through psycopg 3."""
 
     name: ClassVar[str] = "postgresql"
+    max_decimal_precision: ClassVar[int] = 1000
 
     def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
         """An unlogged-by-nature temporary table, dropped at commit."""
@@ -126,3 +135,23 @@ class PostgresDialect(Dialect):
     def insert(self, table: sa.Table) -> Any:
         """PostgreSQL's INSERT construct."""
         return pg_insert(table)
+
+    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """to_char of the UTC wall clock: timestamptz converted, a plain timestamp taken as UTC."""
+        moment = sa.func.timezone("UTC", column) if _has_time_zone(column) else column
+        return sa.func.to_char(moment, _TIMESTAMP_FORMAT)
+
+    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """to_char(d, 'YYYY-MM-DD')."""
+        return sa.func.to_char(column, "YYYY-MM-DD")
+
+    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+        """('x' || first 8 hex digits)::bit(32)::bigint: 0 .. 2^32 - 1 (bit(32) to bigint does not sign-extend)."""
+        bits = sa.cast(sa.literal("x", sa.String()) + sa.func.substr(digest, 1, 8), BIT(32))
+        return sa.cast(bits, sa.BigInteger())
+
+    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """timestamptz for timestamptz columns; the UTC wall clock for plain timestamps."""
+        if _has_time_zone(column):
+            return sa.literal(moment, sa.DateTime(timezone=True))
+        return sa.literal(moment.replace(tzinfo=None), sa.DateTime())

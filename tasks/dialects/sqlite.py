@@ -6,8 +6,11 @@ parsed exactly; written as canonical text.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, ClassVar, cast
 
 import polars as pl
@@ -18,6 +21,7 @@ from sqlalchemy.engine import Connection
 from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
+_EXACT = Context(prec=2000, rounding=ROUND_HALF_UP)  # half away from zero, as PostgreSQL and MariaDB round
 
 
 def _stored_type(dtype: pl.DataType) -> pl.DataType:
@@ -27,6 +31,64 @@ def _stored_type(dtype: pl.DataType) -> pl.DataType:
     if dtype == pl.Boolean:
         return pl.Int64()
     return dtype
+
+
+def _md5(text: str | None) -> str | None:
+    return None if text is None else hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _hash32(digest: str | None) -> int | None:
+    return None if digest is None else int(digest[:8], 16)
+
+
+def _number(value: Any) -> Decimal:
+    """A stored number (text, integer or float) as a Decimal; floats at 15 digits, as PostgreSQL casts them."""
+    return Decimal(f"{value:.15g}") if isinstance(value, float) else Decimal(str(value).strip())
+
+
+def _decimal_text(value: Any, scale: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        rounded = _EXACT.quantize(_number(value), Decimal(1).scaleb(-scale))
+    except InvalidOperation:
+        return str(value)  # not a number: compared as stored, so it shows up as a difference
+    return f"{rounded if rounded else abs(rounded):f}"  # no "-0.00"
+
+
+def _timestamp_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(sep=" ", timespec="microseconds")
+
+
+def _date_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10]).isoformat()
+    except ValueError:
+        return str(value)
+
+
+class _DecimalSum:
+    """SUM over stored decimal text without passing through a float."""
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total = _EXACT.add(self.total or Decimal(0), _number(value))
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else f"{self.total:f}"
 
 
 class SQLiteDialect(Dialect):
@@ -92,3 +154,51 @@ class SQLiteDialect(Dialect):
     def insert(self, table: sa.Table) -> Any:
         """SQLite's INSERT construct."""
         return sqlite_insert(table)
+
+    # -- reconciliation: Python functions where SQLite has none (md5) or stores text (decimals, timestamps) --
+    def prepare_reconcile(self, conn: Connection) -> None:
+        """Register the reconciliation functions on this connection."""
+        raw: Any = conn.connection.dbapi_connection
+        for name, arity, function in (
+            ("zonesync_md5", 1, _md5),
+            ("zonesync_hash32", 1, _hash32),
+            ("zonesync_decimal", 2, _decimal_text),
+            ("zonesync_timestamp", 1, _timestamp_text),
+            ("zonesync_date", 1, _date_text),
+        ):
+            raw.create_function(name, arity, function, deterministic=True)
+        raw.create_aggregate("zonesync_decimal_sum", 1, _DecimalSum)
+
+    def decimal_text(self, column: sa.ColumnElement[Any], scale: int) -> sa.ColumnElement[Any]:
+        """The stored text (or number) rounded to exactly `scale` decimals."""
+        return sa.func.zonesync_decimal(column, scale, type_=sa.String())
+
+    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """Stored ISO text (with or without offset) as the UTC wall clock."""
+        return sa.func.zonesync_timestamp(column, type_=sa.String())
+
+    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """Stored ISO date text."""
+        return sa.func.zonesync_date(column, type_=sa.String())
+
+    def md5(self, text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """MD5 of the UTF-8 text, in Python."""
+        return sa.func.zonesync_md5(text, type_=sa.String())
+
+    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+        """The first 8 hex digits as an integer, in Python."""
+        return sa.func.zonesync_hash32(digest, type_=sa.BigInteger())
+
+    def exact_sum(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
+        """Decimals are text here: summed exactly in Python (SQLite's SUM would go through a float)."""
+        if isinstance(dtype, pl.Decimal):
+            return sa.func.zonesync_decimal_sum(column, type_=sa.String())
+        return sa.func.sum(column)
+
+    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The stored text form without its offset: it sorts right against '...+00:00' text and plain text."""
+        return sa.literal(moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), sa.String())
+
+    def date_bound(self, day: date) -> sa.ColumnElement[Any]:
+        """ISO date text."""
+        return sa.literal(day.isoformat(), sa.String())
