@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
-from tasks.errors import ConfigError, SyncError, translate
+from flows.cli_support import (
+    age,
+    console,
+    friendly_errors,
+    json_object,
+    load_records,
+    parse_date,
+    print_quarantine,
+    print_sync_report,
+)
+from tasks.errors import ConfigError
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
-console = Console(width=max(120, Console().width))
-errors = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """Turn zonesync and database errors into one red line and exit code 2 (config) or 1 (sync)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SQLAlchemyError as exc:
-            errors.print(f"[red]error:[/] {translate(exc, what='database access')}")
-            raise typer.Exit(1) from None
-        except SyncError as exc:
-            errors.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
-
-    return wrapper  # type: ignore[return-value]
+BusinessDate = Annotated[
+    str | None, typer.Option("--date", help="Business date, YYYY-MM-DD (default: the day that ended last).")
+]
+Mappings = Annotated[list[str] | None, typer.Option("--mapping", "-m", help="Only this mapping (repeatable).")]
 
 
 @app.command()
@@ -74,18 +64,19 @@ def init() -> None:
 @app.command()
 @friendly_errors
 def retry(
-    mapping: Annotated[
-        list[str] | None, typer.Option("--mapping", "-m", help="Only this mapping (repeatable).")
-    ] = None,
+    mapping: Mappings = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone."""
     from flows.retry_sync import retry_sync
-    from tasks.steps import check_run_settings
+    from tasks.steps import check_run_settings, require_bookkeeping
 
     check_run_settings("intranet_to_internet", mapping or None)  # before a Prefect run starts
+    require_bookkeeping()
     report = retry_sync(mappings=mapping or None, batch_size=batch_size)
     print_sync_report(report)
+    if report.total("quarantined"):
+        print_quarantine()
     if not report.ok:
         raise typer.Exit(1)
 
@@ -97,9 +88,7 @@ def push(
     records: Annotated[
         str | None, typer.Option("--json", help="One record (object) or several (array), as JSON.")
     ] = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", exists=True, dir_okay=False, help="Read the JSON from a file.")
-    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the JSON from a file.")] = None,
 ) -> None:
     """Real-time push: insert records in the source zone and push them to the target now.
 
@@ -118,18 +107,6 @@ def push(
     console.print(result.message, highlight=False)
     if result.status != "success":
         raise typer.Exit(3 if result.status == "pending" else 1)
-
-
-def load_records(text: str | None, file: Path | None) -> list[dict[str, Any]]:
-    """Records from --json or --file; numbers are read as exact decimals, never floats."""
-    if (text is None) == (file is None):
-        raise ConfigError("give the records with exactly one of --json or --file")
-    raw = file.read_text(encoding="utf-8") if file is not None else text or ""
-    try:
-        parsed = json.loads(raw, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"the records are not valid JSON: {exc}") from None
-    return parsed if isinstance(parsed, list) else [parsed]
 
 
 @app.command()
@@ -160,7 +137,7 @@ def update(
     from schemas.registry import get_mapping
 
     get_mapping(mapping)
-    result = update_with_rollback(mapping, _json_object(key, "--key"), _json_object(changes, "--changes"))
+    result = update_with_rollback(mapping, json_object(key, "--key"), json_object(changes, "--changes"))
     colour = "green" if result.status == "success" else "red"
     console.print(
         f"[{colour}]{result.status}[/] {json.dumps(result.key, default=str)}: {result.message}", highlight=False
@@ -169,14 +146,52 @@ def update(
         raise typer.Exit(1)
 
 
-def _json_object(text: str, option: str) -> dict[str, Any]:
+@app.command("end-day")
+@friendly_errors
+def end_day(business_date: BusinessDate = None, mapping: Mappings = None) -> None:
+    """End-day sync check: bring the day's eligible internet rows back, reconcile both zones, report.
+
+    Exit code 0: success or no record; 3: partial (rows quarantined or zones differ); 1: failed.
+    """
+    from flows.end_day_check import EndDayFailed, end_day_check
+    from tasks.steps import check_run_settings, require_bookkeeping
+
+    day = parse_date(business_date) if business_date else None
+    check_run_settings("internet_to_intranet", mapping or None)  # before a Prefect run starts
+    require_bookkeeping()
     try:
-        value = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{option} must be a JSON object")
-    return value
+        report = end_day_check(business_date=day, mappings=mapping or None)
+    except EndDayFailed as failed:
+        console.print(Markdown(failed.report.summary))
+        raise
+    console.print(Markdown(report.summary))
+    if not report.ok:
+        raise typer.Exit(3)
+
+
+@app.command()
+@friendly_errors
+def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> None:
+    """Compare both zones for a business date (counts and sums per group, keys missing or different).
+
+    Exit code 0: the zones agree; 3: they differ.
+    """
+    from schemas.registry import select_mappings
+    from schemas.settings import get_settings
+    from tasks.end_day import previous_business_date
+    from tasks.engines import get_engine
+    from tasks.reconcile import reconcile_mapping
+
+    settings = get_settings()
+    day = parse_date(business_date) if business_date else previous_business_date(settings.business_timezone)
+    agree = True
+    for selected in select_mappings(None, mapping or None):
+        source, target = get_engine(selected.source_zone), get_engine(selected.target_zone)
+        found = reconcile_mapping(selected, day, source, target, timezone=settings.business_timezone)
+        console.print(Markdown(found.markdown()))
+        agree &= found.ok
+    if not agree:
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -208,10 +223,9 @@ def status() -> None:
     now = datetime.now(UTC)
     for mapping in all_mappings().values():
         pending = backlog(mapping, get_engine(mapping.source_zone))
-        age = f"{_age(now - pending.oldest)} ago" if pending.oldest else "-"
-        table.add_row(
-            mapping.name, mapping.direction, str(pending.unsynced), age, str(count_open_errors(intranet, mapping.name))
-        )
+        oldest = f"{age(now - pending.oldest)} ago" if pending.oldest else "-"
+        quarantined = str(count_open_errors(intranet, mapping.name))
+        table.add_row(mapping.name, mapping.direction, str(pending.unsynced), oldest, quarantined)
     console.print(table)
     jobs = Table("id", "job", "business date", "status", "started (UTC)", "eligible", "synced", "failed", title="Jobs")
     for job in recent_jobs(intranet, limit=5):
@@ -221,14 +235,6 @@ def status() -> None:
             str(job["rows_failed"]),
         )  # fmt: skip
     console.print(jobs)
-
-
-def _age(delta: Any) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @app.command()
@@ -253,7 +259,7 @@ def mappings(
 @app.command()
 @friendly_errors
 def demo() -> None:
-    """Run the demo on the embedded SQLite default: seed, sync, quarantine, fix, sync again."""
+    """Run the whole story on the embedded SQLite default: push, retry, update with rollback, end-day check."""
     from flows.demo import run_demo
     from schemas.settings import ZONES
     from tasks.engines import zone_url
@@ -265,39 +271,19 @@ def demo() -> None:
                 "the demo recreates its tables and runs only on the default SQLite files; "
                 f"unset ZONESYNC_{zone.upper()}_URL"
             )
-    reports = run_demo(console.print)
-    for number, report in enumerate(reports, start=1):
+    run = run_demo(console.print)
+    for number, report in enumerate(run.retries, start=1):
         print_sync_report(report, title=f"Retry sync, run {number}")
     print_quarantine()
+    if run.end_day is not None:
+        console.print(Markdown(run.end_day.summary))
     console.print(
         "\nSee it in the Prefect UI: run [bold]prefect server start[/], set "
         "PREFECT_API_URL=http://127.0.0.1:4200/api, run [bold]zonesync demo[/] again and open the flow runs and "
-        "artifacts (retry-sync-summary, retry-sync-report).\nQuarantine and backlog: [bold]zonesync status[/]."
+        "their artifacts (retry-sync-summary, end-day-summary, end-day-reconciliation), or read one back with "
+        "[bold]prefect artifact inspect end-day-summary[/].\nQuarantine, backlog and the batch_job ledger: "
+        "[bold]zonesync status[/]. Reconcile any day: [bold]zonesync reconcile --date 2026-11-25 -m payments[/]."
     )
-
-
-def print_sync_report(report: Any, title: str = "Retry sync") -> None:
-    """A sync report as a table, with error messages below it."""
-    columns = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
-    table = Table("mapping", "status", "read", "upserted", "flagged", "quarantined", "changed", "seconds", title=title)
-    for r in report.mappings:
-        table.add_row(r.mapping, r.status, *(str(getattr(r, c)) for c in columns), f"{r.seconds:.2f}")
-    console.print(table)
-    for r in report.mappings:
-        if r.message:
-            errors.print(f"[red]{r.mapping}:[/] {r.message}")
-
-
-def print_quarantine(limit: int = 20) -> None:
-    """The open quarantine (sync_error rows not resolved yet), newest first."""
-    from schemas.registry import all_mappings
-    from tasks.bookkeeping import open_errors
-    from tasks.engines import get_engine
-
-    table = Table("mapping", "record key", "reason", "detail", "attempts", title="Open quarantine (sync_error)")
-    for row in open_errors(get_engine("intranet"), list(all_mappings()), limit=limit):
-        table.add_row(row["mapping"], row["record_key"], row["reason"], row["detail"], str(row["attempts"]))
-    console.print(table)
 
 
 def main() -> None:

@@ -1,14 +1,25 @@
-"""`zonesync demo`: the story on the embedded SQLite default, told step by step."""
+"""`zonesync demo`: the whole story on the embedded SQLite default, told step by step."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from flows.end_day_check import end_day_check
 from flows.realtime_push import realtime_push
 from flows.retry_sync import SyncReport, retry_sync
 from flows.update_with_rollback import update_with_rollback
 from schemas.registry import all_mappings
-from tasks.demo_data import INVALID_MERCHANTS, NEW_MERCHANT, fix_merchant, reset_demo_zones, seed_demo
+from tasks.demo_data import (
+    DEMO_BUSINESS_DATE,
+    INVALID_MERCHANTS,
+    INVALID_PAYMENTS,
+    NEW_MERCHANT,
+    fix_merchant,
+    reset_demo_zones,
+    seed_demo,
+)
+from tasks.end_day import EndDayReport
 from tasks.engines import get_engine
 from tasks.errors import ConfigError
 from tasks.inspect import check_mapping
@@ -16,8 +27,16 @@ from tasks.inspect import check_mapping
 Say = Callable[[str], None]
 
 
-def run_demo(say: Say) -> list[SyncReport]:
-    """Create and seed the demo zones, run the retry sync, fix a quarantined row, run it again."""
+@dataclass
+class DemoRun:
+    """What the demo's flow runs returned, for printing."""
+
+    retries: list[SyncReport] = field(default_factory=list)
+    end_day: EndDayReport | None = None
+
+
+def run_demo(say: Say) -> DemoRun:
+    """Init, seed, retry, push, fix, retry, update (applied and rolled back), end-day check."""
     registered = all_mappings()
     if "merchants" not in registered or "payments" not in registered:
         raise ConfigError("the demo needs the demo mappings: set ZONESYNC_MAPPING_MODULES=schemas.examples")
@@ -25,25 +44,46 @@ def run_demo(say: Say) -> list[SyncReport]:
     say("[bold]1. init[/]: demo tables and bookkeeping tables (batch_job, sync_error), recreated empty")
     reset_demo_zones(intranet, internet)
     for mapping in registered.values():
-        source, target = get_engine(mapping.source_zone), get_engine(mapping.target_zone)
-        check = check_mapping(mapping, source, target)
+        check = check_mapping(mapping, get_engine(mapping.source_zone), get_engine(mapping.target_zone))
         say(f"   mapping {mapping.name}: {'ok' if check.ok else '; '.join(check.problems)}")
     merchants, payments = seed_demo(intranet, internet)
-    invalid = ", ".join(f"#{key} ({why})" for key, why in INVALID_MERCHANTS.items())
-    say(f"[bold]2. seed[/]: {merchants} merchants in the intranet zone (invalid: {invalid}), {payments} payments")
-    say("[bold]3. retry sync[/]: unsynced merchants go to the internet zone; invalid ones are quarantined")
-    first = retry_sync()
-    say("[bold]4. push[/]: an application writes two new merchants; #502 has a status the internet zone refuses")
-    pushed = realtime_push("merchants", [NEW_MERCHANT, {**NEW_MERCHANT, "merchant_id": 502, "status": "X"}])
-    for outcome in pushed.outcomes:
-        say(f"   merchant {outcome.key['merchant_id']}: {outcome.status} {outcome.reason} {outcome.detail}".rstrip())
+    say(f"[bold]2. seed[/]: {merchants} merchants in the intranet zone (invalid: {_listed(INVALID_MERCHANTS)}),")
+    say(f"   {payments} payments of {DEMO_BUSINESS_DATE} in the internet zone: successful, failed, pending, and")
+    say(f"   invalid ones ({_listed(INVALID_PAYMENTS)})")
+    run = DemoRun()
+    say("[bold]3. cron retry sync[/]: unsynced merchants go to the internet zone; invalid ones are quarantined")
+    run.retries.append(retry_sync())
+    _push(say)
     say("[bold]5. fix[/]: an operator corrects #13's name and #502's status; the next retry carries both")
     fix_merchant(intranet, 13, merchant_name="Toko Baru #13")
     fix_merchant(intranet, 502, status="A")
-    second = retry_sync()
-    say("[bold]6. update with rollback[/]: merchant #1's fee changes in both zones; a status the internet zone")
-    say("   refuses is not applied anywhere")
-    for changes in ({"fee": "3.75"}, {"status": "X"}):
-        updated = update_with_rollback("merchants", {"merchant_id": 1}, changes)
-        say(f"   {changes}: {updated.status} — {updated.message}")
-    return [first, second]
+    run.retries.append(retry_sync())
+    _update(say)
+    say(f"[bold]7. end-day check[/] for {DEMO_BUSINESS_DATE}: successful payments come back to the intranet zone,")
+    say("   invalid ones are quarantined, and both zones are reconciled")
+    run.end_day = end_day_check(business_date=DEMO_BUSINESS_DATE)
+    return run
+
+
+def _push(say: Say) -> None:
+    say("[bold]4. real-time push[/]: an application writes two new merchants; #502 has a status the internet zone")
+    say("   refuses, so it stays pending for the cron retry")
+    refused = {**NEW_MERCHANT, "merchant_id": 502, "status": "X", "email": "merchant502@example.com"}
+    pushed = realtime_push("merchants", [NEW_MERCHANT, refused])
+    for outcome in pushed.outcomes:
+        say(f"   merchant {outcome.key['merchant_id']}: {outcome.status} {outcome.reason} {outcome.detail}".rstrip())
+
+
+def _update(say: Say) -> None:
+    say("[bold]6. update with rollback[/]: merchant #1's fee changes in both zones; then #2 takes #3's email,")
+    say("   which the internet zone refuses (one merchant per login email): the update is rolled back in both zones")
+    for key, changes in (
+        ({"merchant_id": 1}, {"fee": "3.75"}),
+        ({"merchant_id": 2}, {"email": "merchant3@example.com"}),
+    ):
+        updated = update_with_rollback("merchants", key, changes)
+        say(f"   #{key['merchant_id']} {changes}: {updated.status} — {updated.message}")
+
+
+def _listed(invalid: dict[int, str]) -> str:
+    return ", ".join(f"#{key} ({why})" for key, why in invalid.items())

@@ -48,12 +48,12 @@ def get_mapping(name: str) -> SyncMapping:
     return registered[name]
 
 
-def select_mappings(direction: Direction, names: Sequence[str] | None = None) -> list[SyncMapping]:
-    """The mappings of one direction, all of them or the named ones (which must have that direction)."""
+def select_mappings(direction: Direction | None, names: Sequence[str] | None = None) -> list[SyncMapping]:
+    """The mappings of one direction (None: both), all of them or the named ones (which must have that direction)."""
     if names is None:
-        return [m for m in all_mappings().values() if m.direction == direction]
+        return [m for m in all_mappings().values() if direction in (None, m.direction)]
     selected = [get_mapping(name) for name in names]
     for mapping in selected:
-        if mapping.direction != direction:
+        if direction is not None and mapping.direction != direction:
             raise ConfigError(f"mapping {mapping.name!r} runs {mapping.direction}, not {direction}")
     return selected

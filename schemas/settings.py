@@ -6,8 +6,10 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tasks.errors import ConfigError
 
 Zone = Literal["intranet", "internet"]
 ZONES: tuple[Zone, ...] = ("intranet", "internet")
@@ -53,5 +55,13 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the environment."""
-    return Settings()
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the environment.
+
+    A bad value is a ConfigError naming its environment variable (one line on the command line)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ZONESYNC_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(f"bad setting {problems}") from None

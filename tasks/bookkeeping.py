@@ -188,6 +188,17 @@ def recent_jobs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
+def jobs_for(engine: Engine, job_name: str, business_date: date) -> list[dict[str, Any]]:
+    """Every batch_job row of one job for one business date, oldest first."""
+    query = (
+        sa.select(batch_job)
+        .where(batch_job.c.job_name == job_name, batch_job.c.business_date == business_date)
+        .order_by(batch_job.c.id)
+    )
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
 def open_errors(engine: Engine, mappings: Sequence[str], limit: int = 20) -> list[dict[str, Any]]:
     """The most recently seen unresolved quarantine rows of some mappings."""
     query = (

@@ -18,6 +18,8 @@ from tasks.dialects import dialect_for
 
 BASE_TIME = datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=UTC)
 INVALID_MERCHANTS = {13: "empty name", 42: "status 'X'", 77: "negative fee"}
+INVALID_PAYMENTS = {7: "negative amount", 8: "empty reference"}  # successful payments the intranet refuses
+DEMO_BUSINESS_DATE = BASE_TIME.date()
 NEW_MERCHANT = {  # pushed by the demo "application" (JSON-like: decimals and timestamps as text)
     "merchant_id": 501, "merchant_name": "Kopi Kenangan 😀", "status": "A", "fee": "2.50",
     "email": "kopi@example.com", "tax_id": "NPWP-00000501", "updated_at": "2026-11-26T10:00:00.123456+07:00",
@@ -48,9 +50,9 @@ def merchants(count: int = 500) -> pl.DataFrame:
 
 
 def payments(count: int = 300) -> pl.DataFrame:
-    """Internet payments (source of the `payments` mapping): mostly successful, some failed or pending."""
+    """Internet payments (source of the `payments` mapping): mostly successful, some failed, pending or invalid."""
     ids = list(range(1, count + 1))
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "payment_id": ids,
             "reference": [f"PAY-20261125-{i:06d}" for i in ids],
@@ -66,6 +68,10 @@ def payments(count: int = 300) -> pl.DataFrame:
             "client_ip": [f"203.0.113.{i % 250}" for i in ids],
             "is_sync": [False] * count,
         }
+    )
+    return frame.with_columns(
+        pl.when(pl.col("payment_id") == 7).then(-pl.col("amount")).otherwise(pl.col("amount")).alias("amount"),
+        pl.when(pl.col("payment_id") == 8).then(pl.lit("")).otherwise(pl.col("reference")).alias("reference"),
     )
 
 

@@ -90,8 +90,8 @@ def _is_timestamp(mapping: SyncMapping, column: sa.Column[Any]) -> bool:
 
 
 def _as_datetime(value: Any) -> datetime | None:
-    """Timestamps come back as datetimes, or as ISO text from SQLite."""
-    if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
-    parsed = datetime.fromisoformat(str(value))
+    """Timestamps come back as datetimes (naive UTC from MariaDB), or as ISO text from SQLite; all made aware."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -25,15 +25,17 @@ class JobEntry:
     counts: JobCounts = field(default_factory=JobCounts)
     message: str = ""
 
-    def settle(self, results: Sequence[MappingSyncResult], *notes: str) -> None:
-        """Status, counts and message derived from the per-mapping results (and any extra notes)."""
+    def settle(self, results: Sequence[MappingSyncResult], problems: Sequence[str] = ()) -> None:
+        """Status, counts and message from the per-mapping results; problems found besides make a clean run PARTIAL."""
         self.status = job_status(results)
+        if problems and self.status in ("SUCCESS", "NO_RECORD"):
+            self.status = "PARTIAL"
         self.counts = JobCounts(
             eligible=sum(r.read for r in results),
             synced=sum(r.flagged for r in results),
             failed=sum(r.quarantined for r in results),
         )
-        self.message = "; ".join([f"{r.mapping}: {r.message}" for r in results if r.message] + [n for n in notes if n])
+        self.message = "; ".join([f"{r.mapping}: {r.message}" for r in results if r.message] + list(problems))
 
 
 def job_status(results: Sequence[MappingSyncResult]) -> JobStatus:

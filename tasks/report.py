@@ -14,6 +14,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.mapping import SyncMapping
 from tasks.bookkeeping import open_errors
@@ -75,28 +76,53 @@ def result_rows(results: Sequence[MappingSyncResult]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def summary_markdown(title: str, results: Sequence[MappingSyncResult], intranet: Engine | None) -> str:
-    """The run summary: per-mapping counts, then a sample of the open quarantine with reasons."""
-    lines = [f"# {title}", "", "| mapping | status | " + " | ".join(RESULT_COLUMNS) + " | seconds |"]
+def results_markdown(results: Sequence[MappingSyncResult]) -> list[str]:
+    """Per-mapping counts as a Markdown table, then each mapping's message."""
+    lines = ["| mapping | status | " + " | ".join(RESULT_COLUMNS) + " | seconds |"]
     lines.append("|" + " --- |" * (len(RESULT_COLUMNS) + 3))
     for r in results:
         counts = " | ".join(str(getattr(r, c)) for c in RESULT_COLUMNS)
         lines.append(f"| {r.mapping} | {r.status} | {counts} | {r.seconds:.2f} |")
     for r in results:
         if r.message:
-            lines += ["", f"**{r.mapping}**: {_escape(r.message)}"]
+            lines += ["", f"**{r.mapping}**: {escape_markdown(r.message)}"]
+    return lines
+
+
+def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 20) -> list[str]:
+    """A sample of the open quarantine of some mappings, with reasons (nothing when it is empty)."""
+    try:
+        rows = open_errors(intranet, mappings, limit=limit)
+    except SQLAlchemyError:  # the intranet zone is down: the summary still reports what the run knows
+        return ["", "(quarantine unknown: the intranet zone could not be read)"]
+    if not rows:
+        return []
+    lines = ["", "## Quarantined records (sample)", "", "| mapping | record key | reason | detail | attempts |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        cells = (
+            row["mapping"],
+            row["record_key"],
+            row["reason"],
+            escape_markdown(row["detail"])[:200],
+            row["attempts"],
+        )
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
+    return lines
+
+
+def summary_markdown(title: str, results: Sequence[MappingSyncResult], intranet: Engine | None) -> str:
+    """The run summary: per-mapping counts, then a sample of the open quarantine with reasons."""
+    lines = [f"# {title}", "", *results_markdown(results)]
     quarantined = [r.mapping for r in results if r.quarantined]
     if quarantined and intranet is not None:
-        lines += ["", "## Quarantined records (sample)", "", "| mapping | record key | reason | detail | attempts |"]
-        lines.append("| --- | --- | --- | --- | --- |")
-        for row in open_errors(intranet, quarantined, limit=20):
-            cells = (row["mapping"], row["record_key"], row["reason"], _escape(row["detail"])[:200], row["attempts"])
-            lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-        lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
+        lines += quarantine_markdown(intranet, quarantined)
     return "\n".join(lines)
 
 
-def _escape(text: str) -> str:
+def escape_markdown(text: str) -> str:
+    """Text that cannot break a Markdown table row."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
@@ -29,13 +31,19 @@ def check_run_settings(direction: Direction, names: list[str] | None) -> list[Sy
     return selected
 
 
-def prepare_intranet() -> Engine:
-    """The intranet engine, once its bookkeeping tables exist and interrupted updates are repaired."""
+def require_bookkeeping() -> Engine:
+    """The intranet engine; a ConfigError when `zonesync init` has not created the bookkeeping tables."""
     intranet = get_engine("intranet")
     if missing := bookkeeping.missing_tables(intranet):
         raise ConfigError(
             f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
         )
+    return intranet
+
+
+def prepare_intranet() -> Engine:
+    """The intranet engine, once its bookkeeping tables exist and interrupted updates are repaired."""
+    intranet = require_bookkeeping()
     for line in recover(intranet):  # updates a crash left half-done are repaired before anything else
         get_run_logger().warning("recovered an interrupted update: %s", line)
     return intranet
@@ -82,8 +90,13 @@ def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:
     """A sync task's result, or an error result carrying the exception's message."""
     if state.is_completed():
         return state.result()
+    return MappingSyncResult(mapping=mapping, status="error", message=failure_message(state))
+
+
+def failure_message(state: State[Any]) -> str:
+    """Why a task run did not complete: its exception's message."""
     try:
         state.result()
     except Exception as exc:
-        return MappingSyncResult(mapping=mapping, status="error", message=str(exc))
-    return MappingSyncResult(mapping=mapping, status="error", message=f"task ended {state.type.value}")
+        return str(exc)
+    return f"task ended {state.type.value}"

@@ -48,9 +48,12 @@ def intranet_tables() -> sa.MetaData:
 
 
 def internet_tables() -> sa.MetaData:
-    """Demo tables of the internet zone: merchants (target) and payments (source, with client_ip)."""
+    """Demo tables of the internet zone: merchants (target, one per email) and payments (source, with client_ip)."""
     metadata = sa.MetaData()
-    sa.Table("merchant", metadata, *_merchant_columns(), sa.Column("name", unicode_text(100), nullable=False))
+    merchant = sa.Table(
+        "merchant", metadata, *_merchant_columns(), sa.Column("name", unicode_text(100), nullable=False)
+    )  # fmt: skip
+    sa.Index("ux_merchant_login_email", merchant.c.email, unique=True)  # a channel login: one merchant per email
     sa.Table(
         "payment", metadata,
         *_payment_columns(),

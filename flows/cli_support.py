@@ -1,0 +1,107 @@
+"""What the `zonesync` commands share: consoles, one-line errors, JSON input, report printing."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from tasks.errors import ConfigError, SyncError, translate
+
+console = Console(width=max(120, Console().width))
+errors = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(command: F) -> F:
+    """Turn zonesync and database errors into one red line and exit code 2 (config) or 1 (sync)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            errors.print(f"[red]error:[/] {translate(exc, what='database access')}")
+            raise typer.Exit(1) from None
+        except SyncError as exc:
+            errors.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_records(text: str | None, file: Path | None) -> list[dict[str, Any]]:
+    """Records from --json or --file; numbers are read as exact decimals, never floats."""
+    if (text is None) == (file is None):
+        raise ConfigError("give the records with exactly one of --json or --file")
+    try:
+        raw = file.read_text(encoding="utf-8") if file is not None else text or ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read --file {file}: {exc.strerror}") from None
+    try:
+        parsed = json.loads(raw, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the records are not valid JSON: {exc}") from None
+    records = parsed if isinstance(parsed, list) else [parsed]
+    if not records or not all(isinstance(record, dict) for record in records):
+        raise ConfigError("the records must be a JSON object, or a non-empty array of objects")
+    return records
+
+
+def parse_date(text: str) -> date:
+    """A --date value (YYYY-MM-DD)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--date {text!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-25") from None
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} must be a JSON object")
+    return value
+
+
+def age(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def print_sync_report(report: Any, title: str = "Retry sync") -> None:
+    """A sync report as a table, with error messages below it."""
+    columns = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
+    table = Table("mapping", "status", "read", "upserted", "flagged", "quarantined", "changed", "seconds", title=title)
+    for r in report.mappings:
+        table.add_row(r.mapping, r.status, *(str(getattr(r, c)) for c in columns), f"{r.seconds:.2f}")
+    console.print(table)
+    for r in report.mappings:
+        if r.message:
+            errors.print(f"[red]{r.mapping}:[/] {r.message}")
+
+
+def print_quarantine(limit: int = 20) -> None:
+    """The open quarantine (sync_error rows not resolved yet), newest first."""
+    from schemas.registry import all_mappings
+    from tasks.bookkeeping import open_errors
+    from tasks.engines import get_engine
+
+    table = Table("mapping", "record key", "reason", "detail", "attempts", title="Open quarantine (sync_error)")
+    for row in open_errors(get_engine("intranet"), list(all_mappings()), limit=limit):
+        table.add_row(row["mapping"], row["record_key"], row["reason"], row["detail"], str(row["attempts"]))
+    console.print(table)

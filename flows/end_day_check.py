@@ -1,0 +1,90 @@
+"""End-day sync check (DESIGN §4.4): bring the day's successful internet transactions back, and reconcile.
+
+Cron summary batch job → retrieve eligible internet rows (flag false, e.g. status = 'S') → none: log "no
+record" → upsert into the intranet table, logging and quarantining failed rows while the rest go on → flag
+the synced rows in the internet zone → write the job's status to `batch_job` whatever happened before →
+publish the summary report (with the reconciliation of the business date in both zones).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.mapping import SyncMapping
+from schemas.registry import get_mapping
+from schemas.settings import get_settings
+from tasks.end_day import JOB_NAME, EndDayReport, previous_business_date, publish_end_day
+from tasks.engines import get_engine
+from tasks.errors import SyncError, TerminalSyncError, retry_transient
+from tasks.lease import holding
+from tasks.ledger import JobEntry, job_ledger
+from tasks.reconcile import Reconciliation, reconcile_mapping
+from tasks.steps import check_run_settings, failure_message, outcome, prepare_intranet, sync_mapping
+
+JOB_LEASE = f"job:{JOB_NAME}"  # one end-day check at a time, however it was started
+JOB_LEASE_SECONDS = 300  # kept alive while the run lives; a crashed run elsewhere blocks the next one this long
+
+
+class EndDayFailed(TerminalSyncError):
+    """The end-day check could not do its work; its batch_job row (when writable) and its report say why."""
+
+    def __init__(self, report: EndDayReport) -> None:
+        super().__init__(f"end-day check {report.business_date} failed: {report.message}")
+        self.report = report
+
+
+@task(name="reconcile-mapping", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient,
+      cache_policy=NO_CACHE)  # fmt: skip
+def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
+    """Compare both zones for the business date: totals per group, and the keys missing or different."""
+    mapping = get_mapping(mapping_name)
+    found = reconcile_mapping(
+        mapping, business_date, get_engine(mapping.source_zone), get_engine(mapping.target_zone),
+        timezone=get_settings().business_timezone,
+    )  # fmt: skip
+    log = get_run_logger().info if found.ok else get_run_logger().warning
+    log("%s: reconciliation of %s: %s", mapping.name, business_date, found.headline())
+    return found
+
+
+@flow(name="end-day-check", description="End-day sync check: bring successful internet rows back and reconcile.")
+def end_day_check(business_date: date | None = None, mappings: list[str] | None = None) -> EndDayReport:
+    """Sync every (or the named) internet_to_intranet mapping, reconcile the business date, report."""
+    selected = check_run_settings("internet_to_intranet", mappings)
+    report = EndDayReport(business_date or previous_business_date(get_settings().business_timezone))
+    intranet = prepare_intranet()
+    job: JobEntry | None = None
+    failure: SyncError | None = None
+    try:
+        with job_ledger(intranet, JOB_NAME, report.business_date) as job:
+            report.job_id = job.id
+            with holding(intranet, JOB_LEASE, ttl=JOB_LEASE_SECONDS, keep_alive=True):
+                _check(selected, report, job)
+    except SyncError as exc:  # refused (overlap) or a zone lost: the ledger row says FAILED, when writable
+        failure = exc
+    finally:
+        report.status, report.message = (job.status, job.message) if job else ("FAILED", str(failure or ""))
+        publish_end_day(report, intranet)
+    if report.status == "FAILED":
+        raise EndDayFailed(report) from failure
+    return report
+
+
+def _check(selected: list[SyncMapping], report: EndDayReport, job: JobEntry) -> None:
+    """Sync, then reconcile, each mapping; the ledger entry follows along."""
+    size = get_settings().batch_size
+    for mapping in selected:
+        result = outcome(sync_mapping(mapping.name, size, JOB_NAME, return_state=True), mapping.name)
+        if result.status == "no_record":
+            get_run_logger().info("%s: no record (no eligible unsynced rows)", mapping.name)
+        report.mappings.append(result)
+        job.settle(report.mappings)
+        state = reconcile(mapping.name, report.business_date, return_state=True)
+        if state.is_completed():
+            report.reconciliations.append(state.result())
+        else:
+            report.reconcile_errors[mapping.name] = failure_message(state)
+    job.settle(report.mappings, problems=report.problems())

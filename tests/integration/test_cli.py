@@ -1,0 +1,521 @@
+"""The `zonesync` console script (DESIGN §5), run as a real subprocess against real databases.
+
+What a user sees: the exit code, what is printed on stdout and stderr, and what the databases hold afterwards.
+Commands that move data run on every backend; user mistakes (which must never reach a database) run on SQLite
+only. Every run is checked for leaked passwords; a user mistake is one line on stderr and never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from schemas.examples import MERCHANTS, PAYMENTS
+from schemas.examples.tables import internet_tables, intranet_tables
+from tasks import bookkeeping, demo_data
+from tests.conftest import ZonePair, backend_param
+from tests.integration.helpers import (
+    assert_nothing_lost,
+    create,
+    errors,
+    errors_by_key,
+    execute,
+    jobs,
+    mapped,
+    source_rows,
+    target_rows,
+)
+
+SECRET = "Sup3rS3cret"
+DOWN_URL = f"postgresql://zs_user:{SECRET}@127.0.0.1:1/zonesync"  # nothing listens on port 1
+DEMO_DAY = "2026-11-25"  # tasks/demo_data.py dates every demo payment on this day (UTC)
+SCRIPT = Path(sys.executable).with_name("zonesync")
+SQLITE_ONLY = pytest.mark.parametrize("backend", [backend_param("sqlite")])
+
+
+@dataclass
+class Run:
+    """One finished `zonesync` command."""
+
+    args: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    def row(self, first_cell: str) -> list[str]:
+        """The cells of the printed table row whose first cell is `first_cell`."""
+        for line in self.stdout.splitlines():
+            cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+            if len(cells) > 1 and cells[0] == first_cell:
+                return cells
+        raise AssertionError(f"no table row {first_cell!r} in the output of {self.args}:\n{self.stdout}")
+
+    def __str__(self) -> str:
+        return f"zonesync {' '.join(self.args)} -> exit {self.code}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+
+
+@dataclass
+class Cli:
+    """Runs the installed console script with a given environment; checks that no secret is ever printed."""
+
+    home: Path
+    settings: dict[str, str]
+    secrets: tuple[str, ...] = ()
+    api_url: str | None = None
+    timeout: float = 180
+    runs: list[Run] = field(default_factory=list)
+
+    def __call__(self, *args: str, **overrides: str | None) -> Run:
+        """Run `zonesync *args`; keyword arguments override (None: unset) ZONESYNC_* settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
+        env |= {
+            "PREFECT_HOME": str(self.home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "COLUMNS": "250",  # wide enough that rich never truncates a table cell
+        }
+        if self.api_url:
+            env["PREFECT_API_URL"] = self.api_url
+        for name, value in (self.settings | overrides).items():
+            if value is not None:
+                env[name] = value
+        command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "flows.cli"]
+        done = subprocess.run(
+            [*command, *args], cwd=self.home, env=env, capture_output=True, text=True, timeout=self.timeout
+        )
+        run = Run(args, done.returncode, done.stdout, done.stderr)
+        self.runs.append(run)
+        for secret in (SECRET, *self.secrets):
+            assert secret not in run.stdout + run.stderr, f"a password leaked:\n{run}"
+        return run
+
+
+def zone_settings(pair: ZonePair, modules: str = "schemas.examples") -> dict[str, str]:
+    """The ZONESYNC_* environment of a zone pair."""
+    return {
+        "ZONESYNC_INTRANET_URL": pair.intranet_url,
+        "ZONESYNC_INTERNET_URL": pair.internet_url,
+        "ZONESYNC_MAPPING_MODULES": modules,
+    }
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_harness: None) -> str:
+    """The API URL of the session's test Prefect server (saves each flow command a 10 s temporary server)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness did not set PREFECT_API_URL"
+    return str(url)
+
+
+@pytest.fixture
+def cli(zones: ZonePair, tmp_path: Path) -> Cli:
+    """The console script pointed at the zone pair (no Prefect API: for commands that run no flow)."""
+    return Cli(tmp_path, zone_settings(zones), zones.passwords)
+
+
+@pytest.fixture
+def flow_cli(zones: ZonePair, tmp_path: Path, prefect_api: str) -> Cli:
+    """The console script pointed at the zone pair and at the session's Prefect server."""
+    return Cli(tmp_path, zone_settings(zones), zones.passwords, api_url=prefect_api)
+
+
+@pytest.fixture
+def demo_zones(zones: ZonePair) -> ZonePair:
+    """The demo tables in both zones, empty."""
+    create(zones.intranet, intranet_tables())
+    create(zones.internet, internet_tables())
+    return zones
+
+
+@pytest.fixture
+def seeded(demo_zones: ZonePair) -> ZonePair:
+    """The demo tables seeded: 500 merchants (13, 42 and 77 invalid) and 300 payments dated 2026-11-25."""
+    demo_data.seed_demo(demo_zones.intranet, demo_zones.internet)
+    return demo_zones
+
+
+def assert_quiet(run: Run, code: int = 0) -> None:
+    """A command that succeeded without a word on stderr."""
+    assert run.code == code, str(run)
+    assert run.stderr == "", str(run)
+
+
+def table_names(engine: sa.Engine) -> set[str]:
+    """The tables a database holds now."""
+    return set(sa.inspect(engine).get_table_names())
+
+
+# --- init, status, mappings, recover -------------------------------------------------------------------------
+
+
+def test_init_creates_the_bookkeeping_tables_and_checks_every_mapping(zones: ZonePair, cli: Cli) -> None:
+    bookkeeping.metadata.drop_all(zones.intranet)
+    create(zones.intranet, intranet_tables())
+    create(zones.internet, internet_tables(), "payment")  # the internet merchant table is missing
+
+    first = cli("init")
+
+    assert first.code == 2, str(first)
+    assert "bookkeeping tables in" in first.stdout and "batch_job, sync_error" in first.stdout
+    assert {"batch_job", "sync_error"} <= table_names(zones.intranet)
+    assert "mapping merchants (intranet_to_internet): cannot run" in first.stdout
+    assert "table 'merchant' not found in the internet zone" in first.stdout
+    assert "mapping payments (internet_to_intranet): ok" in first.stdout
+
+    create(zones.internet, internet_tables(), "merchant")
+    second = cli("init")
+
+    assert_quiet(second)
+    assert "already present" in second.stdout
+    assert "mapping merchants (intranet_to_internet): ok" in second.stdout
+    assert "mapping payments (internet_to_intranet): ok" in second.stdout
+    assert "cannot run" not in second.stdout and "problem:" not in second.stdout
+
+
+@SQLITE_ONLY
+def test_status_shows_backlog_quarantine_and_jobs(seeded: ZonePair, cli: Cli) -> None:
+    run = cli("status")
+
+    assert_quiet(run)
+    assert run.row("merchants")[1:3] == ["intranet_to_internet", "500"]
+    assert run.row("payments")[1:3] == ["internet_to_intranet", "240"]  # eligible (status 'S') only
+    assert run.row("merchants")[4] == run.row("payments")[4] == "0"  # nothing quarantined yet
+    assert "Jobs" in run.stdout
+
+
+@SQLITE_ONLY
+def test_mappings_lists_the_registered_mappings(cli: Cli) -> None:
+    run = cli("mappings")
+
+    assert_quiet(run)
+    assert run.row("merchants")[1:5] == ["intranet_to_internet", "merchant", "merchant", "merchant_id"]
+    assert run.row("payments")[1:5] == ["internet_to_intranet", "payment", "payment", "payment_id"]
+
+
+@SQLITE_ONLY
+def test_mappings_markdown_prints_the_data_mapping_tables(cli: Cli) -> None:
+    run = cli("mappings", "--markdown")
+
+    assert_quiet(run)
+    lines = run.stdout.splitlines()
+    assert lines.count("| Zone | Database Table | Field Name |") == 2
+    assert "#### merchants" in lines and "#### payments" in lines
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in lines if "|" in line}
+    merchants_out, payments_back = rows[("Internet", "merchant")], rows[("Intranet", "payment")]
+    assert "name (text, required)" in merchants_out and "fee (decimal(18,2), required)" in merchants_out
+    assert "email (text)," in merchants_out and "updated_at (timestamp(us, UTC), required)" in merchants_out
+    assert "merchant_name" in rows[("Intranet", "merchant")] and "is_sync" in rows[("Intranet", "merchant")]
+    assert "amount (decimal(18,2), required)" in payments_back
+    for line in rows.values():  # columns that never leave their zone are not documented as mapped fields
+        assert "tax_id" not in line and "client_ip" not in line
+    assert "\x1b[" not in run.stdout  # plain Markdown, pipeable into a document
+
+
+@SQLITE_ONLY
+def test_recover_with_nothing_to_do(demo_zones: ZonePair, cli: Cli) -> None:
+    run = cli("recover")
+
+    assert_quiet(run)
+    assert run.stdout.strip() == "0 interrupted update(s) repaired"
+
+
+# --- retry, push, update (every backend) ------------------------------------------------------------------------
+
+
+def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(seeded: ZonePair, flow_cli: Cli) -> None:
+    run = flow_cli("retry")
+
+    assert run.code == 0, str(run)  # quarantined rows make the run partial, not failed
+    assert run.row("merchants")[1:7] == ["partial", "500", "497", "497", "3", "0"]
+    assert "Traceback" not in run.stdout + run.stderr
+    synced, quarantined = assert_nothing_lost(
+        MERCHANTS, seeded.intranet, seeded.internet, seeded.intranet, [(key,) for key in range(1, 501)]
+    )
+    assert quarantined == {(13,), (42,), (77,)} and len(synced) == 497
+    assert {key: row["reason"] for key, row in errors_by_key(seeded.intranet, MERCHANTS).items()} == {
+        (13,): "validation",
+        (42,): "validation",
+        (77,): "validation",
+    }
+    assert [(job["job_name"], job["status"], job["rows_synced"]) for job in jobs(seeded.intranet)] == [
+        ("retry-sync", "PARTIAL", 497)
+    ]
+    assert target_rows(seeded.intranet, PAYMENTS) == {}  # the retry only runs intranet_to_internet mappings
+
+    status = flow_cli("status")
+
+    assert_quiet(status)
+    assert status.row("merchants")[2] == "3" and status.row("merchants")[4] == "3"
+    job = status.row("1")
+    assert (job[1], job[3], job[6]) == ("retry-sync", "PARTIAL", "497")
+
+
+NEW_MERCHANT: dict[str, Any] = dict(demo_data.NEW_MERCHANT)  # 501; decimals and timestamps as text
+
+
+def test_push_success_pending_refused_and_from_a_file(demo_zones: ZonePair, flow_cli: Cli, tmp_path: Path) -> None:
+    intranet, internet = demo_zones.intranet, demo_zones.internet
+
+    ok = flow_cli("push", "merchants", "--json", json.dumps(NEW_MERCHANT))
+
+    assert ok.code == 0, str(ok)
+    assert "Push through merchants: success" in ok.stdout
+    source = source_rows(intranet, MERCHANTS)[(501,)]
+    assert source["__flag"] is True
+    assert target_rows(internet, MERCHANTS)[(501,)] == mapped(source)
+    assert source["name"] == "Kopi Kenangan 😀" and source["fee"] == Decimal("2.50")
+    assert source["updated_at"] == datetime(2026, 11, 26, 3, 0, 0, 123456, tzinfo=UTC)
+
+    pending = flow_cli("push", "merchants", "--json", json.dumps({**NEW_MERCHANT, "merchant_id": 502, "status": "X"}))
+
+    assert pending.code == 3, str(pending)
+    assert "Push through merchants: pending" in pending.stdout
+    assert source_rows(intranet, MERCHANTS)[(502,)]["__flag"] is False
+    assert (502,) not in target_rows(internet, MERCHANTS)
+    assert [(e["key"], e["reason"]) for e in errors(intranet, "merchants", open_only=True)] == [
+        ({"merchant_id": 502}, "validation")
+    ]
+
+    refused = flow_cli("push", "merchants", "--json", json.dumps({**NEW_MERCHANT, "merchant_name": "Someone else"}))
+
+    assert refused.code == 1, str(refused)
+    assert "Push through merchants: error" in refused.stdout and "duplicate_key" in refused.stdout
+    assert source_rows(intranet, MERCHANTS)[(501,)]["name"] == "Kopi Kenangan 😀"
+    assert target_rows(internet, MERCHANTS)[(501,)]["name"] == "Kopi Kenangan 😀"
+
+    # A file with several records; a JSON number too long for a float arrives exact.
+    records = tmp_path / "records.json"
+    records.write_text(
+        '[{"merchant_id": 503, "merchant_name": "Big Fee", "status": "A", "fee": 1234567890123456.78,'
+        ' "email": null, "tax_id": "T-503", "updated_at": "2026-11-26T10:00:00.000001Z"},'
+        f" {json.dumps({**NEW_MERCHANT, 'merchant_id': 504, 'email': 'kopi504@example.com'})}]",
+        encoding="utf-8",
+    )
+    from_file = flow_cli("push", "merchants", "--file", str(records))
+
+    assert from_file.code == 0, str(from_file)
+    sources, targets = source_rows(intranet, MERCHANTS), target_rows(internet, MERCHANTS)
+    assert sources[(503,)]["__flag"] and sources[(504,)]["__flag"]
+    assert targets[(503,)] == mapped(sources[(503,)]) and targets[(504,)] == mapped(sources[(504,)])
+    assert targets[(503,)]["fee"] == Decimal("1234567890123456.78") and targets[(503,)]["email"] is None
+    assert set(targets) == {(501,), (503,), (504,)}
+
+
+def _synced_merchants(pair: ZonePair, count: int) -> None:
+    """`count` valid merchants present and flagged in both zones."""
+    frame = demo_data.merchants(count).with_columns(pl.lit(True).alias("is_sync"))
+    demo_data.write_rows(pair.intranet, "merchant", frame, ("merchant_id",))
+    target = frame.rename({"merchant_name": "name"}).drop("tax_id", "is_sync")
+    demo_data.write_rows(pair.internet, "merchant", target, ("merchant_id",))
+
+
+def test_update_applied_in_both_zones_or_in_neither(demo_zones: ZonePair, flow_cli: Cli) -> None:
+    intranet, internet = demo_zones.intranet, demo_zones.internet
+    _synced_merchants(demo_zones, 5)
+    key = json.dumps({"merchant_id": 2})
+
+    applied = flow_cli("update", "merchants", "--key", key, "--changes", '{"fee": 3.75, "merchant_name": "Neu 😀"}')
+
+    assert applied.code == 0, str(applied)
+    assert applied.stdout.startswith('success {"merchant_id": 2}'), str(applied)
+    source = source_rows(intranet, MERCHANTS)[(2,)]
+    assert (source["fee"], source["name"], source["__flag"]) == (Decimal("3.75"), "Neu 😀", True)
+    assert target_rows(internet, MERCHANTS)[(2,)] == mapped(source)
+    before = (source_rows(intranet, MERCHANTS), target_rows(internet, MERCHANTS))
+
+    refused = flow_cli("update", "merchants", "--key", key, "--changes", '{"status": "X", "fee": "9.99"}')
+
+    assert refused.code == 1, str(refused)
+    assert refused.stdout.startswith('error {"merchant_id": 2}') and "status" in refused.stdout, str(refused)
+    assert (source_rows(intranet, MERCHANTS), target_rows(internet, MERCHANTS)) == before
+
+    missing = flow_cli("update", "merchants", "--key", '{"merchant_id": 99}', "--changes", '{"fee": "1.00"}')
+
+    assert missing.code == 1, str(missing)
+    assert "no merchant row" in missing.stdout, str(missing)
+    assert (source_rows(intranet, MERCHANTS), target_rows(internet, MERCHANTS)) == before
+
+
+# --- user mistakes (SQLite only: none of them may reach a database) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A command a user gets wrong, the exit code it must end with and what its one line must say."""
+
+    args: tuple[str, ...]
+    says: str
+    code: int = 2
+    env: dict[str, str] = field(default_factory=dict)
+
+
+MISTAKES = {
+    "bad-url": Mistake(("status",), "ZONESYNC_INTRANET_URL is not a valid database URL", env={
+        "ZONESYNC_INTRANET_URL": "nonsense"}),
+    "bad-url-with-password": Mistake(("status",), "ZONESYNC_INTRANET_URL is not a valid database URL", env={
+        "ZONESYNC_INTRANET_URL": f"postgresql://zs_user:{SECRET}@db.example.com:port/zonesync"}),
+    "unsupported-database": Mistake(("status",), "unsupported database 'oracle'", env={
+        "ZONESYNC_INTRANET_URL": f"oracle://zs_user:{SECRET}@db.example.com/orcl"}),
+    "unsupported-database-retry": Mistake(("retry",), "ZONESYNC_INTERNET_URL uses unsupported database 'oracle'",
+        env={"ZONESYNC_INTERNET_URL": f"oracle://zs_user:{SECRET}@db.example.com/orcl"}),
+    "in-memory-sqlite": Mistake(("status",), "in-memory SQLite", env={"ZONESYNC_INTRANET_URL": "sqlite://"}),
+    "retry-unknown-mapping": Mistake(("retry", "-m", "nope"), "unknown mapping 'nope' (registered: merchants,"),
+    "retry-wrong-direction": Mistake(("retry", "-m", "payments"), "runs internet_to_intranet"),
+    "push-unknown-mapping": Mistake(("push", "nope", "--json", "{}"), "unknown mapping 'nope'"),
+    "push-invalid-json": Mistake(("push", "merchants", "--json", "{bad"), "not valid JSON"),
+    "push-no-records": Mistake(("push", "merchants"), "exactly one of --json or --file"),
+    "push-not-an-object": Mistake(("push", "merchants", "--json", "42"), "object"),
+    "push-missing-file": Mistake(("push", "merchants", "--file", "no-such-file.json"), "no-such-file.json"),
+    "update-invalid-json": Mistake(("update", "merchants", "--key", "{bad", "--changes", "{}"),
+        "--key is not valid JSON"),
+    "update-not-an-object": Mistake(("update", "merchants", "--key", '{"merchant_id": 1}', "--changes", "[1]"),
+        "--changes must be a JSON object"),
+    "update-unknown-mapping": Mistake(("update", "nope", "--key", "{}", "--changes", "{}"), "unknown mapping 'nope'"),
+    "status-before-init": Mistake(("status",), "run `zonesync init`"),
+    "database-down": Mistake(("status",), "database access failed", code=1, env={"ZONESYNC_INTRANET_URL": DOWN_URL}),
+    "database-down-mariadb": Mistake(("init",), "database access failed", code=1, env={
+        "ZONESYNC_INTRANET_URL": f"mariadb://zs_user:{SECRET}@127.0.0.1:1/zonesync"}),
+    "end-day-wrong-direction": Mistake(("end-day", "-m", "merchants"), "runs intranet_to_internet"),
+    "invalid-date": Mistake(("end-day", "--date", "2026-13-45"), "2026-13-45"),
+    "invalid-date-reconcile": Mistake(("reconcile", "--date", "2026-13-45"), "2026-13-45"),
+    "unknown-mapping-module": Mistake(("mappings",), "cannot import mapping module 'nope.nothing'", env={
+        "ZONESYNC_MAPPING_MODULES": "nope.nothing"}),
+    "bad-batch-size": Mistake(("retry",), "ZONESYNC_BATCH_SIZE", env={"ZONESYNC_BATCH_SIZE": "0"}),
+    "bad-business-timezone": Mistake(("status",), "Mars/Olympus", env={"ZONESYNC_BUSINESS_TIMEZONE": "Mars/Olympus"}),
+    "demo-on-configured-databases": Mistake(("demo",), "runs only on the default SQLite files"),
+}  # fmt: skip
+
+
+@pytest.fixture(params=list(MISTAKES.values()), ids=list(MISTAKES))
+def mistake(request: pytest.FixtureRequest) -> Mistake:
+    """Each user mistake in turn."""
+    return request.param
+
+
+@pytest.mark.backend("sqlite")
+def test_a_user_mistake_is_one_line_and_a_non_zero_exit(mistake: Mistake, tmp_path: Path) -> None:
+    # An empty SQLite intranet (no bookkeeping tables) and an internet URL with a password that nothing may print.
+    settings = {
+        "ZONESYNC_INTRANET_URL": f"sqlite:///{tmp_path / 'intranet.db'}",
+        "ZONESYNC_INTERNET_URL": DOWN_URL,
+        "ZONESYNC_MAPPING_MODULES": "schemas.examples",
+    }
+    cli = Cli(tmp_path, settings, timeout=60)
+
+    run = cli(*mistake.args, **mistake.env)
+
+    assert run.code == mistake.code, str(run)
+    assert "Traceback" not in run.stdout + run.stderr, str(run)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr:\n{run}"
+    assert mistake.says in lines[0], str(run)
+    assert run.stdout.strip() == "", str(run)
+
+
+# --- end-day and reconcile (every backend) ---------------------------------------------------------------------
+
+
+def _demo_payments() -> tuple[pl.DataFrame, set[tuple[int]], set[tuple[int]]]:
+    """The demo payments, the keys of the eligible ones (status 'S') and of the eligible ones the intranet refuses."""
+    frame = demo_data.payments()
+    eligible = {(key,) for key in frame.filter(pl.col("status") == "S")["payment_id"]}
+    invalid = {(key,) for key in getattr(demo_data, "INVALID_PAYMENTS", {})} & eligible
+    return frame, eligible, invalid
+
+
+def _rewrite(engine: sa.Engine, frame: pl.DataFrame, **values: Any) -> None:
+    """Overwrite some payment rows of a zone with changed values (through the dialect's bulk path)."""
+    table = sa.Table("payment", sa.MetaData(), autoload_with=engine)
+    changed = frame.with_columns(
+        *(pl.lit(value, dtype=frame.schema[name]).alias(name) for name, value in values.items())
+    )
+    demo_data.write_rows(engine, "payment", changed.select(table.columns.keys()), ("payment_id",))
+
+
+def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_zones: ZonePair, flow_cli: Cli) -> None:
+    intranet, internet = demo_zones.intranet, demo_zones.internet
+    frame, eligible, invalid = _demo_payments()
+    assert invalid, "the demo payments are expected to hold invalid successful payments"
+    demo_data.write_rows(internet, "payment", frame, ("payment_id",))
+
+    partial = flow_cli("end-day", "--date", DEMO_DAY)
+
+    assert partial.code == 3, str(partial)  # quarantined rows: partial
+    assert f"End-day check {DEMO_DAY}: PARTIAL" in partial.stdout, str(partial)
+    missing = ", ".join(f"payment_id={key}" for (key,) in sorted(invalid))
+    assert f"Keys missing in the target: {len(invalid)}: {missing}" in partial.stdout, str(partial)
+    synced, quarantined = assert_nothing_lost(PAYMENTS, internet, intranet, intranet, eligible)
+    assert (synced, quarantined) == (eligible - invalid, invalid)
+    assert set(target_rows(intranet, PAYMENTS)) == eligible - invalid  # failed and pending payments stay outside
+    job = jobs(intranet)[-1]
+    assert (job["job_name"], job["status"], str(job["business_date"])) == ("end-day-check", "PARTIAL", DEMO_DAY)
+    assert (job["rows_synced"], job["rows_failed"]) == (len(eligible) - len(invalid), len(invalid))
+
+    differ = flow_cli("reconcile", "--date", DEMO_DAY)
+
+    assert differ.code == 3, str(differ)
+    assert "Reconciliation of payments" in differ.stdout and "ZONES DIFFER" in differ.stdout, str(differ)
+    assert f"Keys missing in the target: {len(invalid)}: {missing}" in differ.stdout
+
+    # The operator corrects the refused payments in the internet zone; the next end-day check carries them.
+    for (key,) in invalid:
+        _rewrite(internet, frame.filter(pl.col("payment_id") == key), amount=Decimal("12.50"), reference=f"FIX-{key}")
+
+    success = flow_cli("end-day", "--date", DEMO_DAY)
+
+    assert success.code == 0, str(success)
+    assert f"End-day check {DEMO_DAY}: SUCCESS" in success.stdout, str(success)
+    assert set(target_rows(intranet, PAYMENTS)) == eligible
+    assert assert_nothing_lost(PAYMENTS, internet, intranet, intranet, eligible) == (eligible, set())
+    assert errors(intranet, "payments", open_only=True) == []
+    assert [job["status"] for job in jobs(intranet)] == ["PARTIAL", "SUCCESS"]
+
+    agree = flow_cli("reconcile", "--date", DEMO_DAY)
+
+    assert agree.code == 0, str(agree)
+    assert "ZONES DIFFER" not in agree.stdout and agree.stdout.count("zones agree") == 2, str(agree)
+
+    # A payment changed behind zonesync's back in the intranet zone: the zones differ again, by that key.
+    _rewrite(intranet, frame.filter(pl.col("payment_id") == 3), amount=Decimal("0.01"))
+    changed = flow_cli("reconcile", "--date", DEMO_DAY, "-m", "payments")
+
+    assert changed.code == 3, str(changed)
+    assert "Reconciliation of merchants" not in changed.stdout
+    assert "Keys different: 1: payment_id=3" in changed.stdout, str(changed)
+
+
+@SQLITE_ONLY
+def test_end_day_with_nothing_to_bring_back_is_no_record(demo_zones: ZonePair, flow_cli: Cli) -> None:
+    run = flow_cli("end-day", "--date", DEMO_DAY)
+
+    assert run.code == 0, str(run)
+    assert f"End-day check {DEMO_DAY}: NO_RECORD" in run.stdout, str(run)
+    assert [(job["job_name"], job["status"]) for job in jobs(demo_zones.intranet)] == [("end-day-check", "NO_RECORD")]
+
+
+@SQLITE_ONLY
+def test_end_day_that_cannot_run_reports_failed_and_exits_1(demo_zones: ZonePair, flow_cli: Cli) -> None:
+    frame, _, _ = _demo_payments()
+    demo_data.write_rows(demo_zones.internet, "payment", frame, ("payment_id",))
+    execute(demo_zones.intranet, "DROP TABLE payment")
+
+    run = flow_cli("end-day", "--date", DEMO_DAY)
+
+    assert run.code == 1, str(run)
+    assert f"End-day check {DEMO_DAY}: FAILED" in run.stdout, str(run)
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: end-day check {DEMO_DAY} failed:") and "table 'payment' not found" in last
+    assert [job["status"] for job in jobs(demo_zones.intranet)] == ["FAILED"]
+    assert not any(flag for flag in source_rows(demo_zones.internet, PAYMENTS).values() if flag["__flag"])
