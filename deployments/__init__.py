@@ -1,1 +1,1 @@
-"""Deployment definitions and entry points (filled in by the deployment work)."""
+"""Deployments: prefect.yaml and serve.py (the scheduled and on-demand flows), and the HTTP entry point (api.py)."""

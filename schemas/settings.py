@@ -45,6 +45,9 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Jakarta)") from None
         return value
 
+    # When the deployed end-day check runs, in business_timezone (validated as a cron string when deploying).
+    end_day_cron: str = "30 0 * * *"
+
     # Two-phase commit for the update with rollback where both databases offer it; off: the intent record only.
     two_phase: bool = True
 
@@ -61,7 +64,9 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"ZONESYNC_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
-        )
-        raise ConfigError(f"bad setting {problems}") from None
+        raise ConfigError(
+            "; ".join(
+                f"ZONESYNC_{'_'.join(map(str, error['loc'])).upper()}: {error['msg'].removeprefix('Value error, ')}"
+                for error in exc.errors()
+            )
+        ) from None
