@@ -26,9 +26,9 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 
-RECORD = (
+RECORD = (  # formatted with the key twice: the demo target allows one merchant per email
     '{"merchant_id": %d, "merchant_name": "Toko Benchmark", "status": "A", "fee": "2.50", '
-    '"email": "bench@example.com", "tax_id": "NPWP-1", "updated_at": "2026-11-26T10:00:00.123456+07:00"}'
+    '"email": "bench-%d@example.com", "tax_id": "NPWP-1", "updated_at": "2026-11-26T10:00:00.123456+07:00"}'
 )
 
 
@@ -116,7 +116,7 @@ def _http(base_url: str, requests: int, clients: int, keys: Iterator[int]) -> di
         with httpx.Client(base_url=base_url, headers={"content-type": "application/json"}) as client:
 
             def push(key: int) -> None:
-                response = client.post("/mappings/merchants/records", content=RECORD % key)
+                response = client.post("/mappings/merchants/records", content=RECORD % (key, key))
                 if response.status_code != 201:
                     raise RuntimeError(f"push answered {response.status_code}: {response.text}")
 

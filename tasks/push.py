@@ -99,52 +99,104 @@ class Pusher:
 
     def push(self, records: Sequence[dict[str, Any]]) -> PushResult:
         """Source insert → target upsert → flag; the result says what happened to each record."""
-        mapping = self.mapping
+        return self.push_many([records])[0]
+
+    def push_many(self, requests: Sequence[object]) -> list[PushResult]:
+        """Push several requests' records together where they can be; each request gets its own result, the same
+        as if it had been pushed alone (a request that cannot be written changes nothing for the others)."""
         try:
-            reader = self.reader
-            rows = coerce_records(reader.table, mapping, records)
-            raw = insert_returning(self.source_dialect, reader.table, rows, reader)
-        except RecordError as exc:
-            return _source_failed(mapping, records, exc.reason, exc)
+            table = self.reader.table
         except SyncError as exc:
-            return _source_failed(mapping, records, refusal_reason(exc), exc)
+            return [_source_failed(self.mapping, records, refusal_reason(exc), exc) for records in requests]
+        results: dict[int, PushResult] = {}
+        rows: dict[int, list[dict[str, Any]]] = {}
+        for index, records in enumerate(requests):
+            try:
+                rows[index] = coerce_records(table, self.mapping, records)
+            except RecordError as exc:
+                results[index] = _source_failed(self.mapping, records, exc.reason, exc)
+        for group in _rounds(rows, self.mapping.source_keys):
+            results.update(self._push_group(group, requests))
+        return [results[index] for index in range(len(requests))]
+
+    def _push_group(self, group: dict[int, list[dict[str, Any]]], requests: Sequence[object]) -> dict[int, PushResult]:
+        """One source transaction for the group's rows; if it fails, each request alone (so each gets its answer)."""
+        try:
+            raw = insert_returning(self.source_dialect, self.reader.table, _joined(group), self.reader)
+        except SyncError as exc:
+            if len(group) > 1:
+                return {index: self._push_group({index: rows}, requests)[index] for index, rows in group.items()}
+            (index,) = group
+            return {index: _source_failed(self.mapping, requests[index], refusal_reason(exc), exc)}
+        outcomes, stage_error = self._send(raw)
+        results, start = {}, 0
+        for index, rows in group.items():
+            results[index] = _result(self.mapping, outcomes[start : start + len(rows)], stage_error)
+            start += len(rows)
+        return results
+
+    def _send(self, raw: pl.DataFrame) -> tuple[list[KeyOutcome], SyncError | None]:
+        """Target upsert → flag for rows just inserted: the outcome of each, and the error that stopped a stage."""
+        mapping, reader = self.mapping, self.reader
         keys = _keys(raw, mapping)
         try:
             batch = send_batch(raw, mapping, self.target, self.target_dialect, get_engine("intranet"),
                                resolve_open_errors=False)  # fmt: skip
         except SyncError as exc:
-            return _target_failed(raw, keys, mapping, exc)
+            return _target_failed(raw, keys, mapping, exc), exc
         try:
             flagged = flag_rows(self.source_dialect, reader.table, batch.guard, mapping, reader.dtypes)
         except SyncError as exc:
-            return _outcome(mapping, keys, batch.refused, unflagged=set(range(raw.height)), stage_error=exc)
+            return _outcomes(keys, batch.refused, unflagged=set(range(raw.height))), exc
         unflagged = set(batch.refused[ROW].to_list())
         if flagged < len(batch.guard):
             unflagged |= _unflagged_rows(self.source_engine, reader.table, mapping, raw, batch.landed)
-        return _outcome(mapping, keys, batch.refused, unflagged)
+        return _outcomes(keys, batch.refused, unflagged), None
+
+
+def _rounds(requests: dict[int, list[dict[str, Any]]], keys: Sequence[str]) -> list[dict[int, list[dict[str, Any]]]]:
+    """Requests in rounds pushed one after another: no two requests of a round share a key, and a request comes
+    after every earlier request that shares a key with it (as if each had been pushed alone, in order)."""
+    rounds: list[dict[int, list[dict[str, Any]]]] = []
+    last_round: dict[tuple[Any, ...], int] = {}
+    for index, rows in requests.items():
+        own = {tuple(row[key] for key in keys) for row in rows}
+        number = max((last_round[key] + 1 for key in own if key in last_round), default=0)
+        if number == len(rounds):
+            rounds.append({})
+        rounds[number][index] = rows
+        last_round.update(dict.fromkeys(own, number))
+    return rounds
+
+
+def _joined(group: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [row for rows in group.values() for row in rows]
 
 
 def insert_returning(
     dialect: Dialect, table: sa.Table, rows: list[dict[str, Any]], reader: UnsyncedReader
 ) -> pl.DataFrame:
-    """INSERT the rows in one transaction, returning them as stored (read the way the retry sync reads)."""
+    """INSERT the rows in one transaction, returning them as stored and in the order given (read the way the retry
+    sync reads)."""
     returned = reader.select().selected_columns
     statement = sa.insert(table).returning(*returned, sort_by_parameter_order=True)
-    stored: list[Sequence[Any]] = []
+    stored: list[Sequence[Any]] = [()] * len(rows)
     try:
         with dialect.engine.begin() as conn:
-            for group in _by_column_set(rows):
-                stored.extend(conn.execute(statement, group).all())
+            for positions in _by_column_set(rows):
+                inserted = conn.execute(statement, [rows[position] for position in positions]).all()
+                for position, row in zip(positions, inserted, strict=True):
+                    stored[position] = row
     except Exception as exc:
         raise translate(exc, what=f"insert into {table.name!r}", mapping=reader.mapping.name) from exc
     return dialect.frame_from_rows(stored, reader.dtypes)
 
 
-def _by_column_set(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Rows grouped by the columns they set (an executemany needs one shape), in first-seen order."""
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(frozenset(row), []).append(row)
+def _by_column_set(rows: list[dict[str, Any]]) -> list[list[int]]:
+    """Positions of the rows grouped by the columns they set (an executemany needs one shape), first-seen order."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for position, row in enumerate(rows):
+        groups.setdefault(frozenset(row), []).append(position)
     return list(groups.values())
 
 
@@ -161,14 +213,16 @@ def _keys(raw: pl.DataFrame, mapping: SyncMapping) -> list[dict[str, Any]]:
     return [json.loads(json.dumps(row, default=str)) for row in raw.select(mapping.source_keys).iter_rows(named=True)]
 
 
-def _target_failed(raw: pl.DataFrame, keys: list[dict[str, Any]], mapping: SyncMapping, exc: SyncError) -> PushResult:
+def _target_failed(
+    raw: pl.DataFrame, keys: list[dict[str, Any]], mapping: SyncMapping, exc: SyncError
+) -> list[KeyOutcome]:
     """The target could not be written at all: every record is quarantined (if the intranet answers) and pending."""
     refused = pl.DataFrame({ROW: range(raw.height), "reason": "target_error", "detail": str(exc)}, schema=REJECT_SCHEMA)
     try:
         quarantine_rows(raw, refused, mapping, get_engine("intranet"))
     except SyncError as bookkeeping_error:  # the rows stay unflagged: the cron retry carries them either way
         logger.warning("%s: could not record the pending rows in sync_error: %s", mapping.name, bookkeeping_error)
-    return _outcome(mapping, keys, refused, set(range(raw.height)), stage_error=exc)
+    return _outcomes(keys, refused, set(range(raw.height)))
 
 
 def _unflagged_rows(
@@ -185,22 +239,22 @@ def _unflagged_rows(
     return {row[0] for row in rows.select(ROW, *mapping.source_keys).iter_rows() if tuple(row[1:]) not in flagged}
 
 
-def _outcome(
-    mapping: SyncMapping,
-    keys: list[dict[str, Any]],
-    refused: pl.DataFrame,
-    unflagged: set[int],
-    stage_error: SyncError | None = None,
-) -> PushResult:
-    """Success only if every record reached the target and was flagged; otherwise pending, with reasons per key."""
+def _outcomes(keys: list[dict[str, Any]], refused: pl.DataFrame, unflagged: set[int]) -> list[KeyOutcome]:
+    """Per row: success if it reached the target and was flagged; otherwise pending, with its reason."""
     reasons = {row: (reason, detail) for row, reason, detail in refused.iter_rows()}
-    outcomes = [
+    return [
         KeyOutcome(key, "pending", *reasons.get(row, _NOT_FLAGGED)) if row in unflagged else KeyOutcome(key, "success")
         for row, key in enumerate(keys)
     ]
+
+
+def _result(mapping: SyncMapping, outcomes: list[KeyOutcome], stage_error: SyncError | None) -> PushResult:
+    """Success only if every record reached the target and was flagged; otherwise pending, with reasons per key."""
     pending = [outcome for outcome in outcomes if outcome.status == "pending"]
     if not pending:
-        return PushResult(mapping.name, "success", message=f"{len(keys)} record(s) in both zones", outcomes=outcomes)
+        return PushResult(
+            mapping.name, "success", message=f"{len(outcomes)} record(s) in both zones", outcomes=outcomes
+        )
     stage: Stage = "flag" if all(outcome.reason == "not_flagged" for outcome in pending) else "target"
-    message = str(stage_error or f"{len(pending)} of {len(keys)} record(s) pending: the cron retry carries them")
+    message = str(stage_error or f"{len(pending)} of {len(outcomes)} record(s) pending: the cron retry carries them")
     return PushResult(mapping.name, "pending", stage, pending[0].reason, message, outcomes)

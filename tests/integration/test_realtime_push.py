@@ -20,7 +20,7 @@ from flows.retry_sync import retry_sync
 from schemas import settings
 from schemas.examples import MERCHANTS
 from tasks import engines
-from tasks.push import KeyOutcome, push_records
+from tasks.push import KeyOutcome, Pusher, push_records
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tests.conftest import ZonePair
 from tests.integration.helpers import REFUSE_FLAG, errors, execute, mapped, rows, source_rows, target_rows
@@ -205,3 +205,54 @@ def test_pushes_racing_retry_syncs_never_double_apply_flag_wrongly_or_deadlock(d
     assert len(source) == 80 and all(row["__flag"] for row in source.values())
     assert target_rows(demo.internet, MERCHANTS) == {key: mapped(row) for key, row in source.items()}
     assert errors(demo.intranet) == []
+
+
+def test_requests_pushed_together_each_get_the_answer_they_would_get_alone(demo: ZonePair) -> None:
+    """Coalesced requests (the HTTP API's micro-batches): one source transaction, or each alone if it fails."""
+    push_records("merchants", [{**MERCHANT, "merchant_id": 5}])
+    requests: list[object] = [
+        [{**MERCHANT, "merchant_id": 1}],
+        [{**MERCHANT, "merchant_id": 2, "status": "X"}, {**MERCHANT, "merchant_id": 3, "email": "a@example.com"}],
+        [{**MERCHANT, "merchant_id": 5, "merchant_name": "Duplicate"}],  # the source refuses: the others land
+        [{**MERCHANT, "merchant_id": 6, "fee": "1.234"}],  # refused before anything is written
+        [{"merchant_id": 1, **{k: v for k, v in MERCHANT.items() if k != "merchant_id"}, "status": "I"}],  # key again
+        [{**MERCHANT, "merchant_id": 7, "email": None}, {**MERCHANT, "merchant_id": 8, "email": "b@example.com"}],
+    ]
+
+    results = Pusher(MERCHANTS).push_many(requests)
+
+    assert [(r.status, r.stage, r.reason) for r in results] == [
+        ("success", None, ""),
+        ("pending", "target", "validation"),
+        ("error", "source", "duplicate_key"),
+        ("error", "source", "invalid_value"),
+        ("error", "source", "duplicate_key"),  # pushed after the first request with key 1, as if alone
+        ("success", None, ""),
+    ]
+    assert [[(o.key["merchant_id"], o.status) for o in r.outcomes] for r in results] == [
+        [(1, "success")], [(2, "pending"), (3, "success")], [(5, "error")], [(6, "error")], [(1, "error")],
+        [(7, "success"), (8, "success")],
+    ]  # fmt: skip
+    source = source_rows(demo.intranet, MERCHANTS)
+    assert sorted(source) == [(1,), (2,), (3,), (5,), (7,), (8,)]
+    assert {key for key, row in source.items() if row["__flag"]} == {(1,), (3,), (5,), (7,), (8,)}
+    assert source[(1,)]["status"] == "A" and source[(5,)]["name"] == MERCHANT["merchant_name"]
+    target = target_rows(demo.internet, MERCHANTS)
+    assert target == {key: mapped(row) for key, row in source.items() if row["__flag"]}
+    assert [(e["key"], e["reason"]) for e in errors(demo.intranet, open_only=True)] == [
+        ({"merchant_id": 2}, "validation")
+    ]
+
+
+def test_records_of_different_shapes_are_answered_in_the_order_sent(demo: ZonePair) -> None:
+    with_email = {**MERCHANT, "email": "c@example.com"}
+    without_email = {k: v for k, v in MERCHANT.items() if k != "email"}
+    records = [{**with_email, "merchant_id": 1}, {**without_email, "merchant_id": 2}, {**with_email, "merchant_id": 3,
+               "email": "d@example.com", "status": "X"}, {**without_email, "merchant_id": 4}]  # fmt: skip
+
+    result = push_records("merchants", records)
+
+    assert [(o.key["merchant_id"], o.status) for o in result.outcomes] == [
+        (1, "success"), (2, "success"), (3, "pending"), (4, "success"),
+    ]  # fmt: skip
+    assert "status" in result.outcomes[2].detail
