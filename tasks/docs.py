@@ -45,8 +45,20 @@ def mapping_markdown(mapping: SyncMapping) -> str:
         lines.append(f"- Changes in flight detected by: {mapping.version_column}")
     if mapping.eligible:
         lines.append("- Eligible rows: " + ", ".join(f"{k} = {v!r}" for k, v in mapping.eligible.items()))
+    lines.append(_reconciliation_line(mapping))
     lines.append("- Source columns not listed never leave the source zone.")
     return "\n".join(lines)
+
+
+def _reconciliation_line(mapping: SyncMapping) -> str:
+    """How the end-day reconciliation compares the mapping's zones."""
+    date_column = mapping.business_date_column
+    line = f"- Reconciled: {f'the rows of a business date by {date_column}' if date_column else 'the whole table'}"
+    if mapping.reconcile_by:
+        line += f", counted per {', '.join(mapping.reconcile_by)}"
+    if mapping.amount_columns:
+        line += f", summing {', '.join(mapping.amount_columns)}"
+    return line
 
 
 def mappings_markdown(mappings: Iterable[SyncMapping]) -> str:
