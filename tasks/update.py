@@ -141,6 +141,7 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
         return UpdateResult(mapping.name, key, "error", "not_found", f"no {mapping.source_table} row with key {key}")
     after_row = _with_changes(before_row, changes)
     _validate(after_row, mapping)
+    _check_eligible(after_row, mapping)
     before = sides.stored(key, [*changes, mapping.flag_column])  # the flag too: a rollback restores it
     assert before is not None
     intent = open_intent(intranet, mapping.name, _record_key(after_row, mapping), before, changes)
@@ -156,7 +157,13 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
             return UpdateResult(mapping.name, key, "success", message=_DECIDED)
         close_intent(intranet, intent, "committed")
         return UpdateResult(mapping.name, key, "success", message="updated in both zones (two-phase commit)")
-    _update_source(sides, key, before, changes)
+    try:
+        _update_source(sides, key, before, changes)
+    except SyncError as exc:  # nothing was written: close the intent now rather than leave it to recovery
+        close_intent(intranet, intent, "rolled_back", str(exc))
+        if isinstance(exc, UpdateConflict):
+            raise
+        return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"refused by the source: {exc}")
     fault_point("update:after-source")
     try:
         stored_after = sides.read_source(key)
@@ -192,6 +199,17 @@ def _validate(after_row: pl.DataFrame, mapping: SyncMapping) -> None:
     if not checked.rejected.is_empty():
         raise RecordError(f"the updated row fails the target model: {checked.rejected['detail'][0]}",
                           mapping=mapping.name, reason="validation")  # fmt: skip
+
+
+def _check_eligible(after_row: pl.DataFrame, mapping: SyncMapping) -> None:
+    """A mapping with an eligibility filter only carries eligible rows: an update must leave the row eligible."""
+    for column, value in (mapping.eligible or {}).items():
+        if column in after_row.columns and after_row[column][0] != value:
+            raise RecordError(
+                f"{mapping.name} carries only rows with {column} = {value!r}; the updated row has "
+                f"{column} = {after_row[column][0]!r}",
+                mapping=mapping.name, reason="not_eligible",
+            )  # fmt: skip
 
 
 def _record_key(row: pl.DataFrame, mapping: SyncMapping) -> str:

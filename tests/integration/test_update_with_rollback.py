@@ -11,17 +11,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from schemas import settings
-from schemas.examples import MERCHANTS
+from schemas.examples import MERCHANTS, PAYMENTS
 from schemas.examples.tables import internet_tables, intranet_tables
+from tasks import demo_data
 from tasks.dialects import dialect_for
 from tasks.engines import get_engine
 from tasks.push import push_records
 from tasks.update import recover, update_record
 from tests.conftest import ZonePair, make_pair
-from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, source_rows, target_rows
+from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, seed, source_rows, target_rows
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko Lama", "status": "A", "fee": "2.50", "email": "lama@example.com",
@@ -101,6 +103,36 @@ def test_a_target_failure_rolls_the_source_back(synced: ZonePair) -> None:
 
     assert result.status == "error" and result.message.startswith("rolled back")
     assert zones_agree(synced)["name"] == "Toko Lama"
+
+
+_REFUSE_ON_SOURCE = {
+    "postgresql": "ALTER TABLE merchant ADD CONSTRAINT no_refused CHECK (merchant_name <> 'Refused')",
+    "mariadb": "ALTER TABLE merchant ADD CONSTRAINT no_refused CHECK (merchant_name <> 'Refused')",
+    "sqlite": "CREATE TRIGGER no_refused BEFORE UPDATE ON merchant WHEN NEW.merchant_name = 'Refused' "
+    "BEGIN SELECT RAISE(ABORT, 'refused'); END",
+}
+
+
+def test_a_source_failure_changes_neither_zone_and_leaves_nothing_to_recover(synced: ZonePair) -> None:
+    execute(synced.intranet, _REFUSE_ON_SOURCE[synced.intranet_backend])
+
+    result = update_record(MERCHANTS, KEY, {"merchant_name": "Refused"})
+
+    assert result.status == "error" and result.message.startswith("refused by the source")
+    assert zones_agree(synced)["name"] == "Toko Lama"
+    assert recover(synced.intranet) == []  # the intent was closed at once, not left for recovery to guess at
+
+
+def test_an_update_that_would_make_a_row_ineligible_is_refused(demo: ZonePair) -> None:
+    payment = demo_data.payments(3).filter(pl.col("payment_id") == 2)  # status 'S'
+    seed(demo.internet, "payment", payment, ("payment_id",))
+
+    result = update_record(PAYMENTS, {"payment_id": 2}, {"status": "P"})
+
+    assert (result.status, result.reason) == ("error", "not_eligible")
+    assert "status = 'S'" in result.message
+    assert source_rows(demo.internet, PAYMENTS)[(2,)]["status"] == "S"
+    assert target_rows(demo.intranet, PAYMENTS) == {}
 
 
 @pytest.mark.parametrize(
