@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install demo test lint bench bench-quick bench-end-day clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: $(STAMP)  ## 1M-row PostgreSQL benchmark against the pure-database floor
 
 bench-quick: $(STAMP)  ## the same on 100k rows, one repetition
 	$(BIN)/python -m bench.retry_sync --quick
+
+bench-end-day: $(STAMP)  ## the end-day check (`zonesync end-day`) of 1M eligible payments on PostgreSQL
+	$(BIN)/python -m bench.end_day
 
 clean:
 	rm -rf $(VENV) .zonesync .pytest_cache .ruff_cache .mypy_cache
