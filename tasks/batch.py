@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from tasks import bookkeeping
@@ -44,14 +44,22 @@ def send_batch(
     *,
     resolve_open_errors: bool,
     phase: Phase = lambda _: nullcontext(),
+    target_bind: Engine | Connection | None = None,
 ) -> BatchOutcome:
-    """Transform, validate, upsert and quarantine one batch of source rows (as read)."""
+    """Transform, validate, upsert and quarantine one batch of source rows (as read); `target_bind`: a target
+    connection the caller holds, else the target dialect's engine."""
     with phase("transform"):
         shaped = to_target_schema(raw, mapping)
-        checked = split_valid(shaped.frame.join(shaped.losses.select(ROW), on=ROW, how="anti"), mapping)
+        exact = (
+            shaped.frame.join(shaped.losses.select(ROW), on=ROW, how="anti") if shaped.losses.height else shaped.frame
+        )
+        checked = split_valid(exact, mapping)
     with phase("upsert"):
-        outcome = upsert_rows(target_dialect, target, checked.valid, mapping)
-    refused = pl.concat([rejects(shaped.losses, "type_loss"), checked.rejected, outcome.refused])
+        outcome = upsert_rows(target_dialect, target, checked.valid, mapping, target_bind)
+    parts = [checked.rejected, outcome.refused]
+    if shaped.losses.height:
+        parts.insert(0, rejects(shaped.losses, "type_loss"))
+    refused = pl.concat([part for part in parts if part.height] or parts[:1])
     with phase("quarantine"):
         quarantined = quarantine_rows(raw, refused, mapping, intranet)
         if resolve_open_errors and outcome.landed.height:

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from schemas.settings import Settings, Zone, get_settings
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, translate
 
 _DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
 _SUPPORTED = ", ".join(sorted({"sqlite", "postgresql", "mysql", "mariadb"}))
 _engines: dict[tuple[Zone, str], Engine] = {}
 _lock = threading.Lock()
+# A pooled connection used this recently is taken as alive (no ping round trip at checkout); if it died all the
+# same, its first statement fails before any commit and `in_transaction` runs the work again on a new connection.
+PING_AFTER_IDLE_SECONDS = 1.0
+_LAST_USED = "zonesync_last_used"
+T = TypeVar("T")
 
 
 def parse_url(raw: str, *, setting: str) -> URL:
@@ -76,7 +85,7 @@ def get_engine(zone: Zone, settings: Settings | None = None) -> Engine:
 def create_engine(url: URL) -> Engine:
     """An engine configured the way every zonesync connection must be (UTC, strict, full Unicode)."""
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"pool_use_lifo": True}  # the warmest connection first; idle ones can time out
     if backend == "sqlite":
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -92,7 +101,85 @@ def create_engine(url: URL) -> Engine:
     engine = sa.create_engine(url, **kwargs)
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping at checkout only the connections idle for more than PING_AFTER_IDLE_SECONDS."""
+
+    def used(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever the ping's error, this connection is not to be used
+            raise sa_exc.DisconnectionError("pooled connection failed its ping") from exc
+        if not alive:
+            raise sa_exc.DisconnectionError("pooled connection failed its ping")
+        record.info[_LAST_USED] = time.monotonic()
+
+    sa.event.listen(engine, "connect", used)
+    sa.event.listen(engine, "checkin", used)
+    sa.event.listen(engine, "checkout", checkout)
+
+
+def in_transaction(bind: Engine | Connection, work: Callable[[Connection], T]) -> T:
+    """Run `work(conn)` in one transaction, on a connection of the engine or on the one given.
+
+    If the connection proves dead before the commit was sent (nothing of the transaction was kept), the work
+    runs once more on a new connection; a failure at the commit itself is never run again (it may have committed).
+    """
+    for attempt in (1, 2):
+        with _connected(bind) as conn:
+            transaction = conn.begin()
+            try:
+                result = work(conn)
+            except sa_exc.DBAPIError as exc:
+                transaction.rollback()
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                continue
+            except BaseException:
+                transaction.rollback()
+                raise
+            transaction.commit()
+            return result
+    raise AssertionError("unreachable")
+
+
+class HeldConnections:
+    """One pooled connection per engine for a unit of work (a push's batch), checked out when first needed, so
+    that a zone that is down fails only the steps that use it (as a SyncError)."""
+
+    def __init__(self, mapping: str) -> None:
+        self.mapping = mapping
+        self._held: dict[Engine, Connection] = {}
+
+    def get(self, engine: Engine, zone: str) -> Connection:
+        """The connection held for `engine`, checked out now if not yet."""
+        if engine not in self._held:
+            try:
+                self._held[engine] = engine.connect()
+            except Exception as exc:
+                raise translate(exc, what=f"connecting to the {zone} zone", mapping=self.mapping) from exc
+        return self._held[engine]
+
+    def __enter__(self) -> HeldConnections:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for conn in self._held.values():
+            conn.close()
+
+
+@contextmanager
+def _connected(bind: Engine | Connection) -> Iterator[Connection]:
+    with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as conn:
+        yield conn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -15,14 +15,17 @@ from typing import TypeVar
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from tasks.dialects import Dialect
+from tasks.engines import in_transaction
 from tasks.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
 from tasks.transform import ROW
 from tasks.validate import REJECT_SCHEMA
 
 T = TypeVar("T")
+_NO_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
 # PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
 _ROW_LEVEL_ERROR_NAMES = ("IntegrityError", "DataError")
 
@@ -58,14 +61,25 @@ def _is_row_level(exc: BaseException) -> bool:
     return _error_kind(exc) is not None and not is_transient(exc)
 
 
-def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping: SyncMapping) -> UpsertOutcome:
-    """Upsert `frame` (ROW + target columns); isolate and refuse the rows the target will not take."""
+def upsert_rows(
+    dialect: Dialect,
+    target: sa.Table,
+    frame: pl.DataFrame,
+    mapping: SyncMapping,
+    bind: Engine | Connection | None = None,
+) -> UpsertOutcome:
+    """Upsert `frame` (ROW + target columns); isolate and refuse the rows the target will not take.
+
+    `bind`: a target connection the caller holds (the push), else one of the dialect's engine per transaction.
+    """
     refused: list[pl.DataFrame] = []
     pending = [frame] if frame.height else []
     while pending:
         part = pending.pop()
         try:
-            _retrying_lock_conflicts(functools.partial(_upsert_part, dialect, target, part, mapping))
+            _retrying_lock_conflicts(
+                functools.partial(_upsert_part, dialect, bind or dialect.engine, target, part, mapping)
+            )
         except Exception as exc:
             if not _is_row_level(exc):
                 raise translate(
@@ -76,14 +90,20 @@ def upsert_rows(dialect: Dialect, target: sa.Table, frame: pl.DataFrame, mapping
             else:
                 middle = part.height // 2
                 pending.extend((part.slice(middle), part.slice(0, middle)))
-    refused_frame = pl.concat(refused) if refused else pl.DataFrame(schema=REJECT_SCHEMA)
-    landed = frame.select(ROW).join(refused_frame.select(ROW), on=ROW, how="anti")
+    landed = frame.get_column(ROW).to_frame()
+    if not refused:
+        return UpsertOutcome(landed, _NO_REJECTS.clear())
+    refused_frame = pl.concat(refused)
+    landed = landed.join(refused_frame.select(ROW), on=ROW, how="anti")
     return UpsertOutcome(landed, refused_frame)
 
 
-def _upsert_part(dialect: Dialect, target: sa.Table, part: pl.DataFrame, mapping: SyncMapping) -> None:
-    with dialect.engine.begin() as conn:
-        dialect.upsert(conn, target, part.drop(ROW), mapping.keys)
+def _upsert_part(
+    dialect: Dialect, bind: Engine | Connection, target: sa.Table, part: pl.DataFrame, mapping: SyncMapping
+) -> None:
+    values = part.clone()  # shares the columns: dropping ROW from it leaves `part` whole
+    values.drop_in_place(ROW)
+    in_transaction(bind, lambda conn: dialect.upsert(conn, target, values, mapping.keys))
 
 
 _LOCK_CONFLICT_RETRIES = 4
@@ -116,14 +136,17 @@ def flag_rows(
     guard: pl.DataFrame,
     mapping: SyncMapping,
     dtypes: dict[str, pl.DataType],
+    bind: Engine | Connection | None = None,
 ) -> int:
     """Set the flag of rows still equal (version or values) to what was read; return how many were flagged."""
     if guard.is_empty():
         return 0
 
     def flag() -> int:
-        with dialect.engine.begin() as conn:
-            return dialect.flag(conn, source, mapping.flag_column, guard, mapping.source_keys, dtypes)
+        return in_transaction(
+            bind or dialect.engine,
+            lambda conn: dialect.flag(conn, source, mapping.flag_column, guard, mapping.source_keys, dtypes),
+        )
 
     try:
         return _retrying_lock_conflicts(flag)
@@ -138,5 +161,7 @@ def flag_rows(
 def guard_frame(raw: pl.DataFrame, landed: pl.DataFrame, mapping: SyncMapping) -> pl.DataFrame:
     """The raw key and guard values of the rows that landed, as read (the flag compares against these)."""
     columns: Sequence[str] = list(dict.fromkeys([*mapping.source_keys, *mapping.guard_columns]))
+    if landed.height == raw.height:  # every row landed (landed rows are a subset of the batch's)
+        return pl.DataFrame([raw.get_column(name) for name in columns])
     # A filter keeps the database's row order, which the flag statement's key range relies on.
     return raw.with_row_index(ROW).filter(pl.col(ROW).is_in(landed[ROW].implode())).select(columns)

@@ -7,7 +7,6 @@ what the flag compares against are the stored values, not the caller's spelling 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,14 +14,14 @@ from typing import Any, Literal
 import polars as pl
 import sqlalchemy as sa
 from prefect.logging import get_logger
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from schemas.registry import get_mapping
 from tasks.batch import quarantine_rows, send_batch
 from tasks.catalog import source_table, target_table
 from tasks.dialects import Dialect, dialect_for
-from tasks.engines import get_engine
+from tasks.engines import HeldConnections, get_engine, in_transaction
 from tasks.errors import SyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
 from tasks.load import flag_rows
@@ -76,10 +75,12 @@ class Pusher:
         self.mapping = mapping
         self.source_engine = get_engine(mapping.source_zone)
         self.target_engine = get_engine(mapping.target_zone)
+        self.intranet = get_engine("intranet")
         self.source_dialect = dialect_for(self.source_engine)
         self.target_dialect = dialect_for(self.target_engine)
         self._reader: UnsyncedReader | None = None
         self._target: sa.Table | None = None
+        self._insert: sa.Insert | None = None
 
     @property
     def reader(self) -> UnsyncedReader:
@@ -96,6 +97,14 @@ class Pusher:
         if self._target is None:
             self._target = target_table(self.mapping, self.target_engine)
         return self._target
+
+    @property
+    def insert(self) -> sa.Insert:
+        """INSERT into the source table RETURNING the rows as the retry sync reads them, in the order given."""
+        if self._insert is None:
+            returned = self.reader.select().selected_columns
+            self._insert = sa.insert(self.reader.table).returning(*returned, sort_by_parameter_order=True)
+        return self._insert
 
     def push(self, records: Sequence[dict[str, Any]]) -> PushResult:
         """Source insert → target upsert → flag; the result says what happened to each record."""
@@ -115,42 +124,48 @@ class Pusher:
                 rows[index] = coerce_records(table, self.mapping, records)
             except RecordError as exc:
                 results[index] = _source_failed(self.mapping, records, exc.reason, exc)
-        for group in _rounds(rows, self.mapping.source_keys):
-            results.update(self._push_group(group, requests))
+        with HeldConnections(self.mapping.name) as connections:
+            for group in _rounds(rows, self.mapping.source_keys):
+                results.update(self._push_group(connections, group, requests))
         return [results[index] for index in range(len(requests))]
 
-    def _push_group(self, group: dict[int, list[dict[str, Any]]], requests: Sequence[object]) -> dict[int, PushResult]:
+    def _push_group(
+        self, connections: HeldConnections, group: dict[int, list[dict[str, Any]]], requests: Sequence[object]
+    ) -> dict[int, PushResult]:
         """One source transaction for the group's rows; if it fails, each request alone (so each gets its answer)."""
         try:
-            raw = insert_returning(self.source_dialect, self.reader.table, _joined(group), self.reader)
+            source = connections.get(self.source_engine, self.mapping.source_zone)
+            raw = insert_returning(self.source_dialect, self.insert, _joined(group), self.reader, source)
         except SyncError as exc:
             if len(group) > 1:
-                return {index: self._push_group({index: rows}, requests)[index] for index, rows in group.items()}
+                return {i: self._push_group(connections, {i: rows}, requests)[i] for i, rows in group.items()}
             (index,) = group
             return {index: _source_failed(self.mapping, requests[index], refusal_reason(exc), exc)}
-        outcomes, stage_error = self._send(raw)
+        outcomes, stage_error = self._send(connections, raw)
         results, start = {}, 0
         for index, rows in group.items():
             results[index] = _result(self.mapping, outcomes[start : start + len(rows)], stage_error)
             start += len(rows)
         return results
 
-    def _send(self, raw: pl.DataFrame) -> tuple[list[KeyOutcome], SyncError | None]:
+    def _send(self, connections: HeldConnections, raw: pl.DataFrame) -> tuple[list[KeyOutcome], SyncError | None]:
         """Target upsert → flag for rows just inserted: the outcome of each, and the error that stopped a stage."""
         mapping, reader = self.mapping, self.reader
         keys = _keys(raw, mapping)
         try:
-            batch = send_batch(raw, mapping, self.target, self.target_dialect, get_engine("intranet"),
-                               resolve_open_errors=False)  # fmt: skip
+            target = connections.get(self.target_engine, mapping.target_zone)
+            batch = send_batch(raw, mapping, self.target, self.target_dialect, self.intranet,
+                               resolve_open_errors=False, target_bind=target)  # fmt: skip
         except SyncError as exc:
-            return _target_failed(raw, keys, mapping, exc), exc
+            return _target_failed(raw, keys, mapping, self.intranet, exc), exc
         try:
-            flagged = flag_rows(self.source_dialect, reader.table, batch.guard, mapping, reader.dtypes)
+            source = connections.get(self.source_engine, mapping.source_zone)
+            flagged = flag_rows(self.source_dialect, reader.table, batch.guard, mapping, reader.dtypes, source)
         except SyncError as exc:
             return _outcomes(keys, batch.refused, unflagged=set(range(raw.height))), exc
         unflagged = set(batch.refused[ROW].to_list())
         if flagged < len(batch.guard):
-            unflagged |= _unflagged_rows(self.source_engine, reader.table, mapping, raw, batch.landed)
+            unflagged |= _unflagged_rows(source, reader.table, mapping, raw, batch.landed)
         return _outcomes(keys, batch.refused, unflagged), None
 
 
@@ -174,21 +189,23 @@ def _joined(group: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def insert_returning(
-    dialect: Dialect, table: sa.Table, rows: list[dict[str, Any]], reader: UnsyncedReader
+    dialect: Dialect, statement: sa.Insert, rows: list[dict[str, Any]], reader: UnsyncedReader, bind: Connection
 ) -> pl.DataFrame:
-    """INSERT the rows in one transaction, returning them as stored and in the order given (read the way the retry
-    sync reads)."""
-    returned = reader.select().selected_columns
-    statement = sa.insert(table).returning(*returned, sort_by_parameter_order=True)
-    stored: list[Sequence[Any]] = [()] * len(rows)
+    """INSERT the rows in one transaction with `statement` (`Pusher.insert`), returning them as stored and in the
+    order given (read the way the retry sync reads)."""
+
+    def insert(conn: Connection) -> list[Sequence[Any]]:
+        stored: list[Sequence[Any]] = [()] * len(rows)
+        for positions in _by_column_set(rows):
+            inserted = conn.execute(statement, [rows[position] for position in positions]).all()
+            for position, row in zip(positions, inserted, strict=True):
+                stored[position] = row
+        return stored
+
     try:
-        with dialect.engine.begin() as conn:
-            for positions in _by_column_set(rows):
-                inserted = conn.execute(statement, [rows[position] for position in positions]).all()
-                for position, row in zip(positions, inserted, strict=True):
-                    stored[position] = row
+        stored = in_transaction(bind, insert)
     except Exception as exc:
-        raise translate(exc, what=f"insert into {table.name!r}", mapping=reader.mapping.name) from exc
+        raise translate(exc, what=f"insert into {reader.table.name!r}", mapping=reader.mapping.name) from exc
     return dialect.frame_from_rows(stored, reader.dtypes)
 
 
@@ -210,23 +227,30 @@ def _source_failed(mapping: SyncMapping, records: object, reason: str, exc: Sync
 
 def _keys(raw: pl.DataFrame, mapping: SyncMapping) -> list[dict[str, Any]]:
     """Each stored row's key, by source column name, JSON-friendly."""
-    return [json.loads(json.dumps(row, default=str)) for row in raw.select(mapping.source_keys).iter_rows(named=True)]
+    names = mapping.source_keys
+    values = zip(*(raw.get_column(name).to_list() for name in names), strict=True)
+    return [{name: _json_value(value) for name, value in zip(names, row, strict=True)} for row in values]
+
+
+def _json_value(value: Any) -> Any:
+    """A key value as JSON gives it back: text for what JSON has no type for (decimals, dates, timestamps)."""
+    return value if value is None or isinstance(value, str | int | float) else str(value)
 
 
 def _target_failed(
-    raw: pl.DataFrame, keys: list[dict[str, Any]], mapping: SyncMapping, exc: SyncError
+    raw: pl.DataFrame, keys: list[dict[str, Any]], mapping: SyncMapping, intranet: Engine, exc: SyncError
 ) -> list[KeyOutcome]:
     """The target could not be written at all: every record is quarantined (if the intranet answers) and pending."""
     refused = pl.DataFrame({ROW: range(raw.height), "reason": "target_error", "detail": str(exc)}, schema=REJECT_SCHEMA)
     try:
-        quarantine_rows(raw, refused, mapping, get_engine("intranet"))
+        quarantine_rows(raw, refused, mapping, intranet)
     except SyncError as bookkeeping_error:  # the rows stay unflagged: the cron retry carries them either way
         logger.warning("%s: could not record the pending rows in sync_error: %s", mapping.name, bookkeeping_error)
     return _outcomes(keys, refused, set(range(raw.height)))
 
 
 def _unflagged_rows(
-    engine: Engine, table: sa.Table, mapping: SyncMapping, raw: pl.DataFrame, landed: pl.DataFrame
+    source: Connection, table: sa.Table, mapping: SyncMapping, raw: pl.DataFrame, landed: pl.DataFrame
 ) -> set[int]:
     """Which landed rows (by ROW) were not flagged (changed by someone else in the meantime)."""
     flag = table.c[mapping.flag_column]
@@ -234,8 +258,7 @@ def _unflagged_rows(
     rows = raw.with_row_index(ROW).join(landed, on=ROW, how="semi")
     wanted = [tuple(row[1:]) for row in rows.select(ROW, *mapping.source_keys).iter_rows()]
     query = sa.select(*keys).where(sa.tuple_(*keys).in_(wanted), flag.is_(sa.true()))
-    with engine.connect() as conn:
-        flagged = {tuple(row) for row in conn.execute(query)}
+    flagged = in_transaction(source, lambda conn: {tuple(row) for row in conn.execute(query)})
     return {row[0] for row in rows.select(ROW, *mapping.source_keys).iter_rows() if tuple(row[1:]) not in flagged}
 
 

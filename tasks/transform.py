@@ -14,6 +14,10 @@ from schemas.mapping import SyncMapping, TargetColumn
 
 ROW = "__zonesync_row"
 _WIDE_DECIMAL = pl.Decimal(38, 18)
+_LOSS = "__zonesync_loss"
+_NO_LOSSES = pl.DataFrame(schema={ROW: pl.UInt32, "detail": pl.String})
+_PLANS: dict[str, tuple[list[pl.Expr], pl.Expr | None]] = {}
+_MAX_PLANS = 256
 
 
 @dataclass(frozen=True)
@@ -26,20 +30,43 @@ class Transformed:
 
 def to_target_schema(raw: pl.DataFrame, mapping: SyncMapping) -> Transformed:
     """Rename, drop and cast a read batch to the mapping's model; collect rows whose values would change."""
+    converted, loss = _plan(mapping.columns, raw.schema)
     source = raw.with_row_index(ROW)
-    converted = []
-    loss_details = []
-    for column in mapping.columns:
-        value, lost = _convert(pl.col(column.source), source.schema[column.source], column)
+    if loss is None:
+        return Transformed(source.select(converted), _NO_LOSSES.clear())
+    shaped = source.select(*converted, loss)
+    details = shaped.drop_in_place(_LOSS)  # null where nothing was lost
+    if details.null_count() == details.len():
+        return Transformed(shaped, _NO_LOSSES.clear())
+    losses = pl.DataFrame([shaped.get_column(ROW), details.alias("detail")])
+    return Transformed(shaped, losses.filter(pl.col("detail").is_not_null()))
+
+
+def _plan(columns: tuple[TargetColumn, ...], schema: pl.Schema) -> tuple[list[pl.Expr], pl.Expr | None]:
+    """The select that converts a batch of this schema (built once per mapping and schema: a push is a few rows,
+    and building the expressions costs more than running them) and the loss detail (null where nothing is lost)."""
+    shape = repr((columns, list(schema.items())))
+    plan = _PLANS.get(shape)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[shape] = _build_plan(columns, schema)
+    return plan
+
+
+def _build_plan(columns: tuple[TargetColumn, ...], schema: pl.Schema) -> tuple[list[pl.Expr], pl.Expr | None]:
+    converted = [pl.col(ROW)]
+    lost_rows, details = [], []
+    for column in columns:
+        value, lost = _convert(pl.col(column.source), schema[column.source], column)
         converted.append(value.alias(column.name))
         if lost is not None:
-            message = f"{column.name}: value does not fit {column.dtype} exactly"
-            loss_details.append(pl.when(lost).then(pl.lit(message)))
-    frame = source.select(pl.col(ROW), *converted)
-    if not loss_details:
-        return Transformed(frame, pl.DataFrame(schema={ROW: pl.UInt32, "detail": pl.String}))
-    details = source.select(pl.col(ROW), pl.concat_str(loss_details, separator="; ", ignore_nulls=True).alias("detail"))
-    return Transformed(frame, details.filter(pl.col("detail").is_not_null() & (pl.col("detail") != "")))
+            lost_rows.append(lost)
+            details.append(pl.when(lost).then(pl.lit(f"{column.name}: value does not fit {column.dtype} exactly")))
+    if not lost_rows:
+        return converted, None
+    detail = pl.concat_str(details, separator="; ", ignore_nulls=True)
+    return converted, pl.when(pl.any_horizontal(lost_rows)).then(detail).alias(_LOSS)
 
 
 def _convert(expr: pl.Expr, dtype: pl.DataType, column: TargetColumn) -> tuple[pl.Expr, pl.Expr | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -42,6 +42,15 @@ class Dialect:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Bound statements by what shapes them: built (and compiled, by SQLAlchemy's cache) once per shape.
+        self._statements: dict[tuple[Any, ...], Any] = {}
+
+    def _statement(self, shape: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """The statement for `shape` (its table, column names, ...), built by `build` the first time."""
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements.setdefault(shape, build())
+        return statement
 
     # -- reading --------------------------------------------------------------------------------
     def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
@@ -147,7 +156,8 @@ class Dialect:
 
     def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
         """Run a statement with bound parameters once per row of `frame`; the rows it affected."""
-        return int(conn.execute(statement, list(frame.iter_rows(named=True))).rowcount)
+        rows = list(frame.iter_rows(named=True))
+        return int(conn.execute(statement, rows[0] if len(rows) == 1 else rows).rowcount)  # one row: no executemany
 
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
         """Insert or update the rows of `frame` (target column names) into `target`.
@@ -156,7 +166,9 @@ class Dialect:
         bulk-loaded: a temporary table costs four round trips, a bound statement one per ~1000 rows.
         """
         if frame.height <= self.small_batch:
-            self.execute_bound(conn, self.upsert_statement(target, frame.columns, keys), frame)
+            shape = ("upsert", target, tuple(frame.columns), tuple(keys))
+            statement = self._statement(shape, lambda: self.upsert_statement(target, frame.columns, keys))
+            self.execute_bound(conn, statement, frame)
             return
         temp = self.load_temp(conn, "zonesync_upsert", target, frame)
         conn.execute(self.upsert_from(target, temp, keys))
@@ -183,14 +195,11 @@ class Dialect:
         if guard.height <= self.small_batch:
             # Parameters named like columns are reserved by SQLAlchemy in an UPDATE: prefix them.
             named = {name: f"read_{name}" for name in guard.columns}
-            params: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(named[name]) for name in guard.columns}
-            statement = (
-                sa.update(source)
-                .where(*self._guard_conditions(source, params, guard.columns, keys, dtypes))
-                .where(self.not_synced(source.c[flag_column]))
-                .values({flag_column: sa.true()})
-            )
-            return self.execute_bound(conn, statement, guard.rename(named))
+            shape = ("flag", source, flag_column, tuple(keys), *((name, dtypes[name]) for name in guard.columns))
+            statement = self._statement(shape, lambda: self._flag_statement(source, flag_column, named, keys, dtypes))
+            bound = guard.clone()  # renamed without copying (a rename is a query)
+            bound.columns = [named[name] for name in guard.columns]
+            return self.execute_bound(conn, statement, bound)
         temp = self.load_temp(conn, "zonesync_flag", source, guard)
         statement = (
             sa.update(source)
@@ -202,6 +211,23 @@ class Dialect:
         flagged = conn.execute(statement).rowcount
         temp.drop(conn)
         return int(flagged)
+
+    def _flag_statement(
+        self,
+        source: sa.Table,
+        flag_column: str,
+        named: dict[str, str],
+        keys: Sequence[str],
+        dtypes: dict[str, pl.DataType],
+    ) -> sa.Update:
+        """UPDATE ... SET flag = true WHERE key and guard columns equal the bound values read (`named` params)."""
+        params: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(bound) for name, bound in named.items()}
+        return (
+            sa.update(source)
+            .where(*self._guard_conditions(source, params, list(named), keys, dtypes))
+            .where(self.not_synced(source.c[flag_column]))
+            .values({flag_column: sa.true()})
+        )
 
     def _guard_conditions(
         self,

@@ -145,6 +145,10 @@ class PostgresDialect(Dialect):
         """to_char(d, 'YYYY-MM-DD')."""
         return sa.func.to_char(column, "YYYY-MM-DD")
 
+    def prepare_reconcile(self, conn: Connection) -> None:
+        """JIT off for this transaction only: compiling the hashing query took a third of its time at 1M rows."""
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
     def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
         """('x' || first 8 hex digits)::bit(32)::bigint: 0 .. 2^32 - 1 (bit(32) to bigint does not sign-extend)."""
         bits = sa.cast(sa.literal("x", sa.String()) + sa.func.substr(digest, 1, 8), BIT(32))

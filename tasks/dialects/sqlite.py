@@ -16,11 +16,12 @@ from typing import Any, ClassVar, cast
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
+_MAX_COMPILATIONS = 256
 _EXACT = Context(prec=2000, rounding=ROUND_HALF_UP)  # half away from zero, as PostgreSQL and MariaDB round
 
 
@@ -97,6 +98,10 @@ class SQLiteDialect(Dialect):
     name: ClassVar[str] = "sqlite"
     small_batch: ClassVar[int] = sys.maxsize  # no COPY here: bound statements in one transaction are the fast path
 
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._compilations: dict[int, tuple[sa.Executable, Any]] = {}
+
     def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
         """Decimals, dates and timestamps as their stored text, so nothing passes through a float."""
         if isinstance(dtype, _TEXT_READ_TYPES):
@@ -141,7 +146,7 @@ class SQLiteDialect(Dialect):
 
     def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
         """Compiled once, run through the stdlib cursor with plain tuples (3x SQLAlchemy's own executemany)."""
-        compiled: Any = cast(Any, statement).compile(dialect=conn.dialect)
+        compiled = self._compiled(statement, conn)
         rows = self.encode(frame).select(list(compiled.positiontup or [])).iter_rows()
         raw: Any = conn.connection.dbapi_connection
         cursor = raw.cursor()
@@ -150,6 +155,18 @@ class SQLiteDialect(Dialect):
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    def _compiled(self, statement: sa.Executable, conn: Connection) -> Any:
+        """The statement compiled, once per statement object (the cached upsert and flag statements are reused)."""
+        compiled = self._compilations.get(id(statement))
+        if compiled is None or compiled[0] is not statement:  # the entry holds the statement: its id stays its own
+            if len(self._compilations) >= _MAX_COMPILATIONS:
+                self._compilations.clear()
+            compiled = self._compilations[id(statement)] = (
+                statement,
+                cast(Any, statement).compile(dialect=conn.dialect),
+            )
+        return compiled[1]
 
     def insert(self, table: sa.Table) -> Any:
         """SQLite's INSERT construct."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from flows.realtime_push import realtime_push
 from flows.retry_sync import retry_sync
@@ -22,7 +23,7 @@ from schemas.examples import MERCHANTS
 from tasks import engines
 from tasks.push import KeyOutcome, Pusher, push_records
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
-from tests.conftest import ZonePair
+from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import REFUSE_FLAG, errors, execute, mapped, rows, source_rows, target_rows
 
 MERCHANT: dict[str, Any] = {
@@ -256,3 +257,36 @@ def test_records_of_different_shapes_are_answered_in_the_order_sent(demo: ZonePa
         (1, "success"), (2, "success"), (3, "pending"), (4, "success"),
     ]  # fmt: skip
     assert "status" in result.outcomes[2].detail
+
+
+def _drop_other_connections(engine: Engine) -> None:
+    """Server-side end of every other session on the database (a restart or an idle timeout, as the pool sees it)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        else:
+            ids = conn.exec_driver_sql(
+                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            ).scalars()
+            for session in list(ids):
+                conn.exec_driver_sql(f"KILL {int(session)}")
+
+
+@pytest.mark.parametrize("backend", [backend_param("postgresql"), backend_param("mariadb")])
+def test_a_push_after_the_server_dropped_the_pooled_connections_succeeds(demo: ZonePair) -> None:
+    """Connections used a moment ago are not pinged at checkout: a dead one fails before its commit and the
+    transaction runs again on a new connection."""
+    pusher = Pusher(MERCHANTS)
+    assert pusher.push([{**MERCHANT, "merchant_id": 1}]).status == "success"
+    _drop_other_connections(demo.intranet)
+    _drop_other_connections(demo.internet)
+
+    result = pusher.push([{**MERCHANT, "merchant_id": 2}])
+
+    assert (result.status, [o.status for o in result.outcomes]) == ("success", ["success"])
+    source = source_rows(demo.intranet, MERCHANTS)
+    assert sorted(source) == [(1,), (2,)] and all(row["__flag"] for row in source.values())
+    assert target_rows(demo.internet, MERCHANTS) == {key: mapped(row) for key, row in source.items()}

@@ -137,3 +137,46 @@ def test_pushes_of_one_mapping_never_overlap(clients: int) -> None:
     results = asyncio.run(scenario())
 
     assert sorted(ids(r)[0] for r in results) == sorted((n, i) for n in range(clients) for i in range(20))
+
+
+def test_a_lone_client_never_waits_for_company() -> None:
+    pusher = RecordingPusher(seconds=0.001)
+
+    async def scenario() -> float:
+        merger = Coalescer(cast(Pusher, pusher), gather_seconds=5.0)
+        started = time.perf_counter()
+        for n in range(5):
+            await merger.push([{"id": n}])
+        return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 2.0
+    assert [len(batch) for batch in pusher.batches] == [1] * 5
+
+
+def test_after_a_batch_the_next_waits_a_bounded_while_for_the_clients_in_play() -> None:
+    """Clients answered together come back together, instead of splitting into halves that take turns; a client
+    that does not come back delays the others by `gather_seconds` at most."""
+    pusher = RecordingPusher(seconds=0.01)
+
+    async def scenario() -> float:
+        merger = Coalescer(cast(Pusher, pusher), gather_seconds=0.5)
+
+        async def client(n: int, pushes: int) -> None:
+            for i in range(pushes):
+                await merger.push([{"id": (n, i)}])
+                await asyncio.sleep(0.01 * n)  # this client's time to come back
+
+        started = time.perf_counter()
+        await asyncio.gather(client(0, 2), client(1, 3), client(2, 3))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(scenario())
+
+    # The three come back 0, 10 and 20 ms after their answer: pushed together again. Then client 0 is done:
+    # the batch of the other two waits for a third request until the wait ends.
+    assert [sorted(r["id"] for rs in batch for r in rs) for batch in pusher.batches] == [
+        [(0, 0), (1, 0), (2, 0)],
+        [(0, 1), (1, 1), (2, 1)],
+        [(1, 2), (2, 2)],
+    ]
+    assert 0.45 <= elapsed < 2.0

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from schemas.settings import Settings
-from tasks.engines import connectorx_url, create_engine, describe, parse_url, zone_setting, zone_url
+from tasks import engines
+from tasks.engines import connectorx_url, create_engine, describe, in_transaction, parse_url, zone_setting, zone_url
 from tasks.errors import ConfigError
 
 
@@ -120,3 +121,77 @@ def test_create_engine_makes_the_sqlite_directory_without_connecting(tmp_path: P
     assert (tmp_path / "zones").is_dir()
     assert not (tmp_path / "zones" / "intranet.db").exists()
     assert engine.url.database == url.database
+
+
+def _sqlite_engine(tmp_path: Path) -> sa.Engine:
+    engine = create_engine(parse_url(f"sqlite:///{tmp_path}/zone.db", setting="S"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+    return engine
+
+
+def _values(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.exec_driver_sql("SELECT x FROM t ORDER BY x").scalars())
+
+
+def test_a_transaction_whose_connection_dies_before_its_commit_runs_once_more(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path)
+    attempts: list[int] = []
+
+    def work(conn: sa.Connection) -> int:
+        attempts.append(len(attempts) + 1)
+        conn.exec_driver_sql(f"INSERT INTO t VALUES ({10 + len(attempts)})")
+        if len(attempts) == 1:
+            conn.connection.dbapi_connection.close()  # type: ignore[union-attr]  # the connection is lost mid-way
+            conn.exec_driver_sql("SELECT 1")
+        return len(attempts)
+
+    assert in_transaction(engine, work) == 2
+    assert _values(engine) == [12]  # the first attempt's insert was never committed
+
+
+def test_a_connection_held_by_the_caller_is_replaced_when_it_dies(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path)
+    with engine.connect() as held:
+        held.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        in_transaction(held, lambda conn: conn.exec_driver_sql("INSERT INTO t VALUES (1)"))
+        in_transaction(held, lambda conn: conn.exec_driver_sql("INSERT INTO t VALUES (2)"))
+    assert _values(engine) == [1, 2]
+
+
+def test_a_transaction_is_not_run_again_for_other_errors_or_a_second_lost_connection(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path)
+    calls: list[str] = []
+
+    def duplicate(conn: sa.Connection) -> None:
+        calls.append("duplicate")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (1)")
+
+    def always_lost(conn: sa.Connection) -> None:
+        calls.append("lost")
+        conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        conn.exec_driver_sql("SELECT 1")
+
+    with pytest.raises(sa.exc.IntegrityError):
+        in_transaction(engine, duplicate)
+    with pytest.raises(sa.exc.DBAPIError) as lost:
+        in_transaction(engine, always_lost)
+    assert lost.value.connection_invalidated
+    assert calls == ["duplicate", "lost", "lost"]
+    assert _values(engine) == []
+
+
+def test_a_pooled_connection_idle_for_a_while_is_pinged_and_replaced_if_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _sqlite_engine(tmp_path)
+    with engine.connect() as conn:
+        dead = conn.connection.dbapi_connection
+    assert dead is not None
+    dead.close()  # as a server closing an idle connection would
+    monkeypatch.setattr(engines, "PING_AFTER_IDLE_SECONDS", 0.0)
+
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+        assert conn.connection.dbapi_connection is not dead
