@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -65,6 +68,38 @@ def _server() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def _server_processes(workers: int) -> Iterator[str]:
+    """`zonesync api --workers N` as a user starts it (the zones from this process's environment)."""
+    port = _free_port()
+    command = [sys.executable, "-m", "flows.cli", "api", "--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(base_url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"zonesync api did not start (exit {server.poll()})")
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:
@@ -163,7 +198,8 @@ def measure(name: str, urls: tuple[str, str], args: argparse.Namespace) -> None:
     keys = count(1)
     floor = _bare_statements(args.requests, keys)
     print(f"{name}: bare statements p50 {floor['p50_ms']:.1f} ms p99 {floor['p99_ms']:.1f} ms")
-    with _server() as base_url, _client_process(args.clients_in_process) as pool:
+    server = _server_processes(args.server_workers) if args.server_workers else _server()
+    with server as base_url, _client_process(args.clients_in_process) as pool:
         _http(base_url, 30, 1, keys, pool)  # warm-up: connections, caches
         for clients in (1, *args.clients):
             runs = [_http(base_url, args.requests, clients, keys, pool) for _ in range(args.repeat)]
@@ -188,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
         "--pg-url",
         default=os.environ.get("ZONESYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
+    parser.add_argument(
+        "--server-workers", type=int, default=0,
+        help="run `zonesync api --workers N` in its own processes instead of a server thread in this process",
+    )  # fmt: skip
     parser.add_argument("--databases", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
