@@ -57,8 +57,9 @@ class EndDayReport:
 
     def problems(self) -> list[str]:
         """What the reconciliation found wrong: zones that differ, or why it could not run."""
-        found = [f"{r.mapping}: zones differ for {self.business_date} ({r.headline()})" for r in self.reconciliations]
-        return [note for r, note in zip(self.reconciliations, found, strict=True) if not r.ok] + [
+        differ = [f"{r.mapping}: zones differ for {self.business_date} ({r.headline()})"
+                  for r in self.reconciliations if not r.ok]  # fmt: skip
+        return differ + [
             f"{mapping}: reconciliation failed: {error}" for mapping, error in self.reconcile_errors.items()
         ]
 

@@ -112,7 +112,7 @@ def holding(engine: Engine, name: str, *, ttl: float, wait: float = 0.0, keep_al
         yield lease
     finally:
         stop.set()
-        if keep_alive:
+        if renewer.is_alive():
             renewer.join()
         lease.release()
 

@@ -279,6 +279,17 @@ def use_zones(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     reset()
 
 
+@pytest.fixture
+def demo(zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
+    """The demo tables in both zones (each backend), settings pointed at them."""
+    from schemas.examples.tables import internet_tables, intranet_tables
+
+    intranet_tables().create_all(zones.intranet)
+    internet_tables().create_all(zones.internet)
+    use_zones(zones, modules="schemas.examples")
+    return zones
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server for the whole session (only flow tests request it: it takes ~10 s)."""

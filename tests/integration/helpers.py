@@ -6,10 +6,14 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import polars as pl
 import sqlalchemy as sa
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from sqlalchemy.engine import Engine
 
 from schemas.mapping import SyncMapping
@@ -119,6 +123,24 @@ def errors_by_key(engine: Engine, mapping: SyncMapping, *, open_only: bool = Fal
         tuple(normalize(row["key"][k], types[k]) for k in mapping.keys): row
         for row in errors(engine, mapping.name, open_only=open_only)
     }
+
+
+def unreachable_url(backend: str, tmp_path: Path) -> str:
+    """A URL of the backend's kind whose database cannot be opened (its password must never be printed)."""
+    if backend == "sqlite":
+        (tmp_path / "a-directory.db").mkdir()
+        return f"sqlite:///{tmp_path / 'a-directory.db'}"
+    scheme = "postgresql" if backend == "postgresql" else "mysql"
+    return f"{scheme}://zonesync:secret-pw@127.0.0.1:1/nowhere"
+
+
+def flow_run_artifacts(flow_run_id: str) -> dict[str, Any]:
+    """The artifacts of one flow run, by key (read back from the Prefect server)."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+        )
+    return {artifact.key: artifact for artifact in found}
 
 
 def jobs(engine: Engine) -> list[dict[str, Any]]:

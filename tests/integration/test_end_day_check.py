@@ -13,12 +13,9 @@ import subprocess
 import sys
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 import polars as pl
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_API_URL
 
 import flows.end_day_check as end_day_module
@@ -30,7 +27,7 @@ from tasks.engines import get_engine
 from tasks.lease import Lease
 from tasks.steps import sync_mapping
 from tests.conftest import ZonePair
-from tests.integration.helpers import errors_by_key, jobs, mapped, seed, source_rows, target_rows
+from tests.integration.helpers import errors_by_key, flow_run_artifacts, jobs, mapped, seed, source_rows, target_rows
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -52,15 +49,6 @@ def run(**parameters: Any) -> tuple[EndDayReport, str]:
     report = state.result()
     assert isinstance(report, EndDayReport)
     return report, str(state.state_details.flow_run_id)
-
-
-def artifacts(flow_run_id: str) -> dict[str, Any]:
-    """The artifacts of one flow run, by key."""
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    return {artifact.key: artifact for artifact in found}
 
 
 def successful_ids(frame: pl.DataFrame) -> set[int]:
@@ -109,7 +97,7 @@ def test_a_day_of_payments_comes_back_with_its_report_and_ledger_row(demo: ZoneP
     # The reconciliation names the two payments that did not make it, and nothing else.
     reconciliation = report.reconciliation("payments")
     assert not reconciliation.ok
-    found = artifacts(flow_run_id)
+    found = flow_run_artifacts(flow_run_id)
     assert {"end-day-summary", "end-day-report", "end-day-reconciliation"} <= set(found)
     summary = found["end-day-summary"].data
     assert summary == report.summary and found["end-day-summary"].type == "markdown"
@@ -160,7 +148,7 @@ def test_a_second_run_for_the_same_date_is_safe_and_linked_to_the_first(demo: Zo
     quarantine = errors_by_key(demo.intranet, PAYMENTS, open_only=True)
     assert {row["attempts"] for row in quarantine.values()} == {2}
     assert [job["status"] for job in jobs(demo.intranet)] == ["PARTIAL", "PARTIAL"]
-    summary = artifacts(flow_run_id)["end-day-summary"].data
+    summary = flow_run_artifacts(flow_run_id)["end-day-summary"].data
     assert f"Other runs for {DAY}" in summary and f"| {first.job_id} | PARTIAL |" in summary
 
 

@@ -24,7 +24,16 @@ from tasks import engines
 from tasks.push import KeyOutcome, Pusher, push_records
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tests.conftest import ZonePair, backend_param
-from tests.integration.helpers import REFUSE_FLAG, errors, execute, mapped, rows, source_rows, target_rows
+from tests.integration.helpers import (
+    REFUSE_FLAG,
+    errors,
+    execute,
+    mapped,
+    rows,
+    source_rows,
+    target_rows,
+    unreachable_url,
+)
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1,
@@ -109,15 +118,6 @@ def test_a_record_the_target_model_rejects_is_pending_and_quarantined(demo: Zone
     ]
 
 
-def _unreachable(backend: str, tmp_path: Path) -> str:
-    """A URL of the same kind whose database cannot be opened."""
-    if backend == "sqlite":
-        (tmp_path / "a-directory.db").mkdir()
-        return f"sqlite:///{tmp_path / 'a-directory.db'}"
-    scheme = "postgresql" if backend == "postgresql" else "mysql"
-    return f"{scheme}://zonesync:secret-pw@127.0.0.1:1/nowhere"
-
-
 def _point_internet_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("ZONESYNC_INTERNET_URL", url)
     settings.get_settings.cache_clear()
@@ -128,7 +128,7 @@ def _point_internet_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
 def test_target_down_leaves_records_pending_and_the_cron_retry_carries_them(
     demo: ZonePair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _point_internet_at(monkeypatch, _unreachable(demo.internet_backend, tmp_path))
+    _point_internet_at(monkeypatch, unreachable_url(demo.internet_backend, tmp_path))
 
     result = push_records("merchants", [MERCHANT])
 

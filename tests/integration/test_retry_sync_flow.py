@@ -10,13 +10,10 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.retry_sync import SyncReport, retry_sync
 from schemas.examples import MERCHANTS
@@ -28,6 +25,7 @@ from tests.integration.helpers import (
     errors,
     errors_by_key,
     flag_value,
+    flow_run_artifacts,
     jobs,
     normalize,
     rows,
@@ -56,15 +54,6 @@ def _run(**parameters: Any) -> tuple[SyncReport, str]:
     report = state.result()
     assert isinstance(report, SyncReport)
     return report, str(state.state_details.flow_run_id)
-
-
-def _artifacts(flow_run_id: str) -> dict[str, Any]:
-    """The artifacts of one flow run, by key (read back from the Prefect server)."""
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
-        )
-    return {artifact.key: artifact for artifact in found}
 
 
 def _demo_merchants(*, refused: bool = False) -> pl.DataFrame:
@@ -161,7 +150,7 @@ def _check_demo_run(zones: ZonePair, use_zones: Callable[..., None], *, refused:
     assert job["finished_at"] is not None and job["finished_at"] >= job["started_at"]
 
     # Artifacts, read back from the Prefect server.
-    artifacts = _artifacts(flow_run_id)
+    artifacts = flow_run_artifacts(flow_run_id)
     assert {"retry-sync-summary", "retry-sync-report", "retry-sync-progress-merchants"} <= set(artifacts)
     table = json.loads(artifacts["retry-sync-report"].data)
     assert [(r["mapping"], r["status"], r["read"], r["upserted"], r["flagged"], r["quarantined"]) for r in table] == [
@@ -231,7 +220,7 @@ def test_retry_sync_mapping_errors_do_not_stop_other_mappings(zones: ZonePair, u
     [job] = jobs(zones.intranet)
     assert job["status"] == "PARTIAL"
     assert "zs_ghost" in job["message"] and "label" in job["message"]
-    artifacts = _artifacts(flow_run_id)
+    artifacts = flow_run_artifacts(flow_run_id)
     summary = artifacts["retry-sync-summary"].data
     assert "| ghost | error |" in summary and "| lacking | error |" in summary
     _no_secret(zones, ghost.message, lacking.message, job["message"], summary, artifacts["retry-sync-report"].data)
