@@ -9,7 +9,8 @@ form does not cover, goes through Pandera itself, which gives the readable reaso
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pandera.backends.polars.builtin_checks  # noqa: F401 - registers the built-in checks' polars versions
@@ -19,6 +20,7 @@ import polars as pl
 from pandera.api.checks import Check
 from pandera.api.polars.types import PolarsData
 from pandera.config import CONFIG
+from pandera.engines import polars_engine
 
 from schemas.mapping import SyncMapping
 from tasks.errors import TerminalSyncError
@@ -27,6 +29,8 @@ from tasks.transform import ROW
 REJECT_SCHEMA = {ROW: pl.UInt32, "reason": pl.String, "detail": pl.String}
 _MAX_VALUE_CHARS = 60
 _FLOATS = (pl.Float32, pl.Float64)
+_NO_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
+_MAX_SHAPES = 64  # frame schemas whose dtype verdicts a compiled model remembers
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,12 @@ def rejects(rows: pl.DataFrame, reason: str) -> pl.DataFrame:
 def split_valid(frame: pl.DataFrame, mapping: SyncMapping, *, compiled: bool = True) -> Validated:
     """Check `frame` (with a ROW column) against the model; duplicate keys in one batch are rejected too."""
     # compiled=False: always Pandera's own validation, the reference the compiled checks are tested against.
+    if compiled and accepts(frame, mapping.model, unique_together=mapping.keys, extra=(ROW,)):
+        return Validated(frame, _NO_REJECTS.clear())  # the usual batch, at the cost of one select
     duplicates = frame.filter(pl.struct(list(mapping.keys)).is_duplicated()) if frame.height > 1 else frame.clear()
     rejected = [rejects(duplicates.select(ROW, pl.lit("key appears more than once").alias("detail")), "duplicate_key")]
     candidates = frame.join(duplicates.select(ROW), on=ROW, how="anti") if duplicates.height else frame
-    if compiled and accepts(candidates.drop(ROW), mapping.model):
+    if compiled and duplicates.height and accepts(candidates, mapping.model, extra=(ROW,)):
         return Validated(candidates, rejected[0])
     try:
         mapping.model.validate(candidates.drop(ROW), lazy=True)
@@ -86,22 +92,25 @@ class CompiledModel:
     unique: tuple[str, ...]
     checks: tuple[pl.Expr, ...]
     strict: bool
+    dtype_verdicts: dict[tuple[object, ...], bool] = field(default_factory=dict, compare=False)
 
 
-def accepts(frame: pl.DataFrame, model: type[pa.DataFrameModel]) -> bool:
-    """True only if Pandera would accept every row of `frame`; False means: ask Pandera (it may still accept)."""
+def accepts(
+    frame: pl.DataFrame,
+    model: type[pa.DataFrameModel],
+    *,
+    unique_together: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> bool:
+    """True only if Pandera would accept every row of `frame` (without its `extra` columns) and no two rows share
+    their `unique_together` values; False means: ask Pandera (it may still accept)."""
     compiled = None if CONFIG.use_narwhals_backend else compile_model(model)
-    if compiled is None:
+    if compiled is None or not _dtypes_accepted(compiled, frame, len(extra)):
         return False
-    schema = frame.schema
-    if any(name not in schema for name in compiled.dtypes) or (compiled.strict and len(schema) > len(compiled.dtypes)):
-        return False
-    lazy = frame.lazy()
-    for name, dtype in compiled.dtypes.items():
-        if dtype is not None and not dtype.check(schema[name], PolarsData(lazy.select(name), name)):
-            return False
-    present = [_present(name, schema[name]) for name in compiled.required]
+    present = [_present(name, frame.schema[name]) for name in compiled.required]
     distinct = [pl.col(name).is_duplicated().not_() for name in compiled.unique]
+    if unique_together and frame.height > 1:
+        distinct.append(pl.struct(list(unique_together)).is_duplicated().not_())
     everything = [*(expr.all() for expr in (*present, *distinct)), *compiled.checks]
     if not everything:
         return True
@@ -110,6 +119,36 @@ def accepts(frame: pl.DataFrame, model: type[pa.DataFrameModel]) -> bool:
     except Exception:  # a check that fails to run is Pandera's to report (as a failed check)
         return False
     return all(verdict is True for verdict in verdicts)
+
+
+def _dtypes_accepted(compiled: CompiledModel, frame: pl.DataFrame, extra: int) -> bool:
+    """Whether the frame's columns and types are the model's (Pandera's own dtype checks, remembered per schema:
+    the built-in ones look at the type only)."""
+    shape = (extra, *frame.schema.items())
+    verdict = compiled.dtype_verdicts.get(shape)
+    if verdict is None:
+        verdict = _check_dtypes(compiled, frame, extra)
+        if len(compiled.dtype_verdicts) < _MAX_SHAPES and all(map(_type_only, compiled.dtypes.values())):
+            compiled.dtype_verdicts[shape] = verdict
+    return verdict
+
+
+def _check_dtypes(compiled: CompiledModel, frame: pl.DataFrame, extra: int) -> bool:
+    schema = frame.schema
+    if any(name not in schema for name in compiled.dtypes):
+        return False
+    if compiled.strict and len(schema) - extra > len(compiled.dtypes):
+        return False
+    lazy = frame.lazy()
+    return all(
+        dtype is None or dtype.check(schema[name], PolarsData(lazy.select(name), name))
+        for name, dtype in compiled.dtypes.items()
+    )
+
+
+def _type_only(dtype: Any) -> bool:
+    """Pandera's own polars data types decide by the column type alone (a user-defined one may look at values)."""
+    return dtype is None or type(dtype).__module__ == polars_engine.__name__
 
 
 def _present(name: str, dtype: pl.DataType) -> pl.Expr:

@@ -222,3 +222,19 @@ def test_rows_rejected_by_several_checks_and_duplicates_keep_pandera_s_details()
     fast = split_valid(frame, MERCHANTS)
     assert isinstance(fast, Validated) and fast.rejected.height > 0
     assert_same(MERCHANTS, frame)
+
+
+@pytest.mark.parametrize("model", [Wide, StrictWide])
+def test_the_row_number_column_is_ignored_when_named_and_counted_when_not(model: type[pa.DataFrameModel]) -> None:
+    frame = wide()  # the dtype verdicts are remembered per frame schema: the same schema, asked both ways
+    assert accepts(frame, model, extra=(ROW,)) is True
+    assert accepts(frame, model) is pandera_accepts(model, frame) is (model is Wide)
+    assert accepts(frame, model, extra=(ROW,)) is True
+
+
+def test_a_key_shared_by_two_rows_is_not_accepted_when_the_keys_must_be_unique() -> None:
+    frame = wide(item_id=1)  # every check passes; only the key repeats
+    assert accepts(frame, Wide, extra=(ROW,)) is True
+    assert accepts(frame, Wide, unique_together=("item_id",), extra=(ROW,)) is False
+    assert accepts(frame, Wide, unique_together=("item_id", "ref"), extra=(ROW,)) is True
+    assert accepts(frame.head(1), Wide, unique_together=("item_id",), extra=(ROW,)) is True
