@@ -2,11 +2,14 @@
 
     .venv/bin/python -m bench.push_latency                 # SQLite (temporary files) and PostgreSQL
     .venv/bin/python -m bench.push_latency --requests 300  # fewer requests per measurement
+    .venv/bin/python -m bench.push_latency --client httpx  # clients as a Python application (httpx)
 
-The API (`deployments.api`) runs in a uvicorn server on loopback in a thread of this process. The clients
-(httpx, keep-alive, one thread each) run in a separate process, as an application's would: in this process
-they would compete with the server for its GIL (`--clients-in-process` measures that way, for comparison
-with figures taken before). Each client sends its next push when the previous one is answered; latency is
+The API (`deployments.api`) runs in a uvicorn server on loopback in a thread of this process. The clients (one
+thread and one keep-alive connection each) run in a separate process: in this process they would compete with
+the server for its GIL (`--clients-in-process` measures that way, for comparison with figures taken before).
+By default they speak HTTP/1.1 directly over the socket, as a load generator such as wrk does, so that they take
+little of the 2 cores the server and the databases share; `--client httpx` measures with httpx clients, which
+take ~0.4 ms of CPU per request. Each client sends its next push when the previous one is answered; latency is
 timed by the client around each request. Measured in the same run, as the floor: the bare database statements
 of a push (INSERT into the source, INSERT into the target, UPDATE of the flag) issued directly through the
 driver. Targets from the issue (PostgreSQL, this 2-core machine): p50 <= 10 ms, p99 <= 50 ms, >= 500 pushes/s.
@@ -33,6 +36,7 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 
+PUSH_PATH = "/mappings/merchants/records"
 RECORD = (  # formatted with the key twice: the demo target allows one merchant per email
     '{"merchant_id": %d, "merchant_name": "Toko Benchmark", "status": "A", "fee": "2.50", '
     '"email": "bench-%d@example.com", "tax_id": "NPWP-1", "updated_at": "2026-11-26T10:00:00.123456+07:00"}'
@@ -144,19 +148,22 @@ def _bare_statements(requests: int, keys: Iterator[int]) -> dict[str, float]:
     return _percentiles(_timed(requests, push, keys))
 
 
-def _http(base_url: str, requests: int, clients: int, keys: Iterator[int], pool: Executor | None) -> dict[str, float]:
-    """Pushes/s and latency of `requests` pushes by `clients` clients: in the client process `pool`, or here."""
+def _http(
+    base_url: str, requests: int, clients: int, keys: Iterator[int], pool: Executor | None, kind: str
+) -> dict[str, float]:
+    """Pushes/s and latency of `requests` pushes by `clients` clients of `kind`: in the client process `pool`, or
+    here."""
     first_key = next(keys)
     for _ in range(requests):  # the keys the clients use: this process's counter moves past them
         next(keys)
     if pool is None:
-        timings, elapsed = _clients(base_url, requests, clients, first_key)
+        timings, elapsed = _clients(base_url, requests, clients, first_key, kind)
     else:
-        timings, elapsed = pool.submit(_clients, base_url, requests, clients, first_key).result()
+        timings, elapsed = pool.submit(_clients, base_url, requests, clients, first_key, kind).result()
     return _percentiles(timings) | {"pushes_per_second": len(timings) / elapsed}
 
 
-def _clients(base_url: str, requests: int, clients: int, first_key: int) -> tuple[list[float], float]:
+def _clients(base_url: str, requests: int, clients: int, first_key: int, kind: str) -> tuple[list[float], float]:
     """Run the clients (in whatever process calls this): each push's seconds, and the seconds all took."""
     lock = threading.Lock()
     keys = count(first_key)
@@ -165,20 +172,47 @@ def _clients(base_url: str, requests: int, clients: int, first_key: int) -> tupl
         with lock:
             return next(keys)
 
-    def client_run(share: int) -> list[float]:
-        with httpx.Client(base_url=base_url, headers={"content-type": "application/json"}) as client:
-
-            def push(key: int) -> None:
-                response = client.post("/mappings/merchants/records", content=RECORD % (key, key))
-                if response.status_code != 201:
-                    raise RuntimeError(f"push answered {response.status_code}: {response.text}")
-
-            return _timed(share, push, iter(next_key, None))
-
+    client_run = _raw_client if kind == "raw" else _httpx_client
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as threads:
-        timings = [t for part in threads.map(client_run, [requests // clients] * clients) for t in part]
+        shares = threads.map(client_run, [base_url] * clients, [requests // clients] * clients, [next_key] * clients)
+        timings = [t for part in shares for t in part]
     return timings, time.perf_counter() - started
+
+
+def _httpx_client(base_url: str, share: int, next_key: Callable[[], int]) -> list[float]:
+    """One httpx client (keep-alive), as a Python application would push."""
+    with httpx.Client(base_url=base_url, headers={"content-type": "application/json"}) as client:
+
+        def push(key: int) -> None:
+            response = client.post(PUSH_PATH, content=RECORD % (key, key))
+            if response.status_code != 201:
+                raise RuntimeError(f"push answered {response.status_code}: {response.text}")
+
+        return _timed(share, push, iter(next_key, None))
+
+
+def _raw_client(base_url: str, share: int, next_key: Callable[[], int]) -> list[float]:
+    """One keep-alive HTTP/1.1 connection spoken directly over a socket, as a load generator (wrk) does: a few
+    microseconds of CPU a request, where httpx takes ~0.4 ms that the server, on 2 cores, would have used."""
+    host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
+    with socket.create_connection((host, port)) as connection, connection.makefile("rb") as answers:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def push(key: int) -> None:
+            body = (RECORD % (key, key)).encode()
+            head = f"POST {PUSH_PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            connection.sendall(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+            status, length = answers.readline(), 0
+            while (line := answers.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            answer = answers.read(length)
+            if status.split()[1:2] != [b"201"]:
+                raise RuntimeError(f"push answered {status.decode().strip()}: {answer.decode()}")
+
+        return _timed(share, push, iter(next_key, None))
 
 
 @contextmanager
@@ -200,11 +234,11 @@ def measure(name: str, urls: tuple[str, str], args: argparse.Namespace) -> None:
     print(f"{name}: bare statements p50 {floor['p50_ms']:.1f} ms p99 {floor['p99_ms']:.1f} ms")
     server = _server_processes(args.server_workers) if args.server_workers else _server()
     with server as base_url, _client_process(args.clients_in_process) as pool:
-        _http(base_url, 30, 1, keys, pool)  # warm-up: connections, caches
+        _http(base_url, 30, 1, keys, pool, args.client)  # warm-up: connections, caches
         for clients in (1, *args.clients):
-            runs = [_http(base_url, args.requests, clients, keys, pool) for _ in range(args.repeat)]
+            runs = [_http(base_url, args.requests, clients, keys, pool, args.client) for _ in range(args.repeat)]
             median = {field: statistics.median(run[field] for run in runs) for field in runs[0]}
-            print(f"{name}: HTTP push, {clients:2d} client(s): p50 {median['p50_ms']:.1f} ms p99 "
+            print(f"{name}: HTTP push, {clients:2d} {args.client} client(s): p50 {median['p50_ms']:.1f} ms p99 "
                   f"{median['p99_ms']:.1f} ms, {median['pushes_per_second']:.0f} pushes/s "
                   f"(runs: {', '.join(format(run['pushes_per_second'], '.0f') for run in runs)} pushes/s)")  # fmt: skip
 
@@ -216,6 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--clients", type=int, nargs="+", default=[4, 16], help="concurrent clients for the throughput figures"
     )
+    parser.add_argument(
+        "--client", choices=("raw", "httpx"), default="raw",
+        help="raw: HTTP/1.1 over a socket, as a load generator (default); httpx: as a Python application",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (medians reported)")
     parser.add_argument(
         "--clients-in-process", action="store_true", help="run the clients in the server's process (as before)"
