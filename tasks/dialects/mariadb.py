@@ -1,4 +1,4 @@
-"""MariaDB / MySQL: LOAD DATA LOCAL INFILE into a temporary table, then one set-based statement."""
+"""MariaDB / MySQL: rows joined as bound values (a few) or LOAD DATA LOCAL INFILE into a temporary table (more)."""
 
 from __future__ import annotations
 
@@ -93,15 +93,16 @@ class MariaDBDialect(Dialect):
 
         Not ON DUPLICATE KEY UPDATE: it fires on *any* unique index, so a row clashing with another row's
         unique column would silently overwrite that other row. These two statements raise instead, and the
-        clashing row is isolated and quarantined.
+        clashing row is isolated and quarantined. A few rows (a push) are joined as a derived table of bound
+        values; more are bulk-loaded into a temporary table (creating one costs milliseconds).
         """
+        if frame.height <= self.small_batch:
+            for statement in update_then_insert(target, bound_rows(target, self.encode(frame)), keys):
+                conn.execute(statement)
+            return
         temp = self.load_temp(conn, "zonesync_upsert", target, frame)
-        same_key = [target.c[key] == temp.c[key] for key in keys]
-        updates = {column.name: column for column in temp.columns if column.name not in keys}
-        if updates:
-            conn.execute(sa.update(target).where(*same_key).values(updates))
-        new_rows = sa.select(*temp.columns).where(~sa.exists().where(*same_key))
-        conn.execute(sa.insert(target).from_select([column.name for column in temp.columns], new_rows))
+        for statement in update_then_insert(target, temp, keys):
+            conn.execute(statement)
         temp.drop(conn)
 
     def insert(self, table: sa.Table) -> Any:
@@ -154,3 +155,21 @@ class MariaDBDialect(Dialect):
     def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """DATETIME holds the UTC wall clock."""
         return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
+
+
+def bound_rows(target: sa.Table, frame: pl.DataFrame) -> sa.Subquery:
+    """The rows as a derived table: a SELECT of bound values per row, UNION ALL."""
+    rows = [
+        sa.select(*(sa.literal(value, target.c[name].type).label(name) for name, value in row.items()))
+        for row in frame.iter_rows(named=True)
+    ]
+    return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).subquery("zonesync_rows")
+
+
+def update_then_insert(target: sa.Table, rows: sa.Table | sa.Subquery, keys: Sequence[str]) -> list[sa.Executable]:
+    """UPDATE the target rows whose key is among `rows`, then INSERT the `rows` whose key the target lacks."""
+    same_key = [target.c[key] == rows.c[key] for key in keys]
+    updates = {column.name: column for column in rows.columns if column.name not in keys}
+    new_rows = sa.select(*rows.columns).where(~sa.exists().where(*same_key))
+    insert = sa.insert(target).from_select([column.name for column in rows.columns], new_rows)
+    return [sa.update(target).where(*same_key).values(updates), insert] if updates else [insert]

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from schemas.mapping import SyncMapping
 from tasks.bookkeeping import sync_error
 from tasks.dialects import DIALECTS, Dialect, dialect_for
-from tasks.dialects.mariadb import MariaDBDialect
+from tasks.dialects.mariadb import MariaDBDialect, bound_rows, update_then_insert
 from tasks.dialects.postgresql import PostgresDialect
 from tasks.dialects.sqlite import SQLiteDialect
 from tasks.extract import UnsyncedReader
@@ -103,6 +103,25 @@ def test_mariadb_upsert_is_on_duplicate_key_update_never_replace() -> None:
     assert statement.startswith("INSERT INTO shop (shop_id, name, fee) SELECT")
     assert statement.endswith("ON DUPLICATE KEY UPDATE name = VALUES(name), fee = VALUES(fee)")
     assert "REPLACE" not in statement.upper()
+
+
+def test_a_few_rows_on_mariadb_update_the_keys_that_exist_then_insert_the_others_from_bound_values() -> None:
+    """No temporary table for a push, and still no ON DUPLICATE KEY UPDATE (it fires on any unique index)."""
+    target = shop_table()
+    frame = pl.DataFrame({"shop_id": [1, 2], "name": ["a", "b"], "fee": [Decimal("1.50"), None]})
+    update, insert = (sql("mariadb", s) for s in update_then_insert(target, bound_rows(target, frame), ["shop_id"]))
+    rows = (
+        "(SELECT %(param_1)s AS shop_id, %(param_2)s AS name, %(param_3)s AS fee UNION ALL "
+        "SELECT %(param_4)s AS shop_id, %(param_5)s AS name, %(param_6)s AS fee) AS zonesync_rows"
+    )
+    assert update == (
+        f"UPDATE shop, {rows} SET shop.name=zonesync_rows.name, shop.fee=zonesync_rows.fee "
+        "WHERE shop.shop_id = zonesync_rows.shop_id"
+    )
+    assert insert == (
+        "INSERT INTO shop (shop_id, name, fee) SELECT zonesync_rows.shop_id, zonesync_rows.name, zonesync_rows.fee "
+        f"FROM {rows} WHERE NOT (EXISTS (SELECT * FROM shop WHERE shop.shop_id = zonesync_rows.shop_id))"
+    )
 
 
 @pytest.mark.parametrize("name", ["postgresql", "mariadb", "sqlite"])
