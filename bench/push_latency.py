@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.push_latency                 # SQLite (temporary files) and PostgreSQL
     .venv/bin/python -m bench.push_latency --requests 300  # fewer requests per measurement
     .venv/bin/python -m bench.push_latency --client httpx  # clients as a Python application (httpx)
+    .venv/bin/python -m bench.push_latency --databases mariadb
 
 The API (`deployments.api`) runs in a uvicorn server on loopback in a thread of this process. The clients (one
 thread and one keep-alive connection each) run in a separate process: in this process they would compete with
@@ -131,7 +132,8 @@ def _bare_statements(requests: int, keys: Iterator[int]) -> dict[str, float]:
 
     intranet, internet = get_engine("intranet"), get_engine("internet")
     source, target = (sa.Table("merchant", sa.MetaData(), autoload_with=e) for e in (intranet, internet))
-    values = {"merchant_name": "Toko", "status": "A", "fee": "2.50", "updated_at": "2026-11-26 03:00:00.123456+00:00"}
+    moment = "2026-11-26 03:00:00.123456" + ("" if intranet.dialect.name == "mysql" else "+00:00")  # MariaDB: UTC
+    values = {"merchant_name": "Toko", "status": "A", "fee": "2.50", "updated_at": moment}
 
     def push(key: int) -> None:
         with intranet.begin() as conn:
@@ -244,7 +246,7 @@ def measure(name: str, urls: tuple[str, str], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the latency benchmark on SQLite and PostgreSQL."""
+    """Run the latency benchmark on SQLite and PostgreSQL (and MariaDB when asked)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=600, help="pushes per measurement")
     parser.add_argument(
@@ -263,38 +265,45 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("ZONESYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
     parser.add_argument(
+        "--mariadb-url", default=os.environ.get("ZONESYNC_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/mysql")
+    )
+    parser.add_argument(
         "--server-workers", type=int, default=0,
         help="run `zonesync api --workers N` in its own processes instead of a server thread in this process",
     )  # fmt: skip
-    parser.add_argument("--databases", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--databases", nargs="+", choices=("sqlite", "postgresql", "mariadb"), default=["sqlite", "postgresql"]
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if "sqlite" in args.databases:
         with tempfile.TemporaryDirectory(prefix="zs-latency-") as folder:
             measure("sqlite", (f"sqlite:///{folder}/intranet.db", f"sqlite:///{folder}/internet.db"), args)
-    if "postgresql" in args.databases:
-        _measure_postgresql(args)
+    for name, server_url in (("postgresql", args.pg_url), ("mariadb", args.mariadb_url)):
+        if name in args.databases:
+            _measure_on_server(name, server_url, args)
 
 
-def _measure_postgresql(args: argparse.Namespace) -> None:
-    """Measure on two fresh PostgreSQL databases, dropped afterwards."""
-    server = sa.make_url(args.pg_url)
-    admin = sa.create_engine(server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+def _measure_on_server(name: str, server_url: str, args: argparse.Namespace) -> None:
+    """Measure on two fresh databases of a PostgreSQL or MariaDB server, dropped afterwards."""
+    server = sa.make_url(server_url)
+    driver, force = ("postgresql+psycopg", " WITH (FORCE)") if name == "postgresql" else ("mysql+pymysql", "")
+    admin = sa.create_engine(server.set(drivername=driver), isolation_level="AUTOCOMMIT")
     names = ("zs_latency_intranet", "zs_latency_internet")
     with admin.connect() as conn:
         for db in names:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db}{force}")
             conn.exec_driver_sql(f"CREATE DATABASE {db}")
     try:
         urls = [server.set(database=db).render_as_string(hide_password=False) for db in names]
-        measure("postgresql", (urls[0], urls[1]), args)
+        measure(name, (urls[0], urls[1]), args)
     finally:
         from tasks.engines import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
             for db in names:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db}{force}")
 
 
 if __name__ == "__main__":
