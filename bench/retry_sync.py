@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None) -> Config:
     )
 
 
-def _prepare_prefect(home: str) -> None:
+def prepare_prefect(home: str) -> None:
     """Prefect settings for an offline, isolated server; set before Prefect is imported."""
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_HOME"] = home
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:  # `python bench/retry_sync.py` as well as `-m bench.retry_sync`
         sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="zs-bench-prefect-") as home:
-        _prepare_prefect(home)
+        prepare_prefect(home)
         return _run(config)
 
 
@@ -121,7 +121,7 @@ def _run(config: Config) -> int:
     rss["after_imports"] = current_rss()
     console = Console() if sys.stdout.isatty() else Console(width=200)
     pair = database.database_pair(config.pg_url, config.prefix)
-    revision = _product_revision()
+    revision = product_revision()
     console.rule(
         f"zonesync retry_sync benchmark: {config.rows:,} rows, {config.repeat} repetition(s), on {pair.describe()}"
     )
@@ -158,7 +158,7 @@ def _run(config: Config) -> int:
     return 1 if summary["failed_runs"] else 0
 
 
-def _product_revision() -> dict[str, Any]:
+def product_revision() -> dict[str, Any]:
     """The commit measured, and whether the product code differed from it (others may be editing it)."""
     import subprocess
 
@@ -170,7 +170,8 @@ def _product_revision() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "product_code_uncommitted_changes": changed.splitlines()}
 
 
-def _environment() -> dict[str, Any]:
+def environment() -> dict[str, Any]:
+    """The Python and library versions, CPU count and load average, for a results file."""
     import connectorx
     import polars
     import prefect
@@ -197,7 +198,7 @@ def _write_results(config: Config, batch_size: int, bench: Any, summary: dict[st
         "finished_at": stamp,
         "config": settings,
         "revision": bench.revision,
-        "environment": _environment() | bench.server_facts,
+        "environment": environment() | bench.server_facts,
         "setup": bench.setup_facts,
         "summary": summary,
         "runs": [run.as_json() for run in bench.runs],
