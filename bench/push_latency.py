@@ -240,7 +240,8 @@ def measure(name: str, urls: tuple[str, str], args: argparse.Namespace) -> None:
         for clients in (1, *args.clients):
             runs = [_http(base_url, args.requests, clients, keys, pool, args.client) for _ in range(args.repeat)]
             median = {field: statistics.median(run[field] for run in runs) for field in runs[0]}
-            print(f"{name}: HTTP push, {clients:2d} {args.client} client(s): p50 {median['p50_ms']:.1f} ms p99 "
+            print(f"{name}: HTTP push, {clients:2d} {args.client} client(s): p50 {median['p50_ms']:.1f} ms "
+                  f"({median['p50_ms'] / floor['p50_ms']:.1f}x the bare statements) p99 "
                   f"{median['p99_ms']:.1f} ms, {median['pushes_per_second']:.0f} pushes/s "
                   f"(runs: {', '.join(format(run['pushes_per_second'], '.0f') for run in runs)} pushes/s)")  # fmt: skip
 
