@@ -22,10 +22,9 @@ from tasks.dialects import Dialect
 from tasks.engines import in_transaction
 from tasks.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
 from tasks.transform import ROW
-from tasks.validate import REJECT_SCHEMA
+from tasks.validate import REJECT_SCHEMA, no_rejects
 
 T = TypeVar("T")
-_NO_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
 # PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
 _ROW_LEVEL_ERROR_NAMES = ("IntegrityError", "DataError")
 
@@ -92,7 +91,7 @@ def upsert_rows(
                 pending.extend((part.slice(middle), part.slice(0, middle)))
     landed = frame.get_column(ROW).to_frame()
     if not refused:
-        return UpsertOutcome(landed, _NO_REJECTS.clear())
+        return UpsertOutcome(landed, no_rejects())
     refused_frame = pl.concat(refused)
     landed = landed.join(refused_frame.select(ROW), on=ROW, how="anti")
     return UpsertOutcome(landed, refused_frame)

@@ -29,7 +29,7 @@ from tasks.transform import ROW
 REJECT_SCHEMA = {ROW: pl.UInt32, "reason": pl.String, "detail": pl.String}
 _MAX_VALUE_CHARS = 60
 _FLOATS = (pl.Float32, pl.Float64)
-_NO_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
+_EMPTY_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
 _MAX_SHAPES = 64  # frame schemas whose dtype verdicts a compiled model remembers
 
 
@@ -41,6 +41,11 @@ class Validated:
     rejected: pl.DataFrame
 
 
+def no_rejects() -> pl.DataFrame:
+    """An empty reject frame (without a query: building one with `rejects` costs one)."""
+    return _EMPTY_REJECTS.clear()
+
+
 def rejects(rows: pl.DataFrame, reason: str) -> pl.DataFrame:
     """A reject frame from (ROW, detail) rows with one reason code."""
     return rows.select(pl.col(ROW), pl.lit(reason).alias("reason"), pl.col("detail")).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
@@ -50,7 +55,7 @@ def split_valid(frame: pl.DataFrame, mapping: SyncMapping, *, compiled: bool = T
     """Check `frame` (with a ROW column) against the model; duplicate keys in one batch are rejected too."""
     # compiled=False: always Pandera's own validation, the reference the compiled checks are tested against.
     if compiled and accepts(frame, mapping.model, unique_together=mapping.keys, extra=(ROW,)):
-        return Validated(frame, _NO_REJECTS.clear())  # the usual batch, at the cost of one select
+        return Validated(frame, no_rejects())  # the usual batch, at the cost of one select
     duplicates = frame.filter(pl.struct(list(mapping.keys)).is_duplicated()) if frame.height > 1 else frame.clear()
     rejected = [rejects(duplicates.select(ROW, pl.lit("key appears more than once").alias("detail")), "duplicate_key")]
     candidates = frame.join(duplicates.select(ROW), on=ROW, how="anti") if duplicates.height else frame

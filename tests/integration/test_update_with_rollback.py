@@ -88,16 +88,19 @@ def test_an_update_of_a_missing_row_is_not_found(synced: ZonePair) -> None:
     assert (result.status, result.reason) == ("error", "not_found")
 
 
-_REFUSE_ON_TARGET = {
-    "postgresql": "ALTER TABLE merchant ADD CONSTRAINT no_blocked CHECK (name <> 'Blocked')",
-    "mariadb": "ALTER TABLE merchant ADD CONSTRAINT no_blocked CHECK (name <> 'Blocked')",
-    "sqlite": "CREATE TRIGGER no_blocked BEFORE UPDATE ON merchant WHEN NEW.name = 'Blocked' "
-    "BEGIN SELECT RAISE(ABORT, 'blocked'); END",
-}
+def refusing(backend: str, column: str, value: str) -> str:
+    """DDL that makes the merchant table refuse `value` in `column` from now on (a CHECK, a trigger on SQLite)."""
+    name = f"no_{value.lower()}"
+    if backend == "sqlite":
+        return (
+            f"CREATE TRIGGER {name} BEFORE UPDATE ON merchant WHEN NEW.{column} = '{value}' "
+            f"BEGIN SELECT RAISE(ABORT, '{value.lower()}'); END"
+        )
+    return f"ALTER TABLE merchant ADD CONSTRAINT {name} CHECK ({column} <> '{value}')"
 
 
 def test_a_target_failure_rolls_the_source_back(synced: ZonePair) -> None:
-    execute(synced.internet, _REFUSE_ON_TARGET[synced.internet_backend])
+    execute(synced.internet, refusing(synced.internet_backend, "name", "Blocked"))
 
     result = update_record(MERCHANTS, KEY, {"merchant_name": "Blocked"})
 
@@ -105,16 +108,8 @@ def test_a_target_failure_rolls_the_source_back(synced: ZonePair) -> None:
     assert zones_agree(synced)["name"] == "Toko Lama"
 
 
-_REFUSE_ON_SOURCE = {
-    "postgresql": "ALTER TABLE merchant ADD CONSTRAINT no_refused CHECK (merchant_name <> 'Refused')",
-    "mariadb": "ALTER TABLE merchant ADD CONSTRAINT no_refused CHECK (merchant_name <> 'Refused')",
-    "sqlite": "CREATE TRIGGER no_refused BEFORE UPDATE ON merchant WHEN NEW.merchant_name = 'Refused' "
-    "BEGIN SELECT RAISE(ABORT, 'refused'); END",
-}
-
-
 def test_a_source_failure_changes_neither_zone_and_leaves_nothing_to_recover(synced: ZonePair) -> None:
-    execute(synced.intranet, _REFUSE_ON_SOURCE[synced.intranet_backend])
+    execute(synced.intranet, refusing(synced.intranet_backend, "merchant_name", "Refused"))
 
     result = update_record(MERCHANTS, KEY, {"merchant_name": "Refused"})
 
@@ -172,7 +167,7 @@ def two_phase(demo: ZonePair) -> ZonePair:
 @pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
 def test_with_two_phase_commit_an_update_lands_in_both_zones_or_neither(two_phase: ZonePair) -> None:
     applied = update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru"})
-    execute(two_phase.internet, _REFUSE_ON_TARGET[two_phase.internet_backend])
+    execute(two_phase.internet, refusing(two_phase.internet_backend, "name", "Blocked"))
     refused = update_record(MERCHANTS, KEY, {"merchant_name": "Blocked"})
 
     assert (applied.status, applied.message) == ("success", "updated in both zones (two-phase commit)")
