@@ -10,8 +10,10 @@ Start it with `zonesync api` (or `uvicorn deployments.api:create_app --factory`)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import threading
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -24,11 +26,12 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas.mapping import SyncMapping
 from schemas.registry import all_mappings
-from schemas.settings import ZONES
+from schemas.settings import ZONES, Zone
 from tasks.docs import record_schema
-from tasks.engines import get_engine
+from tasks.engines import health_engine
 from tasks.errors import SyncError, scrub
 from tasks.events import emit_push_event, events_enabled
+from tasks.limits import HEALTH_SECONDS
 from tasks.push import Pusher, PushResult
 from tasks.update import update_record
 
@@ -38,6 +41,9 @@ UPDATE_STATUS = {"not_found": 404, "conflict": 409, "unavailable": 503, "busy": 
 REFUSAL_STATUS = {"duplicate_key": 409, "unavailable": 503, "invalid_body": 400}  # any other refusal: 422
 MAX_BATCH_RECORDS = 1000  # records of waiting requests written together (a larger request goes alone)
 GATHER_SECONDS = 0.002  # the longest a batch waits, after the previous one, for the clients it expects
+# /health answers within ~2 s whatever the zones do: each is given this long (its engine gives up by itself soon
+# after: psycopg waits at least 2 s to connect).
+HEALTH_WAIT_SECONDS = HEALTH_SECONDS + 0.25
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "In both zones (the source row is flagged synced)."},
     202: {"description": "In the source zone; the target refused or failed, the cron retry carries it."},
@@ -229,18 +235,60 @@ async def _sync_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(status, "unavailable" if status == 503 else "server_error", str(exc))
 
 
-def health() -> JSONResponse:
-    """`ok` when both zones answer a trivial query; 503 naming the zone that does not (never its URL)."""
-    zones = {}
-    for zone in ZONES:
-        try:
-            with get_engine(zone).connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            zones[zone] = "up"
-        except Exception as exc:  # any failure means "down" here; the reason goes to the log, scrubbed
-            logger.warning("health: %s zone is down: %s", zone, scrub(str(exc))[:300])
-            zones[zone] = "down"
+async def health() -> JSONResponse:
+    """`ok` when both zones answer a trivial query; 503 naming the zone that does not (never its URL).
+
+    Both zones are asked at once, each on its own short-limited engine (`health_engine`), and given up after
+    HEALTH_WAIT_SECONDS: a zone that accepts connections and never answers cannot hold the answer up.
+    """
+    states = await asyncio.gather(*(_zone_state(zone) for zone in ZONES))
+    zones = dict(zip(ZONES, states, strict=True))
     healthy = all(state == "up" for state in zones.values())
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "zones": zones}, status_code=200 if healthy else 503
     )
+
+
+async def _zone_state(zone: Zone) -> str:
+    """'up' when the zone answers SELECT 1 within HEALTH_WAIT_SECONDS, else 'down' (the reason is logged).
+
+    The check runs in a thread of its own, not a pool's: checks stuck on a silent zone (each ends within the
+    health engine's limits, unawaited) must not hold up the next ones, nor the interpreter's exit.
+    """
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[None] = loop.create_future()
+
+    def check() -> None:
+        try:
+            _select_one(zone)
+        except Exception as exc:
+            outcome: Exception | None = exc
+        else:
+            outcome = None
+        with contextlib.suppress(RuntimeError):  # the loop is gone (server stopped): nobody is waiting
+            loop.call_soon_threadsafe(_answer, answered, outcome)
+
+    threading.Thread(target=check, name=f"zonesync-health-{zone}", daemon=True).start()
+    try:
+        await asyncio.wait_for(answered, HEALTH_WAIT_SECONDS)
+    except TimeoutError:
+        logger.warning("health: %s zone is down: no answer within %.1f s", zone, HEALTH_WAIT_SECONDS)
+        return "down"
+    except Exception as exc:  # any failure means "down" here; the reason goes to the log, scrubbed
+        logger.warning("health: %s zone is down: %s", zone, scrub(str(exc))[:300])
+        return "down"
+    return "up"
+
+
+def _select_one(zone: Zone) -> None:
+    with health_engine(zone).connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+def _answer(answered: asyncio.Future[None], outcome: Exception | None) -> None:
+    if answered.done():  # given up already
+        return
+    if outcome is None:
+        answered.set_result(None)
+    else:
+        answered.set_exception(outcome)

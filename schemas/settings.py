@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     # Two-phase commit for the update with rollback where both databases offer it; off: the intent record only.
     two_phase: bool = True
 
+    # Bounded waits (seconds), applied to every connection of every backend and to connectorx reads
+    # (tasks/engines.py). A 20k-row batch statement takes a few seconds and a 1M-row reconciliation query
+    # about 10 s, so 300 s only ends statements that are stuck; a lock held for 30 s is a conflict, not a queue.
+    connect_timeout: float = Field(default=10, gt=0, le=3600)
+    statement_timeout: float = Field(default=300, gt=0, le=86_400)
+    lock_timeout: float = Field(default=30, gt=0, le=86_400)
+
     def url_for(self, zone: Zone) -> SecretStr:
         """The (secret) database URL of a zone."""
         return self.intranet_url if zone == "intranet" else self.internet_url

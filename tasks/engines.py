@@ -1,4 +1,9 @@
-"""Database engines for the two zones. The only module that unwraps the secret URLs."""
+"""Database engines for the two zones. The only module that unwraps the secret URLs.
+
+Every connection has bounded waits (ZONESYNC_CONNECT_TIMEOUT, _STATEMENT_TIMEOUT, _LOCK_TIMEOUT): the server
+enforces the statement and lock limits itself where it can, and the client gives a connection up when the
+server does not answer at all (a frozen server or a network that drops packets never sends an error).
+"""
 
 from __future__ import annotations
 
@@ -11,20 +16,46 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
 
 from schemas.settings import Settings, Zone, get_settings
-from tasks.errors import ConfigError, translate
+from tasks import breaker
+from tasks.errors import DIAGNOSIS, ConfigError, TransientSyncError, translate
+from tasks.limits import (
+    HEALTH_SECONDS,
+    EngineProfile,
+    Limits,
+    bounded_pymysql_connect,
+    connect_args,
+    default_label,
+    diagnosis,
+    profiles,
+    sqlite_pragmas,
+)
+from tasks.watchdog import Watchdog
 
 _DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
 _SUPPORTED = ", ".join(sorted({"sqlite", "postgresql", "mysql", "mariadb"}))
-_engines: dict[tuple[Zone, str], Engine] = {}
+_engines: dict[tuple[Zone, str, Limits], Engine] = {}
 _lock = threading.Lock()
 # A pooled connection used this recently is taken as alive (no ping round trip at checkout); if it died all the
 # same, its first statement fails before any commit and `in_transaction` runs the work again on a new connection.
 PING_AFTER_IDLE_SECONDS = 1.0
 _LAST_USED = "zonesync_last_used"
 T = TypeVar("T")
+
+# URL query parameters zonesync passes on, per database. They must reach the SQLAlchemy driver and connectorx
+# alike (both take these, measured with psycopg 3.3 and connectorx 0.4.6): anything else is refused rather than
+# used by one reader and ignored or fatal in the other. MariaDB/MySQL and SQLite take none.
+POSTGRES_URL_PARAMETERS = frozenset(
+    {
+        "options", "application_name", "sslmode", "sslrootcert", "sslcert", "sslkey", "channel_binding",
+        "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval", "tcp_user_timeout",
+        "host", "hostaddr",
+    }
+)  # fmt: skip
+_SETTING_OWNED = {"connect_timeout": "ZONESYNC_CONNECT_TIMEOUT", "timeout": "ZONESYNC_LOCK_TIMEOUT"}
+_NO_ANSWER = "zonesync_no_answer"  # set on a driver error when the server went silent (never run it again)
 
 
 def parse_url(raw: str, *, setting: str) -> URL:
@@ -39,11 +70,27 @@ def parse_url(raw: str, *, setting: str) -> URL:
         backend = "postgresql"
     if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
         raise ConfigError(f"{setting} uses unsupported database {backend!r} (supported: {_SUPPORTED})")
+    _check_query(url, backend, setting)
     if backend == "sqlite":
         return _absolute_sqlite(url, setting)
     if url.get_driver_name() in ("", backend, "psycopg2", "mysqldb", "mariadbconnector"):
         url = url.set(drivername=f"{backend}+{_DRIVERS[backend]}")
     return url
+
+
+def _check_query(url: URL, backend: str, setting: str) -> None:
+    """Refuse URL parameters that would not reach both readers (driver and connectorx), naming the setting."""
+    allowed = POSTGRES_URL_PARAMETERS if backend == "postgresql" else frozenset()
+    for name, value in url.query.items():
+        if name in _SETTING_OWNED:
+            raise ConfigError(f"{setting}: set the {name!r} URL parameter with {_SETTING_OWNED[name]} instead")
+        if name not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            raise ConfigError(
+                f"{setting}: URL parameter {name!r} is not supported for {backend} (accepted: {accepted})"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(f"{setting}: URL parameter {name!r} is given more than once")
 
 
 def _absolute_sqlite(url: URL, setting: str) -> URL:
@@ -72,35 +119,55 @@ def describe(url_or_engine: URL | Engine) -> str:
 
 def get_engine(zone: Zone, settings: Settings | None = None) -> Engine:
     """The (cached) engine of a zone."""
+    settings = settings or get_settings()
+    return _cached_engine(zone, settings, Limits.from_settings(settings))
+
+
+def health_engine(zone: Zone, settings: Settings | None = None) -> Engine:
+    """A separate (cached) engine of a zone for /health: it gives up after HEALTH_SECONDS, whatever the settings."""
+    limits = Limits(HEALTH_SECONDS, HEALTH_SECONDS, HEALTH_SECONDS)
+    # Its pool is not waited for either: checks still stuck on a silent zone must not queue the next ones.
+    return _cached_engine(zone, settings or get_settings(), limits, pool_timeout=HEALTH_SECONDS)
+
+
+def _cached_engine(zone: Zone, settings: Settings, limits: Limits, pool_timeout: float = 30.0) -> Engine:
     url = zone_url(zone, settings)
-    cache_key = (zone, url.render_as_string(hide_password=False))
+    cache_key = (zone, url.render_as_string(hide_password=False), limits)
     with _lock:
         engine = _engines.get(cache_key)
         if engine is None:
-            engine = create_engine(url)
+            engine = create_engine(url, zone=zone, limits=limits, pool_timeout=pool_timeout)
             _engines[cache_key] = engine
     return engine
 
 
-def create_engine(url: URL) -> Engine:
-    """An engine configured the way every zonesync connection must be (UTC, strict, full Unicode)."""
+def create_engine(
+    url: URL, *, zone: str | None = None, limits: Limits | None = None, pool_timeout: float = 30.0
+) -> Engine:
+    """An engine configured the way every zonesync connection must be (UTC, strict, full Unicode, bounded waits).
+
+    `limits` defaults to the settings'; `zone` names the database in errors ("no answer from the internet zone");
+    `pool_timeout` is how long a checkout waits for a free pooled connection (SQLAlchemy's default, 30 s).
+    """
+    limits = limits or Limits.from_settings()
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_use_lifo": True}  # the warmest connection first; idle ones can time out
     if backend == "sqlite":
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    elif backend == "postgresql":
-        kwargs["connect_args"] = {"options": "-c timezone=UTC", "connect_timeout": 10}
-    else:
-        kwargs["connect_args"] = {
-            "local_infile": True,
-            "charset": "utf8mb4",
-            "connect_timeout": 10,
-            "init_command": "SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
-        }
-    engine = sa.create_engine(url, **kwargs)
+    # The warmest connection first (idle ones can time out).
+    kwargs: dict[str, Any] = {"pool_use_lifo": True, "pool_timeout": pool_timeout}
+    engine = sa.create_engine(url, connect_args=connect_args(url, limits), **kwargs)
+    profiles[engine] = profile = EngineProfile(f"the {zone} zone" if zone else default_label(url), limits)
+    watchdog = None
     if backend == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", sqlite_pragmas(limits))
+    elif backend == "postgresql":
+        watchdog = Watchdog(limits.deadline)
+        sa.event.listen(engine, "do_connect", watchdog.connect)
+    else:
+        sa.event.listen(engine, "do_connect", bounded_pymysql_connect)
+    # Dialect and pool events only: a Connection event (before_cursor_execute, commit) would cost every
+    # statement SQLAlchemy's event dispatch (measured: ~160 extra Python calls per 3-statement transaction).
+    sa.event.listen(engine, "handle_error", _diagnose(profile, watchdog))
     _ping_when_idle(engine)
     return engine
 
@@ -127,6 +194,37 @@ def _ping_when_idle(engine: Engine) -> None:
     sa.event.listen(engine, "checkout", checkout)
 
 
+def _diagnose(profile: EngineProfile, watchdog: Watchdog | None) -> Callable[[ExceptionContext], None]:
+    """An engine's `handle_error` hook: a timeout or a silent server gets one clear line naming its limit."""
+
+    def handle_error(context: ExceptionContext) -> None:
+        original = context.original_exception
+        connection = _dbapi_connection(context)
+        if watchdog is not None and connection is not None and id(connection) in watchdog.cut:
+            watchdog.cut.discard(id(connection))
+            text = f"no answer from {profile.label} within {profile.limits.explain_deadline()}: connection given up"
+            _mark(original, text, silent=True)
+            context.is_disconnect = True
+            return
+        found = diagnosis(original, profile, connecting=context.connection is None)
+        if found:
+            _mark(original, *found)
+
+    return handle_error
+
+
+def _mark(original: BaseException, text: str, silent: bool) -> None:
+    setattr(original, DIAGNOSIS, text)
+    setattr(original, _NO_ANSWER, silent)
+
+
+def _dbapi_connection(context: ExceptionContext) -> Any:
+    try:
+        return context.connection.connection.dbapi_connection if context.connection is not None else None
+    except Exception:  # an invalidated or closed connection has none
+        return None
+
+
 def in_transaction(bind: Engine | Connection, work: Callable[[Connection], T]) -> T:
     """Run `work(conn)` in one transaction, on a connection of the engine or on the one given.
 
@@ -140,7 +238,8 @@ def in_transaction(bind: Engine | Connection, work: Callable[[Connection], T]) -
                 result = work(conn)
             except sa_exc.DBAPIError as exc:
                 transaction.rollback()
-                if attempt == 2 or not exc.connection_invalidated:
+                # A server that went silent for the whole limit is not asked again: that would double the wait.
+                if attempt == 2 or not exc.connection_invalidated or getattr(exc.orig, _NO_ANSWER, False):
                     raise
                 continue
             except BaseException:
@@ -160,12 +259,23 @@ class HeldConnections:
         self._held: dict[Engine, Connection] = {}
 
     def get(self, engine: Engine, zone: str) -> Connection:
-        """The connection held for `engine`, checked out now if not yet."""
+        """The connection held for `engine`, checked out now if not yet.
+
+        A zone that failed to connect moments ago is not waited for again (`tasks.breaker`): the step fails at
+        once as unavailable, and a probe in the background finds out when the zone is back.
+        """
         if engine not in self._held:
+            if not breaker.allow(engine, probe=lambda: engine.connect().close()):
+                raise TransientSyncError(
+                    f"connecting to the {zone} zone skipped: it failed moments ago (checked again in the background)",
+                    mapping=self.mapping,
+                )
             try:
                 self._held[engine] = engine.connect()
             except Exception as exc:
+                breaker.failed(engine)
                 raise translate(exc, what=f"connecting to the {zone} zone", mapping=self.mapping) from exc
+            breaker.succeeded(engine)
         return self._held[engine]
 
     def __enter__(self) -> HeldConnections:
@@ -182,28 +292,10 @@ def _connected(bind: Engine | Connection) -> Iterator[Connection]:
         yield conn
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the reader (connectorx) and the flag writer work on the same file at once.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def connectorx_url(engine: Engine) -> str:
-    """The URL connectorx expects for an engine (no '+driver'; absolute SQLite path)."""
-    url = engine.url
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return f"sqlite://{url.database}"
-    scheme = "postgresql" if backend == "postgresql" else "mysql"
-    plain = url.set(drivername=scheme)
-    return plain.render_as_string(hide_password=False)
-
-
 def dispose_engines() -> None:
-    """Close every pooled connection (tests, and after a fork)."""
+    """Close every pooled connection (tests, and after a fork); forget which zones failed to connect."""
     with _lock:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+    breaker.reset()

@@ -50,6 +50,15 @@ class RefusedValue(TerminalSyncError):
     """A bulk load refused a value of some row (truncation, bad value): splitting the batch isolates it."""
 
 
+class NoAnswer(TransientSyncError):
+    """A zone did not answer within its limits (a frozen server, a network that drops packets)."""
+
+
+# A driver exception about a limit (a timeout, a silent server) carries its clear line in this attribute, set
+# by the engine that knows the limit (tasks/engines.py); `short_message` prefers it to the driver's text.
+DIAGNOSIS = "zonesync_diagnosis"
+
+
 _URL_PATTERN = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.IGNORECASE)
 _PASSWORD_PATTERN = re.compile(r"(password\s*[=:]\s*)(\S+)", re.IGNORECASE)
 
@@ -68,7 +77,7 @@ def short_message(exc: BaseException) -> str:
     """The first line of a driver error, scrubbed, without SQLAlchemy's background links."""
     original = getattr(exc, "orig", None) or exc
     lines = [line for line in str(original).strip().splitlines() if line.strip()]
-    first = lines[0] if lines else type(original).__name__
+    first = getattr(original, DIAGNOSIS, None) or (lines[0] if lines else type(original).__name__)
     return scrub(first)[:500]
 
 

@@ -18,7 +18,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.engines import connectorx_url
+from tasks.cxread import connectorx_query, connectorx_url, read_within_deadline
 
 UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
 
@@ -92,8 +92,13 @@ class Dialect:
         return str(statement.compile(dialect=neutral, compile_kwargs={"literal_binds": True}))
 
     def read_frame(self, query: sa.Select[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        """Run a query through connectorx into a polars frame (`schema`: the types the columns should carry)."""
-        frame = cx.read_sql(connectorx_url(self.engine), self.render(query), return_type="polars")
+        """Run a query through connectorx into a polars frame (`schema`: the types the columns should carry).
+
+        connectorx gets the engine's limits (its URL and, on MariaDB, the query carry them) and is waited for at
+        most the connect and statement limits plus the grace (a server that never answers: NoAnswer).
+        """
+        url, sql = connectorx_url(self.engine), connectorx_query(self.engine, self.render(query))
+        frame = read_within_deadline(self.engine, lambda: cx.read_sql(url, sql, return_type="polars"))
         return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)  # type: ignore[return-value]
 
     def frame_from_rows(self, rows: Sequence[Sequence[Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
