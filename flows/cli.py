@@ -33,12 +33,17 @@ Mappings = Annotated[list[str] | None, typer.Option("--mapping", "-m", help="Onl
 
 @app.command()
 @friendly_errors
-def init() -> None:
+def init(
+    triggers: Annotated[
+        bool, typer.Option("--triggers", help="Install triggers that enforce the writers' contract on source tables.")
+    ] = False,
+) -> None:
     """Create the bookkeeping tables and check every mapping against the live databases."""
     from schemas.registry import all_mappings
     from tasks.bookkeeping import create_bookkeeping
     from tasks.engines import describe, get_engine
     from tasks.inspect import check_mapping
+    from tasks.triggers import install_writers_trigger
 
     intranet = get_engine("intranet")
     created = create_bookkeeping(intranet)
@@ -57,6 +62,9 @@ def init() -> None:
             console.print(f"  recommended in the {mapping.source_zone} zone (fast backlog reads, cheap flagging):")
             for statement in check.advice:
                 console.print(f"    {statement}", highlight=False, soft_wrap=True)
+        if triggers and check.ok:
+            line = install_writers_trigger(mapping, get_engine(mapping.source_zone))
+            console.print(f"  trigger installed: {line}", highlight=False)
     if failed:
         raise typer.Exit(2)
 
@@ -197,14 +205,18 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
 @app.command()
 @friendly_errors
 def recover() -> None:
-    """Repair updates that a crash left between their two commits (the flows do this too, when they start)."""
+    """Repair updates that a crash left between their two commits, and close the batch_job rows of runs that
+    died (the flows do both too, when they start)."""
     from tasks.engines import get_engine
+    from tasks.ledger import close_abandoned
     from tasks.update import recover as recover_intents
 
-    repaired = recover_intents(get_engine("intranet"))
-    for line in repaired:
+    intranet = get_engine("intranet")
+    repaired = recover_intents(intranet)
+    closed = close_abandoned(intranet)
+    for line in [*repaired, *closed]:
         console.print(line, highlight=False)
-    console.print(f"{len(repaired)} interrupted update(s) repaired")
+    console.print(f"{len(repaired)} interrupted update(s) repaired, {len(closed)} abandoned batch job(s) closed")
 
 
 @app.command()

@@ -77,7 +77,7 @@ def _check(selected: list[SyncMapping], report: EndDayReport, job: JobEntry) -> 
     """Sync, then reconcile, each mapping; the ledger entry follows along."""
     size = get_settings().batch_size
     for mapping in selected:
-        result = outcome(sync_mapping(mapping.name, size, JOB_NAME, return_state=True), mapping.name)
+        result = outcome(sync_mapping(mapping.name, size, JOB_NAME, job.id, return_state=True), mapping.name)
         if result.status == "no_record":
             get_run_logger().info("%s: no record (no eligible unsynced rows)", mapping.name)
         report.mappings.append(result)

@@ -54,7 +54,7 @@ def retry_sync(mappings: list[str] | None = None, batch_size: int | None = None)
     report = SyncReport()
     with job_ledger(intranet, FLOW_KEY, datetime.now(UTC).date()) as job:
         for mapping in selected:
-            state = sync_mapping(mapping.name, size, FLOW_KEY, return_state=True)
+            state = sync_mapping(mapping.name, size, FLOW_KEY, job.id, return_state=True)
             report.mappings.append(outcome(state, mapping.name))
             job.settle(report.mappings)  # after each mapping, so an aborted run still records what it did
     publish_summary(FLOW_KEY, "Retry sync", report.mappings, intranet)

@@ -1,14 +1,26 @@
-"""One batch through the target side: transform, validate, upsert, quarantine — shared by every flow.
+"""One batch from the source zone to the target zone, fenced so that no timing can make a row flagged wrongly.
 
-The retry sync feeds it keyset batches; the real-time push feeds it the rows it has just inserted. Either
-way the rows are given *as read from the source*, so the guard values used for flagging are exact.
+Every flow carries rows the same way (the retry sync and the end-day check batch by batch, the push the rows
+it has just inserted, recovery the row it repairs):
+
+1. **prepare** — transform and validate the rows *as read*;
+2. **claim** — in one source transaction, flag the valid rows that still hold the values read, which locks
+   them: a writer that wants to change one of them now waits for this transaction;
+3. **deliver** — upsert the claimed rows into the target (a refused row is isolated, quarantined and its flag
+   set back), record the batch's bookkeeping, then commit the source transaction.
+
+So the target only ever receives values that the source holds at that moment and cannot change before the
+flag commits: a writer paused anywhere (GC, lock wait, slow network, SIGSTOP) cannot put an older value over
+a newer one. A crash before the source commit leaves the rows unflagged (sent again, idempotently), never
+flagged wrongly. A row changed since it was read is not claimed: it is `changed in flight`, read again later.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import sqlalchemy as sa
@@ -16,56 +28,241 @@ from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from tasks import bookkeeping
+from tasks.checkpoints import checkpoint
 from tasks.dialects import Dialect
-from tasks.errors import translate
-from tasks.load import guard_frame, upsert_rows
+from tasks.errors import SyncError, is_lock_conflict, translate
+from tasks.load import upsert_rows
 from tasks.transform import ROW, to_target_schema
 from tasks.validate import rejects, split_valid
 
 Phase = Callable[[str], AbstractContextManager[object]]
+# Run inside the transaction that commits a batch's flags when the intranet zone is its source (a batch_job
+# count commits with the rows it counts): (connection, rows read, rows flagged, rows quarantined).
+BatchRecord = Callable[[Connection, int, int, int], None]
+_CLAIM_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class SourceSide:
+    """Where a mapping's rows come from: the reflected table, its dialect and how each column was read."""
+
+    table: sa.Table
+    dialect: Dialect
+    dtypes: dict[str, pl.DataType]
+
+
+@dataclass(frozen=True)
+class TargetSide:
+    """Where a mapping's rows go."""
+
+    table: sa.Table
+    dialect: Dialect
+
+
+@dataclass
+class Prepared:
+    """A batch as read, its valid target rows (by ROW) and the rows refused before any write."""
+
+    raw: pl.DataFrame
+    valid: pl.DataFrame
+    rejected: pl.DataFrame
+
+
+@dataclass
+class Claim:
+    """A prepared batch whose still-unchanged rows are flagged and locked by an open source transaction."""
+
+    prepared: Prepared
+    conn: Connection
+    transaction: sa.RootTransaction | None
+    rows: pl.DataFrame  # ROW of the valid rows claimed (in the order read)
+    owned: bool  # the connection is the claim's own, closed when the claim ends
+
+    def end(self, commit: bool) -> None:
+        """Commit (or roll back) the source transaction and give the connection back."""
+        try:
+            if self.transaction is None or not self.transaction.is_active:
+                return
+            if commit:
+                self.transaction.commit()
+                return
+            try:
+                self.transaction.rollback()
+            except sa.exc.DBAPIError:  # a connection that died rolled back by itself: not to be reused
+                self.conn.invalidate()
+        finally:
+            if self.owned:
+                self.conn.close()
 
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """Rows (by ROW) that landed in the target, rows refused with (reason, detail), and the guard to flag."""
+    """Rows (by ROW) written to the target and flagged, rows refused with (reason, detail), rows not claimed."""
 
     landed: pl.DataFrame
     refused: pl.DataFrame
-    guard: pl.DataFrame
-    quarantined: int
+    changed: pl.DataFrame
+    quarantined: int = 0
 
 
-def send_batch(
-    raw: pl.DataFrame,
-    mapping: SyncMapping,
-    target: sa.Table,
-    target_dialect: Dialect,
-    intranet: Engine,
-    *,
-    resolve_open_errors: bool,
-    phase: Phase = lambda _: nullcontext(),
-    target_bind: Engine | Connection | None = None,
-) -> BatchOutcome:
-    """Transform, validate, upsert and quarantine one batch of source rows (as read); `target_bind`: a target
-    connection the caller holds, else the target dialect's engine."""
-    with phase("transform"):
-        shaped = to_target_schema(raw, mapping)
-        exact = (
-            shaped.frame.join(shaped.losses.select(ROW), on=ROW, how="anti") if shaped.losses.height else shaped.frame
+@dataclass
+class BatchCarrier:
+    """Carries batches of one mapping through prepare → claim → deliver (see the module docstring)."""
+
+    mapping: SyncMapping
+    source: SourceSide
+    target: TargetSide
+    intranet: Engine
+    resolve_open_errors: bool = False
+    record: BatchRecord | None = None
+    phase: Phase = field(default=lambda _: nullcontext())
+
+    def carry(self, raw: pl.DataFrame, source_bind: Connection | None = None,
+              target_bind: Engine | Connection | None = None) -> BatchOutcome:  # fmt: skip
+        """The three steps at once (a row sent again: recovery, a refused update)."""
+        return self.deliver(self.claim(self.prepare(raw), source_bind), target_bind)
+
+    def prepare(self, raw: pl.DataFrame) -> Prepared:
+        """Transform and validate the rows as read; lossy values and failed checks are refused."""
+        checkpoint("batch:read")
+        with self.phase("transform"):
+            shaped = to_target_schema(raw, self.mapping)
+            exact = shaped.frame
+            if shaped.losses.height:
+                exact = exact.join(shaped.losses.select(ROW), on=ROW, how="anti")
+            checked = split_valid(exact, self.mapping)
+            refused = [rejects(shaped.losses, "type_loss"), checked.rejected] if shaped.losses.height else []
+            rejected = pl.concat(refused) if refused else checked.rejected
+        return Prepared(raw, checked.valid, rejected)
+
+    def claim(self, prepared: Prepared, bind: Connection | None = None) -> Claim:
+        """Flag and lock the valid rows still as read, in a source transaction left open (retried when the
+        database picks it as a deadlock victim: nothing has been written anywhere yet)."""
+        guard, rows = self._guard(prepared)
+        for attempt in range(1, _CLAIM_ATTEMPTS + 1):
+            conn = bind or self._connect(self.source.dialect.engine, self.mapping.source_zone)
+            claim = Claim(prepared, conn, None, rows.clear(), owned=bind is None)
+            try:
+                claim.transaction = conn.begin()
+                with self.phase("flag"):
+                    claimed = self._claimed(conn, guard)
+            except Exception as exc:
+                claim.end(commit=False)
+                if attempt < _CLAIM_ATTEMPTS and is_lock_conflict(exc):
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                raise self._error(exc, "claiming rows to send") from exc
+            claim.rows = rows if claimed is None else rows.gather(claimed)
+            return claim
+        raise AssertionError("unreachable")
+
+    def deliver(self, claim: Claim, target_bind: Engine | Connection | None = None) -> BatchOutcome:
+        """Upsert the claimed rows, set refused ones back to unflagged, record the batch, commit the source."""
+        try:
+            checkpoint("batch:claimed")
+            valid = claim.prepared.valid
+            if claim.rows.height != valid.height:  # some rows changed since they were read (joins cost ~0.1 ms)
+                valid = valid.join(claim.rows, on=ROW, how="semi")
+            with self.phase("upsert"):
+                written = upsert_rows(self.target.dialect, self.target.table, valid, self.mapping, target_bind,
+                                      within=self._count_in_target)  # fmt: skip
+            checkpoint("batch:delivered")
+            outcome = self._settle(claim, written.landed, written.refused)
+            claim.end(commit=True)
+        except BaseException as exc:
+            claim.end(commit=False)
+            if isinstance(exc, SyncError | KeyboardInterrupt | SystemExit):
+                raise
+            raise self._error(exc, "committing the synced rows' flags") from exc
+        if not self._bookkeeping_in_source:
+            outcome = self._record(self.intranet, claim.prepared.raw, outcome)
+        return outcome
+
+    def abandon(self, claim: Claim) -> None:
+        """Roll a claim back (the run stops before delivering it): its rows stay unflagged."""
+        claim.end(commit=False)
+
+    @property
+    def _count_in_target(self) -> Callable[[Connection, int], None] | None:
+        """When the intranet zone is the target (the end-day check), each target transaction counts the rows it
+        inserted or changed: the count commits with them, and a row sent again unchanged after a crash is not
+        counted twice."""
+        record = self.record
+        if record is None or self.mapping.target_zone != "intranet":
+            return None
+        return lambda conn, changed: record(conn, 0, changed, 0)
+
+    @property
+    def _bookkeeping_in_source(self) -> bool:
+        """Bookkeeping goes into the claim's own transaction when the source is the intranet zone: it commits
+        with the flags it describes (and on SQLite a second writer of the same file would wait for the claim)."""
+        return self.mapping.source_zone == "intranet"
+
+    def _settle(self, claim: Claim, landed: pl.DataFrame, target_refused: pl.DataFrame) -> BatchOutcome:
+        prepared = claim.prepared
+        if target_refused.height:
+            keys = prepared.raw.with_row_index(ROW).join(target_refused, on=ROW, how="semi")
+            self.source.dialect.unclaim(
+                claim.conn, self.source.table, self.mapping.flag_column, keys.select(self.mapping.source_keys)
+            )
+        changed = prepared.valid.select(ROW)
+        changed = (
+            changed.join(claim.rows, on=ROW, how="anti") if claim.rows.height != changed.height else changed.clear()
         )
-        checked = split_valid(exact, mapping)
-    with phase("upsert"):
-        outcome = upsert_rows(target_dialect, target, checked.valid, mapping, target_bind)
-    parts = [checked.rejected, outcome.refused]
-    if shaped.losses.height:
-        parts.insert(0, rejects(shaped.losses, "type_loss"))
-    refused = pl.concat([part for part in parts if part.height] or parts[:1])
-    with phase("quarantine"):
-        quarantined = quarantine_rows(raw, refused, mapping, intranet)
-        if resolve_open_errors and outcome.landed.height:
-            landed_rows = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
-            bookkeeping.resolve(intranet, mapping.name, record_keys(landed_rows, mapping).to_list())
-    return BatchOutcome(outcome.landed, refused, guard_frame(raw, outcome.landed, mapping), quarantined)
+        refused = pl.concat([prepared.rejected, target_refused]) if target_refused.height else prepared.rejected
+        outcome = BatchOutcome(landed, refused, changed)
+        if self._bookkeeping_in_source:
+            return self._record(claim.conn, prepared.raw, outcome)
+        return outcome
+
+    def _record(self, bind: Engine | Connection, raw: pl.DataFrame, outcome: BatchOutcome) -> BatchOutcome:
+        """Quarantine the refused rows, resolve the landed ones, count the batch: all in one intranet transaction."""
+
+        def write(conn: Connection) -> int:
+            with self.phase("quarantine"):
+                quarantined = quarantine_rows(conn, raw, outcome.refused, self.mapping)
+                if self.resolve_open_errors and outcome.landed.height:
+                    landed = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
+                    bookkeeping.resolve(conn, self.mapping.name, record_keys(landed, self.mapping).to_list())
+                if self.record is not None:
+                    synced = outcome.landed.height if self._bookkeeping_in_source else 0  # else counted in the target
+                    self.record(conn, raw.height, synced, quarantined)
+            return quarantined
+
+        try:
+            if isinstance(bind, Engine):
+                with bind.begin() as conn:
+                    quarantined = write(conn)
+            else:
+                quarantined = write(bind)
+        except Exception as exc:
+            what = "recording the batch in the bookkeeping tables"
+            raise translate(exc, what=what, mapping=self.mapping.name) from exc
+        return BatchOutcome(outcome.landed, outcome.refused, outcome.changed, quarantined)
+
+    def _guard(self, prepared: Prepared) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The key and guard values, as read, of the valid rows (in the order read), and their ROW numbers."""
+        columns = list(dict.fromkeys([*self.mapping.source_keys, *self.mapping.guard_columns]))
+        numbered = prepared.raw.with_row_index(ROW)
+        if prepared.valid.height != prepared.raw.height:  # a filter keeps the order read (the key range relies on it)
+            numbered = numbered.filter(pl.col(ROW).is_in(prepared.valid[ROW].implode()))
+        return numbered.select(columns), numbered.select(ROW)
+
+    def _claimed(self, conn: Connection, guard: pl.DataFrame) -> pl.Series | None:
+        if guard.is_empty():
+            return None
+        return self.source.dialect.claim(
+            conn, self.source.table, self.mapping.flag_column, guard, self.mapping.source_keys, self.source.dtypes
+        )
+
+    def _connect(self, engine: Engine, zone: str) -> Connection:
+        try:
+            return engine.connect()
+        except Exception as exc:
+            raise translate(exc, what=f"connecting to the {zone} zone", mapping=self.mapping.name) from exc
+
+    def _error(self, exc: BaseException, what: str) -> SyncError:
+        return translate(exc, what=f"{what} in the {self.mapping.source_zone} zone", mapping=self.mapping.name)
 
 
 def record_keys(raw: pl.DataFrame, mapping: SyncMapping) -> pl.Series:
@@ -74,7 +271,7 @@ def record_keys(raw: pl.DataFrame, mapping: SyncMapping) -> pl.Series:
     return bookkeeping.record_keys(renamed, mapping.keys)
 
 
-def quarantine_rows(raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping, intranet: Engine) -> int:
+def quarantine_rows(bind: Engine | Connection, raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping) -> int:
     """Record the refused rows of a batch in sync_error (one row per record, reasons joined)."""
     if refused.is_empty():
         return 0
@@ -84,6 +281,6 @@ def quarantine_rows(raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMappi
         pl.col("reason").first(), pl.col("detail").str.join("; ")
     )
     try:
-        return bookkeeping.quarantine(intranet, mapping, merged)
+        return bookkeeping.quarantine(bind, mapping, merged)
     except Exception as exc:
         raise translate(exc, what="recording quarantined rows in sync_error", mapping=mapping.name) from exc

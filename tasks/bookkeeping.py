@@ -5,7 +5,8 @@ Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every bac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -13,12 +14,12 @@ from typing import Any, Literal
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from tasks.dialects import dialect_for
 
-JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED"]
+JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED", "SKIPPED", "ABORTED"]
 _RESOLVE_CHUNK = 1000
 
 metadata = sa.MetaData()
@@ -99,7 +100,17 @@ def record_keys(frame: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
     return frame.select(pl.struct(list(keys)).struct.json_encode().alias("record_key")).to_series()
 
 
-def quarantine(engine: Engine, mapping: SyncMapping, rejected: pl.DataFrame) -> int:
+@contextmanager
+def transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction of its own on an engine, or the caller's on a connection it holds."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.begin() as conn:
+        yield conn
+
+
+def quarantine(bind: Engine | Connection, mapping: SyncMapping, rejected: pl.DataFrame) -> int:
     """Record rejected rows (record_key, reason, detail); a record seen before gets attempts + 1 and reopens."""
     if rejected.is_empty():
         return 0
@@ -109,13 +120,13 @@ def quarantine(engine: Engine, mapping: SyncMapping, rejected: pl.DataFrame) -> 
          "detail": detail, "first_seen": now, "last_seen": now, "attempts": 1, "resolved_at": None}
         for key, reason, detail in rejected.select("record_key", "reason", "detail").unique("record_key").iter_rows()
     ]  # fmt: skip
-    statement = dialect_for(engine).insert_or_update(
+    statement = dialect_for(bind.engine).insert_or_update(
         sync_error,
         keys=("mapping", "record_key"),
         replace=("reason", "detail", "last_seen", "resolved_at"),
         extra={"attempts": sync_error.c.attempts + sa.literal_column("1")},  # no bind: PyMySQL batches
     )
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         conn.execute(statement, rows)
     return len(rows)
 
@@ -129,11 +140,11 @@ def count_open_errors(engine: Engine, mapping: str | None = None) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def resolve(engine: Engine, mapping: str, keys: Sequence[str]) -> int:
+def resolve(bind: Engine | Connection, mapping: str, keys: Sequence[str]) -> int:
     """Mark the open errors of these record keys resolved (they have synced since)."""
     resolved = 0
     now = utc_now()
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         for start in range(0, len(keys), _RESOLVE_CHUNK):
             chunk = list(keys[start : start + _RESOLVE_CHUNK])
             result = conn.execute(
@@ -155,30 +166,39 @@ class JobCounts:
     failed: int = 0
 
 
-def start_job(engine: Engine, job_name: str, business_date: date, flow_run_id: str | None) -> int:
-    """Insert a RUNNING batch_job row and return its id."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            sa.insert(batch_job).values(
-                job_name=job_name, business_date=business_date, status="RUNNING",
-                started_at=utc_now(), flow_run_id=flow_run_id,
-            )
-        )  # fmt: skip
-        assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0])
+def count_batch(conn: Connection, job_id: int, counts: JobCounts) -> None:
+    """Add one batch's counts to its job's row (in the transaction that commits the batch, where possible)."""
+    conn.execute(
+        sa.update(batch_job)
+        .where(batch_job.c.id == job_id)
+        .values(
+            rows_eligible=batch_job.c.rows_eligible + counts.eligible,
+            rows_synced=batch_job.c.rows_synced + counts.synced,
+            rows_failed=batch_job.c.rows_failed + counts.failed,
+        )
+    )
 
 
-def finish_job(engine: Engine, job_id: int, status: JobStatus, counts: JobCounts, message: str) -> None:
-    """Write a batch job's final status and counts."""
+def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str) -> JobCounts:
+    """Write a batch job's final status (its counts were added batch by batch); return its counts."""
     with engine.begin() as conn:
         conn.execute(
             sa.update(batch_job)
-            .where(batch_job.c.id == job_id)
-            .values(
-                status=status, finished_at=utc_now(), rows_eligible=counts.eligible,
-                rows_synced=counts.synced, rows_failed=counts.failed, message=message[:4000],
+            .where(batch_job.c.id == job_id, batch_job.c.status == "RUNNING")
+            .values(status=status, finished_at=utc_now(), message=message[:4000])
+        )
+        row = conn.execute(
+            sa.select(batch_job.c.rows_eligible, batch_job.c.rows_synced, batch_job.c.rows_failed).where(
+                batch_job.c.id == job_id
             )
-        )  # fmt: skip
+        ).one()
+    return JobCounts(*row)
+
+
+def running_jobs(engine: Engine) -> list[int]:
+    """The ids of batch_job rows still RUNNING (live runs, or runs that were killed)."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(batch_job.c.id).where(batch_job.c.status == "RUNNING")).scalars())
 
 
 def recent_jobs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:

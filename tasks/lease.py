@@ -14,21 +14,25 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 import sqlalchemy as sa
 from prefect.logging import get_logger
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from tasks.bookkeeping import sync_lease, utc_now
-from tasks.errors import TransientSyncError, translate
+from tasks.errors import TerminalSyncError, TransientSyncError, translate
 
 logger = get_logger("zonesync.lease")
 
 
 class LeaseBusy(TransientSyncError):
     """Someone else holds the lease."""
+
+
+class LeaseLost(TerminalSyncError):
+    """The lease expired and was taken while its holder was working (it stops; the new holder goes on)."""
 
 
 class Lease:
@@ -40,19 +44,20 @@ class Lease:
 
     def try_acquire(self) -> bool:
         """Take the lease if it is free, expired, or held by a process of this machine that has died."""
-        now = utc_now()
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.expires_at < now))
-                holder = conn.execute(sa.select(sync_lease.c.holder).where(sync_lease.c.name == self.name)).scalar()
-                if holder is not None and _died_here(holder):
-                    conn.execute(
-                        sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == holder)
-                    )
-                conn.execute(sa.insert(sync_lease).values(name=self.name, holder=self.holder, expires_at=self._until()))
+                self.acquire_in(conn)
         except sa.exc.IntegrityError:
             return False
         return True
+
+    def acquire_in(self, conn: Connection) -> None:
+        """Take the lease within the caller's transaction (IntegrityError when someone alive holds it)."""
+        conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.expires_at < utc_now()))
+        holder = conn.execute(sa.select(sync_lease.c.holder).where(sync_lease.c.name == self.name)).scalar()
+        if holder is not None and _died_here(holder):
+            conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == holder))
+        conn.execute(sa.insert(sync_lease).values(name=self.name, holder=self.holder, expires_at=self._until()))
 
     def renew(self) -> None:
         """Push the expiry forward; a lease lost meanwhile (expired and taken) is an error."""
@@ -63,7 +68,7 @@ class Lease:
                 .values(expires_at=self._until())
             ).rowcount
         if renewed != 1:
-            raise LeaseBusy(f"lost the lease {self.name!r} (it expired and was taken)")
+            raise LeaseLost(f"lost the lease {self.name!r}: it expired and another run took it")
 
     def release(self) -> None:
         """Give the lease up."""
@@ -104,26 +109,36 @@ def holding(engine: Engine, name: str, *, ttl: float, wait: float = 0.0, keep_al
         if time.monotonic() >= deadline:
             raise LeaseBusy(f"{name} is busy: another zonesync run is working on it; try again shortly")
         time.sleep(0.1)
+    try:
+        with kept_alive(lease) if keep_alive else nullcontext():
+            yield lease
+    finally:
+        lease.release()
+
+
+@contextmanager
+def kept_alive(lease: Lease) -> Iterator[Lease]:
+    """Renew a held lease every ttl/3 seconds from a background thread while the block runs — also while one of
+    its statements waits — so that a slow holder keeps it (a holder that lost it learns so when it renews)."""
     stop = threading.Event()
-    renewer = threading.Thread(target=_keep_renewed, args=(lease, stop), name=f"lease-{name}", daemon=True)
-    if keep_alive:
-        renewer.start()
+    renewer = threading.Thread(target=_keep_renewed, args=(lease, stop), name=f"lease-{lease.name}", daemon=True)
+    renewer.start()
     try:
         yield lease
     finally:
         stop.set()
-        if renewer.is_alive():
-            renewer.join()
-        lease.release()
+        renewer.join()
 
 
 def _keep_renewed(lease: Lease, stop: threading.Event) -> None:
     while not stop.wait(lease.ttl / 3):
         try:
             lease.renew()
-        except Exception as exc:  # lost or unreachable: stop renewing; the job's own writes will fail loudly
-            logger.warning("stopped renewing lease %s: %s", lease.name, translate(exc, what="renewing the lease"))
+        except LeaseLost as lost:
+            logger.warning("%s", lost)
             return
+        except Exception as exc:  # unreachable for now: try again at the next tick, before the lease expires
+            logger.warning("could not renew lease %s: %s", lease.name, translate(exc, what="renewing the lease"))
 
 
 def mapping_lease(mapping: str) -> str:

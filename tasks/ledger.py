@@ -1,4 +1,14 @@
-"""The batch job ledger: every scheduled run leaves one `batch_job` row with its final status, whatever happens."""
+"""The batch job ledger: every scheduled run leaves one `batch_job` row that tells the truth, whatever happens.
+
+- Counts are added batch by batch, in the transaction that commits the batch's flags when the intranet zone
+  is its source (a retry sync): a row is counted exactly when it is flagged, by the run that flagged it, also
+  when the run is killed a moment later or retried by Prefect.
+- The row is RUNNING only while its run lives: the run holds a lease named after the row (taken in the same
+  transaction that inserts it, renewed by a keeper thread). The next run — of any job — and `zonesync recover`
+  close the RUNNING rows whose lease has expired or whose process died on this machine: ABORTED, with the
+  counts the run had committed.
+- A run whose mappings were all skipped (another run holds them) says SKIPPED, not NO_RECORD.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +17,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
+import sqlalchemy as sa
 from prefect import get_run_logger, runtime
-from sqlalchemy.engine import Engine
+from prefect.logging import get_logger
+from sqlalchemy.engine import Connection, Engine
 
 from tasks import bookkeeping
-from tasks.bookkeeping import JobCounts, JobStatus
+from tasks.batch import BatchRecord
+from tasks.bookkeeping import JobCounts, JobStatus, batch_job, utc_now
 from tasks.errors import SyncError, translate
+from tasks.lease import Lease, kept_alive
 from tasks.sync import MappingSyncResult
+
+JOB_LEASE_SECONDS = 120  # how long after its process dies elsewhere a RUNNING row stays RUNNING
+ABANDONED = "aborted: the run stopped before it finished (killed, or its machine lost); counts are what it committed"
+logger = get_logger("zonesync.ledger")
 
 
 @dataclass
@@ -22,20 +40,24 @@ class JobEntry:
 
     id: int
     status: JobStatus = "NO_RECORD"  # until a mapping has been synced: a run over no mappings found nothing
-    counts: JobCounts = field(default_factory=JobCounts)
+    counts: JobCounts = field(default_factory=JobCounts)  # as written, once the run has ended
     message: str = ""
 
     def settle(self, results: Sequence[MappingSyncResult], problems: Sequence[str] = ()) -> None:
-        """Status, counts and message from the per-mapping results; problems found besides make a clean run PARTIAL."""
+        """Status and message from the per-mapping results; problems found besides make a clean run PARTIAL."""
         self.status = job_status(results)
         if problems and self.status in ("SUCCESS", "NO_RECORD"):
             self.status = "PARTIAL"
-        self.counts = JobCounts(
-            eligible=sum(r.read for r in results),
-            synced=sum(r.flagged for r in results),
-            failed=sum(r.quarantined for r in results),
-        )
         self.message = "; ".join([f"{r.mapping}: {r.message}" for r in results if r.message] + list(problems))
+
+
+def batch_recorder(job_id: int) -> BatchRecord:
+    """What each batch of a run adds to its batch_job row, inside the transaction that commits the batch."""
+
+    def record(conn: Connection, read: int, synced: int, failed: int) -> None:
+        bookkeeping.count_batch(conn, job_id, JobCounts(read, synced, failed))
+
+    return record
 
 
 def job_status(results: Sequence[MappingSyncResult]) -> JobStatus:
@@ -43,34 +65,86 @@ def job_status(results: Sequence[MappingSyncResult]) -> JobStatus:
     statuses = {result.status for result in results}
     if "error" in statuses:
         return "PARTIAL" if sum(result.flagged for result in results) else "FAILED"
-    if statuses <= {"no_record", "skipped"}:
+    if "skipped" in statuses:
+        return "SKIPPED" if statuses <= {"no_record", "skipped"} else "PARTIAL"
+    if statuses <= {"no_record"}:
         return "NO_RECORD"
     return "PARTIAL" if "partial" in statuses else "SUCCESS"
 
 
 @contextmanager
 def job_ledger(intranet: Engine, job_name: str, business_date: date) -> Iterator[JobEntry]:
-    """A RUNNING row for the block; its final status is written on the way out, also when the run fails."""
+    """A RUNNING row for the block, kept alive by its lease; its final status is written on the way out, also
+    when the run fails. Rows of runs that died are closed first."""
+    for line in close_abandoned(intranet):
+        get_run_logger().warning("%s", line)
     try:
-        job_id = bookkeeping.start_job(intranet, job_name, business_date, str(runtime.flow_run.id or ""))
+        entry, lease = start_job(intranet, job_name, business_date)
     except Exception as exc:
         raise translate(exc, what="writing the batch_job row in the intranet zone") from exc
-    entry = JobEntry(job_id)
     try:
-        yield entry
-    except BaseException as exc:
-        entry.status = "FAILED"
-        entry.message = "; ".join(part for part in (entry.message, f"run aborted: {exc}") if part)
-        try:
+        with kept_alive(lease):
+            try:
+                yield entry
+            except BaseException as exc:
+                entry.status = "FAILED"
+                entry.message = "; ".join(part for part in (entry.message, f"run aborted: {exc}") if part)
+                try:
+                    _finish(intranet, entry)
+                except SyncError as lost:  # the run's own failure is the one to raise; the lost status is logged
+                    get_run_logger().error("%s", lost)
+                raise
             _finish(intranet, entry)
-        except SyncError as lost:  # the run's own failure is the one to raise; the lost status is logged
-            get_run_logger().error("%s", lost)
-        raise
-    _finish(intranet, entry)
+    finally:
+        _release(lease)
+
+
+def close_abandoned(intranet: Engine) -> list[str]:
+    """Close (ABORTED) the RUNNING batch_job rows whose run is gone: its lease expired or its process died here."""
+    closed = []
+    for job_id in bookkeeping.running_jobs(intranet):
+        lease = Lease(intranet, job_lease(job_id), JOB_LEASE_SECONDS)
+        if not lease.try_acquire():
+            continue  # its run is alive
+        try:
+            counts = bookkeeping.finish_job(intranet, job_id, "ABORTED", ABANDONED)
+        finally:
+            lease.release()
+        closed.append(f"batch_job {job_id} was left RUNNING by a run that stopped: closed as ABORTED "
+                      f"({counts.synced} rows synced, {counts.failed} quarantined)")  # fmt: skip
+    return closed
+
+
+def job_lease(job_id: int) -> str:
+    """The lease a run holds while its batch_job row is RUNNING."""
+    return f"batch-job:{job_id}"
+
+
+def start_job(intranet: Engine, job_name: str, business_date: date) -> tuple[JobEntry, Lease]:
+    """Insert the RUNNING row and take its lease in one transaction (no one can think it abandoned meanwhile)."""
+    with intranet.begin() as conn:
+        result = conn.execute(
+            sa.insert(batch_job).values(
+                job_name=job_name, business_date=business_date, status="RUNNING",
+                started_at=utc_now(), flow_run_id=str(runtime.flow_run.id or ""),
+            )
+        )  # fmt: skip
+        assert result.inserted_primary_key is not None
+        job_id = int(result.inserted_primary_key[0])
+        lease = Lease(intranet, job_lease(job_id), JOB_LEASE_SECONDS)
+        lease.acquire_in(conn)
+    return JobEntry(job_id), lease
 
 
 def _finish(intranet: Engine, entry: JobEntry) -> None:
     try:
-        bookkeeping.finish_job(intranet, entry.id, entry.status, entry.counts, entry.message)
+        entry.counts = bookkeeping.finish_job(intranet, entry.id, entry.status, entry.message)
     except Exception as exc:
         raise translate(exc, what=f"writing the final status {entry.status} of batch_job {entry.id}") from exc
+
+
+def _release(lease: Lease) -> None:
+    try:
+        lease.release()
+    except Exception as exc:  # it expires by itself; the next run sees the row finished, not RUNNING
+        logger.warning("could not release %s: %s", lease.name, translate(exc, what="releasing the lease"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -66,10 +66,12 @@ def upsert_rows(
     frame: pl.DataFrame,
     mapping: SyncMapping,
     bind: Engine | Connection | None = None,
+    within: Callable[[Connection, int], None] | None = None,
 ) -> UpsertOutcome:
     """Upsert `frame` (ROW + target columns); isolate and refuse the rows the target will not take.
 
-    `bind`: a target connection the caller holds (the push), else one of the dialect's engine per transaction.
+    `bind`: a target connection the caller holds (the push), else one of the dialect's engine per transaction;
+    `within(conn, changed)` runs in each transaction that writes a part, with the rows it inserted or changed.
     """
     refused: list[pl.DataFrame] = []
     pending = [frame] if frame.height else []
@@ -77,7 +79,7 @@ def upsert_rows(
         part = pending.pop()
         try:
             _retrying_lock_conflicts(
-                functools.partial(_upsert_part, dialect, bind or dialect.engine, target, part, mapping)
+                functools.partial(_upsert_part, dialect, bind or dialect.engine, target, part, mapping, within)
             )
         except Exception as exc:
             if not _is_row_level(exc):
@@ -98,11 +100,22 @@ def upsert_rows(
 
 
 def _upsert_part(
-    dialect: Dialect, bind: Engine | Connection, target: sa.Table, part: pl.DataFrame, mapping: SyncMapping
+    dialect: Dialect,
+    bind: Engine | Connection,
+    target: sa.Table,
+    part: pl.DataFrame,
+    mapping: SyncMapping,
+    within: Callable[[Connection, int], None] | None,
 ) -> None:
     values = part.clone()  # shares the columns: dropping ROW from it leaves `part` whole
     values.drop_in_place(ROW)
-    in_transaction(bind, lambda conn: dialect.upsert(conn, target, values, mapping.keys))
+
+    def write(conn: Connection) -> None:
+        changed = dialect.upsert(conn, target, values, mapping.keys)
+        if within is not None:
+            within(conn, changed)
+
+    in_transaction(bind, write)
 
 
 _LOCK_CONFLICT_RETRIES = 4
@@ -127,40 +140,3 @@ def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
         {ROW: row[ROW], "reason": [reason], "detail": [f"target refused the row: {short_message(exc)}"]},
         schema=REJECT_SCHEMA,
     )
-
-
-def flag_rows(
-    dialect: Dialect,
-    source: sa.Table,
-    guard: pl.DataFrame,
-    mapping: SyncMapping,
-    dtypes: dict[str, pl.DataType],
-    bind: Engine | Connection | None = None,
-) -> int:
-    """Set the flag of rows still equal (version or values) to what was read; return how many were flagged."""
-    if guard.is_empty():
-        return 0
-
-    def flag() -> int:
-        return in_transaction(
-            bind or dialect.engine,
-            lambda conn: dialect.flag(conn, source, mapping.flag_column, guard, mapping.source_keys, dtypes),
-        )
-
-    try:
-        return _retrying_lock_conflicts(flag)
-    except Exception as exc:
-        raise translate(
-            exc,
-            what=f"flagging synced rows in {mapping.source_zone} table {source.name!r}",
-            mapping=mapping.name,
-        ) from exc
-
-
-def guard_frame(raw: pl.DataFrame, landed: pl.DataFrame, mapping: SyncMapping) -> pl.DataFrame:
-    """The raw key and guard values of the rows that landed, as read (the flag compares against these)."""
-    columns: Sequence[str] = list(dict.fromkeys([*mapping.source_keys, *mapping.guard_columns]))
-    if landed.height == raw.height:  # every row landed (landed rows are a subset of the batch's)
-        return pl.DataFrame([raw.get_column(name) for name in columns])
-    # A filter keeps the database's row order, which the flag statement's key range relies on.
-    return raw.with_row_index(ROW).filter(pl.col(ROW).is_in(landed[ROW].implode())).select(columns)

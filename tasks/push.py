@@ -18,19 +18,21 @@ from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from schemas.registry import get_mapping
-from tasks.batch import quarantine_rows, send_batch
+from tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
 from tasks.catalog import source_table, target_table
+from tasks.checkpoints import checkpoint
 from tasks.dialects import Dialect, dialect_for
 from tasks.engines import HeldConnections, get_engine, in_transaction
 from tasks.errors import SyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
-from tasks.load import flag_rows
 from tasks.records import RecordError, coerce_records
 from tasks.transform import ROW
-from tasks.validate import REJECT_SCHEMA
+from tasks.validate import REJECT_SCHEMA, no_rejects
 
 logger = get_logger("zonesync.push")
-_NOT_FLAGGED = ("not_flagged", "in the target; its flag will be set by the cron retry")
+_NOT_FLAGGED = ("not_flagged", "in the source zone; the cron retry carries it")
+_CHANGED = ("changed_in_flight", "changed in the source before it reached the target: its newer values are carried")
+_UNFLAGGED_REASONS = (_NOT_FLAGGED[0], _CHANGED[0])
 PushStatus = Literal["success", "pending", "error"]
 Stage = Literal["source", "target", "flag"]
 
@@ -81,6 +83,7 @@ class Pusher:
         self._reader: UnsyncedReader | None = None
         self._target: sa.Table | None = None
         self._insert: sa.Insert | None = None
+        self._carrier: BatchCarrier | None = None
 
     @property
     def reader(self) -> UnsyncedReader:
@@ -97,6 +100,17 @@ class Pusher:
         if self._target is None:
             self._target = target_table(self.mapping, self.target_engine)
         return self._target
+
+    @property
+    def carrier(self) -> BatchCarrier:
+        """Carries the inserted rows to the target (`tasks.batch`), built once the target table can be reflected."""
+        if self._carrier is None:
+            reader = self.reader
+            self._carrier = BatchCarrier(
+                self.mapping, SourceSide(reader.table, self.source_dialect, reader.dtypes),
+                TargetSide(self.target, self.target_dialect), self.intranet,
+            )  # fmt: skip
+        return self._carrier
 
     @property
     def insert(self) -> sa.Insert:
@@ -141,6 +155,7 @@ class Pusher:
                 return {i: self._push_group(connections, {i: rows}, requests)[i] for i, rows in group.items()}
             (index,) = group
             return {index: _source_failed(self.mapping, requests[index], refusal_reason(exc), exc)}
+        checkpoint("push:inserted")
         outcomes, stage_error = self._send(connections, raw)
         results, start = {}, 0
         for index, rows in group.items():
@@ -149,24 +164,23 @@ class Pusher:
         return results
 
     def _send(self, connections: HeldConnections, raw: pl.DataFrame) -> tuple[list[KeyOutcome], SyncError | None]:
-        """Target upsert → flag for rows just inserted: the outcome of each, and the error that stopped a stage."""
-        mapping, reader = self.mapping, self.reader
-        keys = _keys(raw, mapping)
+        """Claim the rows just inserted, upsert them into the target, commit their flags (`tasks.batch`): the
+        outcome of each row, and the error that stopped a step."""
+        keys = _keys(raw, self.mapping)
         try:
-            target = connections.get(self.target_engine, mapping.target_zone)
-            batch = send_batch(raw, mapping, self.target, self.target_dialect, self.intranet,
-                               resolve_open_errors=False, target_bind=target)  # fmt: skip
+            target = connections.get(self.target_engine, self.mapping.target_zone)
+            carrier = self.carrier
         except SyncError as exc:
-            return _target_failed(raw, keys, mapping, self.intranet, exc), exc
+            return _target_failed(raw, keys, self.mapping, self.intranet, exc), exc
         try:
-            source = connections.get(self.source_engine, mapping.source_zone)
-            flagged = flag_rows(self.source_dialect, reader.table, batch.guard, mapping, reader.dtypes, source)
+            claim = carrier.claim(carrier.prepare(raw), connections.get(self.source_engine, self.mapping.source_zone))
+        except SyncError as exc:  # inserted, but the source could not be flagged now: the cron retry carries it
+            return _outcomes(keys, no_rejects(), dict.fromkeys(range(raw.height), _NOT_FLAGGED)), exc
+        try:
+            outcome = carrier.deliver(claim, target)
         except SyncError as exc:
-            return _outcomes(keys, batch.refused, unflagged=set(range(raw.height))), exc
-        unflagged = set(batch.refused[ROW].to_list())
-        if flagged < len(batch.guard):
-            unflagged |= _unflagged_rows(source, reader.table, mapping, raw, batch.landed)
-        return _outcomes(keys, batch.refused, unflagged), None
+            return _target_failed(raw, keys, self.mapping, self.intranet, exc), exc
+        return _outcomes(keys, outcome.refused, dict.fromkeys(outcome.changed[ROW].to_list(), _CHANGED)), None
 
 
 def _rounds(requests: dict[int, list[dict[str, Any]]], keys: Sequence[str]) -> list[dict[int, list[dict[str, Any]]]]:
@@ -243,30 +257,19 @@ def _target_failed(
     """The target could not be written at all: every record is quarantined (if the intranet answers) and pending."""
     refused = pl.DataFrame({ROW: range(raw.height), "reason": "target_error", "detail": str(exc)}, schema=REJECT_SCHEMA)
     try:
-        quarantine_rows(raw, refused, mapping, intranet)
+        quarantine_rows(intranet, raw, refused, mapping)
     except SyncError as bookkeeping_error:  # the rows stay unflagged: the cron retry carries them either way
         logger.warning("%s: could not record the pending rows in sync_error: %s", mapping.name, bookkeeping_error)
-    return _outcomes(keys, refused, set(range(raw.height)))
+    return _outcomes(keys, refused, {})
 
 
-def _unflagged_rows(
-    source: Connection, table: sa.Table, mapping: SyncMapping, raw: pl.DataFrame, landed: pl.DataFrame
-) -> set[int]:
-    """Which landed rows (by ROW) were not flagged (changed by someone else in the meantime)."""
-    flag = table.c[mapping.flag_column]
-    keys = [table.c[name] for name in mapping.source_keys]
-    rows = raw.with_row_index(ROW).join(landed, on=ROW, how="semi")
-    wanted = [tuple(row[1:]) for row in rows.select(ROW, *mapping.source_keys).iter_rows()]
-    query = sa.select(*keys).where(sa.tuple_(*keys).in_(wanted), flag.is_(sa.true()))
-    flagged = in_transaction(source, lambda conn: {tuple(row) for row in conn.execute(query)})
-    return {row[0] for row in rows.select(ROW, *mapping.source_keys).iter_rows() if tuple(row[1:]) not in flagged}
-
-
-def _outcomes(keys: list[dict[str, Any]], refused: pl.DataFrame, unflagged: set[int]) -> list[KeyOutcome]:
+def _outcomes(
+    keys: list[dict[str, Any]], refused: pl.DataFrame, unflagged: dict[int, tuple[str, str]]
+) -> list[KeyOutcome]:
     """Per row: success if it reached the target and was flagged; otherwise pending, with its reason."""
-    reasons = {row: (reason, detail) for row, reason, detail in refused.iter_rows()}
+    reasons = {row: (reason, detail) for row, reason, detail in refused.iter_rows()} | unflagged
     return [
-        KeyOutcome(key, "pending", *reasons.get(row, _NOT_FLAGGED)) if row in unflagged else KeyOutcome(key, "success")
+        KeyOutcome(key, "pending", *reasons[row]) if row in reasons else KeyOutcome(key, "success")
         for row, key in enumerate(keys)
     ]
 
@@ -278,6 +281,6 @@ def _result(mapping: SyncMapping, outcomes: list[KeyOutcome], stage_error: SyncE
         return PushResult(
             mapping.name, "success", message=f"{len(outcomes)} record(s) in both zones", outcomes=outcomes
         )
-    stage: Stage = "flag" if all(outcome.reason == "not_flagged" for outcome in pending) else "target"
+    stage: Stage = "flag" if all(outcome.reason in _UNFLAGGED_REASONS for outcome in pending) else "target"
     message = str(stage_error or f"{len(pending)} of {len(outcomes)} record(s) pending: the cron retry carries them")
     return PushResult(mapping.name, "pending", stage, pending[0].reason, message, outcomes)

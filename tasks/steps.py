@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 from sqlalchemy.engine import Engine
@@ -14,13 +14,16 @@ from schemas.registry import get_mapping, select_mappings
 from schemas.settings import ZONES
 from tasks import bookkeeping
 from tasks.engines import get_engine, zone_url
-from tasks.errors import ConfigError, retry_transient
-from tasks.lease import LeaseBusy, holding, mapping_lease
+from tasks.errors import ConfigError, SyncError, retry_transient
+from tasks.lease import Lease, kept_alive, mapping_lease
+from tasks.ledger import batch_recorder
 from tasks.report import BatchProgress
 from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tasks.update import recover
 
-LEASE_SECONDS = 120  # renewed after every batch; a crashed run blocks the mapping at most this long
+LEASE_SECONDS = 120  # renewed by a keeper thread; a crashed run elsewhere blocks the mapping at most this long
+# What the failed attempts of a sync task run did, by task run id: Prefect's retry goes on from there.
+_attempts: dict[str, MappingSyncResult] = {}
 
 
 def check_run_settings(direction: Direction, names: list[str] | None) -> list[SyncMapping]:
@@ -56,8 +59,9 @@ def prepare_intranet() -> Engine:
     retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
-def sync_mapping(mapping_name: str, batch_size: int, flow_key: str) -> MappingSyncResult:
-    """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect)."""
+def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int | None = None) -> MappingSyncResult:
+    """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect, the counts of
+    every attempt adding up); each batch is counted in the run's batch_job row as it commits."""
     mapping = get_mapping(mapping_name)
     zones = Zones(
         source=get_engine(mapping.source_zone),
@@ -65,16 +69,12 @@ def sync_mapping(mapping_name: str, batch_size: int, flow_key: str) -> MappingSy
         intranet=get_engine("intranet"),
     )
     progress = BatchProgress(mapping, flow_key)
-    try:
-        with holding(zones.intranet, mapping_lease(mapping.name), ttl=LEASE_SECONDS) as lease:
-
-            def on_batch(result: MappingSyncResult) -> None:
-                lease.renew()
-                progress(result)
-
-            result = sync_mapping_rows(mapping, zones, batch_size, on_batch=on_batch)
-    except LeaseBusy as busy:  # an overlapping run is syncing this mapping: harmless, nothing to do here
-        result = MappingSyncResult(mapping=mapping.name, status="skipped", message=str(busy))
+    lease = Lease(zones.intranet, mapping_lease(mapping.name), LEASE_SECONDS)
+    if not lease.try_acquire():  # an overlapping run is syncing this mapping: harmless, nothing to do here
+        busy = f"{lease.name} is busy: another zonesync run is working on it"
+        result = MappingSyncResult(mapping=mapping.name, status="skipped", message=busy)
+    else:
+        result = _sync_holding(mapping, zones, lease, batch_size, job_id, progress)
     progress.finish(result)
     logger = get_run_logger()
     log = logger.error if result.status == "error" else logger.info
@@ -86,11 +86,36 @@ def sync_mapping(mapping_name: str, batch_size: int, flow_key: str) -> MappingSy
     return result
 
 
+def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: int, job_id: int | None,
+                  progress: BatchProgress) -> MappingSyncResult:  # fmt: skip
+    """Sync while holding the mapping's lease (renewed by a keeper, even while a statement waits); a lease lost
+    meanwhile stops the run at its next batch with an error that keeps what was done."""
+    task_run = str(runtime.task_run.id or "")
+    result = _attempts.pop(task_run, None) or MappingSyncResult(mapping=mapping.name)  # earlier attempts' counts
+    record = batch_recorder(job_id) if job_id is not None else None
+
+    def on_batch(result: MappingSyncResult) -> None:
+        lease.renew()  # LeaseLost if another run took it (the keeper renews it between batches too)
+        progress(result)
+
+    try:
+        with kept_alive(lease):
+            return sync_mapping_rows(mapping, zones, batch_size, on_batch=on_batch, record=record, result=result)
+    except SyncError:  # transient (the others end the run with an error result): Prefect retries the task
+        _attempts[task_run] = result
+        raise
+    finally:
+        lease.release()
+
+
 def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:
-    """A sync task's result, or an error result carrying the exception's message."""
+    """A sync task's result, or an error result carrying the exception's message (and what its attempts did)."""
     if state.is_completed():
         return state.result()
-    return MappingSyncResult(mapping=mapping, status="error", message=failure_message(state))
+    done = _attempts.pop(str(state.state_details.task_run_id or ""), None)
+    result = done or MappingSyncResult(mapping=mapping)
+    result.status, result.message = "error", failure_message(state)
+    return result
 
 
 def failure_message(state: State[Any]) -> str:

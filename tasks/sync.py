@@ -1,10 +1,10 @@
 """The sync engine: read unsynced rows, transform, validate, upsert, flag, quarantine — batch by batch.
 
-Three things overlap, each on its own connection: reading batch k+1 from the source, writing batch k to
-the target, and flagging batch k-1 in the source. The source flag of a row is set only after the target
-transaction holding it has committed, and only if the row still holds the values that were read, so a
-crash at any point leaves rows unflagged (to be sent again), never flagged wrongly. At most three batches
-are held in memory.
+Each batch is carried as `tasks.batch` describes: its unchanged rows are claimed (flagged and locked in an
+open source transaction), written to the target, and the source transaction commits. Three things overlap,
+each on its own connection: reading batch k+1, claiming batch k and delivering batch k-1. A crash at any
+point leaves rows unflagged (to be sent again), never flagged wrongly. At most three batches are held in
+memory.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from sqlalchemy.engine import Engine
 
 from schemas.mapping import SyncMapping
 from tasks import bookkeeping
-from tasks.batch import send_batch
-from tasks.catalog import MappingTables, source_table, target_table
+from tasks.batch import BatchCarrier, BatchRecord, Claim, SourceSide, TargetSide
+from tasks.catalog import source_table, target_table
 from tasks.dialects import dialect_for
 from tasks.errors import SyncError, translate
 from tasks.extract import UnsyncedReader, last_key
-from tasks.load import flag_rows
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
 PHASES = ("read", "transform", "upsert", "flag", "quarantine")
@@ -52,7 +51,6 @@ class MappingSyncResult:
 
     def settle(self) -> None:
         """Derive the final status from the counts (an error status is kept)."""
-        self.changed_in_flight = self.upserted - self.flagged
         if self.status in ("error", "skipped"):
             return
         if self.read == 0:
@@ -88,18 +86,25 @@ def sync_mapping_rows(
     zones: Zones,
     batch_size: int,
     on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
+    record: BatchRecord | None = None,
+    result: MappingSyncResult | None = None,
 ) -> MappingSyncResult:
-    """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message."""
-    result = MappingSyncResult(mapping=mapping.name)
-    started = time.perf_counter()
+    """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message
+    (transient ones are raised, for a retry, once `result` holds what this attempt did).
+
+    `record` runs in the transaction that commits each batch's flags when the intranet zone is the source;
+    `result` carries the counts of earlier attempts of the same run."""
+    result = result or MappingSyncResult(mapping=mapping.name)
+    result.status, result.message = "success", ""
+    started, earlier = time.perf_counter(), result.seconds
     try:
-        _run(mapping, zones, batch_size, result, on_batch)
+        _run(mapping, zones, batch_size, result, on_batch, record)
     except SyncError as exc:
         result.status, result.message = "error", str(exc)
         if exc.transient:
             raise
     finally:
-        result.seconds = time.perf_counter() - started
+        result.seconds = earlier + time.perf_counter() - started
         result.settle()
     return result
 
@@ -110,65 +115,90 @@ def _run(
     batch_size: int,
     result: MappingSyncResult,
     on_batch: Callable[[MappingSyncResult], None],
+    record: BatchRecord | None,
 ) -> None:
     source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
-    source = source_table(mapping, zones.source)
-    reader = UnsyncedReader(mapping, source_dialect, source)
+    reader = UnsyncedReader(mapping, source_dialect, source_table(mapping, zones.source))
     timer = _Timer(result)
     with timer.phase("read"):
-        result.pending_at_start = _guarded(reader.count_pending, mapping, "counting unsynced rows")
-    if result.pending_at_start == 0:
+        pending = _guarded(reader.count_pending, mapping, "counting unsynced rows")
+    result.pending_at_start = result.pending_at_start or pending
+    if pending == 0:
         return  # an empty backlog costs one count: the target is not even looked at
-    tables = MappingTables(source, target_table(mapping, zones.target))
-    has_open_errors = bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0
+    carrier = BatchCarrier(
+        mapping, SourceSide(reader.table, source_dialect, reader.dtypes),
+        TargetSide(target_table(mapping, zones.target), target_dialect), zones.intranet,
+        resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,
+        record=record, phase=timer.phase,
+    )  # fmt: skip
 
     def read(after: tuple[Any, ...] | None) -> pl.DataFrame:
         with timer.phase("read"):
             return _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
 
-    def flag(guard: pl.DataFrame) -> int:
-        with timer.phase("flag"):
-            return flag_rows(source_dialect, tables.source, guard, mapping, reader.dtypes)
+    def deliver(claim: Claim) -> None:
+        outcome = carrier.deliver(claim)
+        result.upserted += outcome.landed.height
+        result.flagged += outcome.landed.height
+        result.changed_in_flight += outcome.changed.height
+        result.quarantined += outcome.quarantined
+        result.batches += 1
+        on_batch(result)
 
-    reader_pool, flagger_pool = _workers()
+    _pipeline(read, lambda raw: carrier.claim(carrier.prepare(raw)), deliver, carrier, mapping,
+              overlap=source_dialect.row_locks, full=batch_size, result=result)  # fmt: skip
+
+
+def _pipeline(
+    read: Callable[[tuple[Any, ...] | None], pl.DataFrame],
+    claim: Callable[[pl.DataFrame], Claim],
+    deliver: Callable[[Claim], None],
+    carrier: BatchCarrier,
+    mapping: SyncMapping,
+    *,
+    overlap: bool,
+    full: int,
+    result: MappingSyncResult,
+) -> None:
+    """Read batch k+1, claim batch k and deliver batch k-1 at once (each on its own connection). Without row locks
+    (SQLite locks the whole file) a claim waits for the previous delivery instead of overlapping it."""
+    reader_pool, claimer_pool = _workers()
     next_read: Future[pl.DataFrame] | None = reader_pool.submit(read, None)
-    flagging: Future[int] | None = None
+    claiming: Future[Claim] | None = None
     try:
         while next_read is not None:
             raw = next_read.result()
             if raw.is_empty():
                 break
-            full = raw.height >= batch_size
-            next_read = reader_pool.submit(read, last_key(raw, mapping)) if full else None
+            next_read = reader_pool.submit(read, last_key(raw, mapping)) if raw.height >= full else None
             result.read += raw.height
-            batch = send_batch(
-                raw, mapping, tables.target, target_dialect, zones.intranet,
-                resolve_open_errors=has_open_errors, phase=timer.phase,
-            )  # fmt: skip
-            result.upserted += batch.landed.height
-            result.quarantined += batch.quarantined
-            if flagging is not None:
-                result.flagged += flagging.result()
-            flagging = flagger_pool.submit(flag, batch.guard)
-            result.batches += 1
-            on_batch(result)
+            previous, claiming = (claiming.result() if claiming else None), None
+            if previous is not None and not overlap:
+                deliver(previous)
+                previous = None
+            claiming = claimer_pool.submit(claim, raw)
+            if previous is not None:
+                deliver(previous)
+        if claiming is not None:
+            last, claiming = claiming.result(), None
+            deliver(last)
     finally:
         if next_read is not None and not next_read.cancel():
             next_read.exception()  # wait: a read still running must not outlive the run
-        if flagging is not None:
-            result.flagged += flagging.result()
+        if claiming is not None and claiming.exception() is None:
+            carrier.abandon(claiming.result())  # the run failed: the claimed rows stay unflagged
 
 
 @functools.cache
 def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-    """One read-ahead thread and one flagging thread for the whole process.
+    """One read-ahead thread and one claiming thread for the whole process.
 
     Reused across runs (and mappings run one after another): new threads per run each get their own malloc
     arena, and the process grew by tens of MB per run until MALLOC_ARENA_MAX was set.
     """
     return (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-flag"),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-claim"),
     )
 
 

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
+from tasks.checkpoints import checkpoint
 from tasks.errors import SyncError, translate
-from tasks.intents import mark_intent, transaction_id
+from tasks.intents import IntentState, mark_intent, transaction_id
 from tasks.transform import ROW, to_target_schema
 
 if TYPE_CHECKING:
@@ -39,20 +40,21 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
     True when both committed here; False when the decision was recorded but a commit failed (a connection
     lost): the prepared side survives, and recovery commits it.
     """
-    from tasks.update import UpdateConflict, fault_point
+    from tasks.update import UpdateConflict
 
     source_xid, target_xid = xids(transaction_id(intranet, intent_id))
     with sides.source_dialect.engine.connect() as source, sides.target_dialect.engine.connect() as target:
         source_tx = source.begin_twophase(source_xid)
         target_tx = None
         try:
-            if source.execute(sides.update_statement(key, before, changes, flagged=True)).rowcount != 1:
+            source.execute(sides.clear_flag_statement(key))  # then the change: how the writers' triggers tell it
+            if source.execute(sides.update_statement(key, before, changes)).rowcount != 1:
                 raise UpdateConflict("the source row changed while it was being updated", mapping=sides.mapping.name)
             target_tx = target.begin_twophase(target_xid)
             upsert_one(sides, target, sides.read_source(key, source))
             source_tx.prepare()
             target_tx.prepare()
-            fault_point("update:undecided")
+            checkpoint("update:undecided")
         except Exception as exc:
             for tx in (target_tx, source_tx):
                 _roll_back(tx)
@@ -60,10 +62,10 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
                 raise
             raise translate(exc, what="updating both zones", mapping=sides.mapping.name) from exc
         mark_intent(intranet, intent_id, "prepared")  # the decision: from here on, recovery commits
-        fault_point("update:prepared")
-        try:
-            source_tx.commit()
+        checkpoint("update:prepared")
+        try:  # the target first: the source's flag is never committed before the target holds the values
             target_tx.commit()
+            source_tx.commit()
         except sa.exc.DBAPIError as exc:
             logger.warning("%s: commit after the decision failed, recovery completes it: %s", sides.mapping.name, exc)
             return False
@@ -90,7 +92,7 @@ def upsert_one(sides: Sides, conn: Connection, source_row: pl.DataFrame) -> None
         conn.execute(sa.insert(table).values(row))
 
 
-def resolve_in_doubt(sides: Sides, intent: dict[str, Any]) -> str | None:
+def resolve_in_doubt(sides: Sides, intent: dict[str, Any]) -> IntentState | None:
     """Commit (intent decided) or roll back (not decided) the prepared transactions of an intent; the outcome
     or None when there were none."""
     decided = intent["state"] == "prepared"

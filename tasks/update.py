@@ -1,41 +1,44 @@
-"""The update with rollback (DESIGN §4.3) through a durable intent record: both zones end with the old
-values or both with the new ones, whatever fails, and a crash between the two commits is repaired later.
+"""The update with rollback (DESIGN §4.3): both zones end with the old values or both with the new ones,
+whatever fails, and a crash between the two commits is repaired later.
 
-Order: validate the updated row → write the intent (before-image) → update the source row (flag false) →
-upsert the target row → flag the source row and close the intent. A target failure compensates the source
-at once; a crash is repaired by `recover` (run by the flows and by `zonesync recover`).
+Order: validate the updated row → write the intent (before-image) → then either two-phase commit (both sides
+prepared, the decision recorded, target committed, then source), or: clear the source flag → update the
+source row and set its flag in a transaction kept open (the row stays locked) → upsert the target row →
+commit the source → close the intent. Nothing is undone by hand: a refusal rolls the open source transaction
+back, and a crash is repaired by `recover` (tasks/recovery.py; run by the flows and by `zonesync recover`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import polars as pl
 import sqlalchemy as sa
+from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
 from schemas.mapping import SyncMapping
 from schemas.settings import get_settings
-from tasks.batch import record_keys
-from tasks.bookkeeping import missing_tables
+from tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide, record_keys
 from tasks.catalog import source_table, target_table
+from tasks.checkpoints import checkpoint
 from tasks.dialects import Dialect, dialect_for
 from tasks.engines import get_engine
-from tasks.errors import ConfigError, SyncError, TerminalSyncError, refusal_reason, translate
+from tasks.errors import SyncError, TerminalSyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
-from tasks.intents import close_intent, open_intent, unfinished_intents
+from tasks.intents import close_intent, open_intent
 from tasks.lease import LeaseBusy, holding, mapping_lease
-from tasks.load import flag_rows
 from tasks.records import RecordError, coerce_update, column_value
-from tasks.transform import ROW, to_target_schema
-from tasks.twophase import commit_both, resolve_in_doubt, upsert_one
+from tasks.transform import to_target_schema
+from tasks.twophase import commit_both, upsert_one
 from tasks.validate import split_valid
 
+logger = get_logger("zonesync.update")
 UpdateStatus = Literal["success", "error"]
 _DECIDED = "updated in both zones; a last step failed and is completed by recovery (zonesync recover)"
+_UNDECIDED = "recovery (zonesync recover, or the next flow run) gives both zones the source's values"
 # An update waits this long for a running retry sync of its mapping (they must not interleave), then is busy.
 UPDATE_WAIT_SECONDS = 10.0
 
@@ -81,17 +84,22 @@ class Sides:
             d.supports_two_phase() for d in (self.source_dialect, self.target_dialect)
         )
 
-    def update_statement(
-        self, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any], *, flagged: bool
-    ) -> sa.Update:
-        """SET the changes (and the flag) — only on the row still holding what was read."""
-        unchanged = [self.source.c[n].is_not_distinct_from(v) for n, v in before.items()]
-        flag = sa.true() if flagged else sa.false()
+    def update_statement(self, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> sa.Update:
+        """SET the changes and the flag — only on the row still holding, byte for byte, what was read.
+
+        Run after `clear_flag_statement`: a row changed while its flag was already false is how the writers'
+        contract (and the triggers `zonesync init --triggers` installs) tells zonesync's own writes apart."""
+        same = self.source_dialect.same_value
+        unchanged = [same(self.source.c[n], sa.literal(v, self.source.c[n].type)) for n, v in before.items()]
         return (
             sa.update(self.source)
             .where(*self.where_key(key), *unchanged)
-            .values({**changes, self.mapping.flag_column: flag})
+            .values({**changes, self.mapping.flag_column: sa.true()})
         )
+
+    def clear_flag_statement(self, key: dict[str, Any]) -> sa.Update:
+        """Mark the row not synced (its values are about to change in both zones)."""
+        return sa.update(self.source).where(*self.where_key(key)).values({self.mapping.flag_column: sa.false()})
 
     def where_key(self, key: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
         return [self.source.c[name] == value for name, value in key.items()]
@@ -104,14 +112,29 @@ class Sides:
                 return self.source_dialect.frame_from_rows(own.execute(query).all(), self.reader.dtypes)
         return self.source_dialect.frame_from_rows(conn.execute(query).all(), self.reader.dtypes)
 
-    def stored(self, key: dict[str, Any], columns: list[str]) -> dict[str, Any] | None:
-        """The current values of some source columns, in comparable form (None: no such row)."""
+    def stored(self, key: dict[str, Any], columns: list[str], *, raw: bool = False) -> dict[str, Any] | None:
+        """The current values of some source columns (None: no such row), in comparable form, or as the driver
+        returns them (`raw`: what a WHERE clause compares the row with)."""
         query = sa.select(*(self.source.c[name] for name in columns)).where(*self.where_key(key))
         with self.source_dialect.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return {name: column_value(self.source, self.mapping, name, row._mapping[name]) for name in columns}
+        values = dict(row._mapping)
+        return values if raw else self.comparable(values)
+
+    def resend(self, key: dict[str, Any], intranet: Engine) -> BatchOutcome | None:
+        """Send the source row to the target again, as every batch is sent (claimed, written, committed: see
+        tasks/batch.py); None when there is no such row."""
+        row = self.read_source(key)
+        if row.is_empty():
+            return None
+        source = SourceSide(self.source, self.source_dialect, self.reader.dtypes)
+        return BatchCarrier(self.mapping, source, TargetSide(self.target, self.target_dialect), intranet).carry(row)
+
+    def comparable(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Stored values in the one form that compares equal to a request's and to a JSON before-image's."""
+        return {name: column_value(self.source, self.mapping, name, value) for name, value in values.items()}
 
 
 def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateResult:
@@ -122,7 +145,7 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
     try:
         sides = Sides.of(mapping)
         typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes)
-        with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS):
+        with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS, keep_alive=True):
             return _update(sides, intranet, typed_key, typed_changes)
     except LeaseBusy as exc:
         return UpdateResult(mapping.name, shown_key, "error", "busy", str(exc))
@@ -139,48 +162,113 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
     before_row = sides.read_source(key)
     if before_row.is_empty():
         return UpdateResult(mapping.name, key, "error", "not_found", f"no {mapping.source_table} row with key {key}")
+    changes = {**changes, **_version_bump(sides, before_row, changes)}
     after_row = _with_changes(before_row, changes)
     _validate(after_row, mapping)
     _check_eligible(after_row, mapping)
-    before = sides.stored(key, [*changes, mapping.flag_column])  # the flag too: a rollback restores it
+    before = sides.stored(key, list(changes), raw=True)
     assert before is not None
-    intent = open_intent(intranet, mapping.name, _record_key(after_row, mapping), before, changes)
+    intent = open_intent(intranet, mapping.name, _record_key(after_row, mapping), sides.comparable(before), changes)
     if sides.two_phase():
-        try:
-            committed = commit_both(sides, intranet, intent, key, before, changes)
-        except SyncError as exc:
-            close_intent(intranet, intent, "rolled_back", str(exc))
-            if isinstance(exc, UpdateConflict):
-                raise
-            return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
-        if not committed:
-            return UpdateResult(mapping.name, key, "success", message=_DECIDED)
-        close_intent(intranet, intent, "committed")
-        return UpdateResult(mapping.name, key, "success", message="updated in both zones (two-phase commit)")
+        return _two_phase(sides, intranet, intent, key, before, changes)
+    return _with_intent(sides, intranet, intent, key, before, changes)
+
+
+def _two_phase(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any], before: dict[str, Any],
+               changes: dict[str, Any]) -> UpdateResult:  # fmt: skip
+    """Prepare both sides, record the decision, commit both (tasks/twophase.py)."""
+    mapping = sides.mapping
     try:
-        _update_source(sides, key, before, changes)
-    except SyncError as exc:  # nothing was written: close the intent now rather than leave it to recovery
+        committed = commit_both(sides, intranet, intent, key, before, changes)
+    except SyncError as exc:
         close_intent(intranet, intent, "rolled_back", str(exc))
         if isinstance(exc, UpdateConflict):
             raise
-        return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"refused by the source: {exc}")
-    fault_point("update:after-source")
-    try:
-        stored_after = sides.read_source(key)
-        _upsert_target(sides, stored_after)
-    except SyncError as exc:
-        if not _compensate(sides, key, before, changes):  # someone wrote the row meanwhile: leave it to them
-            close_intent(intranet, intent, "conflict", f"{exc}; the source row changed since, left as it is")
-            return UpdateResult(mapping.name, key, "error", "conflict", f"target failed and the row changed: {exc}")
-        close_intent(intranet, intent, "rolled_back", str(exc))
         return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
-    fault_point("update:after-target")
-    try:
-        flag_rows(sides.source_dialect, sides.source, _guard(stored_after, mapping), mapping, sides.reader.dtypes)
-    except SyncError:  # both zones hold the new values already: recovery (or the retry) sets the flag
+    if not committed:
         return UpdateResult(mapping.name, key, "success", message=_DECIDED)
     close_intent(intranet, intent, "committed")
+    return UpdateResult(mapping.name, key, "success", message="updated in both zones (two-phase commit)")
+
+
+def _with_intent(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any], before: dict[str, Any],
+                 changes: dict[str, Any]) -> UpdateResult:  # fmt: skip
+    """Without two-phase commit: the source row is updated (and flagged) in a transaction that stays open — so
+    it stays locked — while the target is written; it commits only once the target has the new values.
+
+    Its flag is cleared first, in a transaction of its own: if the process dies between the target's commit
+    and the source's, the row reads "not synced" (never flagged with values the target no longer holds), and
+    recovery sends the source's values again.
+    """
+    mapping = sides.mapping
+    try:
+        _clear_flag(sides, key)
+    except SyncError as exc:  # nothing was written: close the intent now rather than leave it to recovery
+        close_intent(intranet, intent, "rolled_back", str(exc))
+        return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"refused by the source: {exc}")
+    checkpoint("update:flag-cleared")
+    with sides.source_dialect.engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            stored_after = _update_source(sides, conn, key, before, changes)
+        except SyncError as exc:
+            _roll_back(sides, intranet, transaction, intent, key, exc)
+            if isinstance(exc, UpdateConflict):
+                raise
+            return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"refused by the source: {exc}")
+        checkpoint("update:source-written")
+        try:
+            _upsert_target(sides, stored_after)
+        except SyncError as exc:
+            _roll_back(sides, intranet, transaction, intent, key, exc)
+            return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
+        checkpoint("update:after-target")
+        try:
+            transaction.commit()
+        except Exception as exc:  # the target has the new values, the source (most likely) not: recovery decides
+            error = translate(exc, what="committing the source row", mapping=mapping.name)
+            return UpdateResult(mapping.name, key, "error", refusal_reason(error), f"{error}; {_UNDECIDED}")
+    checkpoint("update:committed")
+    close_intent(intranet, intent, "committed")
     return UpdateResult(mapping.name, key, "success", message="updated in both zones")
+
+
+def _roll_back(sides: Sides, intranet: Engine, transaction: Any, intent: int, key: dict[str, Any],
+               exc: SyncError) -> None:  # fmt: skip
+    """Undo an update refused by either zone: roll the source back, close the intent, and send the row again so
+    that it is flagged as it was (if the target cannot take even that now, it stays for the cron retry)."""
+    transaction.rollback()
+    close_intent(intranet, intent, "rolled_back", str(exc))
+    try:
+        sides.resend(key, intranet)
+    except SyncError as resend_error:
+        logger.warning("%s: the row stays unflagged for the cron retry: %s", sides.mapping.name, resend_error)
+
+
+def _version_bump(sides: Sides, row: pl.DataFrame, changes: dict[str, Any]) -> dict[str, Any]:
+    """The writers' contract: a change moves the mapping's version column on (unless the caller set it)."""
+    version = sides.mapping.version_column
+    if version is None or version in changes:
+        return {}
+    current = row[version][0]
+    dtype = row.schema[version]
+    if dtype.is_integer():
+        return {version: (current or 0) + 1}
+    declared = sides.reader.dtypes.get(version)
+    if isinstance(declared, pl.Datetime) or isinstance(dtype, pl.Datetime):
+        now = datetime.now(UTC)
+        previous = _as_moment(current)
+        moment = max(now, previous + timedelta(microseconds=1)) if previous is not None else now
+        return {version: column_value(sides.source, sides.mapping, version, moment.isoformat())}
+    return {}
+
+
+def _as_moment(value: Any) -> datetime | None:
+    """A stored version timestamp (a datetime, or ISO text on SQLite) as an aware UTC datetime."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _with_changes(row: pl.DataFrame, changes: dict[str, Any]) -> pl.DataFrame:
@@ -216,18 +304,27 @@ def _record_key(row: pl.DataFrame, mapping: SyncMapping) -> str:
     return str(record_keys(row, mapping)[0])
 
 
-def _update_source(sides: Sides, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> None:
-    """SET the changes (flag false until the target has them) — only if the row still holds what was read."""
-    statement = sides.update_statement(key, before, changes, flagged=False)
+def _clear_flag(sides: Sides, key: dict[str, Any]) -> None:
     try:
         with sides.source_dialect.engine.begin() as conn:
-            updated = conn.execute(statement).rowcount
+            conn.execute(sides.clear_flag_statement(key))
+    except Exception as exc:
+        raise translate(exc, what="clearing the source row's flag", mapping=sides.mapping.name) from exc
+
+
+def _update_source(
+    sides: Sides, conn: Connection, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]
+) -> pl.DataFrame:
+    """SET the changes and the flag — only on the row still holding what was read; the row as stored."""
+    try:
+        updated = conn.execute(sides.update_statement(key, before, changes)).rowcount
+        if updated == 1:
+            return sides.read_source(key, conn)
     except Exception as exc:
         raise translate(exc, what="updating the source row", mapping=sides.mapping.name) from exc
-    if updated != 1:
-        raise UpdateConflict(
-            "the source row changed while it was being updated; nothing written", mapping=sides.mapping.name
-        )
+    raise UpdateConflict(
+        "the source row changed while it was being updated; nothing written", mapping=sides.mapping.name
+    )
 
 
 def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
@@ -239,85 +336,8 @@ def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
                         mapping=sides.mapping.name) from exc  # fmt: skip
 
 
-def _compensate(sides: Sides, key: dict[str, Any], before: dict[str, Any], changes: dict[str, Any]) -> bool:
-    """Give the source row its before-image back, if it still holds the changes (nobody wrote it since)."""
-    statement = (
-        sa.update(sides.source)
-        .where(*sides.where_key(key), *(sides.source.c[n].is_not_distinct_from(v) for n, v in changes.items()))
-        .values(before)
-    )
-    with sides.source_dialect.engine.begin() as conn:
-        return bool(conn.execute(statement).rowcount)
-
-
-def _guard(row: pl.DataFrame, mapping: SyncMapping) -> pl.DataFrame:
-    return row.select(list(dict.fromkeys([*mapping.source_keys, *mapping.guard_columns])))
-
-
 def recover(intranet: Engine) -> list[str]:
-    """Repair the updates a crash left unfinished; return one line per intent repaired."""
-    from schemas.registry import all_mappings
+    """Repair the updates a crash left unfinished; return one line per intent repaired (tasks/recovery.py)."""
+    from tasks.recovery import recover_intents
 
-    if missing := missing_tables(intranet):
-        raise ConfigError(
-            f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
-        )
-    mappings = all_mappings()
-    repaired = []
-    for intent in unfinished_intents(intranet):
-        mapping = mappings.get(intent["mapping"])
-        if mapping is None:
-            continue
-        try:
-            with holding(intranet, mapping_lease(mapping.name), ttl=60):
-                state, message = _repair(Sides.of(mapping), intent)
-        except LeaseBusy:
-            continue  # a run of this mapping is under way: the next flow run repairs it
-        close_intent(intranet, intent["id"], state, message)
-        repaired.append(f"{mapping.name} {intent['record_key']}: {state} ({message})")
-    return repaired
-
-
-def _repair(sides: Sides, intent: dict[str, Any]) -> tuple[Any, str]:
-    """Resolve in-doubt prepared transactions; else complete the update if both zones hold the new values,
-    otherwise give the source its old values back."""
-    in_doubt = resolve_in_doubt(sides, intent)
-    if in_doubt is not None:
-        return in_doubt, "in-doubt prepared transactions " + ("committed" if in_doubt == "committed" else "rolled back")
-    mapping = sides.mapping
-    key = {c.source: v for c, v in zip(mapping.key_columns, json.loads(intent["record_key"]).values(), strict=True)}
-    before = {n: column_value(sides.source, mapping, n, v) for n, v in json.loads(intent["before_image"]).items()}
-    changes = {n: column_value(sides.source, mapping, n, v) for n, v in json.loads(intent["changes"]).items()}
-    now = sides.stored(key, list(changes))
-    if now is None or now == {name: before[name] for name in changes}:
-        return "rolled_back", "the source update never committed"
-    if now != changes:
-        return "conflict", "the source row was changed by someone else since; left as it is"
-    stored = sides.read_source(key)
-    if _target_holds(sides, stored):
-        flag_rows(sides.source_dialect, sides.source, _guard(stored, mapping), mapping, sides.reader.dtypes)
-        return "committed", "both zones held the new values: completed"
-    if not _compensate(sides, key, before, changes):
-        return "conflict", "the source row was changed by someone else during recovery; left as it is"
-    return "rolled_back", "the target never got the new values: the source was given its old values back"
-
-
-def _target_holds(sides: Sides, stored: pl.DataFrame) -> bool:
-    """Whether the target row equals the mapped source row (read and converted the same way)."""
-    mapping = sides.mapping
-    expected = to_target_schema(stored, mapping).frame.drop(ROW)
-    columns = [
-        sides.target_dialect.read_expression(sides.target.c[c.name], c.dtype).label(c.source) for c in mapping.columns
-    ]
-    where = [sides.target.c[c.name] == expected[c.name][0] for c in mapping.key_columns]
-    with sides.target_dialect.engine.connect() as conn:
-        rows = conn.execute(sa.select(*columns).where(*where)).all()
-    dtypes = {c.source: c.dtype for c in mapping.columns}
-    actual = to_target_schema(sides.target_dialect.frame_from_rows(rows, dtypes), mapping).frame.drop(ROW)
-    return actual.height == 1 and actual.equals(expected)
-
-
-def fault_point(name: str) -> None:
-    """Test hook: `ZONESYNC_FAULT=<name>` kills the process here, as a crash would (never set it in production)."""
-    if os.environ.get("ZONESYNC_FAULT") == name:
-        os._exit(70)
+    return recover_intents(intranet)

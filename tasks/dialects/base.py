@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import connectorx as cx
 import polars as pl
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from tasks.cxread import connectorx_query, connectorx_url, read_within_deadline
 
 UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
+CLAIM_ROW = "zonesync_row"  # the position of a guard row, loaded beside it so the rows claimed can be told
 
 
 def _beyond_connectorx_decimal(sql_type: Any) -> bool:
@@ -32,6 +34,28 @@ def _beyond_connectorx_decimal(sql_type: Any) -> bool:
     return sql_type.scale > 10 or sql_type.precision - sql_type.scale > 28
 
 
+VersionKind = Literal["timestamptz", "timestamp", "integer", "text_timestamp"]
+
+
+@dataclass(frozen=True)
+class WritersTrigger:
+    """What the writers'-contract trigger of one source table enforces: when an UPDATE changes a watched column
+    of a row whose flag stays true, the flag goes back to false; when it leaves the version column as it was,
+    the version moves on (`version_kind` says how: now, or + 1)."""
+
+    table: sa.Table
+    watched: tuple[str, ...]
+    flag: str
+    keys: tuple[str, ...]
+    version: str | None = None
+    version_kind: VersionKind | None = None
+
+    @property
+    def name(self) -> str:
+        """The trigger's (and on PostgreSQL its function's) name."""
+        return f"zonesync_writers_{self.table.name}"[:63]
+
+
 class Dialect:
     """Database-specific reads and bulk writes; subclasses override small pieces."""
 
@@ -39,6 +63,7 @@ class Dialect:
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
     small_batch: ClassVar[int] = 100  # up to this many rows, bound statements beat a temporary table
     supports_partial_index: ClassVar[bool] = True
+    row_locks: ClassVar[bool] = True  # two transactions may claim different rows at once
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -115,11 +140,11 @@ class Dialect:
         raise NotImplementedError
 
     def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
-        """A temporary table with the given columns of `like`, without constraints."""
+        """A temporary table with the given columns of `like` (an integer for CLAIM_ROW), without constraints."""
         return sa.Table(
             name,
             sa.MetaData(),
-            *(sa.Column(column, like.c[column].type) for column in columns),
+            *(sa.Column(c, like.c[c].type if c != CLAIM_ROW else sa.BigInteger()) for c in columns),
             prefixes=["TEMPORARY"],
         )
 
@@ -156,16 +181,18 @@ class Dialect:
         statement = self.insert(target).from_select(columns, sa.select(*temp.columns))
         new = self.new_values(statement)
         updates = [name for name in columns if name not in keys] or list(keys[:1])
-        changed = sa.or_(*(target.c[name].is_distinct_from(new[name]) for name in updates))
-        return self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
+        changed = sa.or_(*(sa.not_(self.same_value(target.c[name], new[name])) for name in updates))
+        upsert = self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
+        return upsert.execution_options(preserve_rowcount=True)  # SQLAlchemy reports no INSERT rowcount otherwise
 
     def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
         """Run a statement with bound parameters once per row of `frame`; the rows it affected."""
         rows = list(frame.iter_rows(named=True))
         return int(conn.execute(statement, rows[0] if len(rows) == 1 else rows).rowcount)  # one row: no executemany
 
-    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
-        """Insert or update the rows of `frame` (target column names) into `target`.
+    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> int:
+        """Insert or update the rows of `frame` (target column names) into `target`; how many rows were inserted
+        or changed (a row already equal, byte for byte, is left alone and not counted).
 
         A few rows (a push, a small backlog) go as one bound statement; more go through a temporary table,
         bulk-loaded: a temporary table costs four round trips, a bound statement one per ~1000 rows.
@@ -173,21 +200,23 @@ class Dialect:
         if frame.height <= self.small_batch:
             shape = ("upsert", target, tuple(frame.columns), tuple(keys))
             statement = self._statement(shape, lambda: self.upsert_statement(target, frame.columns, keys))
-            self.execute_bound(conn, statement, frame)
-            return
+            return self.execute_bound(conn, statement, frame)
         temp = self.load_temp(conn, "zonesync_upsert", target, frame)
-        conn.execute(self.upsert_from(target, temp, keys))
+        changed = int(conn.execute(self.upsert_from(target, temp, keys)).rowcount)
         temp.drop(conn)
+        return changed
 
     def upsert_statement(self, target: sa.Table, columns: Sequence[str], keys: Sequence[str]) -> sa.Insert:
         """INSERT ... VALUES (bound) that updates existing keys, skipping rows that would not change."""
         statement = self.insert(target).values({name: sa.bindparam(name) for name in columns})
         new = self.new_values(statement)
         updates = [name for name in columns if name not in keys] or list(keys[:1])
-        changed = sa.or_(*(target.c[name].is_distinct_from(new[name]) for name in updates))
-        return self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
+        changed = sa.or_(*(sa.not_(self.same_value(target.c[name], new[name])) for name in updates))
+        upsert = self.on_conflict_update(statement, keys, {name: new[name] for name in updates}, changed)
+        return upsert.execution_options(preserve_rowcount=True)  # SQLAlchemy reports no INSERT rowcount otherwise
 
-    def flag(
+    # -- claiming: flag rows and lock them for the rest of the transaction -------------------------------
+    def claim(
         self,
         conn: Connection,
         source: sa.Table,
@@ -195,44 +224,85 @@ class Dialect:
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
-    ) -> int:
-        """Set the flag of the rows in `guard` whose guard columns still hold the values read; count them."""
-        if guard.height <= self.small_batch:
-            # Parameters named like columns are reserved by SQLAlchemy in an UPDATE: prefix them.
-            named = {name: f"read_{name}" for name in guard.columns}
-            shape = ("flag", source, flag_column, tuple(keys), *((name, dtypes[name]) for name in guard.columns))
-            statement = self._statement(shape, lambda: self._flag_statement(source, flag_column, named, keys, dtypes))
-            bound = guard.clone()  # renamed without copying (a rename is a query)
-            bound.columns = [named[name] for name in guard.columns]
-            return self.execute_bound(conn, statement, bound)
-        temp = self.load_temp(conn, "zonesync_flag", source, guard)
-        statement = (
-            sa.update(source)
-            .where(*self._guard_conditions(source, temp, guard.columns, keys, dtypes))
-            .where(self.key_range(source, guard, keys))
-            .where(self.not_synced(source.c[flag_column]))
-            .values({flag_column: sa.true()})
-        )
-        flagged = conn.execute(statement).rowcount
-        temp.drop(conn)
-        return int(flagged)
+    ) -> pl.Series | None:
+        """Flag the rows of `guard` whose guard columns still hold the values read, and keep them locked until
+        the transaction ends; None when every row was claimed, else the positions (in `guard`) of those that were.
 
-    def _flag_statement(
+        The caller writes the claimed rows to the other zone before committing: whoever wants to change them
+        meanwhile waits, so the other zone never receives a value the source no longer holds.
+        """
+        if guard.height <= self.small_batch:
+            return self._claim_bound(conn, source, flag_column, guard, keys, dtypes)
+        temp = self.load_temp(conn, "zonesync_flag", source, guard.with_row_index(CLAIM_ROW))
+        where = self._guard_conditions(source, temp, guard.columns, keys, dtypes)
+        where.append(self.key_range(source, guard, keys))
+        claimed: pl.Series | None = None
+        if conn.execute(self._flag_where(source, flag_column, where)).rowcount != guard.height:
+            query = self._claimed_where(source, flag_column, where).with_only_columns(temp.c[CLAIM_ROW])
+            claimed = pl.Series([row for (row,) in conn.execute(query)], dtype=pl.UInt32).sort()
+        temp.drop(conn)
+        return claimed
+
+    def _claim_bound(
         self,
+        conn: Connection,
         source: sa.Table,
         flag_column: str,
-        named: dict[str, str],
+        guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
-    ) -> sa.Update:
-        """UPDATE ... SET flag = true WHERE key and guard columns equal the bound values read (`named` params)."""
-        params: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(bound) for name, bound in named.items()}
-        return (
-            sa.update(source)
-            .where(*self._guard_conditions(source, params, list(named), keys, dtypes))
-            .where(self.not_synced(source.c[flag_column]))
-            .values({flag_column: sa.true()})
+    ) -> pl.Series | None:
+        """`claim` for a few rows: a bound UPDATE per row; only if some were not flagged, a locking SELECT per row."""
+        named = {name: f"read_{name}" for name in guard.columns}  # a column's own name is reserved in an UPDATE
+        bound = guard.clone()  # renamed without copying (a rename is a query)
+        bound.columns = [named[name] for name in guard.columns]
+        shape = ("claim", source, flag_column, tuple(keys), *((name, dtypes[name]) for name in guard.columns))
+        params: dict[str, sa.BindParameter[Any]] = {name: sa.bindparam(value) for name, value in named.items()}
+
+        def where() -> list[sa.ColumnElement[bool]]:
+            return self._guard_conditions(source, params, list(named), keys, dtypes)
+
+        update = self._statement(shape, lambda: self._flag_where(source, flag_column, where()))
+        if self.execute_bound(conn, update, bound) == guard.height:
+            return None
+        select = self._statement(("claimed", *shape), lambda: self._claimed_where(source, flag_column, where()))
+        rows = self.bind_form(bound).iter_rows(named=True)
+        return pl.Series([i for i, row in enumerate(rows) if conn.execute(select, row).first()], dtype=pl.UInt32)
+
+    def _flag_where(self, source: sa.Table, flag_column: str, where: list[sa.ColumnElement[bool]]) -> sa.Update:
+        return sa.update(source).where(*where, self.not_synced(source.c[flag_column])).values({flag_column: sa.true()})
+
+    def _claimed_where(self, source: sa.Table, flag_column: str, where: list[sa.ColumnElement[bool]]) -> sa.Select:
+        """The rows still as read and flagged (by this transaction, or by another writer with the same values),
+        locked: either way the other zone may be given these values."""
+        flagged = source.c[flag_column].is_(sa.true())
+        return sa.select(sa.literal(1)).where(*where, flagged).with_for_update()
+
+    def unclaim(self, conn: Connection, source: sa.Table, flag_column: str, keys: pl.DataFrame) -> None:
+        """Set the flag of claimed rows back to false (the other zone refused them)."""
+        if keys.is_empty():
+            return
+        named = {name: f"key_{name}" for name in keys.columns}
+        statement = self._statement(
+            ("unclaim", source, flag_column, *keys.columns),
+            lambda: (
+                sa.update(source)
+                .where(*(source.c[name] == sa.bindparam(bound) for name, bound in named.items()))
+                .values({flag_column: sa.false()})
+            ),
         )
+        bound = keys.clone()
+        bound.columns = list(named.values())
+        self.execute_bound(conn, statement, bound)
+
+    def bind_form(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Values in the form this driver binds exactly (as `execute_bound` sends them)."""
+        return frame
+
+    @staticmethod
+    def same_value(column: sa.ColumnElement[Any], value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Null-safe equality, byte for byte: a change a collation calls equal (case, trailing blanks) is a change."""
+        return column.is_not_distinct_from(value)
 
     def _guard_conditions(
         self,
@@ -242,7 +312,7 @@ class Dialect:
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
     ) -> list[sa.ColumnElement[bool]]:
-        """Key equality plus null-safe equality of each compared column, as it was read."""
+        """Key equality plus exact null-safe equality of each compared column, as it was read."""
         conditions = []
         expression: sa.ColumnElement[Any]
         value: sa.ColumnElement[Any]
@@ -254,12 +324,16 @@ class Dialect:
             if column in keys:
                 conditions.append(source.c[column] == value)
             else:
-                conditions.append(expression.is_not_distinct_from(value))
+                conditions.append(self.same_value(expression, value))
         return conditions
 
     def supports_two_phase(self) -> bool:
         """Whether transactions can be prepared and committed later (PostgreSQL, MariaDB XA)."""
         return False
+
+    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
+        """DDL that (re)installs the writers'-contract trigger of a source table (idempotent)."""
+        raise NotImplementedError
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def insert_or_update(

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import CHAR
+from sqlalchemy.dialects.mysql import BINARY, CHAR
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
-from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
+from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from tasks.errors import RefusedValue
 
 
@@ -84,11 +84,22 @@ class MariaDBDialect(Dialect):
         """XA transactions (InnoDB)."""
         return True
 
-    def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
+    def bind_form(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Bound rows in MariaDB's terms: UTC wall-clock timestamps, 0/1 booleans."""
-        return super().execute_bound(conn, statement, self.encode(frame))
+        return self.encode(frame)
 
-    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
+    def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
+        """Bound rows in MariaDB's terms (`bind_form`)."""
+        return super().execute_bound(conn, statement, self.bind_form(frame))
+
+    @staticmethod
+    def same_value(column: sa.ColumnElement[Any], value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Text compared as bytes: MariaDB's collations pad trailing blanks (even utf8mb4_bin) and mostly fold case."""
+        if isinstance(column.type, sa.String):
+            return sa.cast(column, BINARY()).is_not_distinct_from(sa.cast(value, BINARY()))
+        return column.is_not_distinct_from(value)
+
+    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> int:
         """UPDATE the keys that exist (a join), then INSERT the ones that do not (an anti-join).
 
         Not ON DUPLICATE KEY UPDATE: it fires on *any* unique index, so a row clashing with another row's
@@ -97,13 +108,39 @@ class MariaDBDialect(Dialect):
         values; more are bulk-loaded into a temporary table (creating one costs milliseconds).
         """
         if frame.height <= self.small_batch:
-            for statement in update_then_insert(target, bound_rows(target, self.encode(frame)), keys):
-                conn.execute(statement)
-            return
-        temp = self.load_temp(conn, "zonesync_upsert", target, frame)
-        for statement in update_then_insert(target, temp, keys):
-            conn.execute(statement)
-        temp.drop(conn)
+            rows: sa.Table | sa.Subquery = bound_rows(target, self.encode(frame))
+        else:
+            rows = self.load_temp(conn, "zonesync_upsert", target, frame)
+        changed = sum(int(conn.execute(s).rowcount) for s in update_then_insert(target, rows, keys, self.same_value))
+        if isinstance(rows, sa.Table):
+            rows.drop(conn)
+        return changed
+
+    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
+        """A BEFORE UPDATE trigger that corrects NEW; text compared as bytes (collations call 'a ' and 'A' equal)."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        string = {c for c in spec.watched if isinstance(spec.table.c[c].type, sa.String)}
+        changed = " OR ".join(
+            f"NOT (BINARY OLD.{quote(c)} <=> BINARY NEW.{quote(c)})" if c in string
+            else f"NOT (OLD.{quote(c)} <=> NEW.{quote(c)})"
+            for c in spec.watched
+        )  # fmt: skip
+        flag = quote(spec.flag)
+        body = [f"IF OLD.{flag} AND NEW.{flag} THEN SET NEW.{flag} = 0; END IF;"]
+        if spec.version and spec.version_kind:
+            version = quote(spec.version)
+            bumped = {
+                "integer": f"OLD.{version} + 1",
+                "text_timestamp": "CONCAT(DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f'), '+00:00')",
+            }.get(spec.version_kind, f"GREATEST(UTC_TIMESTAMP(6), OLD.{version} + INTERVAL 1 MICROSECOND)")
+            body.append(f"IF NEW.{version} <=> OLD.{version} THEN SET NEW.{version} = {bumped}; END IF;")
+        table = self.engine.dialect.identifier_preparer.format_table(spec.table)
+        name = quote(spec.name)
+        return [
+            f"DROP TRIGGER IF EXISTS {name}",
+            f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW BEGIN IF {changed} THEN "
+            f"{' '.join(body)} END IF; END",
+        ]
 
     def insert(self, table: sa.Table) -> Any:
         """MySQL's INSERT construct."""
@@ -166,10 +203,16 @@ def bound_rows(target: sa.Table, frame: pl.DataFrame) -> sa.Subquery:
     return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).subquery("zonesync_rows")
 
 
-def update_then_insert(target: sa.Table, rows: sa.Table | sa.Subquery, keys: Sequence[str]) -> list[sa.Executable]:
-    """UPDATE the target rows whose key is among `rows`, then INSERT the `rows` whose key the target lacks."""
+def update_then_insert(
+    target: sa.Table, rows: sa.Table | sa.Subquery, keys: Sequence[str], same: Callable[..., sa.ColumnElement[bool]]
+) -> list[sa.Executable]:
+    """UPDATE the target rows whose key is among `rows` and that differ (`same`: exact equality), then INSERT the
+    `rows` whose key the target lacks: their row counts add up to the rows inserted or changed."""
     same_key = [target.c[key] == rows.c[key] for key in keys]
     updates = {column.name: column for column in rows.columns if column.name not in keys}
     new_rows = sa.select(*rows.columns).where(~sa.exists().where(*same_key))
     insert = sa.insert(target).from_select([column.name for column in rows.columns], new_rows)
-    return [sa.update(target).where(*same_key).values(updates), insert] if updates else [insert]
+    if not updates:
+        return [insert]
+    differs = sa.or_(*(sa.not_(same(target.c[name], column)) for name, column in updates.items()))
+    return [sa.update(target).where(*same_key, differs).values(updates), insert]

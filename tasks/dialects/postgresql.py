@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
+from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 
 _COPY_CHUNK = 8 * 1024 * 1024
 _TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.US"
@@ -67,7 +67,7 @@ class PostgresDialect(Dialect):
             f"-- ALTER TABLE {name} SET (fillfactor = 70); VACUUM FULL {name};",
         ]
 
-    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> None:
+    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> int:
         """A large batch is COPYed straight into the target when it holds no key of the batch's range (the
         floor's own cost); otherwise — a few rows, keys present, or a concurrent writer first — as the base."""
         if frame.height > self.small_batch and self._box_is_empty(conn, target, frame, keys):
@@ -78,8 +78,8 @@ class PostgresDialect(Dialect):
                 savepoint.rollback()
             else:
                 savepoint.commit()
-                return
-        super().upsert(conn, target, frame, keys)
+                return frame.height
+        return super().upsert(conn, target, frame, keys)
 
     def _box_is_empty(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> bool:
         """No target row within the min..max of each key column (integer and date keys only: text keys
@@ -91,7 +91,7 @@ class PostgresDialect(Dialect):
         box = [target.c[key].between(low[i], high[i]) for i, key in enumerate(keys)]
         return conn.execute(sa.select(sa.literal(1)).select_from(target).where(*box).limit(1)).first() is None
 
-    def flag(
+    def claim(
         self,
         conn: Connection,
         source: sa.Table,
@@ -99,14 +99,14 @@ class PostgresDialect(Dialect):
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
-    ) -> int:
-        """As the base, without waiting for the WAL flush at commit.
+    ) -> pl.Series | None:
+        """As the base; its transaction commits without waiting for the WAL flush.
 
-        Safe: the target rows are already durable when their flag is written, and a flag lost to a crash only
-        means the row is sent again (an idempotent upsert).
+        Safe: it commits after the other zone has the rows, and a flag lost to a crash of the server only means
+        the row is sent again (an idempotent upsert); what commits with it (its batch_job count) is lost with it.
         """
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-        return super().flag(conn, source, flag_column, guard, keys, dtypes)
+        return super().claim(conn, source, flag_column, guard, keys, dtypes)
 
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Timestamps as text with their offset; everything else as polars writes it."""
@@ -131,6 +131,32 @@ class PostgresDialect(Dialect):
                     copy.write(payload[start : start + _COPY_CHUNK])
         finally:
             payload.release()
+
+    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
+        """A PL/pgSQL function run BEFORE UPDATE FOR EACH ROW, which corrects NEW."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        changed = " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in spec.watched)
+        flag = quote(spec.flag)
+        body = [f"IF OLD.{flag} AND NEW.{flag} THEN NEW.{flag} := false; END IF;"]
+        if spec.version and spec.version_kind:
+            version = quote(spec.version)
+            utc, later = "clock_timestamp() AT TIME ZONE 'UTC'", f"OLD.{version} + interval '1 microsecond'"
+            bumped = {
+                "integer": f"OLD.{version} + 1",
+                "timestamptz": f"GREATEST(clock_timestamp(), {later})",
+                "timestamp": f"GREATEST({utc}, {later})",
+                "text_timestamp": f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'",
+            }[spec.version_kind]
+            same = f"NEW.{version} IS NOT DISTINCT FROM OLD.{version}"
+            body.append(f"IF {same} THEN NEW.{version} := {bumped}; END IF;")
+        table = self.engine.dialect.identifier_preparer.format_table(spec.table)
+        function = quote(spec.name)
+        return [
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger AS $$ BEGIN IF {changed} THEN "
+            f"{' '.join(body)} END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            f"DROP TRIGGER IF EXISTS {function} ON {table}",
+            f"CREATE TRIGGER {function} BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()",
+        ]
 
     def insert(self, table: sa.Table) -> Any:
         """PostgreSQL's INSERT construct."""

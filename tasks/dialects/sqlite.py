@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect
+from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
 _MAX_COMPILATIONS = 256
@@ -97,6 +97,7 @@ class SQLiteDialect(Dialect):
 
     name: ClassVar[str] = "sqlite"
     small_batch: ClassVar[int] = sys.maxsize  # no COPY here: bound statements in one transaction are the fast path
+    row_locks: ClassVar[bool] = False  # a writer locks the whole file
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
@@ -144,6 +145,17 @@ class SQLiteDialect(Dialect):
                 converted.append(pl.col(name).cast(pl.Int8))
         return frame.with_columns(converted)
 
+    def bind_form(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Exact text for decimals and timestamps, 0/1 for booleans (`encode`)."""
+        return self.encode(frame)
+
+    @staticmethod
+    def same_value(column: sa.ColumnElement[Any], value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Text compared byte for byte, whatever collation (NOCASE, RTRIM) the column declares."""
+        if isinstance(column.type, sa.String):
+            return column.collate("BINARY").is_not_distinct_from(value)
+        return column.is_not_distinct_from(value)
+
     def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
         """Compiled once, run through the stdlib cursor with plain tuples (3x SQLAlchemy's own executemany)."""
         compiled = self._compiled(statement, conn)
@@ -167,6 +179,30 @@ class SQLiteDialect(Dialect):
                 cast(Any, statement).compile(dialect=conn.dialect),
             )
         return compiled[1]
+
+    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
+        """An AFTER UPDATE trigger (SQLite's cannot change NEW) that updates the row again by its key; that update
+        does not fire it again (recursive triggers are off by default). Text compared byte for byte."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        changed = " OR ".join(f"OLD.{quote(c)} IS NOT NEW.{quote(c)} COLLATE BINARY" for c in spec.watched)
+        flag = quote(spec.flag)
+        sets = [f"{flag} = CASE WHEN OLD.{flag} AND NEW.{flag} THEN 0 ELSE NEW.{flag} END"]
+        if spec.version and spec.version_kind:
+            version = quote(spec.version)
+            now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+            bumped = {
+                "integer": f"OLD.{version} + 1",
+                "text_timestamp": f"{now} || '000+00:00'",  # milliseconds, padded to the demo's microseconds
+            }.get(spec.version_kind, f"{now} || '000'")
+            sets.append(f"{version} = CASE WHEN NEW.{version} IS OLD.{version} THEN {bumped} ELSE NEW.{version} END")
+        table = self.engine.dialect.identifier_preparer.format_table(spec.table)
+        by_key = " AND ".join(f"{quote(k)} = NEW.{quote(k)}" for k in spec.keys)
+        name = quote(spec.name)
+        return [
+            f"DROP TRIGGER IF EXISTS {name}",
+            f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN {changed} "
+            f"BEGIN UPDATE {table} SET {', '.join(sets)} WHERE {by_key}; END",
+        ]
 
     def insert(self, table: sa.Table) -> Any:
         """SQLite's INSERT construct."""

@@ -157,3 +157,19 @@ def collated_note_tables() -> tuple[sa.MetaData, sa.MetaData]:
             *extra,
         )  # fmt: skip
     return source, target
+
+
+def case_insensitive_note_tables() -> tuple[sa.MetaData, sa.MetaData]:
+    """(source, target) tables of the `notes` mapping whose *body* uses the server's linguistic collation, which
+    calls 'Hello', 'HELLO' (and on MariaDB 'Hello ') equal."""
+    source, target = sa.MetaData(), sa.MetaData()
+    for metadata, name, extra in ((source, "zs_note_src", [_flag()]), (target, "zs_note", [])):
+        sa.Table(
+            name, metadata,
+            sa.Column("note_key", sa.String(80), primary_key=True),
+            sa.Column("body", linguistic_text(200)),
+            sa.Column("amount", exact_decimal(18, 2)),
+            sa.Column("noted_at", utc_timestamp()),
+            *extra,
+        )  # fmt: skip
+    return source, target

@@ -228,7 +228,7 @@ def test_recover_with_nothing_to_do(demo_zones: ZonePair, cli: Cli) -> None:
     run = cli("recover")
 
     assert_quiet(run)
-    assert run.stdout.strip() == "0 interrupted update(s) repaired"
+    assert run.stdout.strip() == "0 interrupted update(s) repaired, 0 abandoned batch job(s) closed"
 
 
 # --- retry, push, update (every backend) ------------------------------------------------------------------------

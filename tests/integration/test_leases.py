@@ -16,7 +16,7 @@ from schemas.examples import MERCHANTS
 from tasks import update
 from tasks.bookkeeping import sync_lease
 from tasks.engines import get_engine
-from tasks.lease import Lease, LeaseBusy, holding, mapping_lease
+from tasks.lease import Lease, LeaseLost, holding, mapping_lease
 from tasks.push import push_records
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, target_rows
@@ -74,7 +74,7 @@ def test_an_expired_lease_is_taken_over_and_its_holder_learns_it_lost_it(demo: Z
 
     assert successor.try_acquire()
     assert not Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
-    with pytest.raises(LeaseBusy):
+    with pytest.raises(LeaseLost):
         crashed.renew()
     successor.release()
 

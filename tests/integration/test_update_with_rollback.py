@@ -131,7 +131,12 @@ def test_an_update_that_would_make_a_row_ineligible_is_refused(demo: ZonePair) -
 
 
 @pytest.mark.parametrize(
-    ("fault", "expected_name"), [("update:after-source", "Toko Lama"), ("update:after-target", "Toko Baru")]
+    ("fault", "expected_name"),
+    [
+        ("update:source-written", "Toko Lama"),  # the source update never committed
+        ("update:after-target", "Toko Lama"),  # the target has the new values, the source not: it gets the old back
+        ("update:committed", "Toko Baru"),  # both committed; only the intent was left open
+    ],
 )
 def test_a_process_killed_between_the_commits_is_repaired_by_recover(
     synced: ZonePair, fault: str, expected_name: str
@@ -219,15 +224,18 @@ def test_two_phase_commit_across_postgresql_and_mariadb(
     assert zones_agree(mixed_two_phase)["name"] == expected_name
 
 
-def test_a_failed_flag_patch_after_both_commits_is_success_and_recovery_sets_the_flag(synced: ZonePair) -> None:
+def test_a_source_that_refuses_the_flag_leaves_both_zones_as_they_were(synced: ZonePair) -> None:
+    """The flag is set in the same source transaction as the changes, before the target is written: a source
+    that refuses it refuses the update, and the target never sees the new values."""
     for statement in REFUSE_FLAG[synced.intranet_backend]:
         execute(synced.intranet, statement)
 
     result = update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru"})
 
-    assert result.status == "success" and "completed by recovery" in result.message
-    assert target_rows(synced.internet, MERCHANTS)[(1,)]["name"] == "Toko Baru"
+    assert (result.status, result.reason) == ("error", "database_error") and "flag refused" in result.message
+    assert target_rows(synced.internet, MERCHANTS)[(1,)]["name"] == "Toko Lama"
     on_table = " ON merchant" if synced.intranet_backend == "postgresql" else ""
     execute(synced.intranet, f"DROP TRIGGER refuse_flag{on_table}")
-    assert len(recover(get_engine("intranet"))) == 1
-    assert zones_agree(synced)["name"] == "Toko Baru"
+    assert recover(get_engine("intranet")) == []  # closed as rolled back at once
+    source = source_rows(synced.intranet, MERCHANTS)[(1,)]
+    assert source["name"] == "Toko Lama" and not source["__flag"]  # unflagged until the cron retry sends it

@@ -1,0 +1,148 @@
+"""A true ledger (DESIGN §6.10): every synced row counted in exactly one batch_job row, no row left RUNNING
+after the next run — also when a run is killed — and a run that did nothing because others held its mappings
+says SKIPPED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from flows.retry_sync import retry_sync
+from schemas.examples import MERCHANTS, PAYMENTS
+from tasks import demo_data
+from tasks.bookkeeping import batch_job
+from tasks.checkpoints import interleaved
+from tasks.engines import get_engine
+from tasks.errors import TransientSyncError
+from tasks.lease import Lease, mapping_lease
+from tasks.ledger import batch_recorder, close_abandoned, start_job
+from tasks.sync import Zones, sync_mapping_rows
+from tests.conftest import ZonePair
+from tests.integration.helpers import execute, rows, seed, source_rows, unflagged_keys
+
+CHILD = """
+import time
+from datetime import date
+from schemas.examples import MERCHANTS
+from tasks.engines import get_engine
+from tasks.ledger import batch_recorder, start_job
+from tasks.sync import Zones, sync_mapping_rows
+
+intranet, internet = get_engine("intranet"), get_engine("internet")
+entry, _lease = start_job(intranet, "retry-sync", date.today())
+print(entry.id, flush=True)
+slow = lambda result: time.sleep(0.05)  # gives the parent time to kill it mid-way
+sync_mapping_rows(MERCHANTS, Zones(intranet, internet, intranet), 2, on_batch=slow, record=batch_recorder(entry.id))
+"""
+
+
+def job(engine: sa.Engine, job_id: int) -> dict[str, object]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(batch_job).where(batch_job.c.id == job_id)).one()._mapping)
+
+
+def test_a_killed_run_is_closed_as_aborted_with_exactly_the_rows_it_flagged(demo: ZonePair) -> None:
+    seed(demo.intranet, "merchant", demo_data.merchants(60), ("merchant_id",))
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=os.environ)
+    assert child.stdout is not None
+    job_id = int(child.stdout.readline())
+    deadline = time.monotonic() + 60
+    while job(demo.intranet, job_id)["rows_synced"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    assert job(demo.intranet, job_id)["status"] == "RUNNING"
+    closed = close_abandoned(get_engine("intranet"))
+
+    row = job(demo.intranet, job_id)
+    flagged = 60 - len(unflagged_keys(demo.intranet, MERCHANTS))
+    assert len(closed) == 1 and row["status"] == "ABORTED" and row["finished_at"] is not None
+    assert 0 < row["rows_synced"] == flagged < 60, "every row flagged is counted, and only those"
+    assert close_abandoned(get_engine("intranet")) == []
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_whose_mapping_another_run_holds_says_skipped(demo: ZonePair) -> None:
+    seed(demo.intranet, "merchant", demo_data.merchants(5), ("merchant_id",))
+    other = Lease(get_engine("intranet"), mapping_lease("merchants"), 60)
+    assert other.try_acquire()
+
+    report = retry_sync(mappings=["merchants"])
+    other.release()
+
+    assert report["merchants"].status == "skipped"
+    assert [r["status"] for r in rows(demo.intranet, "batch_job")] == ["SKIPPED"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_that_loses_its_lease_stops_with_an_error_that_keeps_its_counts(demo: ZonePair) -> None:
+    seed(demo.intranet, "merchant", demo_data.merchants(10), ("merchant_id",))
+
+    def taken_over() -> None:  # the lease expired during a long wait, and another run took it
+        execute(demo.intranet, "UPDATE sync_lease SET holder = 'elsewhere:1:x' WHERE name = 'mapping:merchants'")
+
+    with interleaved("batch:read", taken_over):
+        report = retry_sync(mappings=["merchants"], batch_size=4)
+
+    result = report["merchants"]
+    assert result.status == "error" and "lost the lease" in result.message
+    assert result.flagged == 4 and result.read >= 4  # what it did before it noticed: not "skipped, read 0"
+    (ledger,) = rows(demo.intranet, "batch_job")
+    assert (ledger["status"], ledger["rows_synced"]) == ("PARTIAL", 4)
+
+
+END_DAY_CHILD = """
+from datetime import date
+from schemas.examples import PAYMENTS
+from tasks.engines import get_engine
+from tasks.ledger import batch_recorder, start_job
+from tasks.sync import Zones, sync_mapping_rows
+
+intranet, internet = get_engine("intranet"), get_engine("internet")
+entry, _lease = start_job(intranet, "end-day-check", date.today())
+sync_mapping_rows(PAYMENTS, Zones(internet, intranet, intranet), 1000, record=batch_recorder(entry.id))
+"""
+
+
+def test_an_end_day_batch_killed_between_its_two_commits_is_counted_once(demo: ZonePair) -> None:
+    """The intranet zone is the target here: each batch is counted in the transaction that writes it there, as
+    rows inserted or changed — so the run that sends them again (unflagged by the kill) does not count them."""
+    seed(demo.internet, "payment", demo_data.payments(40), ("payment_id",))
+    env = os.environ | {"ZONESYNC_FAULT": "batch:delivered"}  # killed after the intranet commit, before the flags
+    assert subprocess.run([sys.executable, "-c", END_DAY_CHILD], env=env, check=False).returncode == 70
+    assert unflagged_keys(demo.internet, PAYMENTS) == set(source_rows(demo.internet, PAYMENTS))  # none flagged
+    close_abandoned(get_engine("intranet"))
+
+    entry, lease = start_job(get_engine("intranet"), "end-day-check", date.today())
+    zones = Zones(demo.internet, demo.intranet, demo.intranet)
+    sync_mapping_rows(PAYMENTS, zones, 1000, record=batch_recorder(entry.id))
+    lease.release()
+
+    jobs = rows(demo.intranet, "batch_job")
+    flagged = len(source_rows(demo.internet, PAYMENTS)) - len(unflagged_keys(demo.internet, PAYMENTS))
+    assert flagged > 0 and [job["rows_synced"] for job in jobs] == [flagged, 0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_counts_add_up_over_the_attempts_of_a_task_prefect_retries(demo: ZonePair) -> None:
+    """A transient failure in the second batch: Prefect runs the task again, which sends the rest."""
+    seed(demo.intranet, "merchant", demo_data.merchants(10), ("merchant_id",))  # all ten valid
+
+    def connection_lost() -> None:
+        raise TransientSyncError("connection to the internet zone lost (injected)")
+
+    with interleaved("batch:delivered", connection_lost, at=2):
+        report = retry_sync(mappings=["merchants"], batch_size=4)
+
+    result = report["merchants"]
+    assert result.status == "success" and result.flagged == 10  # 4 in the first attempt, 6 in the second
+    (ledger,) = rows(demo.intranet, "batch_job")
+    assert (ledger["status"], ledger["rows_synced"]) == ("SUCCESS", 10)
