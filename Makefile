@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-quick bench-end-day clean
+.PHONY: install demo test lint bench bench-quick bench-end-day torture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ bench-quick: $(STAMP)  ## the same on 100k rows, one repetition
 
 bench-end-day: $(STAMP)  ## the end-day check (`zonesync end-day`) of 1M eligible payments on PostgreSQL
 	$(BIN)/python -m bench.end_day
+
+# The long torture run (tests/torture): drill by pairing table; needs ZONESYNC_TEST_POSTGRES_URL / _MARIADB_URL.
+TORTURE_ARGS ?= --trials 50 --sqlite-trials 20
+
+torture: $(STAMP)  ## crash, stall, concurrency and outage drills against real processes and databases
+	$(BIN)/python -m tests.torture $(TORTURE_ARGS)
 
 clean:
 	rm -rf $(VENV) .zonesync .pytest_cache .ruff_cache .mypy_cache
