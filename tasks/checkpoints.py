@@ -23,11 +23,11 @@ def checkpoint(name: str) -> None:
         os._exit(70)
     if _actions:
         with _lock:
-            passes, action = _actions.pop(name, (0, None))
-            if passes > 1:
-                _actions[name], action = (passes - 1, action), None
-        if action is not None:
-            action()
+            placed = _actions.pop(name, None)
+            if placed is not None and placed[0] > 1:
+                _actions[name], placed = (placed[0] - 1, placed[1]), None
+        if placed is not None:
+            placed[1]()
 
 
 @contextmanager

@@ -2,8 +2,8 @@
 
 An update writes its intent — the before-image of the changed source columns, and the changes — before it
 touches either zone, and marks it finished after. A crash in between leaves an unfinished intent, which the
-next run of any flow (or `zonesync recover`) repairs: completed if both zones already hold the new values,
-compensated (the source given back its before-image) otherwise.
+next run of any flow (or `zonesync recover`) repairs (tasks/recovery.py): the source row is sent again, and the
+before-image and changes say whether that completed the update or rolled it back.
 """
 
 from __future__ import annotations

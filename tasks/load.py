@@ -1,4 +1,4 @@
-"""Write a batch to the target zone and flag it in the source zone.
+"""Write a batch to the target zone (its rows already claimed in the source: tasks/batch.py).
 
 A batch that the target refuses because of some of its rows (a constraint, a value the column cannot
 hold) is split in halves until the offending rows are isolated: they are quarantined, the rest land.

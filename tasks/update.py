@@ -39,7 +39,8 @@ logger = get_logger("zonesync.update")
 UpdateStatus = Literal["success", "error"]
 _DECIDED = "updated in both zones; a last step failed and is completed by recovery (zonesync recover)"
 _UNDECIDED = "recovery (zonesync recover, or the next flow run) gives both zones the source's values"
-# An update waits this long for a running retry sync of its mapping (they must not interleave), then is busy.
+# An update waits this long for a running retry sync of its mapping, then is busy: one writer at a time spares both
+# the lock waits of their claims (correctness does not rest on it: tasks/batch.py).
 UPDATE_WAIT_SECONDS = 10.0
 
 

@@ -184,3 +184,10 @@ def exact_values(
              "day": date(2026, 3, 4), "quantity": item, "revision": 1, "is_sync": False}
         )  # fmt: skip
     return pl.DataFrame(records, schema=EXACT_SCHEMA)
+
+
+# Merchant 1 as the update tests find it: in both zones and flagged (fixture `synced`).
+SYNCED_MERCHANT: dict[str, Any] = {
+    "merchant_id": 1, "merchant_name": "Toko Lama", "status": "A", "fee": "2.50", "email": "lama@example.com",
+    "updated_at": "2026-11-26T10:00:00+07:00",
+}  # fmt: skip

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from schemas import settings
 from schemas.examples import MERCHANTS
 from tasks.bookkeeping import sync_lease
 from tasks.checkpoints import interleaved
@@ -82,26 +81,17 @@ def test_a_retry_batch_overtaken_by_an_update_never_writes_its_stale_copy(demo: 
     assert (result.read, result.flagged, result.changed_in_flight) == (1, 0, 1)
 
 
-@pytest.fixture
-def intent_path(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> ZonePair:
-    """One merchant in both zones; updates through the intent record, not two-phase commit."""
-    monkeypatch.setenv("ZONESYNC_TWO_PHASE", "false")
-    settings.get_settings.cache_clear()
-    assert push_records("merchants", [MERCHANT]).status == "success"
-    return demo
-
-
-def test_recover_never_undoes_an_update_that_is_still_running(intent_path: ZonePair) -> None:
+def test_recover_never_undoes_an_update_that_is_still_running(synced: ZonePair) -> None:
     """The update is paused long enough to lose its lease; `recover` runs meanwhile; the update then goes on."""
 
     def recover_meanwhile() -> None:
-        execute(intent_path.intranet, sa.delete(sync_lease))  # the paused update's lease has expired
+        execute(synced.intranet, sa.delete(sync_lease))  # the paused update's lease has expired
         recover(get_engine("intranet"))
 
     with interleaved("update:flag-cleared", recover_meanwhile):
         result = update_record(MERCHANTS, KEY, {"fee": "77.77"})
 
-    source = agree(intent_path)
+    source = agree(synced)
     assert source["__flag"] and result.status == "success" and source["fee"] == Decimal("77.77")
     assert recover(get_engine("intranet")) == []
 

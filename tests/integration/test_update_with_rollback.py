@@ -14,7 +14,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-from schemas import settings
 from schemas.examples import MERCHANTS, PAYMENTS
 from schemas.examples.tables import internet_tables, intranet_tables
 from tasks import demo_data
@@ -23,22 +22,11 @@ from tasks.engines import get_engine
 from tasks.push import push_records
 from tasks.update import recover, update_record
 from tests.conftest import ZonePair, make_pair
+from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, seed, source_rows, target_rows
 
-MERCHANT: dict[str, Any] = {
-    "merchant_id": 1, "merchant_name": "Toko Lama", "status": "A", "fee": "2.50", "email": "lama@example.com",
-    "updated_at": "2026-11-26T10:00:00+07:00",
-}  # fmt: skip
+MERCHANT = SYNCED_MERCHANT
 KEY = {"merchant_id": 1}
-
-
-@pytest.fixture
-def synced(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> ZonePair:
-    """One merchant, in both zones and flagged; updates through the intent record (two-phase tests below)."""
-    monkeypatch.setenv("ZONESYNC_TWO_PHASE", "false")
-    settings.get_settings.cache_clear()
-    assert push_records("merchants", [MERCHANT]).status == "success"
-    return demo
 
 
 def crash_during_update(fault: str) -> subprocess.CompletedProcess[bytes]:
