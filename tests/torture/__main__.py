@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.conftest import ThrowawayServers
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A stopped run (kill, Ctrl-C) still stops its private clusters, Prefect server and workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     servers = ThrowawayServers()
     session = Session(servers, Limits(hang_bound=options.hang_bound))
     table = Table()

@@ -28,10 +28,16 @@ Pairing = tuple[str, str]  # (intranet backend, internet backend)
 class Limits:
     """How long things may take. The bounded (pytest) run shortens Prefect's retry delays."""
 
-    hang_bound: float = 120.0  # a run against a lost target must end within this
+    hang_bound: float = 120.0  # a run against a lost target must end within this (see WORKER_WAITS)
     fast_retries: bool = False
     freeze_seconds: float | None = None  # thaw a frozen target after at most this; None: when the runs end
     command_timeout: float = 150.0  # a worker command that takes longer is a hang
+
+
+# zonesync's bounded waits in the workers. A run against a silent target fails each attempt within connect +
+# statement + 2 s (22 s); with Prefect's two task retries (5 s and 30 s apart) that is ~100 s, within the default
+# hang bound. The defaults (300 s statements) would be right for production and far beyond any drill's patience.
+WORKER_WAITS = {"ZONESYNC_CONNECT_TIMEOUT": "5", "ZONESYNC_STATEMENT_TIMEOUT": "15", "ZONESYNC_LOCK_TIMEOUT": "10"}
 
 
 class Session:
@@ -43,7 +49,7 @@ class Session:
         self.root = Path(tempfile.mkdtemp(prefix="torture-session-"))
         self.prefect = PrefectServer()
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
-        self.pool = WorkerPool(base_env | self.prefect.worker_env(), self.root, warm=2)
+        self.pool = WorkerPool(base_env | WORKER_WAITS | self.prefect.worker_env(), self.root, warm=2)
         self._clusters: dict[str, PrivateCluster] = {}
         self._trial = 0
         try:
