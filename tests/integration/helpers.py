@@ -183,39 +183,6 @@ def assert_nothing_lost(
     return synced, quarantined
 
 
-def install_after_insert_trigger(engine: Engine, name: str, table: str, condition: str, action: str) -> None:
-    """An AFTER INSERT row trigger on `table` running `action` (one statement) when `condition` holds.
-
-    The changed-in-flight tests use it to change a source row while the engine writes its target copy,
-    i.e. after the row was read and before its flag is set: deterministic, no mocks, on every backend.
-    """
-    backend = engine.dialect.name
-    with engine.begin() as conn:
-        if backend == "sqlite":
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {name} AFTER INSERT ON {table} FOR EACH ROW WHEN {condition} BEGIN {action}; END"
-            )
-        elif backend == "postgresql":
-            conn.exec_driver_sql(
-                f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                f"BEGIN IF {condition} THEN {action}; END IF; RETURN NULL; END $$"
-            )
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {name} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
-            )
-        else:
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {name} AFTER INSERT ON {table} FOR EACH ROW "
-                f"BEGIN IF {condition} THEN {action}; END IF; END"
-            )
-
-
-def drop_trigger(engine: Engine, name: str, table: str) -> None:
-    """Remove a trigger made by `install_after_insert_trigger`."""
-    suffix = f" ON {table}" if engine.dialect.name == "postgresql" else ""
-    execute(engine, f"DROP TRIGGER {name}{suffix}")
-
-
 def timestamp_literal(engine: Engine, moment: datetime) -> str:
     """A UTC timestamp as a SQL literal for the column type `utc_timestamp()` gives on this backend."""
     text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
