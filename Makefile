@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-quick bench-end-day torture clean
+.PHONY: install demo test lint bench bench-quick bench-end-day torture fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,20 @@ TORTURE_ARGS ?= --trials 50 --sqlite-trials 20
 
 torture: $(STAMP)  ## crash, stall, concurrency and outage drills against real processes and databases
 	$(BIN)/python -m tests.torture $(TORTURE_ARGS)
+
+# The long hostile-input run: >= 100,000 generated HTTP cases (PostgreSQL and MariaDB) and >= 10,000 generated
+# rows per backend pairing, through the same tests as the bounded run in `make test`.
+FUZZ_EXAMPLES ?= 6300
+PROPERTY_EXAMPLES ?= 40
+PROPERTY_ROWS ?= 250
+PROPERTY_MIN_ROWS ?= 100
+
+fuzz: $(STAMP)  ## long HTTP fuzzing and property runs (hostile input); prints the counts
+	ZONESYNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:cacheprovider -q -s --timeout 0 \
+		-k "not sqlite" tests/integration/test_http_fuzz.py
+	ZONESYNC_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) ZONESYNC_PROPERTY_ROWS=$(PROPERTY_ROWS) \
+		ZONESYNC_PROPERTY_MIN_ROWS=$(PROPERTY_MIN_ROWS) \
+		$(BIN)/python -m pytest -p no:cacheprovider -q -s --timeout 0 tests/integration/test_properties.py
 
 clean:
 	rm -rf $(VENV) .zonesync .pytest_cache .ruff_cache .mypy_cache

@@ -15,7 +15,6 @@ import json
 import math
 import threading
 from dataclasses import asdict
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,16 +22,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prefect.logging import get_logger
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from schemas.mapping import SyncMapping
 from schemas.registry import all_mappings
 from schemas.settings import ZONES, Zone
-from tasks.docs import record_schema
+from tasks.docs import record_schema, update_schema
 from tasks.engines import health_engine
 from tasks.errors import SyncError, scrub
 from tasks.events import emit_push_event, events_enabled
 from tasks.limits import HEALTH_SECONDS
 from tasks.push import Pusher, PushResult
+from tasks.records import parse_json
 from tasks.update import update_record
 
 logger = get_logger("zonesync.api")
@@ -50,14 +51,35 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not JSON, or not an object or array of objects."},
     404: {"description": "No such mapping."},
     409: {"description": "A record with this key exists already; nothing written."},
+    415: {"description": "The body is not sent as application/json."},
     422: {"description": "A record failed the source's checks (unknown column, bad value, missing field)."},
     503: {"description": "The source zone is unavailable; nothing written."},
 }
+_UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Updated in both zones."},
+    400: _RESPONSES[400],
+    404: {"description": "No such row."},
+    409: {"description": "The row changed meanwhile; nothing written."},
+    415: _RESPONSES[415],
+    422: {"description": "The update fails a check; both zones keep their values."},
+    503: {"description": "A zone is unavailable or busy; both zones keep their values."},
+}
+JSON_TYPES = ("application/json",)  # and any type ending in +json
+
+
+class ExactJSONResponse(JSONResponse):
+    """JSON whose decimals, dates and timestamps are written as their exact text (never through a float)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str).encode()
 
 
 def create_app() -> FastAPI:
     """The application: one push route per registered mapping (each documents its record shape) and /health."""
-    app = FastAPI(title="zonesync", summary="Push records to both zones at once.", version="0.1.0")
+    app = FastAPI(
+        title="zonesync", summary="Push records to both zones at once.", version="0.1.0",
+        default_response_class=ExactJSONResponse,
+    )  # fmt: skip
     mappings = all_mappings()
     pushers = {name: Coalescer(Pusher(mapping)) for name, mapping in mappings.items()}
 
@@ -67,16 +89,7 @@ def create_app() -> FastAPI:
             return body
         result = await pushers[name].push(body if isinstance(body, list) else [body])
         emit_push_event(result)
-        return JSONResponse(_push_json(result), status_code=_status_code(result))
-
-    for mapping in mappings.values():
-        app.add_api_route(
-            f"/mappings/{mapping.name}/records", _bound(push, mapping.name), methods=["POST"], status_code=201,
-            summary=f"Push {mapping.name} records ({mapping.source_zone} → {mapping.target_zone})",
-            description=mapping.description, responses=_RESPONSES, openapi_extra=_request_body(mapping),
-            name=f"push-{mapping.artifact_slug}",
-        )  # fmt: skip
-    app.add_api_route("/mappings/{name}/records", push, methods=["POST"], include_in_schema=False)
+        return ExactJSONResponse(_push_json(result), status_code=_status_code(result))
 
     async def update(name: str, request: Request) -> JSONResponse:
         body = await _json_body(request, name, mappings)
@@ -86,17 +99,27 @@ def create_app() -> FastAPI:
             return _error(400, "invalid_body", 'expected {"key": {...}, "changes": {...}}')
         result = await run_in_threadpool(update_record, mappings[name], body.get("key"), body.get("changes"))
         status = 200 if result.status == "success" else UPDATE_STATUS.get(result.reason, 422)
-        return JSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
+        return ExactJSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
 
-    app.add_api_route(
-        "/mappings/{name}/records", update, methods=["PATCH"], summary="Update one record in both zones, or neither",
-        responses={200: {"description": "Updated in both zones."}, 404: {"description": "No such mapping or row."},
-                   409: {"description": "The row changed meanwhile; nothing written."},
-                   422: {"description": "The update fails a check; both zones keep their values."},
-                   503: {"description": "A zone is unavailable; both zones keep their values."}},
-    )  # fmt: skip
+    for mapping in mappings.values():
+        path, direction = f"/mappings/{mapping.name}/records", f"{mapping.source_zone} → {mapping.target_zone}"
+        app.add_api_route(
+            path, _bound(push, mapping.name), methods=["POST"], status_code=201,
+            summary=f"Push {mapping.name} records ({direction})", description=mapping.description,
+            responses=_RESPONSES, openapi_extra=_body(_records_schema(mapping)), name=f"push-{mapping.artifact_slug}",
+        )  # fmt: skip
+        app.add_api_route(
+            path, _bound(update, mapping.name), methods=["PATCH"], responses=_UPDATE_RESPONSES,
+            summary=f"Update one {mapping.name} record in both zones, or in neither",
+            openapi_extra=_body(update_schema(mapping)), name=f"update-{mapping.artifact_slug}",
+        )  # fmt: skip
+    # Any other name: a 404 that lists the registered mappings.
+    app.add_api_route("/mappings/{name}/records", push, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/mappings/{name}/records", update, methods=["PATCH"], include_in_schema=False)
     app.add_api_route("/health", health, methods=["GET"], summary="Whether both zones answer")
     app.add_exception_handler(SyncError, _sync_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
     if not events_enabled():
         logger.warning("PREFECT_API_URL is not set: pushes are not announced as Prefect events")
     return app
@@ -191,23 +214,31 @@ async def _json_body(request: Request, name: str, mappings: dict[str, SyncMappin
     """The parsed body (numbers as exact decimals, never floats), or the error answer to send instead."""
     if name not in mappings:
         registered = ", ".join(sorted(mappings))
-        return _error(404, "unknown_mapping", f"unknown mapping {name!r} (registered: {registered})")
+        return _error(404, "unknown_mapping", f"unknown mapping {name[:80]!r} (registered: {registered})")
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in JSON_TYPES and not media_type.endswith("+json"):
+        return _error(415, "unsupported_media_type", "send the body as JSON, with Content-Type: application/json")
     try:
-        return json.loads(await request.body(), parse_float=Decimal)
-    except ValueError:
-        return _error(400, "invalid_body", "the request body is not valid JSON")
+        return parse_json(await request.body())
+    except ValueError as exc:
+        return _error(400, "invalid_body", f"the request body is not valid JSON: {exc}")
 
 
-def _bound(push: Any, name: str) -> Any:
-    async def push_mapping(request: Request) -> JSONResponse:
-        return await push(name, request)
+def _bound(route: Any, name: str) -> Any:
+    """The route of one mapping (`route(name, request)` with the name fixed)."""
 
-    return push_mapping
+    async def route_of_mapping(request: Request) -> JSONResponse:
+        return await route(name, request)
+
+    return route_of_mapping
 
 
-def _request_body(mapping: SyncMapping) -> dict[str, Any]:
+def _records_schema(mapping: SyncMapping) -> dict[str, Any]:
     record = record_schema(mapping)
-    schema = {"oneOf": [record, {"type": "array", "items": record, "minItems": 1}]}
+    return {"oneOf": [record, {"type": "array", "items": record, "minItems": 1}]}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -226,13 +257,27 @@ def _push_json(result: PushResult) -> dict[str, Any]:
 
 
 def _error(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": scrub(detail)}, status_code=status)
+    return ExactJSONResponse({"error": error, "detail": scrub(detail)}, status_code=status)
 
 
 async def _sync_error(_request: Request, exc: Exception) -> JSONResponse:
     logger.error("request failed: %s", exc)
-    status = 503 if isinstance(exc, SyncError) and exc.transient else 500
-    return _error(status, "unavailable" if status == 503 else "server_error", str(exc))
+    if isinstance(exc, SyncError) and exc.transient:
+        return _error(503, "unavailable", exc.for_caller)
+    return _error(500, "server_error", exc.for_caller if isinstance(exc, SyncError) else "internal error")
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (no such path, a method a path does not take) with a reason code too."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    return _error(status, code, str(getattr(exc, "detail", "")) or code.replace("_", " "))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    """A defect, not the caller's mistake: logged with its traceback; the answer says only that."""
+    logger.error("request failed unexpectedly", exc_info=exc)
+    return _error(500, "server_error", "internal error (logged by the server)")
 
 
 async def health() -> JSONResponse:

@@ -22,6 +22,7 @@ from flows.cli_support import (
     print_quarantine,
     print_sync_report,
 )
+from schemas.settings import MAX_BATCH_SIZE
 from tasks.errors import ConfigError
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
@@ -73,7 +74,7 @@ def init(
 @friendly_errors
 def retry(
     mapping: Mappings = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per batch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=MAX_BATCH_SIZE, help="Rows per batch.")] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone."""
     from flows.retry_sync import retry_sync
@@ -147,8 +148,10 @@ def update(
     get_mapping(mapping)
     result = update_with_rollback(mapping, json_object(key, "--key"), json_object(changes, "--changes"))
     colour = "green" if result.status == "success" else "red"
+    reason = f" ({result.reason})" if result.reason else ""
     console.print(
-        f"[{colour}]{result.status}[/] {json.dumps(result.key, default=str)}: {result.message}", highlight=False
+        f"[{colour}]{result.status}[/] {json.dumps(result.key, default=str)}: {result.message}{reason}",
+        highlight=False,
     )
     if result.status != "success":
         raise typer.Exit(1)

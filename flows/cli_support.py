@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,10 +45,7 @@ def load_records(text: str | None, file: Path | None) -> list[dict[str, Any]]:
         raw = file.read_text(encoding="utf-8") if file is not None else text or ""
     except OSError as exc:
         raise ConfigError(f"cannot read --file {file}: {exc.strerror}") from None
-    try:
-        parsed = json.loads(raw, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"the records are not valid JSON: {exc}") from None
+    parsed = parse_json(raw, "the records")
     records = parsed if isinstance(parsed, list) else [parsed]
     if not records or not all(isinstance(record, dict) for record in records):
         raise ConfigError("the records must be a JSON object, or a non-empty array of objects")
@@ -65,11 +60,18 @@ def parse_date(text: str) -> date:
         raise ConfigError(f"--date {text!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-25") from None
 
 
-def json_object(text: str, option: str) -> dict[str, Any]:
+def parse_json(text: str, what: str) -> Any:
+    """JSON with exact decimals (`tasks.records.parse_json`); a problem is one clear line."""
+    from tasks.records import parse_json as parse
+
     try:
-        value = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{option} is not valid JSON: {exc}") from None
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    value = parse_json(text, option)
     if not isinstance(value, dict):
         raise ConfigError(f"{option} must be a JSON object")
     return value

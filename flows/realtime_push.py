@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
+from flows.parameters import flow_keeping_out
 from schemas.registry import get_mapping
 from tasks.push import PushResult, push_records
 
 
-@flow(name="realtime-push", description="Insert records in the source zone and push them to the target zone now.")
+@flow_keeping_out(
+    "records", name="realtime-push", description="Insert records in the source zone and push them to the target now."
+)
 def realtime_push(mapping: str, records: list[dict[str, Any]]) -> PushResult:
     """Push records (source column names) through one mapping; the result gives the status per key."""
     get_mapping(mapping)  # an unknown mapping is a ConfigError, not a result

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from schemas.settings import get_settings
+from schemas.settings import BatchSize, get_settings
 from tasks.bookkeeping import JobStatus
 from tasks.ledger import job_ledger, job_status
 from tasks.report import publish_summary
@@ -46,7 +46,7 @@ class SyncReport:
 
 
 @flow(name="retry-sync", description="Cron retry sync: push unsynced intranet rows to the internet zone.")
-def retry_sync(mappings: list[str] | None = None, batch_size: int | None = None) -> SyncReport:
+def retry_sync(mappings: list[str] | None = None, batch_size: BatchSize | None = None) -> SyncReport:
     """Sync every (or the named) intranet_to_internet mapping; returns per-mapping counts."""
     selected = check_run_settings("intranet_to_internet", mappings)
     size = batch_size or get_settings().batch_size

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
+from flows.parameters import flow_keeping_out
 from schemas.registry import get_mapping
 from tasks.update import UpdateResult, update_record
 
 
-@flow(name="update-with-rollback", description="Update one record in both zones, or in neither.")
+@flow_keeping_out("changes", name="update-with-rollback", description="Update one record in both zones, or in neither.")
 def update_with_rollback(mapping: str, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
     """Change the source row with `key` (source column names) by `changes`, and its target row with it."""
     result = update_record(get_mapping(mapping), key, changes)

@@ -23,8 +23,8 @@ from tasks.errors import MappingError
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
 DIRECTIONS: tuple[Direction, ...] = ("intranet_to_internet", "internet_to_intranet")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_MAPPING_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # whole text only: fullmatch
+_MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _SCALAR_DTYPES = (
     pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64,
     pl.Float32, pl.Float64, pl.Boolean, pl.String, pl.Date,
@@ -147,7 +147,7 @@ class SyncMapping:
         raise MappingError(message, mapping=self.name)
 
     def _check(self) -> None:
-        if not isinstance(self.name, str) or not _MAPPING_NAME.match(self.name):
+        if not isinstance(self.name, str) or not _MAPPING_NAME.fullmatch(self.name):
             raise MappingError(f"mapping name {self.name!r} must be lowercase letters, digits, '_' or '-'")
         if self.direction not in DIRECTIONS:
             self._fail(f"direction {self.direction!r} must be one of {', '.join(DIRECTIONS)}")
@@ -159,11 +159,11 @@ class SyncMapping:
 
     def _check_table_name(self, label: str, table: str) -> None:
         parts = table.split(".") if isinstance(table, str) else [table]
-        if len(parts) > 2 or not all(isinstance(p, str) and _IDENTIFIER.match(p) for p in parts):
+        if len(parts) > 2 or not all(isinstance(p, str) and _IDENTIFIER.fullmatch(p) for p in parts):
             self._fail(f"{label} {table!r} is not a valid table name (letters, digits, '_', optional schema.)")
 
     def _check_identifier(self, label: str, name: object) -> None:
-        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
             self._fail(f"{label} {name!r} is not a valid column name (letters, digits and '_', max 63)")
 
     def _check_columns(self) -> None:

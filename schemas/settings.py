@@ -13,6 +13,8 @@ from tasks.errors import ConfigError
 
 Zone = Literal["intranet", "internet"]
 ZONES: tuple[Zone, ...] = ("intranet", "internet")
+MAX_BATCH_SIZE = 5_000_000  # rows per batch: a frame of that many rows is already several GB
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
 
 
 class Settings(BaseSettings):
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
     internet_url: SecretStr = SecretStr("sqlite:///.zonesync/internet.db")
     mapping_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["schemas.examples"])
     # 20,000: as fast as 50,000 on the 1M-row benchmark, with a worker peak of ~300 MB instead of ~345 MB.
-    batch_size: int = Field(default=20_000, ge=1, le=5_000_000)
+    batch_size: BatchSize = 20_000
 
     @field_validator("mapping_modules", mode="before")
     @classmethod

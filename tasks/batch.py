@@ -131,9 +131,14 @@ class BatchCarrier:
             if shaped.losses.height:
                 exact = exact.join(shaped.losses.select(ROW), on=ROW, how="anti")
             checked = split_valid(exact, self.mapping)
-            refused = [rejects(shaped.losses, "type_loss"), checked.rejected] if shaped.losses.height else []
-            rejected = pl.concat(refused) if refused else checked.rejected
-        return Prepared(raw, checked.valid, rejected)
+            valid = checked.valid
+            # Values the target database itself would store altered (a SQLite NUMERIC column: 15 digits).
+            inexact = self.target.dialect.inexact_rows(self.target.table, valid, ROW)
+            if inexact.height:
+                valid = valid.join(inexact.select(ROW), on=ROW, how="anti")
+            losses = [rejects(frame, "type_loss") for frame in (shaped.losses, inexact) if frame.height]
+            rejected = pl.concat([*losses, checked.rejected]) if losses else checked.rejected
+        return Prepared(raw, valid, rejected)
 
     def claim(self, prepared: Prepared, bind: Connection | None = None) -> Claim:
         """Flag and lock the valid rows still as read, in a source transaction left open (retried when the

@@ -28,13 +28,18 @@ def reflect_table(engine: Engine, qualified_name: str, zone: Zone, mapping: str)
     """Reflect one table; a missing table or unreachable database is one clear line."""
     schema, _, name = qualified_name.rpartition(".")
     try:
-        return sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=engine)
+        table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=engine)
     except sa.exc.NoSuchTableError:
         raise ConfigError(
             f"table {qualified_name!r} not found in the {zone} zone ({describe(engine)})", mapping=mapping
         ) from None
     except sa.exc.SQLAlchemyError as exc:
         raise translate(exc, what=f"reading table {qualified_name!r} in the {zone} zone", mapping=mapping) from exc
+    # SQLite reflects `INTEGER PRIMARY KEY` as nullable, and SQLAlchemy then cannot order the rows an INSERT ...
+    # RETURNING gives back (the push needs them in the order sent). A key is never NULL.
+    for column in table.primary_key.columns:
+        column.nullable = False
+    return table
 
 
 def _require_columns(table: sa.Table, columns: Iterable[str], zone: Zone, role: str, mapping: str) -> None:

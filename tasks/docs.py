@@ -79,6 +79,23 @@ def record_schema(mapping: SyncMapping) -> dict[str, Any]:
     }
 
 
+def update_schema(mapping: SyncMapping) -> dict[str, Any]:
+    """JSON Schema of an update (`PATCH`): the record's whole key and the changed columns (source names)."""
+    columns = record_schema(mapping)["properties"]
+    keys = {name: columns[name] for name in mapping.source_keys}
+    changes = {name: schema for name, schema in columns.items() if name not in keys}
+    return {
+        "title": f"{mapping.name} update",
+        "type": "object",
+        "required": ["key", "changes"],
+        "properties": {
+            "key": {"type": "object", "properties": keys, "required": list(keys)},
+            "changes": {"type": "object", "properties": changes, "minProperties": 1,
+                        "description": "New values; other columns of the source table may be changed too."},
+        },
+    }  # fmt: skip
+
+
 def _json_type(dtype: pl.DataType, nullable: bool) -> dict[str, Any]:
     if isinstance(dtype, pl.Decimal):
         schema: dict[str, Any] = {

@@ -18,13 +18,24 @@ class SyncError(Exception):
 
     transient = False
 
-    def __init__(self, message: str, *, mapping: str | None = None, keys: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, message: str, *, mapping: str | None = None, keys: Sequence[Any] = (), public: str | None = None
+    ) -> None:
         super().__init__(message)
         self.mapping = mapping
         self.keys = tuple(keys)
+        self.public = public  # what a caller is told instead, when the message quotes a database
 
     def __str__(self) -> str:
-        message = super().__str__()
+        return self._in_mapping(super().__str__())
+
+    @property
+    def for_caller(self) -> str:
+        """The message for whoever sent the request (an HTTP client, a result object): zonesync's own words,
+        never a database's text (constraint names, hosts); the log has that."""
+        return self._in_mapping(self.public) if self.public else str(self)
+
+    def _in_mapping(self, message: str) -> str:
         return f"mapping '{self.mapping}': {message}" if self.mapping else message
 
 
@@ -48,6 +59,13 @@ class MappingError(ConfigError):
 
 class RefusedValue(TerminalSyncError):
     """A bulk load refused a value of some row (truncation, bad value): splitting the batch isolates it."""
+
+
+class KeyCollision(RefusedValue):
+    """The target's collation calls a row's key equal to another key (MariaDB pads trailing blanks and mostly
+    folds case): writing it would overwrite that other row."""
+
+    reason = "duplicate_key"
 
 
 class NoAnswer(TransientSyncError):
@@ -100,6 +118,7 @@ def is_transient(exc: BaseException) -> bool:
 
 _DISCONNECT_WORDS = (
     "connection refused", "could not connect", "server closed", "lost connection", "timeout expired", "timed out",
+    "unable to open database file",  # SQLite: the file's directory is gone (an unmounted volume)
 )  # fmt: skip
 
 
@@ -147,14 +166,27 @@ def refusal_reason(exc: BaseException) -> str:
     return "database_error"
 
 
+# A database's refusal as a caller is told it (by `refusal_reason`).
+_REFUSAL_WORDS = {
+    "duplicate_key": "refused: a row with this key, or with this value of a unique column, exists already",
+    "missing_required": "refused: a column that needs a value has none",
+    "invalid_value": "refused: a value does not fit its column",
+    "unavailable": "failed: the database is unavailable or did not answer in time",
+    "database_error": "failed: the database refused it (the zonesync log has its message)",
+}
+
+
 def translate(exc: BaseException, *, what: str, mapping: str | None = None) -> SyncError:
-    """Turn a driver exception into a SyncError saying what was being done; secrets removed."""
+    """Turn a driver exception into a SyncError saying what was being done; secrets removed. Its `for_caller`
+    says why in zonesync's words, with the reason code."""
     if isinstance(exc, SyncError):
         return exc
     message = f"{what} failed: {short_message(exc)}"
+    reason = refusal_reason(exc)
+    public = f"{what} {_REFUSAL_WORDS[reason]} ({reason})"
     if is_transient(exc):
-        return TransientSyncError(message, mapping=mapping)
-    return TerminalSyncError(message, mapping=mapping)
+        return TransientSyncError(message, mapping=mapping, public=public)
+    return TerminalSyncError(message, mapping=mapping, public=public)
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -53,6 +53,9 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
     if not isinstance(flag.type, sa.Boolean | sa.Integer):
         check.problems.append(f"flag column {mapping.flag_column!r} must be boolean, not {flag.type}")
     dialect = dialect_for(source)
+    decimals = [column for column in mapping.columns if isinstance(column.dtype, pl.Decimal)]
+    check.warnings += dialect.column_warnings(tables.source, [column.source for column in decimals])
+    check.warnings += dialect_for(target).column_warnings(tables.target, [column.name for column in decimals])
     check.advice.append(dialect.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
     check.advice.extend(dialect.table_advice(tables.source))
     return check

@@ -135,7 +135,8 @@ def _retrying_lock_conflicts(write: Callable[[], T]) -> T:
 
 
 def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
-    reason = "constraint" if _error_kind(exc) == "IntegrityError" else "target_error"
+    kind = "constraint" if _error_kind(exc) == "IntegrityError" else "target_error"
+    reason = getattr(exc, "reason", kind)
     return pl.DataFrame(
         {ROW: row[ROW], "reason": [reason], "detail": [f"target refused the row: {short_message(exc)}"]},
         schema=REJECT_SCHEMA,

@@ -25,7 +25,7 @@ from tasks.dialects import Dialect, dialect_for
 from tasks.engines import HeldConnections, get_engine, in_transaction
 from tasks.errors import SyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
-from tasks.records import RecordError, coerce_records
+from tasks.records import RecordError, coerce_records, json_friendly
 from tasks.transform import ROW
 from tasks.validate import REJECT_SCHEMA, no_rejects
 
@@ -135,7 +135,7 @@ class Pusher:
         rows: dict[int, list[dict[str, Any]]] = {}
         for index, records in enumerate(requests):
             try:
-                rows[index] = coerce_records(table, self.mapping, records)
+                rows[index] = coerce_records(table, self.mapping, records, self.source_dialect.refusal)
             except RecordError as exc:
                 results[index] = _source_failed(self.mapping, records, exc.reason, exc)
         with HeldConnections(self.mapping.name) as connections:
@@ -233,22 +233,19 @@ def _by_column_set(rows: list[dict[str, Any]]) -> list[list[int]]:
 
 def _source_failed(mapping: SyncMapping, records: object, reason: str, exc: SyncError) -> PushResult:
     """Nothing was written anywhere: every record (whose key can be told) is an error."""
+    if exc.public:  # a database's refusal: its own words go to the log only
+        logger.warning("%s: source insert refused (%s): %s", mapping.name, reason, exc)
     sent = records if isinstance(records, list) else []
-    keys = [{k: r.get(k) for k in mapping.source_keys} for r in sent if isinstance(r, dict)]
-    outcomes = [KeyOutcome(key, "error", reason, str(exc)) for key in keys]
-    return PushResult(mapping.name, "error", "source", reason, str(exc), outcomes)
+    keys = [{k: json_friendly(r.get(k)) for k in mapping.source_keys} for r in sent if isinstance(r, dict)]
+    outcomes = [KeyOutcome(key, "error", reason, exc.for_caller) for key in keys]
+    return PushResult(mapping.name, "error", "source", reason, exc.for_caller, outcomes)
 
 
 def _keys(raw: pl.DataFrame, mapping: SyncMapping) -> list[dict[str, Any]]:
     """Each stored row's key, by source column name, JSON-friendly."""
     names = mapping.source_keys
     values = zip(*(raw.get_column(name).to_list() for name in names), strict=True)
-    return [{name: _json_value(value) for name, value in zip(names, row, strict=True)} for row in values]
-
-
-def _json_value(value: Any) -> Any:
-    """A key value as JSON gives it back: text for what JSON has no type for (decimals, dates, timestamps)."""
-    return value if value is None or isinstance(value, str | int | float) else str(value)
+    return [{name: json_friendly(value) for name, value in zip(names, row, strict=True)} for row in values]
 
 
 def _target_failed(
@@ -263,11 +260,20 @@ def _target_failed(
     return _outcomes(keys, refused, {})
 
 
+# What a caller is told about a row the target database refused (sync_error keeps the database's own message).
+_TARGET_REFUSALS = {
+    "constraint": "the target table does not accept the row (a unique or check constraint); it waits in sync_error",
+    "target_error": "the target zone did not take the row; it waits in sync_error for the cron retry",
+}
+
+
 def _outcomes(
     keys: list[dict[str, Any]], refused: pl.DataFrame, unflagged: dict[int, tuple[str, str]]
 ) -> list[KeyOutcome]:
     """Per row: success if it reached the target and was flagged; otherwise pending, with its reason."""
-    reasons = {row: (reason, detail) for row, reason, detail in refused.iter_rows()} | unflagged
+    reasons = {
+        row: (reason, _TARGET_REFUSALS.get(reason, detail)) for row, reason, detail in refused.iter_rows()
+    } | unflagged
     return [
         KeyOutcome(key, "pending", *reasons[row]) if row in reasons else KeyOutcome(key, "success")
         for row, key in enumerate(keys)
@@ -282,5 +288,11 @@ def _result(mapping: SyncMapping, outcomes: list[KeyOutcome], stage_error: SyncE
             mapping.name, "success", message=f"{len(outcomes)} record(s) in both zones", outcomes=outcomes
         )
     stage: Stage = "flag" if all(outcome.reason in _UNFLAGGED_REASONS for outcome in pending) else "target"
-    message = str(stage_error or f"{len(pending)} of {len(outcomes)} record(s) pending: the cron retry carries them")
+    if stage_error is not None:
+        logger.warning("%s: records pending at stage %s: %s", mapping.name, stage, stage_error)
+    message = (
+        stage_error.for_caller
+        if stage_error
+        else f"{len(pending)} of {len(outcomes)} record(s) pending: the cron retry carries them"
+    )
     return PushResult(mapping.name, "pending", stage, pending[0].reason, message, outcomes)

@@ -1,15 +1,19 @@
 """Records sent by applications (JSON objects or dicts, source column names) made ready for the source table.
 
 Every value is checked against its column before anything is written: a value the column cannot hold
-exactly (a decimal with more digits than its scale, a timestamp that does not parse, a float for an
-integer) is refused with a message naming the record and the column, never rounded.
+exactly (a decimal with more digits than its scale, a timestamp finer than a microsecond or outside the
+years 1-9999 in UTC, a float for an integer, a decimal a SQLite NUMERIC column would keep as a float) is
+refused with a message naming the record and the column, never rounded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -17,6 +21,13 @@ import sqlalchemy as sa
 
 from schemas.mapping import SyncMapping
 from tasks.errors import TerminalSyncError
+
+# What the database can refuse beyond the column's declared type (tasks/dialects: `Dialect.refusal`).
+Refusal = Callable[[sa.Column[Any], Any], str | None]
+_BAD_VALUE = (ValueError, TypeError, ArithmeticError)  # ArithmeticError: decimal.InvalidOperation, OverflowError
+_INT64 = range(-(2**63), 2**63)
+_FRACTION = re.compile(r"\d:\d\d[.,](\d+)")  # the seconds' fraction of an ISO-8601 time
+_SHOWN_CHARS = 60
 
 
 class RecordError(TerminalSyncError):
@@ -27,17 +38,52 @@ class RecordError(TerminalSyncError):
         self.reason = reason
 
 
-def coerce_records(table: sa.Table, mapping: SyncMapping, records: object) -> list[dict[str, Any]]:
+def _no_refusal(_column: sa.Column[Any], _value: Any) -> None:
+    return None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON as applications send records: numbers as exact decimals (never floats); NaN, Infinity and runaway
+    nesting refused. A ValueError says what is wrong in one line."""
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # leave out Python's advice about its own limit
+            raise ValueError(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
+        raise ValueError(str(exc)[:200]) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def json_friendly(value: Any) -> Any:
+    """A key value in a form JSON can give back: text for what JSON has no type for (decimals, timestamps)."""
+    return value if value is None or isinstance(value, str | int | float) else str(value)
+
+
+def coerce_records(
+    table: sa.Table, mapping: SyncMapping, records: object, refusal: Refusal = _no_refusal
+) -> list[dict[str, Any]]:
     """Check and convert records for an INSERT into the source table (flag set false)."""
     if not isinstance(records, Sequence) or isinstance(records, str | bytes) or not records:
         raise RecordError("expected one record (an object) or a non-empty list of records", mapping=mapping.name,
                           reason="invalid_body")  # fmt: skip
     declared = {column.source: column.dtype for column in mapping.columns}
-    return [_coerce_record(table, mapping, declared, number, record) for number, record in enumerate(records, 1)]
+    return [
+        _coerce_record(table, mapping, declared, refusal, number, record) for number, record in enumerate(records, 1)
+    ]
 
 
 def _coerce_record(
-    table: sa.Table, mapping: SyncMapping, declared: dict[str, pl.DataType], number: int, record: object
+    table: sa.Table,
+    mapping: SyncMapping,
+    declared: dict[str, pl.DataType],
+    refusal: Refusal,
+    number: int,
+    record: object,
 ) -> dict[str, Any]:
     def fail(message: str, reason: str) -> RecordError:
         return RecordError(f"record {number}: {message}", mapping=mapping.name, reason=reason)
@@ -55,11 +101,20 @@ def _coerce_record(
     row = {}
     for name, value in record.items():
         try:
-            row[name] = _coerce_value(table.c[name], declared.get(name), value)
-        except (ValueError, TypeError, InvalidOperation) as exc:
+            row[name] = _checked(table.c[name], declared.get(name), value, refusal)
+        except _BAD_VALUE as exc:
             raise fail(f"column {name!r}: {exc}", "invalid_value") from None
     row[mapping.flag_column] = False
     return row
+
+
+def _checked(column: sa.Column[Any], declared: pl.DataType | None, value: Any, refusal: Refusal) -> Any:
+    """`_coerce_value`, then what the database itself would not keep exactly (ValueError)."""
+    coerced = _coerce_value(column, declared, value)
+    reason = refusal(column, coerced)
+    if reason:
+        raise ValueError(reason)
+    return coerced
 
 
 def _coerce_value(column: sa.Column[Any], declared: pl.DataType | None, value: Any) -> Any:
@@ -70,47 +125,81 @@ def _coerce_value(column: sa.Column[Any], declared: pl.DataType | None, value: A
     if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
         return _exact_decimal(value, sql_type.precision, sql_type.scale)
     if isinstance(sql_type, sa.Boolean):
-        if value not in (True, False):  # 0 and 1 too: how MariaDB and SQLite store booleans
-            raise TypeError(f"expected true or false, got {value!r}")
+        # 0 and 1 too: how MariaDB and SQLite store booleans.
+        if not isinstance(value, bool | int) or value not in (True, False):
+            raise TypeError(f"expected true or false, got {_shown(value)}")
         return bool(value)
     if isinstance(sql_type, sa.Integer):
-        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
-            raise TypeError(f"expected an integer, got {value!r}")
-        return int(value)
+        return _integer(value)
     if isinstance(sql_type, sa.DateTime):
-        moment = _timestamp(value).astimezone(UTC)
+        moment = _timestamp(value)
         # A column without a zone (MariaDB DATETIME) holds UTC wall-clock time; drivers drop the offset.
         return moment if sql_type.timezone else moment.replace(tzinfo=None)
     if isinstance(sql_type, sa.Date):
-        return value if isinstance(value, date) else date.fromisoformat(str(value))
+        return value if isinstance(value, date) else date.fromisoformat(_text_of(value, "a date"))
     if isinstance(sql_type, sa.String):
         return _text(value, declared)
     return value
 
 
+def _integer(value: Any) -> int:
+    """An integer (or its text) within 64 bits: the widest integer column of every zone."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and len(value) <= 30 and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise TypeError(f"expected an integer, got {_shown(value)}")
+    if number not in _INT64:
+        raise ValueError(f"{number} is beyond the 64-bit integer range")
+    return number
+
+
 def _exact_decimal(value: Any, precision: int | None, scale: int | None) -> Decimal:
     """A Decimal that fits numeric(precision, scale) without rounding (floats go through their shortest text)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise TypeError(f"expected a decimal number, got {value!r}")
+        raise TypeError(f"expected a decimal number, got {_shown(value)}")
     try:
         number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a number") from None
+    except ArithmeticError:
+        raise ValueError(f"{_shown(value)} is not a number") from None
     if not number.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
+        raise ValueError(f"{_shown(value)} is not a finite number")
     exponent = int(number.normalize().as_tuple().exponent)
     if scale is not None and -exponent > scale:
-        raise ValueError(f"{value} has more than {scale} digits after the point")
-    digits = len(number.quantize(Decimal(1).scaleb(-(scale or 0))).as_tuple().digits) if scale is not None else 0
-    if precision is not None and scale is not None and digits > precision:
-        raise ValueError(f"{value} has more than {precision - scale} digits before the point")
+        raise ValueError(f"{_shown(number)} has more than {scale} digits after the point")
+    whole_digits = number.adjusted() + 1 if number else 0
+    if precision is not None and scale is not None and whole_digits > precision - scale:
+        raise ValueError(f"{_shown(number)} has more than {precision - scale} digits before the point")
     return number
 
 
 def _timestamp(value: Any) -> datetime:
-    """An aware datetime (naive input is taken as UTC, the zones' clock)."""
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """An aware UTC datetime (naive input is taken as UTC, the zones' clock), exact to the microsecond."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = _text_of(value, "a timestamp")
+        fraction = _FRACTION.search(text)
+        if fraction and len(fraction.group(1)) > 6:
+            raise ValueError(f"{_shown(text)} is finer than a microsecond, the finest time the zones keep")
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{_shown(value)} is outside the years 1 to 9999 once in UTC") from None
+
+
+def _text_of(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) > 100:
+        raise TypeError(f"expected {what} as text, got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it (a decimal as its digits, anything else as its repr), cut short."""
+    text = str(value) if isinstance(value, Decimal) else repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}…"
 
 
 def _text(value: Any, declared: pl.DataType | None) -> str:
@@ -118,14 +207,14 @@ def _text(value: Any, declared: pl.DataType | None) -> str:
     if isinstance(declared, pl.Decimal):
         return str(_exact_decimal(value, declared.precision, declared.scale))
     if isinstance(declared, pl.Datetime):
-        return _timestamp(value).astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
+        return _timestamp(value).isoformat(sep=" ", timespec="microseconds")
     if not isinstance(value, str):
-        raise TypeError(f"expected text, got {value!r}")
+        raise TypeError(f"expected text, got {_shown(value)}")
     return value
 
 
 def coerce_update(
-    table: sa.Table, mapping: SyncMapping, key: object, changes: object
+    table: sa.Table, mapping: SyncMapping, key: object, changes: object, refusal: Refusal = _no_refusal
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check and convert an update: the full key (source names) and the changed columns (not key, not flag)."""
 
@@ -142,7 +231,7 @@ def coerce_update(
     unknown = sorted(str(name) for name in changes if name not in table.c)
     if unknown:
         raise fail(f"unknown column(s) {', '.join(map(repr, unknown))} in table {table.name!r}", "unknown_column")
-    return _converted(table, mapping, dict(key)), _converted(table, mapping, dict(changes))
+    return _converted(table, mapping, dict(key), refusal), _converted(table, mapping, dict(changes), refusal)
 
 
 def column_value(table: sa.Table, mapping: SyncMapping, name: str, value: Any) -> Any:
@@ -151,11 +240,12 @@ def column_value(table: sa.Table, mapping: SyncMapping, name: str, value: Any) -
     return _coerce_value(table.c[name], declared, value)
 
 
-def _converted(table: sa.Table, mapping: SyncMapping, values: dict[str, Any]) -> dict[str, Any]:
+def _converted(table: sa.Table, mapping: SyncMapping, values: dict[str, Any], refusal: Refusal) -> dict[str, Any]:
+    declared = {column.source: column.dtype for column in mapping.columns}
     converted = {}
     for name, value in values.items():
         try:
-            converted[name] = column_value(table, mapping, name, value)
-        except (ValueError, TypeError, InvalidOperation) as exc:
+            converted[name] = _checked(table.c[name], declared.get(name), value, refusal)
+        except _BAD_VALUE as exc:
             raise RecordError(f"column {name!r}: {exc}", mapping=mapping.name, reason="invalid_value") from None
     return converted

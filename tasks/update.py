@@ -30,7 +30,7 @@ from tasks.errors import SyncError, TerminalSyncError, refusal_reason, translate
 from tasks.extract import UnsyncedReader
 from tasks.intents import close_intent, open_intent
 from tasks.lease import LeaseBusy, holding, mapping_lease
-from tasks.records import RecordError, coerce_update, column_value
+from tasks.records import RecordError, coerce_update, column_value, json_friendly
 from tasks.transform import to_target_schema
 from tasks.twophase import commit_both, upsert_one
 from tasks.validate import split_valid
@@ -141,11 +141,11 @@ class Sides:
 def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateResult:
     """Update one source row and its target row as one unit (see the module docstring)."""
     intranet = get_engine("intranet")
-    recover(intranet)
-    shown_key = dict(key) if isinstance(key, dict) else {}
+    shown_key = {name: json_friendly(value) for name, value in key.items()} if isinstance(key, dict) else {}
     try:
+        recover(intranet)
         sides = Sides.of(mapping)
-        typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes)
+        typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes, sides.source_dialect.refusal)
         with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS, keep_alive=True):
             return _update(sides, intranet, typed_key, typed_changes)
     except LeaseBusy as exc:
@@ -155,7 +155,15 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
     except UpdateConflict as exc:
         return UpdateResult(mapping.name, shown_key, "error", "conflict", str(exc))
     except SyncError as exc:
-        return UpdateResult(mapping.name, shown_key, "error", refusal_reason(exc), str(exc))
+        return _refused(mapping, shown_key, exc)
+    except sa.exc.SQLAlchemyError as exc:  # the intents and leases, in the intranet zone
+        return _refused(mapping, shown_key, translate(exc, what="update bookkeeping", mapping=mapping.name))
+
+
+def _refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "") -> UpdateResult:
+    """An update that a zone refused or failed: the reason code and zonesync's words (the log has the database's)."""
+    logger.warning("%s: update of %s %s: %s", mapping.name, key, done or "refused", exc)
+    return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"{done}{exc.for_caller}")
 
 
 def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
@@ -185,7 +193,7 @@ def _two_phase(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any],
         close_intent(intranet, intent, "rolled_back", str(exc))
         if isinstance(exc, UpdateConflict):
             raise
-        return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
+        return _refused(mapping, key, exc, "rolled back: ")
     if not committed:
         return UpdateResult(mapping.name, key, "success", message=_DECIDED)
     close_intent(intranet, intent, "committed")
@@ -206,7 +214,7 @@ def _with_intent(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any
         _clear_flag(sides, key)
     except SyncError as exc:  # nothing was written: close the intent now rather than leave it to recovery
         close_intent(intranet, intent, "rolled_back", str(exc))
-        return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"refused by the source: {exc}")
+        return _refused(mapping, key, exc, "refused by the source: ")
     checkpoint("update:flag-cleared")
     with sides.source_dialect.engine.connect() as conn:
         transaction = conn.begin()
@@ -216,19 +224,20 @@ def _with_intent(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any
             _roll_back(sides, intranet, transaction, intent, key, exc)
             if isinstance(exc, UpdateConflict):
                 raise
-            return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"refused by the source: {exc}")
+            return _refused(mapping, key, exc, "refused by the source: ")
         checkpoint("update:source-written")
         try:
             _upsert_target(sides, stored_after)
         except SyncError as exc:
             _roll_back(sides, intranet, transaction, intent, key, exc)
-            return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"rolled back: {exc}")
+            return _refused(mapping, key, exc, "rolled back: ")
         checkpoint("update:after-target")
         try:
             transaction.commit()
         except Exception as exc:  # the target has the new values, the source (most likely) not: recovery decides
             error = translate(exc, what="committing the source row", mapping=mapping.name)
-            return UpdateResult(mapping.name, key, "error", refusal_reason(error), f"{error}; {_UNDECIDED}")
+            logger.warning("%s: update of %s undecided: %s", mapping.name, key, error)
+            return UpdateResult(mapping.name, key, "error", refusal_reason(error), f"{error.for_caller}; {_UNDECIDED}")
     checkpoint("update:committed")
     close_intent(intranet, intent, "committed")
     return UpdateResult(mapping.name, key, "success", message="updated in both zones")

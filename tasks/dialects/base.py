@@ -127,8 +127,11 @@ class Dialect:
         return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)  # type: ignore[return-value]
 
     def frame_from_rows(self, rows: Sequence[Sequence[Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        """Rows fetched through the driver (INSERT ... RETURNING) as a frame like `read_frame` gives."""
-        return pl.DataFrame([tuple(row) for row in rows], schema=list(schema), orient="row", infer_schema_length=None)
+        """Rows fetched through the driver (INSERT ... RETURNING) as a frame like `read_frame` gives; a column
+        with no value to tell its type by (all NULL) takes its declared type."""
+        frame = pl.DataFrame([tuple(row) for row in rows], schema=list(schema), orient="row", infer_schema_length=None)
+        return frame.with_columns(pl.col(name).cast(schema[name]) for name, dtype in frame.schema.items()
+                                  if dtype == pl.Null)  # fmt: skip
 
     # -- writing --------------------------------------------------------------------------------
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -350,6 +353,19 @@ class Dialect:
 
     def table_advice(self, table: sa.Table) -> list[str]:
         """Storage settings that make flagging cheaper on this database (none by default)."""
+        return []
+
+    # -- exactness: values a column of this database would not keep as sent ----------------------
+    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
+        """Why `column` cannot hold `value` (as bound for it) exactly, or None: checked before any write."""
+        return None
+
+    def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
+        """The rows of `frame` (by its `row` column) that `table` would store altered, with the detail."""
+        return pl.DataFrame(schema={row: pl.UInt32, "detail": pl.String})
+
+    def column_warnings(self, table: sa.Table, columns: Sequence[str]) -> list[str]:
+        """What `zonesync init` says about columns of `table` that cannot keep every value exactly."""
         return []
 
     # -- documentation --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
 from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
-from tasks.errors import RefusedValue
+from tasks.errors import KeyCollision, RefusedValue
 
 
 class MariaDBDialect(Dialect):
@@ -111,6 +111,8 @@ class MariaDBDialect(Dialect):
             rows: sa.Table | sa.Subquery = bound_rows(target, self.encode(frame))
         else:
             rows = self.load_temp(conn, "zonesync_upsert", target, frame)
+        if any(isinstance(target.c[key].type, sa.String) for key in keys):
+            _refuse_key_collisions(conn, target, rows, keys, self.same_value)
         changed = sum(int(conn.execute(s).rowcount) for s in update_then_insert(target, rows, keys, self.same_value))
         if isinstance(rows, sa.Table):
             rows.drop(conn)
@@ -201,6 +203,28 @@ def bound_rows(target: sa.Table, frame: pl.DataFrame) -> sa.Subquery:
         for row in frame.iter_rows(named=True)
     ]
     return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).subquery("zonesync_rows")
+
+
+def _refuse_key_collisions(
+    conn: Connection, target: sa.Table, rows: sa.Table | sa.Subquery, keys: Sequence[str],
+    same: Callable[..., sa.ColumnElement[bool]],
+) -> None:  # fmt: skip
+    """Raise KeyCollision when a row's key finds a stored key that its collation calls equal but whose bytes
+    differ ('k' and 'k ', 'K'): the join on the key would overwrite that other row. (Rows of one batch that
+    collide with each other fail the INSERT on the unique key; split apart, they meet here.)"""
+    collision = (
+        sa.select(*(rows.c[key] for key in keys), *(target.c[key].label(f"stored_{key}") for key in keys))
+        .join(target, sa.and_(*(target.c[key] == rows.c[key] for key in keys)))
+        .where(sa.not_(sa.and_(*(same(target.c[key], rows.c[key]) for key in keys))))
+        .limit(1)
+    )
+    found = conn.execute(collision).first()
+    if found is not None:
+        sent, stored = found[: len(keys)], found[len(keys) :]
+        raise KeyCollision(
+            f"the target's collation does not tell key {tuple(sent)!r} from the stored key {tuple(stored)!r} "
+            "(trailing blanks, letter case): it cannot hold both"
+        )
 
 
 def update_then_insert(

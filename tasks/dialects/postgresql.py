@@ -53,6 +53,12 @@ class PostgresDialect(Dialect):
 
     _two_phase: bool | None = None
 
+    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
+        """Text with a NUL character: PostgreSQL text cannot hold one."""
+        if isinstance(value, str) and "\x00" in value:
+            return "PostgreSQL text cannot hold a NUL character (\\u0000)"
+        return None
+
     def table_advice(self, table: sa.Table) -> list[str]:
         """The alternative for tables synced mostly in bulk: in-place (HOT) flag updates.
 

@@ -25,6 +25,28 @@ _MAX_COMPILATIONS = 256
 _EXACT = Context(prec=2000, rounding=ROUND_HALF_UP)  # half away from zero, as PostgreSQL and MariaDB round
 
 
+# A column of NUMERIC (or REAL) affinity stores a decimal as a REAL, which gives back 15 significant digits.
+_REAL_DIGITS = 15
+_NUMERIC_LIMIT = f"SQLite keeps {_REAL_DIGITS} significant digits in a NUMERIC column"
+
+
+def _numeric_affinity(column: sa.Column[Any]) -> bool:
+    return isinstance(column.type, sa.Numeric)
+
+
+def _significant_digits(value: Decimal) -> int:
+    return len(value.normalize().as_tuple().digits)
+
+
+def _too_many_digits(frame: pl.DataFrame, name: str, row: str) -> pl.DataFrame:
+    rows = [
+        (position, f"column {name!r}: {_NUMERIC_LIMIT}; {value} has {_significant_digits(value)}")
+        for position, value in zip(frame[row], frame[name], strict=True)
+        if value is not None and _significant_digits(value) > _REAL_DIGITS
+    ]
+    return pl.DataFrame(rows, schema={row: pl.UInt32, "detail": pl.String}, orient="row")
+
+
 def _stored_type(dtype: pl.DataType) -> pl.DataType:
     """The polars type of what SQLite hands back for a column read with `read_expression`."""
     if isinstance(dtype, _TEXT_READ_TYPES):
@@ -102,6 +124,30 @@ class SQLiteDialect(Dialect):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self._compilations: dict[int, tuple[sa.Executable, Any]] = {}
+
+    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
+        """A decimal with more significant digits than a NUMERIC-affinity column keeps (it becomes a float)."""
+        if isinstance(value, Decimal) and _numeric_affinity(column) and _significant_digits(value) > _REAL_DIGITS:
+            return f"{_NUMERIC_LIMIT}; {value} has {_significant_digits(value)}"
+        return None
+
+    def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
+        """Rows with a decimal beyond 15 significant digits for a column of NUMERIC affinity."""
+        found = super().inexact_rows(table, frame, row)
+        for name, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name]):
+                found = pl.concat([found, _too_many_digits(frame, name, row)])
+        return found.unique(row, keep="first", maintain_order=True)
+
+    def column_warnings(self, table: sa.Table, columns: Sequence[str]) -> list[str]:
+        """Columns of NUMERIC affinity that a mapping declares as exact decimals."""
+        return [
+            f"column {name!r} of {table.name!r} ({table.c[name].type}) keeps {_REAL_DIGITS} significant digits "
+            "exactly: a value with more is refused; declare the column TEXT (zonesync's exact_decimal type does) "
+            "to keep every digit"
+            for name in columns
+            if name in table.c and _numeric_affinity(table.c[name])
+        ]
 
     def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
         """Decimals, dates and timestamps as their stored text, so nothing passes through a float."""

@@ -1,13 +1,18 @@
-"""Fixtures shared by the integration tests of the update with rollback."""
+"""Fixtures shared by integration tests: a synced merchant (the update tests), the console script (CLI tests)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from schemas import settings
+from schemas.examples.tables import internet_tables, intranet_tables
 from tasks.push import push_records
 from tests.conftest import ZonePair
+from tests.integration.console import Cli, zone_settings
 from tests.integration.data import SYNCED_MERCHANT
+from tests.integration.helpers import create
 
 
 @pytest.fixture
@@ -17,3 +22,33 @@ def synced(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> ZonePair:
     settings.get_settings.cache_clear()
     assert push_records("merchants", [SYNCED_MERCHANT]).status == "success"
     return demo
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_harness: None) -> str:
+    """The API URL of the session's test Prefect server (saves each flow command a 10 s temporary server)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness did not set PREFECT_API_URL"
+    return str(url)
+
+
+@pytest.fixture
+def cli(zones: ZonePair, tmp_path: Path) -> Cli:
+    """The console script pointed at the zone pair (no Prefect API: for commands that run no flow)."""
+    return Cli(tmp_path, zone_settings(zones), zones.passwords)
+
+
+@pytest.fixture
+def flow_cli(zones: ZonePair, tmp_path: Path, prefect_api: str) -> Cli:
+    """The console script pointed at the zone pair and at the session's Prefect server."""
+    return Cli(tmp_path, zone_settings(zones), zones.passwords, api_url=prefect_api)
+
+
+@pytest.fixture
+def demo_zones(zones: ZonePair) -> ZonePair:
+    """The demo tables in both zones, empty."""
+    create(zones.intranet, intranet_tables())
+    create(zones.internet, internet_tables())
+    return zones

@@ -8,9 +8,6 @@ only. Every run is checked for leaked passwords; a user mistake is one line on s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +21,8 @@ import sqlalchemy as sa
 from schemas.examples import MERCHANTS, PAYMENTS
 from schemas.examples.tables import internet_tables, intranet_tables
 from tasks import bookkeeping, demo_data
-from tests.conftest import ZonePair, backend_param
+from tests.conftest import ZonePair
+from tests.integration.console import SECRET, SQLITE_ONLY, Cli, Run
 from tests.integration.helpers import (
     assert_nothing_lost,
     create,
@@ -37,106 +35,8 @@ from tests.integration.helpers import (
     target_rows,
 )
 
-SECRET = "Sup3rS3cret"
 DOWN_URL = f"postgresql://zs_user:{SECRET}@127.0.0.1:1/zonesync"  # nothing listens on port 1
 DEMO_DAY = "2026-11-25"  # tasks/demo_data.py dates every demo payment on this day (UTC)
-SCRIPT = Path(sys.executable).with_name("zonesync")
-SQLITE_ONLY = pytest.mark.parametrize("backend", [backend_param("sqlite")])
-
-
-@dataclass
-class Run:
-    """One finished `zonesync` command."""
-
-    args: tuple[str, ...]
-    code: int
-    stdout: str
-    stderr: str
-
-    def row(self, first_cell: str) -> list[str]:
-        """The cells of the printed table row whose first cell is `first_cell`."""
-        for line in self.stdout.splitlines():
-            cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
-            if len(cells) > 1 and cells[0] == first_cell:
-                return cells
-        raise AssertionError(f"no table row {first_cell!r} in the output of {self.args}:\n{self.stdout}")
-
-    def __str__(self) -> str:
-        return f"zonesync {' '.join(self.args)} -> exit {self.code}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
-
-
-@dataclass
-class Cli:
-    """Runs the installed console script with a given environment; checks that no secret is ever printed."""
-
-    home: Path
-    settings: dict[str, str]
-    secrets: tuple[str, ...] = ()
-    api_url: str | None = None
-    timeout: float = 180
-    runs: list[Run] = field(default_factory=list)
-
-    def __call__(self, *args: str, **overrides: str | None) -> Run:
-        """Run `zonesync *args`; keyword arguments override (None: unset) ZONESYNC_* settings."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
-        env |= {
-            "PREFECT_HOME": str(self.home / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "COLUMNS": "250",  # wide enough that rich never truncates a table cell
-        }
-        if self.api_url:
-            env["PREFECT_API_URL"] = self.api_url
-        for name, value in (self.settings | overrides).items():
-            if value is not None:
-                env[name] = value
-        command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "flows.cli"]
-        done = subprocess.run(
-            [*command, *args], cwd=self.home, env=env, capture_output=True, text=True, timeout=self.timeout
-        )
-        run = Run(args, done.returncode, done.stdout, done.stderr)
-        self.runs.append(run)
-        for secret in (SECRET, *self.secrets):
-            assert secret not in run.stdout + run.stderr, f"a password leaked:\n{run}"
-        return run
-
-
-def zone_settings(pair: ZonePair, modules: str = "schemas.examples") -> dict[str, str]:
-    """The ZONESYNC_* environment of a zone pair."""
-    return {
-        "ZONESYNC_INTRANET_URL": pair.intranet_url,
-        "ZONESYNC_INTERNET_URL": pair.internet_url,
-        "ZONESYNC_MAPPING_MODULES": modules,
-    }
-
-
-@pytest.fixture(scope="session")
-def prefect_api(prefect_harness: None) -> str:
-    """The API URL of the session's test Prefect server (saves each flow command a 10 s temporary server)."""
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    assert url, "the Prefect test harness did not set PREFECT_API_URL"
-    return str(url)
-
-
-@pytest.fixture
-def cli(zones: ZonePair, tmp_path: Path) -> Cli:
-    """The console script pointed at the zone pair (no Prefect API: for commands that run no flow)."""
-    return Cli(tmp_path, zone_settings(zones), zones.passwords)
-
-
-@pytest.fixture
-def flow_cli(zones: ZonePair, tmp_path: Path, prefect_api: str) -> Cli:
-    """The console script pointed at the zone pair and at the session's Prefect server."""
-    return Cli(tmp_path, zone_settings(zones), zones.passwords, api_url=prefect_api)
-
-
-@pytest.fixture
-def demo_zones(zones: ZonePair) -> ZonePair:
-    """The demo tables in both zones, empty."""
-    create(zones.intranet, intranet_tables())
-    create(zones.internet, internet_tables())
-    return zones
 
 
 @pytest.fixture

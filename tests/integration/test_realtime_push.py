@@ -156,14 +156,17 @@ def test_the_realtime_push_flow_returns_the_result_per_key(demo: ZonePair) -> No
     assert [o.status for o in result.outcomes] == ["success", "pending"]
 
 
-def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(demo: ZonePair) -> None:
+def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(
+    demo: ZonePair, caplog: pytest.LogCaptureFixture
+) -> None:
     for statement in REFUSE_FLAG[demo.intranet_backend]:
         execute(demo.intranet, statement)
 
     result = push_records("merchants", [MERCHANT])
 
     assert (result.status, result.stage, result.reason) == ("pending", "flag", "not_flagged")
-    assert "flag refused" in result.message
+    assert "(database_error)" in result.message and "flag refused" not in result.message  # the database's own
+    assert "flag refused" in caplog.text  # words go to the log, not to the caller
     assert source_rows(demo.intranet, MERCHANTS)[(1,)]["__flag"] is False
     assert target_rows(demo.internet, MERCHANTS) == {}  # rows are claimed (flagged) before they are written
 

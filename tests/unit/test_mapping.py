@@ -149,6 +149,8 @@ def test_two_sources_renamed_to_one_target_names_both() -> None:
         "",
         "t" * 64,
         "public.shop--",
+        "shop\n",  # `$` would match before a final newline
+        "public.shop\n",
     ],
 )
 @pytest.mark.parametrize("field", ["source_table", "target_table"])
@@ -176,6 +178,7 @@ def test_schema_qualified_table_names_are_accepted() -> None:
         ({"eligible": {"status = 'S' OR 1": "S"}}, "status = 'S' OR 1"),
         ({"model": QuotedColumn}, 'a"b'),
         ({"model": LongColumn}, "c" * 64),
+        ({"flag_column": "is_sync\n"}, "is_sync\\n"),
     ],
     ids=[
         "rename-source-injection",
@@ -187,6 +190,7 @@ def test_schema_qualified_table_names_are_accepted() -> None:
         "eligible-injection",
         "model-column-quote",
         "model-column-too-long",
+        "flag-trailing-newline",
     ],
 )
 def test_bad_identifiers_are_refused(overrides: dict[str, Any], culprit: str) -> None:
@@ -229,7 +233,7 @@ def test_an_unknown_direction_is_refused() -> None:
     assert "both_ways" in message
 
 
-@pytest.mark.parametrize("name", ["Shops", "shops!", "shop s", "1shops", "", "s" * 64, "shops;drop"])
+@pytest.mark.parametrize("name", ["Shops", "shops!", "shop s", "1shops", "", "s" * 64, "shops;drop", "shops\n"])
 def test_bad_mapping_names_are_refused(name: str) -> None:
     with pytest.raises(MappingError) as info:
         make(name=name)

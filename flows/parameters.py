@@ -1,0 +1,48 @@
+"""Flows whose record values stay out of Prefect's database.
+
+Prefect stores every flow run's parameters (the UI's Parameters tab) and refuses large ones: a push of 20,000
+records failed outright, and columns a mapping keeps inside the intranet showed up there. The flows that take
+record values (`realtime_push`, `update_with_rollback`) send Prefect a placeholder for them instead — how many
+records, which columns — while the flow function itself receives the values as passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Flow
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ValuesKeptOut(Flow[P, R]):
+    """A flow whose `kept_out` parameters reach Prefect only as a placeholder (see the module docstring)."""
+
+    kept_out: tuple[str, ...] = ()
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        shown = {name: value for name, value in parameters.items() if name not in self.kept_out}
+        placeholders = {name: placeholder(parameters[name]) for name in self.kept_out if name in parameters}
+        return super().serialize_parameters(shown) | placeholders
+
+
+def placeholder(value: Any) -> str:
+    """What Prefect stores instead of record values: their number, or the names of the columns they set."""
+    if isinstance(value, Mapping):
+        return f"<values of {', '.join(sorted(map(str, value)))}: kept out of Prefect>"
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return f"<{len(value)} record(s): kept out of Prefect>"
+    return "<kept out of Prefect>"
+
+
+def flow_keeping_out(*kept_out: str, **options: Any) -> Callable[[Callable[P, R]], ValuesKeptOut[P, R]]:
+    """Like `@prefect.flow(**options)`, for a flow whose parameters `kept_out` hold record values."""
+
+    def decorate(function: Callable[P, R]) -> ValuesKeptOut[P, R]:
+        made = ValuesKeptOut(function, **options)
+        made.kept_out = kept_out
+        return made
+
+    return decorate
