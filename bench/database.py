@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
-from schemas.mapping import SyncMapping
-from schemas.types import exact_decimal, unicode_text, utc_timestamp
-from tasks import bookkeeping
-from tasks.dialects import dialect_for
-from tasks.engines import create_engine, parse_url
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.types import exact_decimal, unicode_text, utc_timestamp
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import create_engine, parse_url
 
 INTERNAL_COLUMN = "internal_note"
 

@@ -152,7 +152,7 @@ def _measure(pair: DatabasePair, config: Config) -> tuple[dict[str, Any], list[d
     recreate_databases(pair)
     os.environ["ZONESYNC_INTERNET_URL"] = pair.url(pair.source_db).render_as_string(hide_password=False)
     os.environ["ZONESYNC_INTRANET_URL"] = pair.url(pair.target_db).render_as_string(hide_password=False)
-    os.environ |= {"ZONESYNC_MAPPING_MODULES": "schemas.examples", "ZONESYNC_BUSINESS_TIMEZONE": TIMEZONE}
+    os.environ |= {"ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples", "ZONESYNC_BUSINESS_TIMEZONE": TIMEZONE}
     setup: dict[str, Any] = {}
     try:
         setup["pending_index_ddl"] = create_zones(pair, config)

@@ -32,10 +32,10 @@ COLUMNS = ("payment_id", "reference", "merchant_id", "account", "amount", "curre
 
 def create_zones(pair: DatabasePair, config: Config) -> str | None:
     """Demo payment tables in both zones, bookkeeping in the intranet; the pending-index DDL used, if any."""
-    from schemas.examples.tables import internet_tables, intranet_tables
-    from tasks import bookkeeping
-    from tasks.dialects import dialect_for
-    from tasks.engines import create_engine
+    from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+    from zonesync.tasks import bookkeeping
+    from zonesync.tasks.dialects import dialect_for
+    from zonesync.tasks.engines import create_engine
 
     internet, intranet = create_engine(pair.url(pair.source_db)), create_engine(pair.url(pair.target_db))
     try:

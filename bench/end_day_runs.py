@@ -45,9 +45,9 @@ def floor_end_day(pair: DatabasePair) -> FloorTiming:
 
 def reconcile_alone(pair: DatabasePair) -> tuple[float, bool]:
     """`reconcile_mapping` called directly in this process (no Prefect): seconds and whether the zones agree."""
-    from schemas.examples import PAYMENTS
-    from tasks.engines import create_engine
-    from tasks.reconcile import reconcile_mapping
+    from zonesync.schemas.examples import PAYMENTS
+    from zonesync.tasks.engines import create_engine
+    from zonesync.tasks.reconcile import reconcile_mapping
 
     internet, intranet = create_engine(pair.url(pair.source_db)), create_engine(pair.url(pair.target_db))
     try:
@@ -65,7 +65,7 @@ def run_end_day(pair: DatabasePair, day: date = DAY) -> dict[str, Any]:
     from prefect.settings import PREFECT_API_URL
 
     env = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    command = [sys.executable, "-m", "flows.cli", "end-day", "--date", day.isoformat()]
+    command = [sys.executable, "-m", "zonesync.flows.cli", "end-day", "--date", day.isoformat()]
     with tempfile.TemporaryFile() as output:
         load, began = os.getloadavg()[0], time.time()
         started = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Literal
 from psycopg import sql
 
 from bench.database import DatabasePair
-from schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import SyncMapping
 
 FloorMode = Literal["copy", "upsert"]
 _STAGE = "bench_floor_stage"

@@ -45,13 +45,13 @@ RECORD = (  # formatted with the key twice: the demo target allows one merchant 
 
 
 def _configure(intranet: str, internet: str) -> None:
-    from schemas.registry import _registry
-    from schemas.settings import get_settings
-    from tasks.demo_data import reset_demo_zones
-    from tasks.engines import dispose_engines, get_engine
+    from zonesync.schemas.registry import _registry
+    from zonesync.schemas.settings import get_settings
+    from zonesync.tasks.demo_data import reset_demo_zones
+    from zonesync.tasks.engines import dispose_engines, get_engine
 
     os.environ.update(ZONESYNC_INTRANET_URL=intranet, ZONESYNC_INTERNET_URL=internet)
-    os.environ["ZONESYNC_MAPPING_MODULES"] = "schemas.examples"
+    os.environ["ZONESYNC_MAPPING_MODULES"] = "zonesync.schemas.examples"
     get_settings.cache_clear()
     _registry.cache_clear()
     dispose_engines()
@@ -60,7 +60,7 @@ def _configure(intranet: str, internet: str) -> None:
 
 @contextmanager
 def _server() -> Iterator[str]:
-    from deployments.api import create_app
+    from zonesync.deployments.api import create_app
 
     config = uvicorn.Config(create_app(), host="127.0.0.1", port=0, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
@@ -79,7 +79,7 @@ def _server() -> Iterator[str]:
 def _server_processes(workers: int) -> Iterator[str]:
     """`zonesync api --workers N` as a user starts it (the zones from this process's environment)."""
     port = _free_port()
-    command = [sys.executable, "-m", "flows.cli", "api", "--port", str(port), "--workers", str(workers)]
+    command = [sys.executable, "-m", "zonesync.flows.cli", "api", "--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -128,7 +128,7 @@ def _timed(calls: int, call: Callable[[int], None], keys: Iterator[int]) -> list
 
 def _bare_statements(requests: int, keys: Iterator[int]) -> dict[str, float]:
     """The floor: a push's three statements through the driver, no HTTP, no validation."""
-    from tasks.engines import get_engine
+    from zonesync.tasks.engines import get_engine
 
     intranet, internet = get_engine("intranet"), get_engine("internet")
     source, target = (sa.Table("merchant", sa.MetaData(), autoload_with=e) for e in (intranet, internet))
@@ -299,7 +299,7 @@ def _measure_on_server(name: str, server_url: str, args: argparse.Namespace) -> 
         urls = [server.set(database=db).render_as_string(hide_password=False) for db in names]
         measure(name, (urls[0], urls[1]), args)
     finally:
-        from tasks.engines import dispose_engines
+        from zonesync.tasks.engines import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:

@@ -20,10 +20,10 @@ from datetime import date
 from psycopg import sql
 
 from bench.database import DatabasePair, database_pair, drop_databases, recreate_databases
-from schemas.examples import PAYMENTS
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks.engines import create_engine
-from tasks.reconcile import Reconciliation, reconcile_mapping
+from zonesync.schemas.examples import PAYMENTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks.engines import create_engine
+from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
 
 DAY = date(2026, 11, 25)
 TIMEZONE = "Asia/Jakarta"  # DAY is [2026-11-24 17:00, 2026-11-25 17:00) UTC

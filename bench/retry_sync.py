@@ -113,7 +113,7 @@ def _run(config: Config) -> int:
     from bench.measure import MB, current_rss, max_rss
 
     rss = {"interpreter": current_rss()}
-    import flows.retry_sync  # noqa: F401  (the product's import footprint, before anything runs)
+    import zonesync.flows.retry_sync  # noqa: F401  (the product's import footprint, before anything runs)
     from bench import database
     from bench.runner import Bench, configure_zonesync
     from bench.summary import show, summarise
@@ -140,7 +140,7 @@ def _run(config: Config) -> int:
             bench.run_all(batch_size)
             bench.setup_facts["worker_process"] = bench.worker_process(batch_size)
     finally:
-        from tasks.engines import dispose_engines
+        from zonesync.tasks.engines import dispose_engines
 
         dispose_engines()
         if not config.keep:

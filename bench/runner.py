@@ -12,7 +12,7 @@ from bench import database
 from bench.floor import FloorMode, floor_sync
 from bench.mappings import BENCH_PAYMENTS, BENCH_PAYMENTS_SMALL
 from bench.measure import MB, Run, Stopwatch, current_rss
-from schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import SyncMapping
 
 if TYPE_CHECKING:
     from bench.retry_sync import Config
@@ -23,9 +23,9 @@ _SERVER_SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "synch
 
 def configure_zonesync(pair: database.DatabasePair, batch_size: int | None) -> int:
     """Point zonesync's settings at the benchmark databases and mappings; return the batch size to use."""
-    from schemas.registry import _registry
-    from schemas.settings import get_settings
-    from tasks.engines import dispose_engines
+    from zonesync.schemas.registry import _registry
+    from zonesync.schemas.settings import get_settings
+    from zonesync.tasks.engines import dispose_engines
 
     os.environ["ZONESYNC_MAPPING_MODULES"] = "bench.mappings"
     os.environ["ZONESYNC_INTRANET_URL"] = pair.url(pair.source_db).render_as_string(hide_password=False)
@@ -105,7 +105,7 @@ class Bench:
         command = [
             sys.executable,
             "-m",
-            "flows.cli",
+            "zonesync.flows.cli",
             "retry",
             "-m",
             BENCH_PAYMENTS.name,
@@ -132,7 +132,7 @@ class Bench:
 
     def _warm_up(self, batch_size: int) -> None:
         """One untimed flow call first: imports, the Prefect client and the first connections."""
-        from flows.retry_sync import retry_sync
+        from zonesync.flows.retry_sync import retry_sync
 
         database.reset_full(self.pair, BENCH_PAYMENTS_SMALL)
         started = time.perf_counter()
@@ -168,7 +168,7 @@ class Bench:
         self._record(case, f"floor-{mode}", rep, rows, watch, problems, detail)
 
     def _zonesync(self, case: str, mapping: SyncMapping, rep: int, rows: int, batch_size: int) -> None:
-        from flows.retry_sync import retry_sync
+        from zonesync.flows.retry_sync import retry_sync
 
         problems: list[str] = []
         detail: dict[str, Any] = {}

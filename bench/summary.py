@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.measure import MB, Run, median
-from tasks.sync import PHASES
+from zonesync.tasks.sync import PHASES
 
 TARGET_RATIO = 1.0
 TARGET_RSS_MB = 350

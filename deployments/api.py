@@ -4,7 +4,7 @@
 about a second); success and pending pushes are announced as Prefect events instead. Pushes of one mapping run
 one at a time; the requests that arrive meanwhile are written together as the next batch (one source
 transaction, one validation, one target upsert, one flag update), each still answered for its own records.
-Start it with `zonesync api` (or `uvicorn deployments.api:create_app --factory`).
+Start it with `zonesync api` (or `uvicorn zonesync.deployments.api:create_app --factory`).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from prefect.logging import get_logger
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from schemas.mapping import SyncMapping
-from schemas.registry import all_mappings
-from schemas.settings import ZONES, Zone
-from tasks.docs import record_schema, update_schema
-from tasks.engines import health_engine
-from tasks.errors import SyncError, scrub
-from tasks.events import emit_push_event, events_enabled
-from tasks.limits import HEALTH_SECONDS
-from tasks.push import Pusher, PushResult
-from tasks.records import parse_json
-from tasks.update import update_record
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.registry import all_mappings
+from zonesync.schemas.settings import ZONES, Zone
+from zonesync.tasks.docs import record_schema, update_schema
+from zonesync.tasks.engines import health_engine
+from zonesync.tasks.errors import SyncError, scrub
+from zonesync.tasks.events import emit_push_event, events_enabled
+from zonesync.tasks.limits import HEALTH_SECONDS
+from zonesync.tasks.push import Pusher, PushResult
+from zonesync.tasks.records import parse_json
+from zonesync.tasks.update import update_record
 
 logger = get_logger("zonesync.api")
 PUSH_STATUS = {"success": 201, "pending": 202}

@@ -12,8 +12,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.client.schemas.schedules import CronSchedule
 from pydantic import ValidationError
 
-from schemas.settings import get_settings
-from tasks.errors import ConfigError
+from zonesync.schemas.settings import get_settings
+from zonesync.tasks.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFECT_FILE = PROJECT_DIR / "deployments" / "prefect.yaml"

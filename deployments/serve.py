@@ -11,8 +11,8 @@ from typing import cast
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from deployments.schedules import DeploymentSpec, deployment_specs
-from tasks.errors import ConfigError
+from zonesync.deployments.schedules import DeploymentSpec, deployment_specs
+from zonesync.tasks.errors import ConfigError
 
 
 def to_deployment(spec: DeploymentSpec) -> RunnerDeployment:

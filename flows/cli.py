@@ -12,7 +12,7 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
-from flows.cli_support import (
+from zonesync.flows.cli_support import (
     age,
     console,
     friendly_errors,
@@ -22,8 +22,8 @@ from flows.cli_support import (
     print_quarantine,
     print_sync_report,
 )
-from schemas.settings import MAX_BATCH_SIZE
-from tasks.errors import ConfigError
+from zonesync.schemas.settings import MAX_BATCH_SIZE
+from zonesync.tasks.errors import ConfigError
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
 BusinessDate = Annotated[
@@ -40,11 +40,11 @@ def init(
     ] = False,
 ) -> None:
     """Create the bookkeeping tables and check every mapping against the live databases."""
-    from schemas.registry import all_mappings
-    from tasks.bookkeeping import create_bookkeeping
-    from tasks.engines import describe, get_engine
-    from tasks.inspect import check_mapping
-    from tasks.triggers import install_writers_trigger
+    from zonesync.schemas.registry import all_mappings
+    from zonesync.tasks.bookkeeping import create_bookkeeping
+    from zonesync.tasks.engines import describe, get_engine
+    from zonesync.tasks.inspect import check_mapping
+    from zonesync.tasks.triggers import install_writers_trigger
 
     intranet = get_engine("intranet")
     created = create_bookkeeping(intranet)
@@ -77,8 +77,8 @@ def retry(
     batch_size: Annotated[int | None, typer.Option(min=1, max=MAX_BATCH_SIZE, help="Rows per batch.")] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone."""
-    from flows.retry_sync import retry_sync
-    from tasks.steps import check_run_settings, require_bookkeeping
+    from zonesync.flows.retry_sync import retry_sync
+    from zonesync.tasks.steps import check_run_settings, require_bookkeeping
 
     check_run_settings("intranet_to_internet", mapping or None)  # before a Prefect run starts
     require_bookkeeping()
@@ -104,8 +104,8 @@ def push(
     Exit code 0: in both zones; 3: pending (the target refused or failed; the cron retry carries them);
     1: refused by the source, nothing written.
     """
-    from flows.realtime_push import realtime_push
-    from schemas.registry import get_mapping
+    from zonesync.flows.realtime_push import realtime_push
+    from zonesync.schemas.registry import get_mapping
 
     get_mapping(mapping)
     result = realtime_push(mapping, load_records(records, file))
@@ -128,10 +128,10 @@ def api(
     """Serve the HTTP entry point: POST /mappings/{name}/records (push), GET /health, /docs (OpenAPI)."""
     import uvicorn
 
-    from schemas.registry import all_mappings
+    from zonesync.schemas.registry import all_mappings
 
     all_mappings()  # a bad mapping module is one clear line here, not a traceback in the server
-    uvicorn.run("deployments.api:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run("zonesync.deployments.api:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 @app.command()
@@ -142,8 +142,8 @@ def update(
     changes: Annotated[str, typer.Option("--changes", help='The changes, as JSON: \'{"fee": "2.75"}\'.')],
 ) -> None:
     """Update with rollback: change a record in both zones, or in neither. Exit code 1 when rolled back."""
-    from flows.update_with_rollback import update_with_rollback
-    from schemas.registry import get_mapping
+    from zonesync.flows.update_with_rollback import update_with_rollback
+    from zonesync.schemas.registry import get_mapping
 
     get_mapping(mapping)
     result = update_with_rollback(mapping, json_object(key, "--key"), json_object(changes, "--changes"))
@@ -164,8 +164,8 @@ def end_day(business_date: BusinessDate = None, mapping: Mappings = None) -> Non
 
     Exit code 0: success or no record; 3: partial (rows quarantined or zones differ); 1: failed.
     """
-    from flows.end_day_check import EndDayFailed, end_day_check
-    from tasks.steps import check_run_settings, require_bookkeeping
+    from zonesync.flows.end_day_check import EndDayFailed, end_day_check
+    from zonesync.tasks.steps import check_run_settings, require_bookkeeping
 
     day = parse_date(business_date) if business_date else None
     check_run_settings("internet_to_intranet", mapping or None)  # before a Prefect run starts
@@ -187,11 +187,11 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
 
     Exit code 0: the zones agree; 3: they differ.
     """
-    from schemas.registry import select_mappings
-    from schemas.settings import get_settings
-    from tasks.end_day import previous_business_date
-    from tasks.engines import get_engine
-    from tasks.reconcile import reconcile_mapping
+    from zonesync.schemas.registry import select_mappings
+    from zonesync.schemas.settings import get_settings
+    from zonesync.tasks.end_day import previous_business_date
+    from zonesync.tasks.engines import get_engine
+    from zonesync.tasks.reconcile import reconcile_mapping
 
     settings = get_settings()
     day = parse_date(business_date) if business_date else previous_business_date(settings.business_timezone)
@@ -210,9 +210,9 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
 def recover() -> None:
     """Repair updates that a crash left between their two commits, and close the batch_job rows of runs that
     died (the flows do both too, when they start)."""
-    from tasks.engines import get_engine
-    from tasks.ledger import close_abandoned
-    from tasks.update import recover as recover_intents
+    from zonesync.tasks.engines import get_engine
+    from zonesync.tasks.ledger import close_abandoned
+    from zonesync.tasks.update import recover as recover_intents
 
     intranet = get_engine("intranet")
     repaired = recover_intents(intranet)
@@ -226,10 +226,10 @@ def recover() -> None:
 @friendly_errors
 def status() -> None:
     """Unsynced rows and their age per mapping, open quarantine, and the last batch jobs."""
-    from schemas.registry import all_mappings
-    from tasks.bookkeeping import count_open_errors, missing_tables, recent_jobs
-    from tasks.engines import get_engine
-    from tasks.inspect import backlog
+    from zonesync.schemas.registry import all_mappings
+    from zonesync.tasks.bookkeeping import count_open_errors, missing_tables, recent_jobs
+    from zonesync.tasks.engines import get_engine
+    from zonesync.tasks.inspect import backlog
 
     intranet = get_engine("intranet")
     if missing := missing_tables(intranet):
@@ -258,8 +258,8 @@ def mappings(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the data-mapping tables as Markdown.")] = False,
 ) -> None:
     """List the registered mappings (or print their data-mapping documentation)."""
-    from schemas.registry import all_mappings
-    from tasks.docs import mappings_markdown
+    from zonesync.schemas.registry import all_mappings
+    from zonesync.tasks.docs import mappings_markdown
 
     registered = all_mappings()
     if markdown:
@@ -275,9 +275,9 @@ def mappings(
 @friendly_errors
 def demo() -> None:
     """Run the whole story on the embedded SQLite default: push, retry, update with rollback, end-day check."""
-    from flows.demo import run_demo
-    from schemas.settings import ZONES
-    from tasks.engines import zone_url
+    from zonesync.flows.demo import run_demo
+    from zonesync.schemas.settings import ZONES
+    from zonesync.tasks.engines import zone_url
 
     for zone in ZONES:
         url = zone_url(zone)

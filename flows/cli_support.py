@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from tasks.errors import ConfigError, SyncError, translate
+from zonesync.tasks.errors import ConfigError, SyncError, translate
 
 console = Console(width=max(120, Console().width))
 errors = Console(stderr=True, soft_wrap=True)
@@ -62,7 +62,7 @@ def parse_date(text: str) -> date:
 
 def parse_json(text: str, what: str) -> Any:
     """JSON with exact decimals (`tasks.records.parse_json`); a problem is one clear line."""
-    from tasks.records import parse_json as parse
+    from zonesync.tasks.records import parse_json as parse
 
     try:
         return parse(text)
@@ -99,9 +99,9 @@ def print_sync_report(report: Any, title: str = "Retry sync") -> None:
 
 def print_quarantine(limit: int = 20) -> None:
     """The open quarantine (sync_error rows not resolved yet), newest first."""
-    from schemas.registry import all_mappings
-    from tasks.bookkeeping import open_errors
-    from tasks.engines import get_engine
+    from zonesync.schemas.registry import all_mappings
+    from zonesync.tasks.bookkeeping import open_errors
+    from zonesync.tasks.engines import get_engine
 
     table = Table("mapping", "record key", "reason", "detail", "attempts", title="Open quarantine (sync_error)")
     for row in open_errors(get_engine("intranet"), list(all_mappings()), limit=limit):

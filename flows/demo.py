@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flows.end_day_check import end_day_check
-from flows.realtime_push import realtime_push
-from flows.retry_sync import SyncReport, retry_sync
-from flows.update_with_rollback import update_with_rollback
-from schemas.registry import all_mappings
-from tasks.demo_data import (
+from zonesync.flows.end_day_check import end_day_check
+from zonesync.flows.realtime_push import realtime_push
+from zonesync.flows.retry_sync import SyncReport, retry_sync
+from zonesync.flows.update_with_rollback import update_with_rollback
+from zonesync.schemas.registry import all_mappings
+from zonesync.tasks.demo_data import (
     DEMO_BUSINESS_DATE,
     INVALID_MERCHANTS,
     INVALID_PAYMENTS,
@@ -19,10 +19,10 @@ from tasks.demo_data import (
     reset_demo_zones,
     seed_demo,
 )
-from tasks.end_day import EndDayReport
-from tasks.engines import get_engine
-from tasks.errors import ConfigError
-from tasks.inspect import check_mapping
+from zonesync.tasks.end_day import EndDayReport
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.errors import ConfigError
+from zonesync.tasks.inspect import check_mapping
 
 Say = Callable[[str], None]
 
@@ -39,7 +39,7 @@ def run_demo(say: Say) -> DemoRun:
     """Init, seed, retry, push, fix, retry, update (applied and rolled back), end-day check."""
     registered = all_mappings()
     if "merchants" not in registered or "payments" not in registered:
-        raise ConfigError("the demo needs the demo mappings: set ZONESYNC_MAPPING_MODULES=schemas.examples")
+        raise ConfigError("the demo needs the demo mappings: set ZONESYNC_MAPPING_MODULES=zonesync.schemas.examples")
     intranet, internet = get_engine("intranet"), get_engine("internet")
     say("[bold]1. init[/]: demo tables and bookkeeping tables (batch_job, sync_error), recreated empty")
     reset_demo_zones(intranet, internet)

@@ -13,16 +13,16 @@ from datetime import date
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.mapping import SyncMapping
-from schemas.registry import get_mapping
-from schemas.settings import get_settings
-from tasks.end_day import JOB_NAME, EndDayReport, previous_business_date, publish_end_day
-from tasks.engines import get_engine
-from tasks.errors import SyncError, TerminalSyncError, retry_transient
-from tasks.lease import holding
-from tasks.ledger import JobEntry, job_ledger
-from tasks.reconcile import Reconciliation, reconcile_mapping
-from tasks.steps import check_run_settings, failure_message, outcome, prepare_intranet, sync_mapping
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.registry import get_mapping
+from zonesync.schemas.settings import get_settings
+from zonesync.tasks.end_day import JOB_NAME, EndDayReport, previous_business_date, publish_end_day
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.errors import SyncError, TerminalSyncError, retry_transient
+from zonesync.tasks.lease import holding
+from zonesync.tasks.ledger import JobEntry, job_ledger
+from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
+from zonesync.tasks.steps import check_run_settings, failure_message, outcome, prepare_intranet, sync_mapping
 
 JOB_LEASE = f"job:{JOB_NAME}"  # one end-day check at a time, however it was started
 JOB_LEASE_SECONDS = 300  # kept alive while the run lives; a crashed run elsewhere blocks the next one this long

@@ -11,9 +11,9 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from flows.parameters import flow_keeping_out
-from schemas.registry import get_mapping
-from tasks.push import PushResult, push_records
+from zonesync.flows.parameters import flow_keeping_out
+from zonesync.schemas.registry import get_mapping
+from zonesync.tasks.push import PushResult, push_records
 
 
 @flow_keeping_out(

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from schemas.settings import BatchSize, get_settings
-from tasks.bookkeeping import JobStatus
-from tasks.ledger import job_ledger, job_status
-from tasks.report import publish_summary
-from tasks.steps import check_run_settings, outcome, prepare_intranet, sync_mapping
-from tasks.sync import MappingSyncResult
+from zonesync.schemas.settings import BatchSize, get_settings
+from zonesync.tasks.bookkeeping import JobStatus
+from zonesync.tasks.ledger import job_ledger, job_status
+from zonesync.tasks.report import publish_summary
+from zonesync.tasks.steps import check_run_settings, outcome, prepare_intranet, sync_mapping
+from zonesync.tasks.sync import MappingSyncResult
 
 FLOW_KEY = "retry-sync"
 

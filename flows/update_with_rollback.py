@@ -11,9 +11,9 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from flows.parameters import flow_keeping_out
-from schemas.registry import get_mapping
-from tasks.update import UpdateResult, update_record
+from zonesync.flows.parameters import flow_keeping_out
+from zonesync.schemas.registry import get_mapping
+from zonesync.tasks.update import UpdateResult, update_record
 
 
 @flow_keeping_out("changes", name="update-with-rollback", description="Update one record in both zones, or in neither.")

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal, get_origin, get_type_hints
 import pandera.polars as pa
 import polars as pl
 
-from schemas.settings import Zone
-from tasks.errors import MappingError
+from zonesync.schemas.settings import Zone
+from zonesync.tasks.errors import MappingError
 
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
 DIRECTIONS: tuple[Direction, ...] = ("intranet_to_internet", "internet_to_intranet")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.errors import ConfigError
+from zonesync.tasks.errors import ConfigError
 
 Zone = Literal["intranet", "internet"]
 ZONES: tuple[Zone, ...] = ("intranet", "internet")
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
 
     intranet_url: SecretStr = SecretStr("sqlite:///.zonesync/intranet.db")
     internet_url: SecretStr = SecretStr("sqlite:///.zonesync/internet.db")
-    mapping_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["schemas.examples"])
+    mapping_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["zonesync.schemas.examples"])
     # 20,000: as fast as 50,000 on the 1M-row benchmark, with a worker peak of ~300 MB instead of ~345 MB.
     batch_size: BatchSize = 20_000
 

@@ -26,14 +26,14 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.mapping import SyncMapping
-from tasks import bookkeeping
-from tasks.checkpoints import checkpoint
-from tasks.dialects import Dialect
-from tasks.errors import SyncError, is_lock_conflict, translate
-from tasks.load import upsert_rows
-from tasks.transform import ROW, to_target_schema
-from tasks.validate import rejects, split_valid
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.checkpoints import checkpoint
+from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.errors import SyncError, is_lock_conflict, translate
+from zonesync.tasks.load import upsert_rows
+from zonesync.tasks.transform import ROW, to_target_schema
+from zonesync.tasks.validate import rejects, split_valid
 
 Phase = Callable[[str], AbstractContextManager[object]]
 # Run inside the transaction that commits a batch's flags when the intranet zone is its source (a batch_job

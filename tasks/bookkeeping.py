@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.mapping import SyncMapping
-from tasks.dialects import dialect_for
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.dialects import dialect_for
 
 JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED", "SKIPPED", "ABORTED"]
 _RESOLVE_CHUNK = 1000

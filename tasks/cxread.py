@@ -10,8 +10,15 @@ from urllib.parse import quote, urlencode
 
 from sqlalchemy.engine import Engine
 
-from tasks.errors import NoAnswer
-from tasks.limits import STATEMENT_GRACE_SECONDS, label_of, limits_of, milliseconds, postgres_options, whole_seconds
+from zonesync.tasks.errors import NoAnswer
+from zonesync.tasks.limits import (
+    STATEMENT_GRACE_SECONDS,
+    label_of,
+    limits_of,
+    milliseconds,
+    postgres_options,
+    whole_seconds,
+)
 
 T = TypeVar("T")
 

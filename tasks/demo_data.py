@@ -12,9 +12,9 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks import bookkeeping
-from tasks.dialects import dialect_for
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.dialects import dialect_for
 
 BASE_TIME = datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=UTC)
 INVALID_MERCHANTS = {13: "empty name", 42: "status 'X'", 77: "negative fee"}

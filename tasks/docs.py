@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import SyncMapping
 
 _ZONE_TITLE = {"intranet": "Intranet", "internet": "Internet"}
 

@@ -16,11 +16,11 @@ from prefect.settings import PREFECT_UI_URL
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from tasks import bookkeeping
-from tasks.bookkeeping import JobStatus
-from tasks.reconcile import Reconciliation
-from tasks.report import escape_markdown, quarantine_markdown, result_rows, results_markdown
-from tasks.sync import MappingSyncResult
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.bookkeeping import JobStatus
+from zonesync.tasks.reconcile import Reconciliation
+from zonesync.tasks.report import escape_markdown, quarantine_markdown, result_rows, results_markdown
+from zonesync.tasks.sync import MappingSyncResult
 
 JOB_NAME = "end-day-check"
 

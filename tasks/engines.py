@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
 
-from schemas.settings import Settings, Zone, get_settings
-from tasks import breaker
-from tasks.errors import DIAGNOSIS, ConfigError, TransientSyncError, translate
-from tasks.limits import (
+from zonesync.schemas.settings import Settings, Zone, get_settings
+from zonesync.tasks import breaker
+from zonesync.tasks.errors import DIAGNOSIS, ConfigError, TransientSyncError, translate
+from zonesync.tasks.limits import (
     HEALTH_SECONDS,
     EngineProfile,
     Limits,
@@ -32,7 +32,7 @@ from tasks.limits import (
     profiles,
     sqlite_pragmas,
 )
-from tasks.watchdog import Watchdog
+from zonesync.tasks.watchdog import Watchdog
 
 _DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
 _SUPPORTED = ", ".join(sorted({"sqlite", "postgresql", "mysql", "mariadb"}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL
 
-from tasks.push import PushResult
+from zonesync.tasks.push import PushResult
 
 _KEYS_IN_EVENT = 100
 

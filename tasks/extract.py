@@ -8,9 +8,9 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
-from schemas.mapping import SyncMapping
-from tasks.catalog import has_unique_key, polars_hint
-from tasks.dialects import Dialect
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.catalog import has_unique_key, polars_hint
+from zonesync.tasks.dialects import Dialect
 
 
 @dataclass

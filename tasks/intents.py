@@ -15,7 +15,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tasks.bookkeeping import sync_intent, utc_now
+from zonesync.tasks.bookkeeping import sync_intent, utc_now
 
 IntentState = Literal["started", "prepared", "committed", "rolled_back", "conflict"]
 

@@ -22,12 +22,12 @@ from prefect import get_run_logger, runtime
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from tasks import bookkeeping
-from tasks.batch import BatchRecord
-from tasks.bookkeeping import JobCounts, JobStatus, batch_job, utc_now
-from tasks.errors import SyncError, translate
-from tasks.lease import Lease, kept_alive
-from tasks.sync import MappingSyncResult
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.batch import BatchRecord
+from zonesync.tasks.bookkeeping import JobCounts, JobStatus, batch_job, utc_now
+from zonesync.tasks.errors import SyncError, translate
+from zonesync.tasks.lease import Lease, kept_alive
+from zonesync.tasks.sync import MappingSyncResult
 
 JOB_LEASE_SECONDS = 120  # how long after its process dies elsewhere a RUNNING row stays RUNNING
 ABANDONED = "aborted: the run stopped before it finished (killed, or its machine lost); counts are what it committed"

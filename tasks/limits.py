@@ -16,7 +16,7 @@ from typing import Any
 import pymysql
 from sqlalchemy.engine import URL, Engine
 
-from schemas.settings import Settings, get_settings
+from zonesync.schemas.settings import Settings, get_settings
 
 # The client waits this much longer than the server's own statement limit: the server's timeout normally
 # answers first (one clear error, the connection kept); the client gives up only when nothing arrives at all.

@@ -17,12 +17,12 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.mapping import SyncMapping
-from tasks.dialects import Dialect
-from tasks.engines import in_transaction
-from tasks.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
-from tasks.transform import ROW
-from tasks.validate import REJECT_SCHEMA, no_rejects
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
+from zonesync.tasks.transform import ROW
+from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
 
 T = TypeVar("T")
 # PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.

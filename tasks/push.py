@@ -16,18 +16,18 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.mapping import SyncMapping
-from schemas.registry import get_mapping
-from tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
-from tasks.catalog import source_table, target_table
-from tasks.checkpoints import checkpoint
-from tasks.dialects import Dialect, dialect_for
-from tasks.engines import HeldConnections, get_engine, in_transaction
-from tasks.errors import SyncError, refusal_reason, translate
-from tasks.extract import UnsyncedReader
-from tasks.records import RecordError, coerce_records, json_friendly
-from tasks.transform import ROW
-from tasks.validate import REJECT_SCHEMA, no_rejects
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.registry import get_mapping
+from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
+from zonesync.tasks.catalog import source_table, target_table
+from zonesync.tasks.checkpoints import checkpoint
+from zonesync.tasks.dialects import Dialect, dialect_for
+from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
+from zonesync.tasks.errors import SyncError, refusal_reason, translate
+from zonesync.tasks.extract import UnsyncedReader
+from zonesync.tasks.records import RecordError, coerce_records, json_friendly
+from zonesync.tasks.transform import ROW
+from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
 
 logger = get_logger("zonesync.push")
 _NOT_FLAGGED = ("not_flagged", "in the source zone; the cron retry carries it")

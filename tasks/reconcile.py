@@ -22,11 +22,18 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas.mapping import SyncMapping
-from tasks.catalog import source_table, target_table
-from tasks.dialects import dialect_for
-from tasks.reconcile_queries import ZoneView, bucket_query, business_window, detail_query, totals_query, zone_view
-from tasks.reconcile_report import Difference, GroupTotals, Key, Reconciliation, RowComparison
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.catalog import source_table, target_table
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.reconcile_queries import (
+    ZoneView,
+    bucket_query,
+    business_window,
+    detail_query,
+    totals_query,
+    zone_view,
+)
+from zonesync.tasks.reconcile_report import Difference, GroupTotals, Key, Reconciliation, RowComparison
 
 # About 1,000 rows per bucket up to 4,096 buckets (4M rows), then more rows per bucket: a differing row costs
 # the fetch of its bucket, and the aggregates stay a few thousand rows.

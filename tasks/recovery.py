@@ -16,18 +16,18 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from tasks.bookkeeping import missing_tables
-from tasks.errors import ConfigError, SyncError
-from tasks.intents import IntentState, close_intent, unfinished_intents
-from tasks.lease import LeaseBusy, holding, mapping_lease
-from tasks.records import column_value
-from tasks.twophase import resolve_in_doubt
-from tasks.update import Sides
+from zonesync.tasks.bookkeeping import missing_tables
+from zonesync.tasks.errors import ConfigError, SyncError
+from zonesync.tasks.intents import IntentState, close_intent, unfinished_intents
+from zonesync.tasks.lease import LeaseBusy, holding, mapping_lease
+from zonesync.tasks.records import column_value
+from zonesync.tasks.twophase import resolve_in_doubt
+from zonesync.tasks.update import Sides
 
 
 def recover_intents(intranet: Engine) -> list[str]:
     """Repair the updates a crash left unfinished; return one line per intent repaired."""
-    from schemas.registry import all_mappings
+    from zonesync.schemas.registry import all_mappings
 
     if missing := missing_tables(intranet):
         raise ConfigError(

@@ -16,9 +16,9 @@ from prefect.artifacts import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.mapping import SyncMapping
-from tasks.bookkeeping import open_errors
-from tasks.sync import MappingSyncResult
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping import open_errors
+from zonesync.tasks.sync import MappingSyncResult
 
 RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
 

@@ -9,17 +9,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 from sqlalchemy.engine import Engine
 
-from schemas.mapping import Direction, SyncMapping
-from schemas.registry import get_mapping, select_mappings
-from schemas.settings import ZONES
-from tasks import bookkeeping
-from tasks.engines import get_engine, zone_url
-from tasks.errors import ConfigError, SyncError, retry_transient
-from tasks.lease import Lease, kept_alive, mapping_lease
-from tasks.ledger import batch_recorder
-from tasks.report import BatchProgress
-from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
-from tasks.update import recover
+from zonesync.schemas.mapping import Direction, SyncMapping
+from zonesync.schemas.registry import get_mapping, select_mappings
+from zonesync.schemas.settings import ZONES
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.engines import get_engine, zone_url
+from zonesync.tasks.errors import ConfigError, SyncError, retry_transient
+from zonesync.tasks.lease import Lease, kept_alive, mapping_lease
+from zonesync.tasks.ledger import batch_recorder
+from zonesync.tasks.report import BatchProgress
+from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
+from zonesync.tasks.update import recover
 
 LEASE_SECONDS = 120  # renewed by a keeper thread; a crashed run elsewhere blocks the mapping at most this long
 # What the failed attempts of a sync task run did, by task run id: Prefect's retry goes on from there.

@@ -20,13 +20,13 @@ from typing import Any, Literal
 import polars as pl
 from sqlalchemy.engine import Engine
 
-from schemas.mapping import SyncMapping
-from tasks import bookkeeping
-from tasks.batch import BatchCarrier, BatchRecord, Claim, SourceSide, TargetSide
-from tasks.catalog import source_table, target_table
-from tasks.dialects import dialect_for
-from tasks.errors import SyncError, translate
-from tasks.extract import UnsyncedReader, last_key
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks import bookkeeping
+from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, SourceSide, TargetSide
+from zonesync.tasks.catalog import source_table, target_table
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.errors import SyncError, translate
+from zonesync.tasks.extract import UnsyncedReader, last_key
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
 PHASES = ("read", "transform", "upsert", "flag", "quarantine")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from schemas.mapping import SyncMapping, TargetColumn
+from zonesync.schemas.mapping import SyncMapping, TargetColumn
 
 ROW = "__zonesync_row"
 _WIDE_DECIMAL = pl.Decimal(38, 18)

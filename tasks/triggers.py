@@ -14,11 +14,11 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas.mapping import SyncMapping
-from tasks.catalog import source_table
-from tasks.dialects import dialect_for
-from tasks.dialects.base import VersionKind, WritersTrigger
-from tasks.errors import translate
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.catalog import source_table
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.dialects.base import VersionKind, WritersTrigger
+from zonesync.tasks.errors import translate
 
 
 def writers_trigger(mapping: SyncMapping, source: sa.Table) -> WritersTrigger:

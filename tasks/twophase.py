@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.checkpoints import checkpoint
-from tasks.errors import SyncError, translate
-from tasks.intents import IntentState, mark_intent, transaction_id
-from tasks.transform import ROW, to_target_schema
+from zonesync.tasks.checkpoints import checkpoint
+from zonesync.tasks.errors import SyncError, translate
+from zonesync.tasks.intents import IntentState, mark_intent, transaction_id
+from zonesync.tasks.transform import ROW, to_target_schema
 
 if TYPE_CHECKING:
-    from tasks.update import Sides
+    from zonesync.tasks.update import Sides
 
 
 logger = get_logger("zonesync.update")
@@ -40,7 +40,7 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
     True when both committed here; False when the decision was recorded but a commit failed (a connection
     lost): the prepared side survives, and recovery commits it.
     """
-    from tasks.update import UpdateConflict
+    from zonesync.tasks.update import UpdateConflict
 
     source_xid, target_xid = xids(transaction_id(intranet, intent_id))
     with sides.source_dialect.engine.connect() as source, sides.target_dialect.engine.connect() as target:

@@ -19,21 +19,21 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from schemas.mapping import SyncMapping
-from schemas.settings import get_settings
-from tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide, record_keys
-from tasks.catalog import source_table, target_table
-from tasks.checkpoints import checkpoint
-from tasks.dialects import Dialect, dialect_for
-from tasks.engines import get_engine
-from tasks.errors import SyncError, TerminalSyncError, refusal_reason, translate
-from tasks.extract import UnsyncedReader
-from tasks.intents import close_intent, open_intent
-from tasks.lease import LeaseBusy, holding, mapping_lease
-from tasks.records import RecordError, coerce_update, column_value, json_friendly
-from tasks.transform import to_target_schema
-from tasks.twophase import commit_both, upsert_one
-from tasks.validate import split_valid
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.settings import get_settings
+from zonesync.tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide, record_keys
+from zonesync.tasks.catalog import source_table, target_table
+from zonesync.tasks.checkpoints import checkpoint
+from zonesync.tasks.dialects import Dialect, dialect_for
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.errors import SyncError, TerminalSyncError, refusal_reason, translate
+from zonesync.tasks.extract import UnsyncedReader
+from zonesync.tasks.intents import close_intent, open_intent
+from zonesync.tasks.lease import LeaseBusy, holding, mapping_lease
+from zonesync.tasks.records import RecordError, coerce_update, column_value, json_friendly
+from zonesync.tasks.transform import to_target_schema
+from zonesync.tasks.twophase import commit_both, upsert_one
+from zonesync.tasks.validate import split_valid
 
 logger = get_logger("zonesync.update")
 UpdateStatus = Literal["success", "error"]
@@ -348,6 +348,6 @@ def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
 
 def recover(intranet: Engine) -> list[str]:
     """Repair the updates a crash left unfinished; return one line per intent repaired (tasks/recovery.py)."""
-    from tasks.recovery import recover_intents
+    from zonesync.tasks.recovery import recover_intents
 
     return recover_intents(intranet)

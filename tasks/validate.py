@@ -22,9 +22,9 @@ from pandera.api.polars.types import PolarsData
 from pandera.config import CONFIG
 from pandera.engines import polars_engine
 
-from schemas.mapping import SyncMapping
-from tasks.errors import TerminalSyncError
-from tasks.transform import ROW
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.errors import TerminalSyncError
+from zonesync.tasks.transform import ROW
 
 REJECT_SCHEMA = {ROW: pl.UInt32, "reason": pl.String, "detail": pl.String}
 _MAX_VALUE_CHARS = 60

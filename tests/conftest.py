@@ -25,7 +25,7 @@ BACKENDS = ("sqlite", "postgresql", "mariadb")
 SERVER_ENV = {"postgresql": "ZONESYNC_TEST_POSTGRES_URL", "mariadb": "ZONESYNC_TEST_MARIADB_URL"}
 REQUIRE_ALL_ENV = "ZONESYNC_REQUIRE_ALL_BACKENDS"
 ZONE_NAMES = ("intranet", "internet")
-TEST_MAPPING_MODULES = "schemas.examples,tests.integration.mappings"
+TEST_MAPPING_MODULES = "zonesync.schemas.examples,tests.integration.mappings"
 # Same-backend pairs for every backend, then cross-engine pairs in both directions around the triangle.
 CROSS_PAIRS = (
     ("mariadb", "postgresql"),
@@ -108,8 +108,8 @@ class ThrowawayServers:
         return self._servers[backend]
 
     def _create(self, backend: str) -> ServerDatabases:
-        from tasks.engines import parse_url
-        from tasks.errors import short_message
+        from zonesync.tasks.engines import parse_url
+        from zonesync.tasks.errors import short_message
 
         env = SERVER_ENV[backend]
         raw = os.environ.get(env)
@@ -163,7 +163,7 @@ def servers() -> Iterator[ThrowawayServers]:
     """Throw-away databases on the PostgreSQL and MariaDB servers, created lazily, dropped at the end."""
     created = ThrowawayServers()
     yield created
-    from tasks.engines import dispose_engines
+    from zonesync.tasks.engines import dispose_engines
 
     dispose_engines()
     created.drop_all()
@@ -182,7 +182,7 @@ class ZonePair:
     internet: Engine = field(init=False)
 
     def __post_init__(self) -> None:
-        from tasks.engines import create_engine, parse_url
+        from zonesync.tasks.engines import create_engine, parse_url
 
         self.intranet = create_engine(parse_url(self.intranet_url, setting="ZONESYNC_INTRANET_URL"))
         self.internet = create_engine(parse_url(self.internet_url, setting="ZONESYNC_INTERNET_URL"))
@@ -220,7 +220,7 @@ def _zone_url(servers: ThrowawayServers, backend: str, zone: str, tmp_path: Path
 
 def make_pair(servers: ThrowawayServers, intranet: str, internet: str, tmp_path: Path) -> ZonePair:
     """Empty intranet and internet databases on the given backends, with the bookkeeping tables."""
-    from tasks.bookkeeping import create_bookkeeping
+    from zonesync.tasks.bookkeeping import create_bookkeeping
 
     intranet_url, intranet_secret = _zone_url(servers, intranet, "intranet", tmp_path)
     internet_url, internet_secret = _zone_url(servers, internet, "internet", tmp_path)
@@ -257,8 +257,8 @@ def any_zones(servers: ThrowawayServers, request: pytest.FixtureRequest, tmp_pat
 @pytest.fixture
 def use_zones(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Point zonesync's settings (ZONESYNC_* env vars) at a zone pair; caches are cleared before and after."""
-    from schemas import registry, settings
-    from tasks import engines
+    from zonesync.schemas import registry, settings
+    from zonesync.tasks import engines
 
     def reset() -> None:
         settings.get_settings.cache_clear()
@@ -282,11 +282,11 @@ def use_zones(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
 @pytest.fixture
 def demo(zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
     """The demo tables in both zones (each backend), settings pointed at them."""
-    from schemas.examples.tables import internet_tables, intranet_tables
+    from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 
     intranet_tables().create_all(zones.intranet)
     internet_tables().create_all(zones.internet)
-    use_zones(zones, modules="schemas.examples")
+    use_zones(zones, modules="zonesync.schemas.examples")
     return zones
 
 

@@ -1,6 +1,6 @@
 """The demo domain: merchants go out to the internet zone, successful payments come back.
 
-These are the mappings registered by default (`ZONESYNC_MAPPING_MODULES=schemas.examples`).
+These are the mappings registered by default (`ZONESYNC_MAPPING_MODULES=zonesync.schemas.examples`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 import pandera.polars as pa
 import polars as pl
 
-from schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import SyncMapping
 
 
 class MerchantTarget(pa.DataFrameModel):

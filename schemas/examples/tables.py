@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from schemas.types import exact_decimal, unicode_text, utc_timestamp
+from zonesync.schemas.types import exact_decimal, unicode_text, utc_timestamp
 
 
 def _merchant_columns() -> list[sa.Column[object]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from tasks.dialects.base import Dialect
-from tasks.dialects.mariadb import MariaDBDialect
-from tasks.dialects.postgresql import PostgresDialect
-from tasks.dialects.sqlite import SQLiteDialect
+from zonesync.tasks.dialects.base import Dialect
+from zonesync.tasks.dialects.mariadb import MariaDBDialect
+from zonesync.tasks.dialects.postgresql import PostgresDialect
+from zonesync.tasks.dialects.sqlite import SQLiteDialect
 
 DIALECTS: dict[str, type[Dialect]] = {
     "sqlite": SQLiteDialect,

@@ -19,7 +19,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.cxread import connectorx_query, connectorx_url, read_within_deadline
+from zonesync.tasks.cxread import connectorx_query, connectorx_url, read_within_deadline
 
 UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
 CLAIM_ROW = "zonesync_row"  # the position of a guard row, loaded beside it so the rows claimed can be told

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
+from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 
 _COPY_CHUNK = 8 * 1024 * 1024
 _TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.US"

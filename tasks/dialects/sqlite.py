@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
+from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
 _MAX_COMPILATIONS = 256

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from schemas import settings
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks.push import push_records
 from tests.conftest import ZonePair
 from tests.integration.console import Cli, zone_settings
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import create
+from zonesync.schemas import settings
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks.push import push_records
 
 
 @pytest.fixture

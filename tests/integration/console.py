@@ -63,7 +63,7 @@ class Cli:
         for name, value in (self.settings | overrides).items():
             if value is not None:
                 env[name] = value
-        command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "flows.cli"]
+        command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "zonesync.flows.cli"]
         done = subprocess.run(
             [*command, *args], cwd=self.home, env=env, capture_output=True, text=True, timeout=self.timeout
         )
@@ -74,7 +74,7 @@ class Cli:
         return run
 
 
-def zone_settings(pair: ZonePair, modules: str = "schemas.examples") -> dict[str, str]:
+def zone_settings(pair: ZonePair, modules: str = "zonesync.schemas.examples") -> dict[str, str]:
     """The ZONESYNC_* environment of a zone pair."""
     return {
         "ZONESYNC_INTRANET_URL": pair.intranet_url,

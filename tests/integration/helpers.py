@@ -16,10 +16,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from sqlalchemy.engine import Engine
 
-from schemas.mapping import SyncMapping
-from tasks.bookkeeping import batch_job, sync_error
-from tasks.dialects import dialect_for
-from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping import batch_job, sync_error
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 
 Key = tuple[Any, ...]
 

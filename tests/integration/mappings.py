@@ -11,7 +11,7 @@ from typing import Annotated
 import pandera.polars as pa
 import polars as pl
 
-from schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import SyncMapping
 
 
 class OrderLineTarget(pa.DataFrameModel):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tasks.bookkeeping import create_bookkeeping
-from tasks.engines import create_engine, parse_url
-from tasks.sync import Zones, sync_mapping_rows
 from tests.integration.mappings import NOTES
 from tests.integration.tables import source_tables, target_tables
+from zonesync.tasks.bookkeeping import create_bookkeeping
+from zonesync.tasks.engines import create_engine, parse_url
+from zonesync.tasks.sync import Zones, sync_mapping_rows
 
 BODY_CHARS = 1000
 _FILL = sa.text(

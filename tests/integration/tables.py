@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from schemas.types import exact_decimal, unicode_text, utc_timestamp
+from zonesync.schemas.types import exact_decimal, unicode_text, utc_timestamp
 
 
 def _flag() -> sa.Column[bool]:

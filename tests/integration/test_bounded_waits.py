@@ -16,15 +16,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from schemas import settings
-from tasks import engines
-from tasks.dialects import dialect_for
-from tasks.engines import create_engine, in_transaction
-from tasks.errors import NoAnswer, SyncError, is_lock_conflict, is_transient, translate
-from tasks.limits import STATEMENT_GRACE_SECONDS, Limits
-from tasks.watchdog import WATCHDOG_TICK_SECONDS
 from tests.conftest import ServerDatabases, ThrowawayServers, ZonePair, backend_param
 from tests.netfault import FreezableProxy, Tarpit
+from zonesync.schemas import settings
+from zonesync.tasks import engines
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import create_engine, in_transaction
+from zonesync.tasks.errors import NoAnswer, SyncError, is_lock_conflict, is_transient, translate
+from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, Limits
+from zonesync.tasks.watchdog import WATCHDOG_TICK_SECONDS
 
 SMALL = Limits(connect=2, statement=2, lock=1)
 SLACK = 3.0  # a loaded 2-core machine: how much later than its limit a wait may end
@@ -200,9 +200,9 @@ def test_the_command_line_fails_with_one_line_instead_of_hanging(tarpit: Tarpit,
         "ZONESYNC_INTERNET_URL": tarpit.url(TARPIT_URLS[backend]),
         "ZONESYNC_CONNECT_TIMEOUT": "2",
         "ZONESYNC_STATEMENT_TIMEOUT": "2",
-        "ZONESYNC_MAPPING_MODULES": "schemas.examples",
+        "ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples",
     }
-    command = [sys.executable, "-m", "flows.cli", "reconcile", "-m", "payments"]
+    command = [sys.executable, "-m", "zonesync.flows.cli", "reconcile", "-m", "payments"]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     took = time.monotonic() - started

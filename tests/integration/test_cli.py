@@ -18,9 +18,6 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from schemas.examples import MERCHANTS, PAYMENTS
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks import bookkeeping, demo_data
 from tests.conftest import ZonePair
 from tests.integration.console import SECRET, SQLITE_ONLY, Cli, Run
 from tests.integration.helpers import (
@@ -34,6 +31,9 @@ from tests.integration.helpers import (
     source_rows,
     target_rows,
 )
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks import bookkeeping, demo_data
 
 DOWN_URL = f"postgresql://zs_user:{SECRET}@127.0.0.1:1/zonesync"  # nothing listens on port 1
 DEMO_DAY = "2026-11-25"  # tasks/demo_data.py dates every demo payment on this day (UTC)
@@ -310,7 +310,7 @@ def test_a_user_mistake_is_one_line_and_a_non_zero_exit(mistake: Mistake, tmp_pa
     settings = {
         "ZONESYNC_INTRANET_URL": f"sqlite:///{tmp_path / 'intranet.db'}",
         "ZONESYNC_INTERNET_URL": DOWN_URL,
-        "ZONESYNC_MAPPING_MODULES": "schemas.examples",
+        "ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples",
     }
     cli = Cli(tmp_path, settings, timeout=60)
 

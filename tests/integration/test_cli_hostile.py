@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from schemas.examples import MERCHANTS
-from tasks import demo_data
 from tests.conftest import ZonePair
 from tests.integration.console import SQLITE_ONLY, Cli, Run
 from tests.integration.helpers import rows, source_rows, target_rows
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks import demo_data
 
 MERCHANT: dict[str, Any] = dict(demo_data.NEW_MERCHANT)
 BAD_VALUES = {

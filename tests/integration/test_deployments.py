@@ -20,10 +20,10 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
-from deployments.schedules import PREFECT_FILE, PROJECT_DIR, WORK_POOL, deployment_specs
-from tasks import demo_data
 from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import flag_value, rows, seed
+from zonesync.deployments.schedules import PREFECT_FILE, PROJECT_DIR, WORK_POOL, deployment_specs
+from zonesync.tasks import demo_data
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -18,16 +18,16 @@ import polars as pl
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-import flows.end_day_check as end_day_module
-from flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
-from schemas.examples import PAYMENTS
-from tasks import demo_data
-from tasks.end_day import EndDayReport
-from tasks.engines import get_engine
-from tasks.lease import Lease
-from tasks.steps import sync_mapping
+import zonesync.flows.end_day_check as end_day_module
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors_by_key, flow_run_artifacts, jobs, mapped, seed, source_rows, target_rows
+from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
+from zonesync.schemas.examples import PAYMENTS
+from zonesync.tasks import demo_data
+from zonesync.tasks.end_day import EndDayReport
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.lease import Lease
+from zonesync.tasks.steps import sync_mapping
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -173,8 +173,8 @@ def test_the_internet_zone_down_fails_the_run_visibly_with_the_reason_in_the_led
     monkeypatch.setattr(end_day_module, "reconcile", end_day_module.reconcile.with_options(retry_delay_seconds=0))
     password = "Sup3r-s3cret-pw"
     monkeypatch.setenv("ZONESYNC_INTERNET_URL", f"postgresql://zonesync:{password}@127.0.0.1:1/internet")
-    from schemas.settings import get_settings
-    from tasks.engines import dispose_engines
+    from zonesync.schemas.settings import get_settings
+    from zonesync.tasks.engines import dispose_engines
 
     get_settings.cache_clear()
     dispose_engines()
@@ -198,7 +198,7 @@ def test_the_business_date_defaults_to_the_day_that_ended_in_the_business_timezo
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from schemas.settings import get_settings
+    from zonesync.schemas.settings import get_settings
 
     get_settings.cache_clear()
     report, _ = run()

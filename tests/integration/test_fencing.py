@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from schemas.examples import MERCHANTS
-from tasks.bookkeeping import sync_lease
-from tasks.checkpoints import interleaved
-from tasks.engines import get_engine
-from tasks.push import push_records
-from tasks.update import recover, update_record
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, sync, target_rows
 from tests.integration.mappings import NOTES
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks.bookkeeping import sync_lease
+from zonesync.tasks.checkpoints import interleaved
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.push import push_records
+from zonesync.tasks.update import recover, update_record
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko", "status": "A", "fee": "1.00", "updated_at": "2026-11-26T10:00:00Z",

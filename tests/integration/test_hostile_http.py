@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas import settings
-from schemas.examples import MERCHANTS
-from tasks import engines
 from tests.conftest import ZonePair
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import rows, target_rows, unreachable_url
 from tests.integration.test_http_api import serve
+from zonesync.schemas import settings
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks import engines
 
 JSON = {"content-type": "application/json"}
 RECORDS = "/mappings/merchants/records"

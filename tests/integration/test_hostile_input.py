@@ -11,17 +11,17 @@ from typing import Any
 import polars as pl
 import pytest
 
-from schemas.examples import MERCHANTS
-from schemas.registry import get_mapping
-from tasks.engines import get_engine
-from tasks.inspect import check_mapping
-from tasks.push import Pusher, push_records
-from tasks.update import update_record
 from tests.conftest import ThrowawayServers, ZonePair, make_pair
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import create, execute, mapped, rows, seed, source_rows, sync, target_rows
 from tests.integration.mappings import EXACT_VALUES
 from tests.integration.tables import source_tables, target_tables
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.schemas.registry import get_mapping
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.inspect import check_mapping
+from zonesync.tasks.push import Pusher, push_records
+from zonesync.tasks.update import update_record
 
 BAD_TIMESTAMPS = [
     "0001-01-01T00:00:00+14:00",  # before year 1 once in UTC

@@ -11,12 +11,12 @@ import httpx
 import pytest
 import uvicorn
 
-from deployments.api import create_app
-from schemas import settings
-from schemas.examples import MERCHANTS
-from tasks import engines
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors, mapped, rows, source_rows, target_rows
+from zonesync.deployments.api import create_app
+from zonesync.schemas import settings
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks import engines
 
 RECORD = (
     '{"merchant_id": %d, "merchant_name": "Warung 😀", "status": "%s", "fee": 1234567890123456.78, '

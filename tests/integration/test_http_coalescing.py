@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas.examples import MERCHANTS
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors, mapped, source_rows, target_rows
 from tests.integration.test_http_api import post, serve
+from zonesync.schemas.examples import MERCHANTS
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 10

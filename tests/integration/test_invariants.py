@@ -9,12 +9,6 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from schemas.examples import MERCHANTS
-from schemas.examples.tables import internet_tables, intranet_tables
-from schemas.mapping import SyncMapping
-from tasks import demo_data
-from tasks.checkpoints import interleaved
-from tasks.sync import MappingSyncResult
 from tests.conftest import ZonePair
 from tests.integration import data
 from tests.integration.helpers import (
@@ -37,6 +31,12 @@ from tests.integration.helpers import (
 )
 from tests.integration.mappings import EXACT_VALUES, NOTES, ORDER_LINES, TICKETS
 from tests.integration.tables import collated_note_tables, loose_merchant_source, source_tables, target_tables
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks import demo_data
+from zonesync.tasks.checkpoints import interleaved
+from zonesync.tasks.sync import MappingSyncResult
 
 
 def _order_lines(pair: ZonePair, *, refused: bool = False) -> set[tuple[object, ...]]:

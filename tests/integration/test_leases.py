@@ -11,15 +11,15 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from flows.retry_sync import retry_sync
-from schemas.examples import MERCHANTS
-from tasks import update
-from tasks.bookkeeping import sync_lease
-from tasks.engines import get_engine
-from tasks.lease import Lease, LeaseLost, holding, mapping_lease
-from tasks.push import push_records
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, target_rows
+from zonesync.flows.retry_sync import retry_sync
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks import update
+from zonesync.tasks.bookkeeping import sync_lease
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.lease import Lease, LeaseLost, holding, mapping_lease
+from zonesync.tasks.push import push_records
 
 MERCHANT = {
     "merchant_id": 1,

@@ -14,26 +14,26 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from flows.retry_sync import retry_sync
-from schemas.examples import MERCHANTS, PAYMENTS
-from tasks import demo_data
-from tasks.bookkeeping import batch_job
-from tasks.checkpoints import interleaved
-from tasks.engines import get_engine
-from tasks.errors import TransientSyncError
-from tasks.lease import Lease, mapping_lease
-from tasks.ledger import batch_recorder, close_abandoned, start_job
-from tasks.sync import Zones, sync_mapping_rows
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, rows, seed, source_rows, unflagged_keys
+from zonesync.flows.retry_sync import retry_sync
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.tasks import demo_data
+from zonesync.tasks.bookkeeping import batch_job
+from zonesync.tasks.checkpoints import interleaved
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.errors import TransientSyncError
+from zonesync.tasks.lease import Lease, mapping_lease
+from zonesync.tasks.ledger import batch_recorder, close_abandoned, start_job
+from zonesync.tasks.sync import Zones, sync_mapping_rows
 
 CHILD = """
 import time
 from datetime import date
-from schemas.examples import MERCHANTS
-from tasks.engines import get_engine
-from tasks.ledger import batch_recorder, start_job
-from tasks.sync import Zones, sync_mapping_rows
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.ledger import batch_recorder, start_job
+from zonesync.tasks.sync import Zones, sync_mapping_rows
 
 intranet, internet = get_engine("intranet"), get_engine("internet")
 entry, _lease = start_job(intranet, "retry-sync", date.today())
@@ -101,10 +101,10 @@ def test_a_run_that_loses_its_lease_stops_with_an_error_that_keeps_its_counts(de
 
 END_DAY_CHILD = """
 from datetime import date
-from schemas.examples import PAYMENTS
-from tasks.engines import get_engine
-from tasks.ledger import batch_recorder, start_job
-from tasks.sync import Zones, sync_mapping_rows
+from zonesync.schemas.examples import PAYMENTS
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.ledger import batch_recorder, start_job
+from zonesync.tasks.sync import Zones, sync_mapping_rows
 
 intranet, internet = get_engine("intranet"), get_engine("internet")
 entry, _lease = start_job(intranet, "end-day-check", date.today())

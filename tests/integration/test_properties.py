@@ -24,13 +24,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.mapping import SyncMapping
-from tasks.bookkeeping import sync_error
-from tasks.push import Pusher
 from tests.conftest import ZonePair
 from tests.integration.helpers import create, errors_by_key, mapped, reflect, source_rows, sync, target_rows
 from tests.integration.mappings import EXACT_VALUES, NOTES
 from tests.integration.tables import source_tables, target_tables
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping import sync_error
+from zonesync.tasks.push import Pusher
 
 EXAMPLES = int(os.environ.get("ZONESYNC_PROPERTY_EXAMPLES", "25"))
 ROWS = int(os.environ.get("ZONESYNC_PROPERTY_ROWS", "12"))

@@ -16,13 +16,6 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from flows.realtime_push import realtime_push
-from flows.retry_sync import retry_sync
-from schemas import settings
-from schemas.examples import MERCHANTS
-from tasks import engines
-from tasks.push import KeyOutcome, Pusher, push_records
-from tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import (
     REFUSE_FLAG,
@@ -34,6 +27,13 @@ from tests.integration.helpers import (
     target_rows,
     unreachable_url,
 )
+from zonesync.flows.realtime_push import realtime_push
+from zonesync.flows.retry_sync import retry_sync
+from zonesync.schemas import settings
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks import engines
+from zonesync.tasks.push import KeyOutcome, Pusher, push_records
+from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1,

@@ -15,10 +15,6 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from flows.retry_sync import SyncReport, retry_sync
-from schemas.examples import MERCHANTS
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks import demo_data
 from tests.conftest import ZonePair
 from tests.integration.helpers import (
     create,
@@ -33,10 +29,14 @@ from tests.integration.helpers import (
     target_rows,
 )
 from tests.integration.tables import broken_tables, loose_merchant_source
+from zonesync.flows.retry_sync import SyncReport, retry_sync
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks import demo_data
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-DEMO_MODULES = "schemas.examples"
+DEMO_MODULES = "zonesync.schemas.examples"
 # Demo merchants that must be quarantined, and why (13, 42 and 77 are the demo data's own invalid rows).
 EXPECTED_REASONS = {
     13: "validation",  # empty name

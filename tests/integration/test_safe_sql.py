@@ -8,8 +8,6 @@ import pandera.polars as pa
 import pytest
 import sqlalchemy as sa
 
-from schemas.mapping import SyncMapping
-from tasks.errors import MappingError
 from tests.conftest import ZonePair
 from tests.integration import data
 from tests.integration.helpers import (
@@ -25,6 +23,8 @@ from tests.integration.helpers import (
 )
 from tests.integration.mappings import NOTES, NoteTarget
 from tests.integration.tables import source_tables, target_tables
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.errors import MappingError
 
 INJECTION = 'x"; DROP TABLE merchant; --'
 

@@ -14,16 +14,16 @@ from typing import Any
 import polars as pl
 import pytest
 
-from schemas.examples import MERCHANTS, PAYMENTS
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks import demo_data
-from tasks.dialects import dialect_for
-from tasks.engines import get_engine
-from tasks.push import push_records
-from tasks.update import recover, update_record
 from tests.conftest import ZonePair, make_pair
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, seed, source_rows, target_rows
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks import demo_data
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.push import push_records
+from zonesync.tasks.update import recover, update_record
 
 MERCHANT = SYNCED_MERCHANT
 KEY = {"merchant_id": 1}
@@ -32,7 +32,7 @@ KEY = {"merchant_id": 1}
 def crash_during_update(fault: str) -> subprocess.CompletedProcess[bytes]:
     """Rename merchant 1 in a real subprocess that dies at the fault point, as a killed process would."""
     script = (
-        "from schemas.examples import MERCHANTS; from tasks.update import update_record; "
+        "from zonesync.schemas.examples import MERCHANTS; from tasks.update import update_record; "
         "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
     )
     return subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)
@@ -192,7 +192,7 @@ def mixed_two_phase(
     pair = make_pair(servers, "postgresql", "mariadb", tmp_path)
     create(pair.intranet, intranet_tables())
     create(pair.internet, internet_tables())
-    use_zones(pair, modules="schemas.examples")
+    use_zones(pair, modules="zonesync.schemas.examples")
     require_two_phase(pair)
     assert push_records("merchants", [MERCHANT]).status == "success"
     yield pair

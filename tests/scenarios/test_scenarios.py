@@ -12,15 +12,15 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.end_day_check import end_day_check
-from flows.realtime_push import realtime_push
-from flows.retry_sync import retry_sync
-from flows.update_with_rollback import update_with_rollback
-from schemas import settings
-from schemas.examples import MERCHANTS, PAYMENTS
-from tasks import demo_data, engines
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors_by_key, jobs, mapped, seed, source_rows, target_rows
+from zonesync.flows.end_day_check import end_day_check
+from zonesync.flows.realtime_push import realtime_push
+from zonesync.flows.retry_sync import retry_sync
+from zonesync.flows.update_with_rollback import update_with_rollback
+from zonesync.schemas import settings
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.tasks import demo_data, engines
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tasks.engines import parse_url
 from tests.torture.procs import free_port, wait_until
+from zonesync.tasks.engines import parse_url
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MARIADBD = "/usr/sbin/mariadbd"

@@ -10,10 +10,17 @@ import random
 from datetime import date
 from typing import Any
 
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks.demo_data import DEMO_BUSINESS_DATE, INVALID_MERCHANTS, INVALID_PAYMENTS, merchants, payments, write_rows
 from tests.conftest import ZonePair
 from tests.torture.ops import NOW
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks.demo_data import (
+    DEMO_BUSINESS_DATE,
+    INVALID_MERCHANTS,
+    INVALID_PAYMENTS,
+    merchants,
+    payments,
+    write_rows,
+)
 
 BUSINESS_DATE: date = DEMO_BUSINESS_DATE
 PUSHED_IDS_FROM = 100_000  # keys the pushes create: far from the seeded ones

@@ -6,11 +6,11 @@ import time
 
 import sqlalchemy as sa
 
-from tasks.bookkeeping import batch_job
 from tests.torture.checker import Baseline
 from tests.torture.data import BUSINESS_DATE, push_batches, update_items, valid_keys
 from tests.torture.procs import Worker
 from tests.torture.trial import BATCH, Trial
+from zonesync.tasks.bookkeeping import batch_job
 
 
 def crash_retry(trial: Trial) -> list[str]:

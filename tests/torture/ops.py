@@ -17,10 +17,10 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
-from schemas.mapping import SyncMapping
-from schemas.registry import get_mapping
-from tasks.dialects import dialect_for
-from tasks.engines import get_engine
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.registry import get_mapping
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import get_engine
 
 NOW = "@now"
 Emit = Callable[[dict[str, Any]], None]
@@ -38,7 +38,7 @@ def stamped(values: dict[str, Any]) -> dict[str, Any]:
 
 def retry(mappings: list[str], batch_size: int, **_: Any) -> dict[str, Any]:
     """One cron retry sync run; per mapping its status, counts and message."""
-    from flows.retry_sync import retry_sync
+    from zonesync.flows.retry_sync import retry_sync
 
     report = retry_sync(mappings=mappings, batch_size=batch_size)
     return {r.mapping: {"status": r.status, "flagged": r.flagged, "message": r.message[:300]} for r in report.mappings}
@@ -46,7 +46,7 @@ def retry(mappings: list[str], batch_size: int, **_: Any) -> dict[str, Any]:
 
 def endday(business_date: str, mappings: list[str], **_: Any) -> dict[str, Any]:
     """One end-day check; its status (FAILED runs raise EndDayFailed, which is an answer here)."""
-    from flows.end_day_check import EndDayFailed, end_day_check
+    from zonesync.flows.end_day_check import EndDayFailed, end_day_check
 
     try:
         report = end_day_check(business_date=date.fromisoformat(business_date), mappings=mappings)
@@ -57,7 +57,7 @@ def endday(business_date: str, mappings: list[str], **_: Any) -> dict[str, Any]:
 
 def push(mapping: str, batches: list[list[dict[str, Any]]], pause: float = 0.0, **_: Any) -> list[str]:
     """Real-time pushes, one per batch of records; the status of each."""
-    from tasks.push import push_records
+    from zonesync.tasks.push import push_records
 
     answers = []
     for records in batches:
@@ -69,7 +69,7 @@ def push(mapping: str, batches: list[list[dict[str, Any]]], pause: float = 0.0, 
 
 def update(mapping: str, items: list[dict[str, Any]], pause: float = 0.0, **_: Any) -> list[str]:
     """Updates with rollback, one per {key, changes}; the status (and reason) of each."""
-    from tasks.update import update_record
+    from zonesync.tasks.update import update_record
 
     answers = []
     for item in items:
@@ -114,9 +114,9 @@ def _typed(value: Any, dtype: pl.DataType) -> Any:
 def recover(**_: Any) -> list[str]:
     """`zonesync recover`: repair interrupted updates."""
     try:
-        from tasks.update import recover as repair
+        from zonesync.tasks.update import recover as repair
     except ImportError:  # moved to its own module
-        from tasks.recovery import recover as repair  # type: ignore[no-redef]
+        from zonesync.tasks.recovery import recover as repair  # type: ignore[no-redef]
 
     return list(repair(get_engine("intranet")))
 

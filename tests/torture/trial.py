@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.examples import MERCHANTS, PAYMENTS
 from tests.conftest import ZonePair
 from tests.torture import checker
 from tests.torture.data import BUSINESS_DATE
 from tests.torture.procs import Event, Worker, WorkerError
 from tests.torture.session import Pairing, Session
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 
 MAPPINGS = {"merchants": MERCHANTS, "payments": PAYMENTS}
 BATCH = 10  # small batches: a run has many steps a kill or a stop can fall between
@@ -48,7 +48,7 @@ class Trial:
         base: dict[str, str | None] = {
             "ZONESYNC_INTRANET_URL": self.pair.intranet_url,
             "ZONESYNC_INTERNET_URL": self.pair.internet_url,
-            "ZONESYNC_MAPPING_MODULES": "schemas.examples",
+            "ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples",
             "ZONESYNC_BATCH_SIZE": str(BATCH),  # the end-day check reads it
             "TORTURE_FAST_RETRIES": "1" if self.session.limits.fast_retries else None,
             **dict.fromkeys(KNOBS),

@@ -22,23 +22,18 @@ import time
 import traceback
 from typing import Any
 
-import flows.end_day_check
-import flows.retry_sync
-import tasks.push
-import tasks.steps
-import tasks.sync
-import tasks.update
-from schemas import registry, settings
-from tasks import engines, lease
 from tests.torture import pauses
 from tests.torture.ops import OPERATIONS
+from zonesync.flows import end_day_check, retry_sync
+from zonesync.schemas import registry, settings
+from zonesync.tasks import engines, lease, push, steps, sync, update  # noqa: F401 (push, sync: loaded once, warm)
 
 _write_lock = threading.Lock()
 _ORIGINAL = {
-    "lease": tasks.steps.LEASE_SECONDS,
-    "retry_task": flows.retry_sync.sync_mapping,
-    "endday_task": flows.end_day_check.sync_mapping,
-    "reconcile": flows.end_day_check.reconcile,
+    "lease": steps.LEASE_SECONDS,
+    "retry_task": retry_sync.sync_mapping,
+    "endday_task": end_day_check.sync_mapping,
+    "reconcile": end_day_check.reconcile,
 }
 
 
@@ -62,7 +57,7 @@ def shorten_update_lease() -> None:
         short = os.environ.get("TORTURE_UPDATE_LEASE_SECONDS")
         return original_holding(engine, name, ttl=float(short) if short else ttl, **kwargs)
 
-    for module in (tasks.update, sys.modules.get("tasks.recovery")):
+    for module in (update, sys.modules.get("zonesync.tasks.recovery")):
         if module is not None and hasattr(module, "holding"):
             module.holding = holding
 
@@ -78,14 +73,12 @@ def apply_env(env: dict[str, str | None]) -> None:
     registry._registry.cache_clear()
     engines.dispose_engines()
     short = os.environ.get("TORTURE_LEASE_SECONDS")
-    tasks.steps.LEASE_SECONDS = float(short) if short else _ORIGINAL["lease"]  # type: ignore[assignment]
+    steps.LEASE_SECONDS = float(short) if short else _ORIGINAL["lease"]  # type: ignore[assignment]
     fast = os.environ.get("TORTURE_FAST_RETRIES") == "1"
     delays = {"retry_delay_seconds": [0.5, 1.0]}
-    flows.retry_sync.sync_mapping = _ORIGINAL["retry_task"].with_options(**delays) if fast else _ORIGINAL["retry_task"]
-    flows.end_day_check.sync_mapping = (
-        _ORIGINAL["endday_task"].with_options(**delays) if fast else _ORIGINAL["endday_task"]
-    )
-    flows.end_day_check.reconcile = _ORIGINAL["reconcile"].with_options(**delays) if fast else _ORIGINAL["reconcile"]
+    retry_sync.sync_mapping = _ORIGINAL["retry_task"].with_options(**delays) if fast else _ORIGINAL["retry_task"]
+    end_day_check.sync_mapping = _ORIGINAL["endday_task"].with_options(**delays) if fast else _ORIGINAL["endday_task"]
+    end_day_check.reconcile = _ORIGINAL["reconcile"].with_options(**delays) if fast else _ORIGINAL["reconcile"]
 
 
 def run_command(line: str, emit: Answers) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from schemas.settings import get_settings
+from zonesync.schemas.settings import get_settings
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import pytest
 
-from deployments.api import Coalescer
-from tasks.push import KeyOutcome, Pusher, PushResult
+from zonesync.deployments.api import Coalescer
+from zonesync.tasks.push import KeyOutcome, Pusher, PushResult
 
 
 class RecordingPusher:

@@ -16,8 +16,8 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.templating import apply_values
 
-from deployments import serve
-from deployments.schedules import (
+from zonesync.deployments import serve
+from zonesync.deployments.schedules import (
     PREFECT_FILE,
     PROJECT_DIR,
     RETRY_CRON,
@@ -26,7 +26,7 @@ from deployments.schedules import (
     deploy_settings,
     deployment_specs,
 )
-from tasks.errors import ConfigError
+from zonesync.tasks.errors import ConfigError
 
 SCHEDULED = {"retry-sync", "end-day-check"}
 ON_DEMAND = {"realtime-push", "update-with-rollback"}
@@ -43,7 +43,7 @@ def prefect_yaml() -> dict[str, Any]:
     raw = yaml.safe_load(PREFECT_FILE.read_text())
     [build_step] = raw["build"]
     [(function, inputs)] = build_step.items()
-    assert function == "deployments.schedules.deploy_settings"
+    assert function == "zonesync.deployments.schedules.deploy_settings"
     resolved: dict[str, Any] = apply_values(raw, {inputs["id"]: deploy_settings()})
     return resolved
 
@@ -104,6 +104,17 @@ def test_entrypoint_loads_and_parameters_validate(name: str) -> None:
     flow.validate_parameters({**RUN_PARAMETERS.get(name, {}), **parameters})
     if name in SCHEDULED:  # a scheduled run gets no caller: the deployment must be complete on its own
         flow.validate_parameters(parameters)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULED | ON_DEMAND))
+def test_the_same_flow_loads_by_module_path(name: str) -> None:
+    """`flows/retry_sync.py:retry_sync` from the project directory, or `zonesync.flows.retry_sync:retry_sync`."""
+    path, _, function = yaml_deployments()[name]["entrypoint"].partition(":")
+    module = "zonesync." + path.removesuffix(".py").replace("/", ".")
+
+    flow = load_flow_from_entrypoint(f"{module}:{function}")
+
+    assert flow.name == name == load(f"{path}:{function}").name
 
 
 def test_scheduled_deployments_cannot_overlap() -> None:

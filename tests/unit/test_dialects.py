@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from schemas.mapping import SyncMapping
-from tasks.bookkeeping import sync_error
-from tasks.dialects import DIALECTS, Dialect, dialect_for
-from tasks.dialects.mariadb import MariaDBDialect, bound_rows, update_then_insert
-from tasks.dialects.postgresql import PostgresDialect
-from tasks.dialects.sqlite import SQLiteDialect
-from tasks.extract import UnsyncedReader
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping import sync_error
+from zonesync.tasks.dialects import DIALECTS, Dialect, dialect_for
+from zonesync.tasks.dialects.mariadb import MariaDBDialect, bound_rows, update_then_insert
+from zonesync.tasks.dialects.postgresql import PostgresDialect
+from zonesync.tasks.dialects.sqlite import SQLiteDialect
+from zonesync.tasks.extract import UnsyncedReader
 
 URLS = {
     "postgresql": "postgresql+psycopg://sync@db/pay",

@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from schemas.settings import Settings
-from tasks import engines
-from tasks.cxread import connectorx_url
-from tasks.engines import create_engine, describe, in_transaction, parse_url, zone_setting, zone_url
-from tasks.errors import ConfigError
+from zonesync.schemas.settings import Settings
+from zonesync.tasks import engines
+from zonesync.tasks.cxread import connectorx_url
+from zonesync.tasks.engines import create_engine, describe, in_transaction, parse_url, zone_setting, zone_url
+from zonesync.tasks.errors import ConfigError
 
 
 @pytest.mark.parametrize(

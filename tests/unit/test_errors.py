@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy.exc as sa_exc
 from prefect.states import Completed, Failed
 
-from tasks.errors import (
+from zonesync.tasks.errors import (
     ConfigError,
     MappingError,
     RefusedValue,

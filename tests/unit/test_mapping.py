@@ -8,9 +8,9 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from schemas.examples import MERCHANTS, PAYMENTS
-from schemas.mapping import SyncMapping
-from tasks.errors import ConfigError, MappingError
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.errors import ConfigError, MappingError
 
 
 class Shop(pa.DataFrameModel):

@@ -10,13 +10,20 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from schemas.examples import MERCHANTS, PAYMENTS
-from schemas.examples.tables import internet_tables, intranet_tables
-from tasks.dialects import DIALECTS
-from tasks.dialects.sqlite import _date_text, _decimal_text, _DecimalSum, _hash32, _md5, _timestamp_text
-from tasks.reconcile import bucket_count, merge_groups
-from tasks.reconcile_queries import ZoneView, bucket_query, business_window, detail_query, totals_query, zone_view
-from tasks.reconcile_report import GroupTotals, Reconciliation, RowComparison
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.tasks.dialects import DIALECTS
+from zonesync.tasks.dialects.sqlite import _date_text, _decimal_text, _DecimalSum, _hash32, _md5, _timestamp_text
+from zonesync.tasks.reconcile import bucket_count, merge_groups
+from zonesync.tasks.reconcile_queries import (
+    ZoneView,
+    bucket_query,
+    business_window,
+    detail_query,
+    totals_query,
+    zone_view,
+)
+from zonesync.tasks.reconcile_report import GroupTotals, Reconciliation, RowComparison
 
 URLS = {
     "postgresql": "postgresql+psycopg://sync@db/pay",

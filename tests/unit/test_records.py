@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from schemas.examples import MERCHANTS
-from tasks.records import RecordError, coerce_records
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks.records import RecordError, coerce_records
 
 
 def merchant_table(dialect: str = "postgresql") -> sa.Table:

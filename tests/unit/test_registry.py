@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from schemas.registry import all_mappings, discover_mappings, get_mapping, select_mappings
-from tasks.errors import ConfigError, MappingError
+from zonesync.schemas.registry import all_mappings, discover_mappings, get_mapping, select_mappings
+from zonesync.tasks.errors import ConfigError, MappingError
 
 HEADER = """
 import pandera.polars as pa
-from schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import SyncMapping
 
 
 class Row(pa.DataFrameModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from schemas.settings import Settings, get_settings
-from tasks.errors import ConfigError
+from zonesync.schemas.settings import Settings, get_settings
+from zonesync.tasks.errors import ConfigError
 
 SECRET_URL = "postgresql://sync_user:s3cret-pw@db.internal:5432/payments"
 
@@ -15,7 +15,7 @@ def test_defaults_are_the_embedded_sqlite_files_and_the_demo_mappings() -> None:
     settings = get_settings()
     assert settings.intranet_url.get_secret_value() == "sqlite:///.zonesync/intranet.db"
     assert settings.internet_url.get_secret_value() == "sqlite:///.zonesync/internet.db"
-    assert settings.mapping_modules == ["schemas.examples"]
+    assert settings.mapping_modules == ["zonesync.schemas.examples"]
     assert settings.batch_size == 20_000
 
 
@@ -39,8 +39,8 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
     ("raw", "expected"),
     [
         ("shop.mappings", ["shop.mappings"]),
-        ("schemas.examples,shop.mappings", ["schemas.examples", "shop.mappings"]),
-        (" schemas.examples , shop.mappings ,", ["schemas.examples", "shop.mappings"]),
+        ("zonesync.schemas.examples,shop.mappings", ["zonesync.schemas.examples", "shop.mappings"]),
+        (" zonesync.schemas.examples , shop.mappings ,", ["zonesync.schemas.examples", "shop.mappings"]),
     ],
 )
 def test_mapping_modules_are_comma_separated(monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]) -> None:

@@ -10,8 +10,8 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from schemas.mapping import SyncMapping
-from tasks.transform import ROW, to_target_schema
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.transform import ROW, to_target_schema
 
 
 class Shop(pa.DataFrameModel):

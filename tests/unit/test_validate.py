@@ -10,10 +10,10 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from schemas.examples import MERCHANTS
-from schemas.mapping import SyncMapping
-from tasks.transform import ROW
-from tasks.validate import REJECT_SCHEMA, split_valid
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.transform import ROW
+from zonesync.tasks.validate import REJECT_SCHEMA, split_valid
 
 GOOD = {
     "merchant_id": 1,

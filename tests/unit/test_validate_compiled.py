@@ -17,10 +17,10 @@ import polars as pl
 import pytest
 from pandera.api.polars.types import PolarsData
 
-from schemas.examples import MERCHANTS, PAYMENTS
-from schemas.mapping import SyncMapping
-from tasks.transform import ROW
-from tasks.validate import Validated, accepts, compile_model, split_valid
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.transform import ROW
+from zonesync.tasks.validate import Validated, accepts, compile_model, split_valid
 
 
 class Wide(pa.DataFrameModel):
