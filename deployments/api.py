@@ -1,4 +1,4 @@
-"""HTTP entry point for applications that write data (DESIGN §5).
+"""HTTP entry point for applications that write data.
 
 `POST /mappings/{name}/records` runs the real-time push — without a Prefect flow run per request (one costs
 about a second); success and pending pushes are announced as Prefect events instead. Pushes of one mapping run
@@ -24,12 +24,12 @@ from prefect.logging import get_logger
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from zonesync.schemas.errors import SyncError, scrub
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
 from zonesync.schemas.settings import ZONES, Zone
 from zonesync.tasks.docs import record_schema, update_schema
 from zonesync.tasks.engines import health_engine
-from zonesync.tasks.errors import SyncError, scrub
 from zonesync.tasks.events import emit_push_event, events_enabled
 from zonesync.tasks.limits import HEALTH_SECONDS
 from zonesync.tasks.push import Pusher, PushResult

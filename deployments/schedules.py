@@ -1,4 +1,5 @@
-"""The four deployments, defined once: serve.py builds them from here and the tests hold prefect.yaml to them."""
+"""The four deployments, defined once in prefect.yaml: `prefect deploy` reads it for work pools, and
+`deployment_specs` reads it for serve.py (with the same end-day schedule, from the environment)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.utilities.templating import apply_values
 from pydantic import ValidationError
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import get_settings
-from zonesync.tasks.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFECT_FILE = PROJECT_DIR / "deployments" / "prefect.yaml"
 WORK_POOL = "zonesync-pool"
-RETRY_CRON = "*/5 * * * *"
 TAGS = ("zonesync",)
 
 
@@ -43,7 +45,7 @@ class DeploymentSpec:
     def load_flow(self) -> Flow[..., Any]:
         """The flow object of the entrypoint, imported as its package module (not loaded twice by path)."""
         path, _, function = self.entrypoint.partition(":")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        module = importlib.import_module("zonesync." + path.removesuffix(".py").replace("/", "."))
         flow = getattr(module, function)
         if not isinstance(flow, Flow):
             raise ConfigError(f"entrypoint {self.entrypoint} is not a Prefect flow")
@@ -72,37 +74,27 @@ def end_day_schedule() -> CronSchedule:
 
 
 def deployment_specs() -> list[DeploymentSpec]:
-    """The deployment of each of the four flows (DESIGN §5), with the end-day time read from the environment."""
-    return [
-        DeploymentSpec(
-            name="retry-sync",
-            entrypoint="flows/retry_sync.py:retry_sync",
-            description="Every 5 minutes: push unsynced intranet rows to the internet zone (DESIGN §4.2).",
-            tags=(*TAGS, "scheduled"),
-            parameters={"mappings": None, "batch_size": None},
-            schedule=CronSchedule(cron=RETRY_CRON, timezone="UTC"),
-        ),
-        DeploymentSpec(
-            name="end-day-check",
-            entrypoint="flows/end_day_check.py:end_day_check",
-            description="Daily after midnight: carry the business day's internet rows home and reconcile (§4.4).",
-            tags=(*TAGS, "scheduled"),
-            parameters={"business_date": None, "mappings": None},
-            schedule=end_day_schedule(),
-        ),
-        DeploymentSpec(
-            name="realtime-push",
-            entrypoint="flows/realtime_push.py:realtime_push",
-            description="On demand: insert records in the source zone and push them to the target now (§4.1).",
-            tags=(*TAGS, "on-demand"),
-        ),
-        DeploymentSpec(
-            name="update-with-rollback",
-            entrypoint="flows/update_with_rollback.py:update_with_rollback",
-            description="On demand: update one record in both zones, or in neither (§4.3).",
-            tags=(*TAGS, "on-demand"),
-        ),
-    ]
+    """The deployments prefect.yaml declares, its templates filled as its build step fills them."""
+    document = yaml.safe_load(PREFECT_FILE.read_text(encoding="utf-8"))
+    [build_step] = document["build"]
+    [step_id] = [inputs["id"] for inputs in build_step.values()]
+    resolved = apply_values(document["deployments"], {step_id: deploy_settings()})
+    return [_spec(deployment) for deployment in resolved]
+
+
+def _spec(deployment: dict[str, Any]) -> DeploymentSpec:
+    schedules = deployment.get("schedules") or []
+    if len(schedules) > 1:
+        raise ConfigError(f"deployment {deployment['name']}: one schedule at most")
+    schedule = CronSchedule(cron=schedules[0]["cron"], timezone=schedules[0]["timezone"]) if schedules else None
+    return DeploymentSpec(
+        name=deployment["name"],
+        entrypoint=deployment["entrypoint"],
+        description=deployment["description"],
+        tags=tuple(deployment.get("tags") or TAGS),
+        parameters=dict(deployment.get("parameters") or {}),
+        schedule=schedule,
+    )
 
 
 def deploy_settings() -> dict[str, str]:

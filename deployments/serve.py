@@ -1,6 +1,6 @@
-"""Serve all four deployments from one process, for single-machine use: `python -m deployments.serve`.
+"""Serve all four deployments from one process, for single-machine use: `python -m zonesync.deployments.serve`.
 
-The same deployments as prefect.yaml (names, schedules, overlap protection), without a work pool or worker.
+The deployments prefect.yaml declares (names, schedules, overlap protection), without a work pool or worker.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from zonesync.deployments.schedules import DeploymentSpec, deployment_specs
-from zonesync.tasks.errors import ConfigError
+from zonesync.schemas.errors import ConfigError
 
 
 def to_deployment(spec: DeploymentSpec) -> RunnerDeployment:

@@ -1,4 +1,4 @@
-"""The `zonesync` command line (DESIGN §5). User mistakes print one line and exit non-zero."""
+"""The `zonesync` command line. User mistakes print one line and exit non-zero."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from zonesync.flows.cli_support import (
     print_quarantine,
     print_sync_report,
 )
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import MAX_BATCH_SIZE
-from zonesync.tasks.errors import ConfigError
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
 BusinessDate = Annotated[
@@ -43,7 +43,7 @@ def init(
     from zonesync.schemas.registry import all_mappings
     from zonesync.tasks.bookkeeping import create_bookkeeping
     from zonesync.tasks.engines import describe, get_engine
-    from zonesync.tasks.inspect import check_mapping
+    from zonesync.tasks.inspection import check_mapping
     from zonesync.tasks.triggers import install_writers_trigger
 
     intranet = get_engine("intranet")
@@ -229,7 +229,7 @@ def status() -> None:
     from zonesync.schemas.registry import all_mappings
     from zonesync.tasks.bookkeeping import count_open_errors, missing_tables, recent_jobs
     from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.inspect import backlog
+    from zonesync.tasks.inspection import backlog
 
     intranet = get_engine("intranet")
     if missing := missing_tables(intranet):

@@ -9,6 +9,7 @@ from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.realtime_push import realtime_push
 from zonesync.flows.retry_sync import SyncReport, retry_sync
 from zonesync.flows.update_with_rollback import update_with_rollback
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.registry import all_mappings
 from zonesync.tasks.demo_data import (
     DEMO_BUSINESS_DATE,
@@ -21,8 +22,7 @@ from zonesync.tasks.demo_data import (
 )
 from zonesync.tasks.end_day import EndDayReport
 from zonesync.tasks.engines import get_engine
-from zonesync.tasks.errors import ConfigError
-from zonesync.tasks.inspect import check_mapping
+from zonesync.tasks.inspection import check_mapping
 
 Say = Callable[[str], None]
 

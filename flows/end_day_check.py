@@ -1,4 +1,4 @@
-"""End-day sync check (DESIGN §4.4): bring the day's successful internet transactions back, and reconcile.
+"""End-day sync check: bring the day's successful internet transactions back, and reconcile.
 
 Cron summary batch job → retrieve eligible internet rows (flag false, e.g. status = 'S') → none: log "no
 record" → upsert into the intranet table, logging and quarantining failed rows while the rest go on → flag
@@ -13,12 +13,12 @@ from datetime import date
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from zonesync.schemas.errors import SyncError, TerminalSyncError, retry_transient
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks.end_day import JOB_NAME, EndDayReport, previous_business_date, publish_end_day
 from zonesync.tasks.engines import get_engine
-from zonesync.tasks.errors import SyncError, TerminalSyncError, retry_transient
 from zonesync.tasks.lease import holding
 from zonesync.tasks.ledger import JobEntry, job_ledger
 from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping

@@ -1,4 +1,4 @@
-"""Real-time push (DESIGN §4.1): an application's records go into the source zone, then straight to the target.
+"""Real-time push: an application's records go into the source zone, then straight to the target.
 
 Insert into the source table → success? (no: response error) → insert into the target table → success?
 (no: log error, record in sync_error, leave is_sync false for the cron retry: pending) → patch is_sync to

@@ -1,4 +1,4 @@
-"""Cron retry sync (DESIGN §4.2): carry every unsynced intranet row to the internet zone.
+"""Cron retry sync: carry every unsynced intranet row to the internet zone.
 
 Query source rows where is_sync = false → transform & validate for the target schema → push (upsert) →
 patch is_sync = true. Bad rows are quarantined in `sync_error` and the rest go on; a failed query or push

@@ -1,4 +1,4 @@
-"""Update with rollback (DESIGN §4.3): update the source row and the target row as one unit.
+"""Update with rollback: update the source row and the target row as one unit.
 
 Update the source table → update the target table → both succeeded? (yes: response success; no: roll back
 both, response error). Done with a durable intent record holding the before-image, so a crash between the

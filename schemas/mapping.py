@@ -1,4 +1,4 @@
-"""`SyncMapping`: one declaration that drives every flow (DESIGN §2).
+"""`SyncMapping`: one declaration that drives every flow.
 
 A mapping names a source table in one zone, a target table in the other, and a Pandera (polars) model
 that is the single source of truth for the target's columns, types, required fields and value checks.
@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal, get_origin, get_type_hints
 import pandera.polars as pa
 import polars as pl
 
+from zonesync.schemas.errors import MappingError
 from zonesync.schemas.settings import Zone
-from zonesync.tasks.errors import MappingError
 
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
 DIRECTIONS: tuple[Direction, ...] = ("intranet_to_internet", "internet_to_intranet")

@@ -6,9 +6,9 @@ import importlib
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+from zonesync.schemas.errors import ConfigError, MappingError
 from zonesync.schemas.mapping import Direction, SyncMapping
 from zonesync.schemas.settings import get_settings
-from zonesync.tasks.errors import ConfigError, MappingError
 
 
 def discover_mappings(modules: Iterable[str]) -> dict[str, SyncMapping]:

@@ -1,4 +1,4 @@
-"""Runtime settings (DESIGN §1), read from ZONESYNC_* environment variables."""
+"""Runtime settings, read from ZONESYNC_* environment variables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from zonesync.tasks.errors import ConfigError
+from zonesync.schemas.errors import ConfigError
 
 Zone = Literal["intranet", "internet"]
 ZONES: tuple[Zone, ...] = ("intranet", "internet")

@@ -20,22 +20,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import SyncError, is_lock_conflict, translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect
-from zonesync.tasks.errors import SyncError, is_lock_conflict, translate
 from zonesync.tasks.load import upsert_rows
 from zonesync.tasks.transform import ROW, to_target_schema
 from zonesync.tasks.validate import rejects, split_valid
 
-Phase = Callable[[str], AbstractContextManager[object]]
+Phase = Callable[[str], AbstractContextManager[object]]  # wraps each step, by name: a hook for measuring them
+
+
+def no_phase(_name: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 # Run inside the transaction that commits a batch's flags when the intranet zone is its source (a batch_job
 # count commits with the rows it counts): (connection, rows read, rows flagged, rows quarantined).
 BatchRecord = Callable[[Connection, int, int, int], None]
@@ -115,7 +121,7 @@ class BatchCarrier:
     intranet: Engine
     resolve_open_errors: bool = False
     record: BatchRecord | None = None
-    phase: Phase = field(default=lambda _: nullcontext())
+    phase: Phase = no_phase
 
     def carry(self, raw: pl.DataFrame, source_bind: Connection | None = None,
               target_bind: Engine | Connection | None = None) -> BatchOutcome:  # fmt: skip

@@ -1,4 +1,4 @@
-"""The bookkeeping tables in the intranet zone (DESIGN §3): `batch_job` and `sync_error`.
+"""The bookkeeping tables in the intranet zone (docs/architecture.md lists them): `batch_job` and `sync_error`.
 
 Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every backend.
 """

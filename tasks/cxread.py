@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 from sqlalchemy.engine import Engine
 
-from zonesync.tasks.errors import NoAnswer
+from zonesync.schemas.errors import NoAnswer
 from zonesync.tasks.limits import (
     STATEMENT_GRACE_SECONDS,
     label_of,

@@ -1,4 +1,4 @@
-"""The end-day check's report (DESIGN §4.4): what was synced, how the zones reconcile, what was quarantined.
+"""The end-day check's report: what was synced, how the zones reconcile, what was quarantined.
 
 The same Markdown goes to the `end-day-summary` artifact, into `EndDayReport.summary`, and to the terminal
 (`zonesync end-day`).

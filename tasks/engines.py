@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
 
+from zonesync.schemas.errors import DIAGNOSIS, ConfigError, TransientSyncError, translate
 from zonesync.schemas.settings import Settings, Zone, get_settings
 from zonesync.tasks import breaker
-from zonesync.tasks.errors import DIAGNOSIS, ConfigError, TransientSyncError, translate
 from zonesync.tasks.limits import (
     HEALTH_SECONDS,
     EngineProfile,

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import TerminalSyncError, TransientSyncError, translate
 from zonesync.tasks.bookkeeping import sync_lease, utc_now
-from zonesync.tasks.errors import TerminalSyncError, TransientSyncError, translate
 
 logger = get_logger("zonesync.lease")
 

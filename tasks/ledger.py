@@ -22,10 +22,10 @@ from prefect import get_run_logger, runtime
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import SyncError, translate
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchRecord
 from zonesync.tasks.bookkeeping import JobCounts, JobStatus, batch_job, utc_now
-from zonesync.tasks.errors import SyncError, translate
 from zonesync.tasks.lease import Lease, kept_alive
 from zonesync.tasks.sync import MappingSyncResult
 

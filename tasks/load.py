@@ -17,10 +17,10 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.dialects import Dialect
 from zonesync.tasks.engines import in_transaction
-from zonesync.tasks.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
 from zonesync.tasks.transform import ROW
 from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
 

@@ -1,4 +1,4 @@
-"""The real-time push (DESIGN §4.1) as a plain function: the flow and the HTTP API both call it.
+"""The real-time push as a plain function: the flow and the HTTP API both call it.
 
 Insert the records into the source table (one transaction) → push the mapped, validated rows to the target
 → patch the flag. The source insert returns the rows exactly as stored, so what goes to the target and
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import SyncError, refusal_reason, translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
@@ -23,7 +24,6 @@ from zonesync.tasks.catalog import source_table, target_table
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
-from zonesync.tasks.errors import SyncError, refusal_reason, translate
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.records import RecordError, coerce_records, json_friendly
 from zonesync.tasks.transform import ROW

@@ -1,4 +1,4 @@
-"""End-day reconciliation of a mapping, computed in the databases (DESIGN §4.4).
+"""End-day reconciliation of a mapping, computed in the databases.
 
 Totals: row count and exact amount sums per `reconcile_by` group, by GROUP BY in each zone. Rows: like
 data-diff, but independent of collations and engines: each database renders every mapped value as the same

@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+from zonesync.schemas.errors import TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.errors import TerminalSyncError
 
 # What the database can refuse beyond the column's declared type (tasks/dialects: `Dialect.refusal`).
 Refusal = Callable[[sa.Column[Any], Any], str | None]

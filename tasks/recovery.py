@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from zonesync.schemas.errors import ConfigError, SyncError
 from zonesync.tasks.bookkeeping import missing_tables
-from zonesync.tasks.errors import ConfigError, SyncError
 from zonesync.tasks.intents import IntentState, close_intent, unfinished_intents
 from zonesync.tasks.lease import LeaseBusy, holding, mapping_lease
 from zonesync.tasks.records import column_value
+from zonesync.tasks.sides import Sides
 from zonesync.tasks.twophase import resolve_in_doubt
-from zonesync.tasks.update import Sides
 
 
 def recover_intents(intranet: Engine) -> list[str]:

@@ -9,12 +9,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 from sqlalchemy.engine import Engine
 
+from zonesync.schemas.errors import ConfigError, SyncError, retry_transient
 from zonesync.schemas.mapping import Direction, SyncMapping
 from zonesync.schemas.registry import get_mapping, select_mappings
 from zonesync.schemas.settings import ZONES
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.engines import get_engine, zone_url
-from zonesync.tasks.errors import ConfigError, SyncError, retry_transient
 from zonesync.tasks.lease import Lease, kept_alive, mapping_lease
 from zonesync.tasks.ledger import batch_recorder
 from zonesync.tasks.report import BatchProgress

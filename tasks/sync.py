@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
 from sqlalchemy.engine import Engine
 
+from zonesync.schemas.errors import SyncError, translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
-from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, SourceSide, TargetSide
+from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
 from zonesync.tasks.catalog import source_table, target_table
 from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.errors import SyncError, translate
 from zonesync.tasks.extract import UnsyncedReader, last_key
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
-PHASES = ("read", "transform", "upsert", "flag", "quarantine")
 
 
 @dataclass
@@ -47,7 +45,6 @@ class MappingSyncResult:
     message: str = ""
     pending_at_start: int = 0
     batches: int = 0
-    phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
     def settle(self) -> None:
         """Derive the final status from the counts (an error status is kept)."""
@@ -68,19 +65,6 @@ class Zones:
     intranet: Engine
 
 
-class _Timer:
-    def __init__(self, result: MappingSyncResult) -> None:
-        self.result = result
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.result.phase_seconds[name] += time.perf_counter() - started
-
-
 def sync_mapping_rows(
     mapping: SyncMapping,
     zones: Zones,
@@ -88,17 +72,19 @@ def sync_mapping_rows(
     on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
     record: BatchRecord | None = None,
     result: MappingSyncResult | None = None,
+    phase: Phase = no_phase,
 ) -> MappingSyncResult:
     """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message
     (transient ones are raised, for a retry, once `result` holds what this attempt did).
 
     `record` runs in the transaction that commits each batch's flags when the intranet zone is the source;
-    `result` carries the counts of earlier attempts of the same run."""
+    `result` carries the counts of earlier attempts of the same run; `phase(name)` wraps each step (read,
+    transform, upsert, flag, quarantine): a hook for measuring them."""
     result = result or MappingSyncResult(mapping=mapping.name)
     result.status, result.message = "success", ""
     started, earlier = time.perf_counter(), result.seconds
     try:
-        _run(mapping, zones, batch_size, result, on_batch, record)
+        _run(mapping, zones, batch_size, result, on_batch, record, phase)
     except SyncError as exc:
         result.status, result.message = "error", str(exc)
         if exc.transient:
@@ -116,11 +102,11 @@ def _run(
     result: MappingSyncResult,
     on_batch: Callable[[MappingSyncResult], None],
     record: BatchRecord | None,
+    phase: Phase,
 ) -> None:
     source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
     reader = UnsyncedReader(mapping, source_dialect, source_table(mapping, zones.source))
-    timer = _Timer(result)
-    with timer.phase("read"):
+    with phase("read"):
         pending = _guarded(reader.count_pending, mapping, "counting unsynced rows")
     result.pending_at_start = result.pending_at_start or pending
     if pending == 0:
@@ -129,11 +115,11 @@ def _run(
         mapping, SourceSide(reader.table, source_dialect, reader.dtypes),
         TargetSide(target_table(mapping, zones.target), target_dialect), zones.intranet,
         resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,
-        record=record, phase=timer.phase,
+        record=record, phase=phase,
     )  # fmt: skip
 
     def read(after: tuple[Any, ...] | None) -> pl.DataFrame:
-        with timer.phase("read"):
+        with phase("read"):
             return _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
 
     def deliver(claim: Claim) -> None:

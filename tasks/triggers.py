@@ -14,11 +14,11 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from zonesync.schemas.errors import translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import source_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.dialects.base import VersionKind, WritersTrigger
-from zonesync.tasks.errors import translate
 
 
 def writers_trigger(mapping: SyncMapping, source: sa.Table) -> WritersTrigger:

@@ -9,21 +9,18 @@ back if not.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import SyncError, translate
 from zonesync.tasks.checkpoints import checkpoint
-from zonesync.tasks.errors import SyncError, translate
 from zonesync.tasks.intents import IntentState, mark_intent, transaction_id
+from zonesync.tasks.sides import Sides, UpdateConflict
 from zonesync.tasks.transform import ROW, to_target_schema
-
-if TYPE_CHECKING:
-    from zonesync.tasks.update import Sides
-
 
 logger = get_logger("zonesync.update")
 
@@ -40,8 +37,6 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
     True when both committed here; False when the decision was recorded but a commit failed (a connection
     lost): the prepared side survives, and recovery commits it.
     """
-    from zonesync.tasks.update import UpdateConflict
-
     source_xid, target_xid = xids(transaction_id(intranet, intent_id))
     with sides.source_dialect.engine.connect() as source, sides.target_dialect.engine.connect() as target:
         source_tx = source.begin_twophase(source_xid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any, cast
 
 import pandera.backends.polars.builtin_checks  # noqa: F401 - registers the built-in checks' polars versions
@@ -21,9 +22,10 @@ from pandera.api.checks import Check
 from pandera.api.polars.types import PolarsData
 from pandera.config import CONFIG
 from pandera.engines import polars_engine
+from prefect.logging import get_logger
 
+from zonesync.schemas.errors import TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.errors import TerminalSyncError
 from zonesync.tasks.transform import ROW
 
 REJECT_SCHEMA = {ROW: pl.UInt32, "reason": pl.String, "detail": pl.String}
@@ -31,6 +33,22 @@ _MAX_VALUE_CHARS = 60
 _FLOATS = (pl.Float32, pl.Float64)
 _EMPTY_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
 _MAX_SHAPES = 64  # frame schemas whose dtype verdicts a compiled model remembers
+logger = get_logger("zonesync.validate")
+
+
+def _pandera_keeps_check_internals() -> bool:
+    """Whether the installed Pandera still keeps a check's function and arguments where the compiler reads them
+    (`Check._check_fn`, `Check._check_kwargs`: private, so a Pandera release may move them)."""
+    probe = Check.ge(0)
+    return callable(getattr(probe, "_check_fn", None)) and isinstance(getattr(probe, "_check_kwargs", None), dict)
+
+
+COMPILABLE = _pandera_keeps_check_internals()
+if not COMPILABLE:
+    logger.warning(
+        "pandera %s keeps its checks where zonesync's compiled validation cannot read them: every batch is "
+        "validated by pandera itself (correct, slower)", version("pandera"),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,8 @@ def _present(name: str, dtype: pl.DataType) -> pl.Expr:
 @functools.cache
 def compile_model(model: type[pa.DataFrameModel]) -> CompiledModel | None:
     """The model's checks as expressions, or None when it uses a feature they do not cover (Pandera decides)."""
+    if not COMPILABLE:
+        return None
     schema = model.to_schema()
     if schema.checks or schema.parsers or schema.dtype is not None or schema.coerce or schema.ordered:
         return None

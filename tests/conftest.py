@@ -108,8 +108,8 @@ class ThrowawayServers:
         return self._servers[backend]
 
     def _create(self, backend: str) -> ServerDatabases:
+        from zonesync.schemas.errors import short_message
         from zonesync.tasks.engines import parse_url
-        from zonesync.tasks.errors import short_message
 
         env = SERVER_ENV[backend]
         raw = os.environ.get(env)

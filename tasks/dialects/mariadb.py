@@ -14,8 +14,8 @@ from sqlalchemy.dialects.mysql import BINARY, CHAR
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Connection
 
+from zonesync.schemas.errors import KeyCollision, RefusedValue
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
-from zonesync.tasks.errors import KeyCollision, RefusedValue
 
 
 class MariaDBDialect(Dialect):

@@ -162,7 +162,7 @@ def unflagged_keys(engine: Engine, mapping: SyncMapping) -> set[Key]:
 def assert_nothing_lost(
     mapping: SyncMapping, source: Engine, target: Engine, intranet: Engine, keys: Iterable[Key]
 ) -> tuple[set[Key], set[Key]]:
-    """DESIGN §6 invariant 1 for `keys` (unflagged when the sync started): each is either synced (flag true,
+    """Guarantee 1, nothing lost, for `keys` (unflagged when the sync started): each is either synced (flag true,
     target equal to its mapped source values) or quarantined (open sync_error row with a reason, flag false).
     Returns (synced, quarantined) keys."""
     sources, targets = source_rows(source, mapping), target_rows(target, mapping)

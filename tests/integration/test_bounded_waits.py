@@ -19,10 +19,10 @@ from sqlalchemy.engine import Engine, make_url
 from tests.conftest import ServerDatabases, ThrowawayServers, ZonePair, backend_param
 from tests.netfault import FreezableProxy, Tarpit
 from zonesync.schemas import settings
+from zonesync.schemas.errors import NoAnswer, SyncError, is_lock_conflict, is_transient, translate
 from zonesync.tasks import engines
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.engines import create_engine, in_transaction
-from zonesync.tasks.errors import NoAnswer, SyncError, is_lock_conflict, is_transient, translate
 from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, Limits
 from zonesync.tasks.watchdog import WATCHDOG_TICK_SECONDS
 

@@ -1,4 +1,4 @@
-"""The `zonesync` console script (DESIGN §5), run as a real subprocess against real databases.
+"""The `zonesync` console script, run as a real subprocess against real databases.
 
 What a user sees: the exit code, what is printed on stdout and stderr, and what the databases hold afterwards.
 Commands that move data run on every backend; user mistakes (which must never reach a database) run on SQLite

@@ -19,7 +19,7 @@ from tests.integration.tables import source_tables, target_tables
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.engines import get_engine
-from zonesync.tasks.inspect import check_mapping
+from zonesync.tasks.inspection import check_mapping
 from zonesync.tasks.push import Pusher, push_records
 from zonesync.tasks.update import update_record
 

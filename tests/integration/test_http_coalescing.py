@@ -1,4 +1,4 @@
-"""Many concurrent clients of the HTTP API (DESIGN §5, §6): pushes written together still answer each request
+"""Many concurrent clients of the HTTP API: pushes written together still answer each request
 exactly, bad records never affect other requests, and both zones end up as the answers say."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DESIGN §6 invariants on each backend, through the real sync engine (`tasks.sync.sync_mapping_rows`)."""
+"""The guarantees on each backend, through the real sync engine (`tasks.sync.sync_mapping_rows`)."""
 
 from __future__ import annotations
 

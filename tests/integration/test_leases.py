@@ -98,7 +98,7 @@ def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(demo: ZonePair) 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_updates_racing_retry_syncs_leave_both_zones_equal(demo: ZonePair) -> None:
-    """DESIGN §6 invariant 4 for the update: retry flows run while rows change and updates land on them."""
+    """No double apply under concurrency, for the update: retry flows run while rows change and updates land on them."""
     for key in range(1, 21):
         assert push_records("merchants", [{**MERCHANT, "merchant_id": key}]).status == "success"
     stop, crashes = threading.Event(), []

@@ -1,4 +1,4 @@
-"""A true ledger (DESIGN §6.10): every synced row counted in exactly one batch_job row, no row left RUNNING
+"""A true ledger (README "Guarantees" 9): every synced row counted in exactly one batch_job row, no row left RUNNING
 after the next run — also when a run is killed — and a run that did nothing because others held its mappings
 says SKIPPED."""
 
@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, rows, seed, source_rows, unflagged_keys
 from zonesync.flows.retry_sync import retry_sync
+from zonesync.schemas.errors import TransientSyncError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.tasks import demo_data
 from zonesync.tasks.bookkeeping import batch_job
 from zonesync.tasks.checkpoints import interleaved
 from zonesync.tasks.engines import get_engine
-from zonesync.tasks.errors import TransientSyncError
 from zonesync.tasks.lease import Lease, mapping_lease
 from zonesync.tasks.ledger import batch_recorder, close_abandoned, start_job
 from zonesync.tasks.sync import Zones, sync_mapping_rows

@@ -1,4 +1,4 @@
-"""The real-time push (DESIGN §4.1) on every backend: where each record is after success and after each failure.
+"""The real-time push on every backend: where each record is after success and after each failure.
 
 Success: in the source with its flag true and in the target with the mapped values. Refused by the source:
 written nowhere. Refused or failed at the target: in the source with its flag false, recorded in sync_error,
@@ -180,7 +180,7 @@ def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(
 
 
 def test_pushes_racing_retry_syncs_never_double_apply_flag_wrongly_or_deadlock(demo: ZonePair) -> None:
-    """DESIGN §6 invariant 4: the retry reads rows a push has inserted but not yet flagged, and both write them."""
+    """No double apply: the retry reads rows a push has inserted but not yet flagged, and both write them."""
     stop = threading.Event()
     retries: list[MappingSyncResult] = []
     crashes: list[BaseException] = []

@@ -21,12 +21,12 @@ from tests.conftest import ZonePair
 from tests.integration.helpers import create, execute, reflect, seed
 from tests.integration.mappings import EXACT_VALUES
 from tests.integration.tables import target_tables
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks import reconcile
 from zonesync.tasks.demo_data import merchants
 from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.errors import ConfigError
 from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
 from zonesync.tasks.reconcile_queries import ZoneView, canonical_text, digest, zone_view
 

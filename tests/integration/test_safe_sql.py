@@ -23,8 +23,8 @@ from tests.integration.helpers import (
 )
 from tests.integration.mappings import NOTES, NoteTarget
 from tests.integration.tables import source_tables, target_tables
+from zonesync.schemas.errors import MappingError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.errors import MappingError
 
 INJECTION = 'x"; DROP TABLE merchant; --'
 

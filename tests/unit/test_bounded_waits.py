@@ -13,11 +13,11 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
+from zonesync.schemas.errors import ConfigError, NoAnswer, is_transient, translate
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks import breaker, cxread, engines, limits
 from zonesync.tasks.cxread import connectorx_query, connectorx_url, read_within_deadline
 from zonesync.tasks.engines import create_engine, parse_url
-from zonesync.tasks.errors import ConfigError, NoAnswer, is_transient, translate
 from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, Limits, connect_args, diagnosis
 
 LIMITS = Limits(connect=3.5, statement=4.25, lock=1.5)

@@ -1,4 +1,4 @@
-"""deployments/: prefect.yaml and serve.py declare the same four deployments, and every part of them is valid.
+"""deployments/: serve.py serves the four deployments prefect.yaml declares, and every part of them is valid.
 
 Offline: the schedules parse, the entrypoints load, the parameters validate against their flows, the scheduled
 deployments cannot overlap, and a bad end-day time or time zone is refused with one clear line.
@@ -20,15 +20,15 @@ from zonesync.deployments import serve
 from zonesync.deployments.schedules import (
     PREFECT_FILE,
     PROJECT_DIR,
-    RETRY_CRON,
     WORK_POOL,
     DeploymentSpec,
     deploy_settings,
     deployment_specs,
 )
-from zonesync.tasks.errors import ConfigError
+from zonesync.schemas.errors import ConfigError
 
 SCHEDULED = {"retry-sync", "end-day-check"}
+EVERY_FIVE_MINUTES = "*/5 * * * *"
 ON_DEMAND = {"realtime-push", "update-with-rollback"}
 NO_OVERLAP = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 # What a caller gives an on-demand run (the deployments cannot default these).
@@ -88,7 +88,7 @@ def test_every_schedule_parses() -> None:
         parsed = yaml_schedule(deployment)
         assert (parsed is not None) == (name in SCHEDULED), name
     deployments = yaml_deployments()
-    assert yaml_schedule(deployments["retry-sync"]) == CronSchedule(cron=RETRY_CRON, timezone="UTC")
+    assert yaml_schedule(deployments["retry-sync"]) == CronSchedule(cron=EVERY_FIVE_MINUTES, timezone="UTC")
     assert yaml_schedule(deployments["end-day-check"]) == CronSchedule(cron="30 0 * * *", timezone="UTC")
 
 
@@ -132,7 +132,7 @@ def test_scheduled_deployments_cannot_overlap() -> None:
 
 
 def test_prefect_yaml_agrees_with_the_specs() -> None:
-    """prefect.yaml declares exactly what deployment_specs() does (the definitions serve.py uses)."""
+    """deployment_specs() (what serve.py serves) is exactly what prefect.yaml declares, templates filled."""
     deployments, declared = yaml_deployments(), specs()
     assert set(deployments) == set(declared)
     for name, spec in declared.items():
@@ -173,7 +173,7 @@ def test_end_day_time_and_time_zone_come_from_the_environment(monkeypatch: pytes
     expected = CronSchedule(cron="15 1 * * *", timezone="Asia/Jakarta")
     assert specs()["end-day-check"].schedule == expected
     assert yaml_schedule(yaml_deployments()["end-day-check"]) == expected
-    assert specs()["retry-sync"].schedule == CronSchedule(cron=RETRY_CRON, timezone="UTC")
+    assert specs()["retry-sync"].schedule == CronSchedule(cron=EVERY_FIVE_MINUTES, timezone="UTC")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Dialect statements compiled offline (STYLE §12): engines are created but never connect."""
+"""Dialect statements compiled offline: engines are created but never connect."""
 
 from __future__ import annotations
 

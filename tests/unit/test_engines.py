@@ -1,4 +1,4 @@
-"""Engines (DESIGN §1, STYLE §5): URL normalisation, and URLs that never leak into errors or logs."""
+"""Engines: URL normalisation, and URLs that never leak into errors or logs."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import Settings
 from zonesync.tasks import engines
 from zonesync.tasks.cxread import connectorx_url
 from zonesync.tasks.engines import create_engine, describe, in_transaction, parse_url, zone_setting, zone_url
-from zonesync.tasks.errors import ConfigError
 
 
 @pytest.mark.parametrize(

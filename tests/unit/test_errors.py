@@ -1,4 +1,4 @@
-"""The error hierarchy (STYLE §6): secrets scrubbed, driver errors classified transient or terminal."""
+"""The error hierarchy: secrets scrubbed, driver errors classified transient or terminal."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy.exc as sa_exc
 from prefect.states import Completed, Failed
 
-from zonesync.tasks.errors import (
+from zonesync.schemas.errors import (
     ConfigError,
     MappingError,
     RefusedValue,

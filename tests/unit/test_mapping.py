@@ -1,4 +1,4 @@
-"""SyncMapping (DESIGN §2): registration checks that name the mapping and the culprit, and derived declarations."""
+"""SyncMapping: registration checks that name the mapping and the culprit, and derived declarations."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
+from zonesync.schemas.errors import ConfigError, MappingError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.errors import ConfigError, MappingError
 
 
 class Shop(pa.DataFrameModel):

@@ -1,4 +1,4 @@
-"""Mapping discovery (DESIGN §2): module-level mappings of ZONESYNC_MAPPING_MODULES, by name."""
+"""Mapping discovery: module-level mappings of ZONESYNC_MAPPING_MODULES, by name."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from zonesync.schemas.errors import ConfigError, MappingError
 from zonesync.schemas.registry import all_mappings, discover_mappings, get_mapping, select_mappings
-from zonesync.tasks.errors import ConfigError, MappingError
 
 HEADER = """
 import pandera.polars as pa

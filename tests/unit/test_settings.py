@@ -1,12 +1,12 @@
-"""Settings (DESIGN §1): defaults, environment parsing, and URLs that stay secret."""
+"""Settings: defaults, environment parsing, and URLs that stay secret."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import SecretStr
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import Settings, get_settings
-from zonesync.tasks.errors import ConfigError
 
 SECRET_URL = "postgresql://sync_user:s3cret-pw@db.internal:5432/payments"
 

@@ -1,4 +1,4 @@
-"""to_target_schema (DESIGN §6.6): rename, drop, and cast exactly; anything lossy is reported, never rounded."""
+"""to_target_schema (exact data): rename, drop, and cast exactly; anything lossy is reported, never rounded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""split_valid (DESIGN §6.1, §6.5): bad rows are split off with a readable reason, never dropped."""
+"""split_valid: bad rows are split off with a readable reason, never dropped."""
 
 from __future__ import annotations
 

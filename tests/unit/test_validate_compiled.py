@@ -19,6 +19,7 @@ from pandera.api.polars.types import PolarsData
 
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks import validate
 from zonesync.tasks.transform import ROW
 from zonesync.tasks.validate import Validated, accepts, compile_model, split_valid
 
@@ -162,6 +163,25 @@ def pandera_accepts(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> bool
 def test_the_demo_and_plain_models_are_compiled_and_the_others_left_to_pandera() -> None:
     assert all(compile_model(m) is not None for m in (MERCHANTS.model, PAYMENTS.model, Wide, StrictWide))
     assert all(compile_model(m) is None for m in (ElementWise, FrameCheck, ValuesEq))
+
+
+def test_without_pandera_s_check_internals_every_batch_goes_to_pandera(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Pandera release that moved `Check._check_fn` / `_check_kwargs`: nothing compiles, results stay right."""
+    monkeypatch.setattr(validate, "COMPILABLE", False)
+    compile_model.cache_clear()
+    try:
+        assert compile_model(MERCHANTS.model) is None
+        for name, changes in (("good", {}), ("bad", {"count": 3})):
+            frame = wide(**changes)
+            checked = split_valid(frame, WIDE)
+            assert checked.rejected.height == (name == "bad"), checked.rejected
+    finally:
+        monkeypatch.undo()
+        compile_model.cache_clear()
+
+
+def test_the_installed_pandera_keeps_the_check_internals_the_compiler_reads() -> None:
+    assert validate.COMPILABLE, "pandera moved Check._check_fn/_check_kwargs: compiled validation is off"
 
 
 @pytest.mark.parametrize("mapping", MAPPINGS, ids=lambda m: m.model.__name__)

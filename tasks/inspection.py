@@ -10,10 +10,10 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import has_unique_key, mapping_tables, reflect_table
 from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.errors import SyncError
 
 
 @dataclass
