@@ -77,7 +77,7 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
 
 def _refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "") -> UpdateResult:
     """An update that a zone refused or failed: the reason code and zonesync's words (the log has the database's)."""
-    logger.warning("%s: update of %s %s: %s", mapping.name, key, done or "refused", exc)
+    logger.warning("%s: update of %s %s: %s", mapping.name, key, done.rstrip(": ") or "refused", exc)
     return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"{done}{exc.for_caller}")
 
 
