@@ -7,7 +7,8 @@ import resource
 import statistics
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -114,3 +115,21 @@ def median(values: Iterable[float]) -> float:
     """Median of some values (0 when there are none)."""
     values = list(values)
     return statistics.median(values) if values else 0.0
+
+
+PHASES = ("read", "transform", "upsert", "flag", "quarantine")
+
+
+class PhaseTimer:
+    """Seconds spent in each step of the syncs it is the phase hook of (`tasks.sync.PHASE_HOOK`)."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started

@@ -11,7 +11,7 @@ from rich.console import Console
 from bench import database
 from bench.floor import FloorMode, floor_sync
 from bench.mappings import BENCH_PAYMENTS, BENCH_PAYMENTS_SMALL
-from bench.measure import MB, Run, Stopwatch, current_rss
+from bench.measure import MB, PhaseTimer, Run, Stopwatch, current_rss
 from zonesync.schemas.mapping import SyncMapping
 
 if TYPE_CHECKING:
@@ -169,20 +169,25 @@ class Bench:
 
     def _zonesync(self, case: str, mapping: SyncMapping, rep: int, rows: int, batch_size: int) -> None:
         from zonesync.flows.retry_sync import retry_sync
+        from zonesync.tasks.sync import PHASE_HOOK
 
         problems: list[str] = []
         detail: dict[str, Any] = {}
+        timer = PhaseTimer()
+        hooked = PHASE_HOOK.set(timer.phase)
         with Stopwatch() as watch:
             try:
                 report = retry_sync(mappings=[mapping.name], batch_size=batch_size)
             except Exception as exc:  # recorded as a failed run, and the command exits 1
                 problems.append(f"flow raised {type(exc).__name__}: {exc}")
                 report = None
+            finally:
+                PHASE_HOOK.reset(hooked)
         if report is not None:
             result = report[mapping.name]
             detail = {
                 "engine_seconds": round(result.seconds, 4),
-                "phase_seconds": {name: round(value, 4) for name, value in result.phase_seconds.items()},
+                "phase_seconds": {name: round(value, 4) for name, value in timer.seconds.items()},
                 "batches": result.batches, "batch_size": batch_size, "status": result.status,
                 "read": result.read, "upserted": result.upserted, "flagged": result.flagged,
                 "quarantined": result.quarantined, "changed_in_flight": result.changed_in_flight,

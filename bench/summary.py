@@ -8,8 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.measure import MB, Run, median
-from zonesync.tasks.sync import PHASES
+from bench.measure import MB, PHASES, Run, median
 
 TARGET_RATIO = 1.0
 TARGET_RSS_MB = 350

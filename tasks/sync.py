@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.extract import UnsyncedReader, last_key
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
+# Wraps each step of the syncs started in this context (the benchmarks measure the phases through it).
+PHASE_HOOK: ContextVar[Phase] = ContextVar("zonesync_phase_hook", default=no_phase)
 
 
 @dataclass
@@ -72,14 +75,15 @@ def sync_mapping_rows(
     on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
     record: BatchRecord | None = None,
     result: MappingSyncResult | None = None,
-    phase: Phase = no_phase,
+    phase: Phase | None = None,
 ) -> MappingSyncResult:
     """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message
     (transient ones are raised, for a retry, once `result` holds what this attempt did).
 
     `record` runs in the transaction that commits each batch's flags when the intranet zone is the source;
     `result` carries the counts of earlier attempts of the same run; `phase(name)` wraps each step (read,
-    transform, upsert, flag, quarantine): a hook for measuring them."""
+    transform, upsert, flag, quarantine): a hook for measuring them (default: `PHASE_HOOK`'s)."""
+    phase = phase or PHASE_HOOK.get()
     result = result or MappingSyncResult(mapping=mapping.name)
     result.status, result.message = "success", ""
     started, earlier = time.perf_counter(), result.seconds

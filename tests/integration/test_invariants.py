@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -36,7 +38,7 @@ from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import demo_data
 from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.sync import MappingSyncResult
+from zonesync.tasks.sync import PHASE_HOOK, MappingSyncResult
 
 
 def _order_lines(pair: ZonePair, *, refused: bool = False) -> set[tuple[object, ...]]:
@@ -48,6 +50,27 @@ def _order_lines(pair: ZonePair, *, refused: bool = False) -> set[tuple[object, 
 
 def _sync(mapping: SyncMapping, pair: ZonePair, batch_size: int = 7) -> MappingSyncResult:
     return sync(mapping, pair.intranet, pair.internet, pair.intranet, batch_size)
+
+
+def test_the_phase_hook_sees_every_step_of_a_sync(zones: ZonePair) -> None:
+    """PHASE_HOOK (how the benchmarks measure the steps from outside the engine) wraps each step of each batch."""
+    _order_lines(zones)
+    seen: list[str] = []
+
+    @contextmanager
+    def phase(name: str) -> Iterator[None]:
+        seen.append(name)
+        yield
+
+    hooked = PHASE_HOOK.set(phase)
+    try:
+        result = _sync(ORDER_LINES, zones)
+    finally:
+        PHASE_HOOK.reset(hooked)
+
+    assert result.batches > 1
+    assert {"read", "transform", "flag", "upsert", "quarantine"} <= set(seen)
+    assert seen.count("transform") == result.batches
 
 
 # -- invariant 5: bad rows never block good rows ---------------------------------------------------------------
