@@ -75,20 +75,18 @@ def sync_mapping_rows(
     on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
     record: BatchRecord | None = None,
     result: MappingSyncResult | None = None,
-    phase: Phase | None = None,
 ) -> MappingSyncResult:
     """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message
     (transient ones are raised, for a retry, once `result` holds what this attempt did).
 
     `record` runs in the transaction that commits each batch's flags when the intranet zone is the source;
-    `result` carries the counts of earlier attempts of the same run; `phase(name)` wraps each step (read,
-    transform, upsert, flag, quarantine): a hook for measuring them (default: `PHASE_HOOK`'s)."""
-    phase = phase or PHASE_HOOK.get()
+    `result` carries the counts of earlier attempts of the same run. `PHASE_HOOK` wraps each step (read,
+    transform, upsert, flag, quarantine): how a benchmark measures them from outside."""
     result = result or MappingSyncResult(mapping=mapping.name)
     result.status, result.message = "success", ""
     started, earlier = time.perf_counter(), result.seconds
     try:
-        _run(mapping, zones, batch_size, result, on_batch, record, phase)
+        _run(mapping, zones, batch_size, result, on_batch, record, PHASE_HOOK.get())
     except SyncError as exc:
         result.status, result.message = "error", str(exc)
         if exc.transient:
