@@ -13,7 +13,7 @@ from datetime import date
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from zonesync.schemas.errors import SyncError, TerminalSyncError, retry_transient
+from zonesync.schemas.errors import SyncError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.schemas.settings import get_settings
@@ -22,6 +22,7 @@ from zonesync.tasks.engines import get_engine
 from zonesync.tasks.lease import holding
 from zonesync.tasks.ledger import JobEntry, job_ledger
 from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
+from zonesync.tasks.retrying import task_retries
 from zonesync.tasks.steps import check_run_settings, failure_message, outcome, prepare_intranet, sync_mapping
 
 JOB_LEASE = f"job:{JOB_NAME}"  # one end-day check at a time, however it was started
@@ -36,8 +37,7 @@ class EndDayFailed(TerminalSyncError):
         self.report = report
 
 
-@task(name="reconcile-mapping", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)  # fmt: skip
+@task(name="reconcile-mapping", cache_policy=NO_CACHE, **task_retries())
 def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
     """Compare both zones for the business date: totals per group, and the keys missing or different."""
     mapping = get_mapping(mapping_name)

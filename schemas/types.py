@@ -1,4 +1,6 @@
-"""Portable column types for tables zonesync creates (demo, tests, benchmarks).
+"""Portable column types for tables zonesync creates (bookkeeping, demo, tests, benchmarks): the one place where
+a column's storage is declared per database (SQLAlchemy's `with_variant`); a database without a variant here
+takes SQLAlchemy's generic type.
 
 SQLite has no exact decimal and no tz-aware timestamp: its NUMERIC affinity silently turns
 '123456789012345678.12' into an integer. Exact values are therefore stored as text there.
@@ -31,3 +33,13 @@ def unicode_text(length: int) -> sa.types.TypeEngine[Any]:
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
     )
+
+
+def utc_wall_clock() -> sa.types.TypeEngine[Any]:
+    """A timestamp without time zone holding UTC, to the microsecond (DATETIME(6) on MariaDB)."""
+    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def row_id() -> sa.types.TypeEngine[Any]:
+    """A 64-bit generated id; INTEGER on SQLite, where only an INTEGER PRIMARY KEY is the rowid."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")

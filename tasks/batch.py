@@ -17,6 +17,7 @@ flagged wrongly. A row changed since it was read is not claimed: it is `changed 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -26,12 +27,15 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import SyncError, is_lock_conflict, translate
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.failures import translate
 from zonesync.tasks.load import upsert_rows
+from zonesync.tasks.retrying import retry_delay
 from zonesync.tasks.transform import ROW, to_target_schema
 from zonesync.tasks.validate import rejects, split_valid
 
@@ -45,7 +49,6 @@ def no_phase(_name: str) -> AbstractContextManager[object]:
 # Run inside the transaction that commits a batch's flags when the intranet zone is its source (a batch_job
 # count commits with the rows it counts): (connection, rows read, rows flagged, rows quarantined).
 BatchRecord = Callable[[Connection, int, int, int], None]
-_CLAIM_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -150,19 +153,20 @@ class BatchCarrier:
         """Flag and lock the valid rows still as read, in a source transaction left open (retried when the
         database picks it as a deadlock victim: nothing has been written anywhere yet)."""
         guard, rows = self._guard(prepared)
-        for attempt in range(1, _CLAIM_ATTEMPTS + 1):
+        for attempt in itertools.count(1):
             conn = bind or self._connect(self.source.dialect.engine, self.mapping.source_zone)
             claim = Claim(prepared, conn, None, rows.clear(), owned=bind is None)
             try:
-                claim.transaction = conn.begin()
+                claim.transaction = conn.begin()  # held open until the other zone has the rows (`deliver`)
                 with self.phase("flag"):
                     claimed = self._claimed(conn, guard)
             except Exception as exc:
                 claim.end(commit=False)
-                if attempt < _CLAIM_ATTEMPTS and is_lock_conflict(exc):
-                    time.sleep(0.05 * 2**attempt)
-                    continue
-                raise self._error(exc, "claiming rows to send") from exc
+                delay = retry_delay(exc, attempt)
+                if delay is None:
+                    raise self._error(exc, "claiming rows to send") from exc
+                time.sleep(delay)
+                continue
             claim.rows = rows if claimed is None else rows.gather(claimed)
             return claim
         raise AssertionError("unreachable")
@@ -241,11 +245,7 @@ class BatchCarrier:
             return quarantined
 
         try:
-            if isinstance(bind, Engine):
-                with bind.begin() as conn:
-                    quarantined = write(conn)
-            else:
-                quarantined = write(bind)
+            quarantined = in_transaction(bind, write)  # on the claim's connection: in its transaction
         except Exception as exc:
             what = "recording the batch in the bookkeeping tables"
             raise translate(exc, what=what, mapping=self.mapping.name) from exc

@@ -5,26 +5,26 @@ Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.types import row_id, utc_wall_clock
 from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import in_transaction
 
 JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED", "SKIPPED", "ABORTED"]
 _RESOLVE_CHUNK = 1000
 
 metadata = sa.MetaData()
-TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+TIMESTAMP = utc_wall_clock()
+ID_TYPE = row_id()
 
 batch_job = sa.Table(
     "batch_job", metadata,
@@ -100,16 +100,6 @@ def record_keys(frame: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
     return frame.select(pl.struct(list(keys)).struct.json_encode().alias("record_key")).to_series()
 
 
-@contextmanager
-def transaction(bind: Engine | Connection) -> Iterator[Connection]:
-    """A transaction of its own on an engine, or the caller's on a connection it holds."""
-    if isinstance(bind, Connection):
-        yield bind
-        return
-    with bind.begin() as conn:
-        yield conn
-
-
 def quarantine(bind: Engine | Connection, mapping: SyncMapping, rejected: pl.DataFrame) -> int:
     """Record rejected rows (record_key, reason, detail); a record seen before gets attempts + 1 and reopens."""
     if rejected.is_empty():
@@ -126,8 +116,7 @@ def quarantine(bind: Engine | Connection, mapping: SyncMapping, rejected: pl.Dat
         replace=("reason", "detail", "last_seen", "resolved_at"),
         extra={"attempts": sync_error.c.attempts + sa.literal_column("1")},  # no bind: PyMySQL batches
     )
-    with transaction(bind) as conn:
-        conn.execute(statement, rows)
+    in_transaction(bind, lambda conn: conn.execute(statement, rows))  # or in the caller's, on its connection
     return len(rows)
 
 
@@ -142,9 +131,10 @@ def count_open_errors(engine: Engine, mapping: str | None = None) -> int:
 
 def resolve(bind: Engine | Connection, mapping: str, keys: Sequence[str]) -> int:
     """Mark the open errors of these record keys resolved (they have synced since)."""
-    resolved = 0
     now = utc_now()
-    with transaction(bind) as conn:
+
+    def resolve_chunks(conn: Connection) -> int:
+        resolved = 0
         for start in range(0, len(keys), _RESOLVE_CHUNK):
             chunk = list(keys[start : start + _RESOLVE_CHUNK])
             result = conn.execute(
@@ -154,7 +144,9 @@ def resolve(bind: Engine | Connection, mapping: str, keys: Sequence[str]) -> int
                 .values(resolved_at=now)
             )
             resolved += int(result.rowcount)
-    return resolved
+        return resolved
+
+    return in_transaction(bind, resolve_chunks)  # or in the caller's, on its connection
 
 
 @dataclass
@@ -181,7 +173,8 @@ def count_batch(conn: Connection, job_id: int, counts: JobCounts) -> None:
 
 def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str) -> JobCounts:
     """Write a batch job's final status (its counts were added batch by batch); return its counts."""
-    with engine.begin() as conn:
+
+    def finish(conn: Connection) -> JobCounts:
         conn.execute(
             sa.update(batch_job)
             .where(batch_job.c.id == job_id, batch_job.c.status == "RUNNING")
@@ -192,7 +185,9 @@ def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str) -> 
                 batch_job.c.id == job_id
             )
         ).one()
-    return JobCounts(*row)
+        return JobCounts(*row)
+
+    return in_transaction(engine, finish)
 
 
 def running_jobs(engine: Engine) -> list[int]:

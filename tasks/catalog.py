@@ -10,10 +10,11 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from zonesync.schemas.errors import ConfigError, translate
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import Zone
 from zonesync.tasks.engines import describe
+from zonesync.tasks.failures import translate
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import in_transaction
 
 BASE_TIME = datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=UTC)
 INVALID_MERCHANTS = {13: "empty name", 42: "status 'X'", 77: "negative fee"}
@@ -79,8 +80,7 @@ def write_rows(engine: Engine, table_name: str, frame: pl.DataFrame, keys: tuple
     """Insert (or update) rows through the dialect's bulk path."""
     dialect = dialect_for(engine)
     table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
-    with engine.begin() as conn:
-        dialect.upsert(conn, table, frame, keys)
+    in_transaction(engine, lambda conn: dialect.upsert(conn, table, frame, keys))
 
 
 def reset_demo_zones(intranet: Engine, internet: Engine) -> None:
@@ -106,5 +106,5 @@ def fix_merchant(intranet: Engine, merchant_id: int, **changes: str) -> None:
     table = sa.Table("merchant", sa.MetaData(), autoload_with=intranet)
     values = {name: [value] for name, value in changes.items()}
     change = dialect.encode(pl.DataFrame(values | {"updated_at": [datetime.now(UTC)], "is_sync": [False]}))
-    with intranet.begin() as conn:
-        conn.execute(sa.update(table).where(table.c.merchant_id == merchant_id).values(**change.row(0, named=True)))
+    statement = sa.update(table).where(table.c.merchant_id == merchant_id).values(**change.row(0, named=True))
+    in_transaction(intranet, lambda conn: conn.execute(statement))

@@ -7,35 +7,26 @@ server does not answer at all (a frozen server or a network that drops packets n
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
 
-from zonesync.schemas.errors import DIAGNOSIS, ConfigError, TransientSyncError, translate
+from zonesync.schemas.errors import DIAGNOSIS, NO_ANSWER, ConfigError, TransientSyncError
 from zonesync.schemas.settings import Settings, Zone, get_settings
 from zonesync.tasks import breaker
-from zonesync.tasks.limits import (
-    HEALTH_SECONDS,
-    EngineProfile,
-    Limits,
-    bounded_pymysql_connect,
-    connect_args,
-    default_label,
-    diagnosis,
-    profiles,
-    sqlite_pragmas,
-)
-from zonesync.tasks.watchdog import Watchdog
+from zonesync.tasks.dialects import dialect_class, supported_names
+from zonesync.tasks.dialects.connecting import SilenceWatch
+from zonesync.tasks.failures import diagnosis, translate
+from zonesync.tasks.limits import HEALTH_SECONDS, EngineProfile, Limits, default_label, profiles
+from zonesync.tasks.retrying import retry_delay
 
-_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
-_SUPPORTED = ", ".join(sorted({"sqlite", "postgresql", "mysql", "mariadb"}))
 _engines: dict[tuple[Zone, str, Limits], Engine] = {}
 _lock = threading.Lock()
 # A pooled connection used this recently is taken as alive (no ping round trip at checkout); if it died all the
@@ -44,60 +35,19 @@ PING_AFTER_IDLE_SECONDS = 1.0
 _LAST_USED = "zonesync_last_used"
 T = TypeVar("T")
 
-# URL query parameters zonesync passes on, per database. They must reach the SQLAlchemy driver and connectorx
-# alike (both take these, measured with psycopg 3.3 and connectorx 0.4.6): anything else is refused rather than
-# used by one reader and ignored or fatal in the other. MariaDB/MySQL and SQLite take none.
-POSTGRES_URL_PARAMETERS = frozenset(
-    {
-        "options", "application_name", "sslmode", "sslrootcert", "sslcert", "sslkey", "channel_binding",
-        "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval", "tcp_user_timeout",
-        "host", "hostaddr",
-    }
-)  # fmt: skip
-_SETTING_OWNED = {"connect_timeout": "ZONESYNC_CONNECT_TIMEOUT", "timeout": "ZONESYNC_LOCK_TIMEOUT"}
-_NO_ANSWER = "zonesync_no_answer"  # set on a driver error when the server went silent (never run it again)
-
 
 def parse_url(raw: str, *, setting: str) -> URL:
-    """A SQLAlchemy URL with the driver zonesync uses; relative SQLite paths made absolute."""
+    """A SQLAlchemy URL with the driver zonesync uses (relative SQLite paths made absolute), its parameters
+    checked by its database's rules (`Connecting.normalize`)."""
     try:
         url = make_url(raw)
     except Exception:
         raise ConfigError(f"{setting} is not a valid database URL (expected e.g. postgresql://user@host/db)") from None
-    backend = url.get_backend_name()
-    if backend == "postgres":
-        url = url.set(drivername="postgresql")
-        backend = "postgresql"
-    if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
-        raise ConfigError(f"{setting} uses unsupported database {backend!r} (supported: {_SUPPORTED})")
-    _check_query(url, backend, setting)
-    if backend == "sqlite":
-        return _absolute_sqlite(url, setting)
-    if url.get_driver_name() in ("", backend, "psycopg2", "mysqldb", "mariadbconnector"):
-        url = url.set(drivername=f"{backend}+{_DRIVERS[backend]}")
-    return url
-
-
-def _check_query(url: URL, backend: str, setting: str) -> None:
-    """Refuse URL parameters that would not reach both readers (driver and connectorx), naming the setting."""
-    allowed = POSTGRES_URL_PARAMETERS if backend == "postgresql" else frozenset()
-    for name, value in url.query.items():
-        if name in _SETTING_OWNED:
-            raise ConfigError(f"{setting}: set the {name!r} URL parameter with {_SETTING_OWNED[name]} instead")
-        if name not in allowed:
-            accepted = ", ".join(sorted(allowed)) or "none"
-            raise ConfigError(
-                f"{setting}: URL parameter {name!r} is not supported for {backend} (accepted: {accepted})"
-            )
-        if not isinstance(value, str):
-            raise ConfigError(f"{setting}: URL parameter {name!r} is given more than once")
-
-
-def _absolute_sqlite(url: URL, setting: str) -> URL:
-    if not url.database or url.database == ":memory:":
-        raise ConfigError(f"{setting}: an in-memory SQLite database cannot be shared; give a file path")
-    path = Path(url.database).expanduser().resolve()
-    return url.set(database=str(path))
+    dialect = dialect_class(url.get_backend_name())
+    if dialect is None:
+        supported = ", ".join(supported_names())
+        raise ConfigError(f"{setting} uses unsupported database {url.get_backend_name()!r} (supported: {supported})")
+    return dialect.connecting.normalize(url, setting)
 
 
 def zone_setting(zone: Zone) -> str:
@@ -150,21 +100,18 @@ def create_engine(
     `pool_timeout` is how long a checkout waits for a free pooled connection (SQLAlchemy's default, 30 s).
     """
     limits = limits or Limits.from_settings()
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+    dialect = dialect_class(url.get_backend_name())
+    if dialect is None:
+        raise ConfigError(
+            f"unsupported database {url.get_backend_name()!r} (supported: {', '.join(supported_names())})"
+        )
+    connecting = dialect.connecting
+    connecting.prepare(url)
     # The warmest connection first (idle ones can time out).
     kwargs: dict[str, Any] = {"pool_use_lifo": True, "pool_timeout": pool_timeout}
-    engine = sa.create_engine(url, connect_args=connect_args(url, limits), **kwargs)
+    engine = sa.create_engine(url, connect_args=connecting.connect_args(url, limits), **kwargs)
     profiles[engine] = profile = EngineProfile(f"the {zone} zone" if zone else default_label(url), limits)
-    watchdog = None
-    if backend == "sqlite":
-        sa.event.listen(engine, "connect", sqlite_pragmas(limits))
-    elif backend == "postgresql":
-        watchdog = Watchdog(limits.deadline)
-        sa.event.listen(engine, "do_connect", watchdog.connect)
-    else:
-        sa.event.listen(engine, "do_connect", bounded_pymysql_connect)
+    watchdog = connecting.install(engine, limits)
     # Dialect and pool events only: a Connection event (before_cursor_execute, commit) would cost every
     # statement SQLAlchemy's event dispatch (measured: ~160 extra Python calls per 3-statement transaction).
     sa.event.listen(engine, "handle_error", _diagnose(profile, watchdog))
@@ -194,7 +141,7 @@ def _ping_when_idle(engine: Engine) -> None:
     sa.event.listen(engine, "checkout", checkout)
 
 
-def _diagnose(profile: EngineProfile, watchdog: Watchdog | None) -> Callable[[ExceptionContext], None]:
+def _diagnose(profile: EngineProfile, watchdog: SilenceWatch | None) -> Callable[[ExceptionContext], None]:
     """An engine's `handle_error` hook: a timeout or a silent server gets one clear line naming its limit."""
 
     def handle_error(context: ExceptionContext) -> None:
@@ -215,7 +162,7 @@ def _diagnose(profile: EngineProfile, watchdog: Watchdog | None) -> Callable[[Ex
 
 def _mark(original: BaseException, text: str, silent: bool) -> None:
     setattr(original, DIAGNOSIS, text)
-    setattr(original, _NO_ANSWER, silent)
+    setattr(original, NO_ANSWER, silent)
 
 
 def _dbapi_connection(context: ExceptionContext) -> Any:
@@ -226,27 +173,33 @@ def _dbapi_connection(context: ExceptionContext) -> Any:
 
 
 def in_transaction(bind: Engine | Connection, work: Callable[[Connection], T]) -> T:
-    """Run `work(conn)` in one transaction, on a connection of the engine or on the one given.
+    """Run `work(conn)` in one transaction, on a connection of the engine or on the one given: the one way
+    zonesync opens a transaction (a claim, held across zones, and two-phase commit's prepared ones aside).
 
-    If the connection proves dead before the commit was sent (nothing of the transaction was kept), the work
-    runs once more on a new connection; a failure at the commit itself is never run again (it may have committed).
+    On a connection already in a transaction, `work` runs in the caller's, which commits or rolls it back.
+    Otherwise a failure before the commit is run again as `retrying.retry_delay` says (a dead connection, a
+    lock conflict: nothing of the transaction was kept); a failure at the commit itself is never run again
+    (it may have committed).
     """
-    for attempt in (1, 2):
+    if isinstance(bind, Connection) and bind.in_transaction():
+        return work(bind)
+    for attempt in itertools.count(1):
         with _connected(bind) as conn:
             transaction = conn.begin()
             try:
                 result = work(conn)
-            except sa_exc.DBAPIError as exc:
+            except Exception as exc:
                 transaction.rollback()
-                # A server that went silent for the whole limit is not asked again: that would double the wait.
-                if attempt == 2 or not exc.connection_invalidated or getattr(exc.orig, _NO_ANSWER, False):
+                delay = retry_delay(exc, attempt)
+                if delay is None:
                     raise
-                continue
             except BaseException:
                 transaction.rollback()
                 raise
-            transaction.commit()
-            return result
+            else:
+                transaction.commit()
+                return result
+        time.sleep(delay)
     raise AssertionError("unreachable")
 
 

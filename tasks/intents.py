@@ -13,9 +13,10 @@ import uuid
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from zonesync.tasks.bookkeeping import sync_intent, utc_now
+from zonesync.tasks.engines import in_transaction
 
 IntentState = Literal["started", "prepared", "committed", "rolled_back", "conflict"]
 
@@ -27,15 +28,17 @@ def dumps(values: dict[str, Any]) -> str:
 
 def open_intent(engine: Engine, mapping: str, record_key: str, before: dict[str, Any], changes: dict[str, Any]) -> int:
     """Record, durably, that an update is about to start; return its id."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            sa.insert(sync_intent).values(
-                mapping=mapping, record_key=record_key, state="started", transaction_id=uuid.uuid4().hex,
-                before_image=dumps(before), changes=dumps(changes), created_at=utc_now(),
-            )
-        )  # fmt: skip
+    statement = sa.insert(sync_intent).values(
+        mapping=mapping, record_key=record_key, state="started", transaction_id=uuid.uuid4().hex,
+        before_image=dumps(before), changes=dumps(changes), created_at=utc_now(),
+    )  # fmt: skip
+
+    def insert(conn: Connection) -> int:
+        result = conn.execute(statement)
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
+
+    return in_transaction(engine, insert)
 
 
 def transaction_id(engine: Engine, intent_id: int) -> str:
@@ -48,18 +51,18 @@ def transaction_id(engine: Engine, intent_id: int) -> str:
 
 def close_intent(engine: Engine, intent_id: int, state: IntentState, message: str = "") -> None:
     """Mark an intent finished (committed, rolled back, or left in conflict for an operator)."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(sync_intent)
-            .where(sync_intent.c.id == intent_id)
-            .values(state=state, finished_at=utc_now(), message=message[:4000])
-        )
+    statement = (
+        sa.update(sync_intent)
+        .where(sync_intent.c.id == intent_id)
+        .values(state=state, finished_at=utc_now(), message=message[:4000])
+    )
+    in_transaction(engine, lambda conn: conn.execute(statement))
 
 
 def mark_intent(engine: Engine, intent_id: int, state: IntentState) -> None:
     """Move an unfinished intent to another unfinished state (`prepared`: both sides prepared, commit decided)."""
-    with engine.begin() as conn:
-        conn.execute(sa.update(sync_intent).where(sync_intent.c.id == intent_id).values(state=state))
+    statement = sa.update(sync_intent).where(sync_intent.c.id == intent_id).values(state=state)
+    in_transaction(engine, lambda conn: conn.execute(statement))
 
 
 def unfinished_intents(engine: Engine) -> list[dict[str, Any]]:

@@ -21,8 +21,10 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import TerminalSyncError, TransientSyncError, translate
+from zonesync.schemas.errors import TerminalSyncError, TransientSyncError
 from zonesync.tasks.bookkeeping import sync_lease, utc_now
+from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.failures import translate
 
 logger = get_logger("zonesync.lease")
 
@@ -45,8 +47,7 @@ class Lease:
     def try_acquire(self) -> bool:
         """Take the lease if it is free, expired, or held by a process of this machine that has died."""
         try:
-            with self.engine.begin() as conn:
-                self.acquire_in(conn)
+            in_transaction(self.engine, self.acquire_in)
         except sa.exc.IntegrityError:
             return False
         return True
@@ -61,21 +62,19 @@ class Lease:
 
     def renew(self) -> None:
         """Push the expiry forward; a lease lost meanwhile (expired and taken) is an error."""
-        with self.engine.begin() as conn:
-            renewed = conn.execute(
-                sa.update(sync_lease)
-                .where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
-                .values(expires_at=self._until())
-            ).rowcount
+        statement = (
+            sa.update(sync_lease)
+            .where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
+            .values(expires_at=self._until())
+        )
+        renewed = in_transaction(self.engine, lambda conn: conn.execute(statement).rowcount)
         if renewed != 1:
             raise LeaseLost(f"lost the lease {self.name!r}: it expired and another run took it")
 
     def release(self) -> None:
         """Give the lease up."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
-            )
+        statement = sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
+        in_transaction(self.engine, lambda conn: conn.execute(statement))
 
     def _until(self) -> object:
         return utc_now() + timedelta(seconds=self.ttl)

@@ -22,10 +22,12 @@ from prefect import get_run_logger, runtime
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import SyncError, translate
+from zonesync.schemas.errors import SyncError
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchRecord
 from zonesync.tasks.bookkeeping import JobCounts, JobStatus, batch_job, utc_now
+from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.failures import translate
 from zonesync.tasks.lease import Lease, kept_alive
 from zonesync.tasks.sync import MappingSyncResult
 
@@ -122,7 +124,8 @@ def job_lease(job_id: int) -> str:
 
 def start_job(intranet: Engine, job_name: str, business_date: date) -> tuple[JobEntry, Lease]:
     """Insert the RUNNING row and take its lease in one transaction (no one can think it abandoned meanwhile)."""
-    with intranet.begin() as conn:
+
+    def start(conn: Connection) -> tuple[JobEntry, Lease]:
         result = conn.execute(
             sa.insert(batch_job).values(
                 job_name=job_name, business_date=business_date, status="RUNNING",
@@ -133,7 +136,9 @@ def start_job(intranet: Engine, job_name: str, business_date: date) -> tuple[Job
         job_id = int(result.inserted_primary_key[0])
         lease = Lease(intranet, job_lease(job_id), JOB_LEASE_SECONDS)
         lease.acquire_in(conn)
-    return JobEntry(job_id), lease
+        return JobEntry(job_id), lease
+
+    return in_transaction(intranet, start)
 
 
 def _finish(intranet: Engine, entry: JobEntry) -> None:

@@ -7,8 +7,6 @@ Errors that concern the whole statement (missing column, permissions, connection
 
 from __future__ import annotations
 
-import functools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,32 +15,15 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import RefusedValue, SyncError, is_lock_conflict, is_transient, short_message, translate
+from zonesync.schemas.errors import RefusedValue, SyncError, short_message
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.dialects import Dialect
 from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.failures import is_transient, row_error_kind, translate
 from zonesync.tasks.transform import ROW
 from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
 
 T = TypeVar("T")
-# PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
-_ROW_LEVEL_ERROR_NAMES = ("IntegrityError", "DataError")
-
-
-# MariaDB (4025) and MySQL (3819) report a failed CHECK constraint as an OperationalError.
-_CHECK_VIOLATION_CODES = {4025, 3819}
-
-
-def _error_kind(exc: BaseException) -> str | None:
-    """'IntegrityError' or 'DataError' when the error (or the driver error it wraps) is one of those."""
-    for error in (exc, getattr(exc, "orig", None)):
-        code = getattr(error, "args", (None,))[:1]
-        if code and code[0] in _CHECK_VIOLATION_CODES:
-            return "IntegrityError"
-        for cls in type(error).__mro__ if error is not None else ():
-            if cls.__name__ in _ROW_LEVEL_ERROR_NAMES:
-                return cls.__name__
-    return None
 
 
 @dataclass(frozen=True)
@@ -57,7 +38,7 @@ def _is_row_level(exc: BaseException) -> bool:
     """Errors that some rows cause and others would not (so splitting the batch helps)."""
     if isinstance(exc, SyncError):
         return isinstance(exc, RefusedValue)
-    return _error_kind(exc) is not None and not is_transient(exc)
+    return row_error_kind(exc) is not None and not is_transient(exc)
 
 
 def upsert_rows(
@@ -78,9 +59,7 @@ def upsert_rows(
     while pending:
         part = pending.pop()
         try:
-            _retrying_lock_conflicts(
-                functools.partial(_upsert_part, dialect, bind or dialect.engine, target, part, mapping, within)
-            )
+            _upsert_part(dialect, bind or dialect.engine, target, part, mapping, within)
         except Exception as exc:
             if not _is_row_level(exc):
                 raise translate(
@@ -118,24 +97,8 @@ def _upsert_part(
     in_transaction(bind, write)
 
 
-_LOCK_CONFLICT_RETRIES = 4
-
-
-def _retrying_lock_conflicts(write: Callable[[], T]) -> T:
-    """Run a write transaction again when the database chose it as a deadlock victim (or it waited too long
-    for a lock): it was rolled back whole, and concurrent writers of neighbouring keys make this normal."""
-    for attempt in range(_LOCK_CONFLICT_RETRIES):
-        try:
-            return write()
-        except Exception as exc:
-            if attempt == _LOCK_CONFLICT_RETRIES - 1 or not is_lock_conflict(exc):
-                raise
-            time.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
 def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
-    kind = "constraint" if _error_kind(exc) == "IntegrityError" else "target_error"
+    kind = "constraint" if row_error_kind(exc) == "IntegrityError" else "target_error"
     reason = getattr(exc, "reason", kind)
     return pl.DataFrame(
         {ROW: row[ROW], "reason": [reason], "detail": [f"target refused the row: {short_message(exc)}"]},

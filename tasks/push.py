@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import SyncError, refusal_reason, translate
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
@@ -25,6 +25,7 @@ from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
 from zonesync.tasks.extract import UnsyncedReader
+from zonesync.tasks.failures import refusal_reason, translate
 from zonesync.tasks.records import RecordError, coerce_records, json_friendly
 from zonesync.tasks.transform import ROW
 from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects

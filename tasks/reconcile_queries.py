@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import sqlalchemy as sa
 
-from zonesync.schemas.errors import translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.failures import translate
 
 FIELD_SEPARATOR = "\x1f"
 FLOAT_SCALE = 6  # floats are compared rounded to 6 decimals (their text differs between databases)

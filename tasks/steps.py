@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 from sqlalchemy.engine import Engine
 
-from zonesync.schemas.errors import ConfigError, SyncError, retry_transient
+from zonesync.schemas.errors import ConfigError, SyncError
 from zonesync.schemas.mapping import Direction, SyncMapping
 from zonesync.schemas.registry import get_mapping, select_mappings
 from zonesync.schemas.settings import ZONES
@@ -18,6 +18,7 @@ from zonesync.tasks.engines import get_engine, zone_url
 from zonesync.tasks.lease import Lease, kept_alive, mapping_lease
 from zonesync.tasks.ledger import batch_recorder
 from zonesync.tasks.report import BatchProgress
+from zonesync.tasks.retrying import task_retries
 from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from zonesync.tasks.update import recover
 
@@ -52,13 +53,7 @@ def prepare_intranet() -> Engine:
     return intranet
 
 
-@task(
-    name="sync-mapping",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="sync-mapping", cache_policy=NO_CACHE, **task_retries())
 def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int | None = None) -> MappingSyncResult:
     """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect, the counts of
     every attempt adding up); each batch is counted in the run's batch_job row as it commits."""

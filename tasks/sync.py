@@ -20,13 +20,14 @@ from typing import Any, Literal
 import polars as pl
 from sqlalchemy.engine import Engine
 
-from zonesync.schemas.errors import SyncError, translate
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
 from zonesync.tasks.catalog import source_table, target_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.extract import UnsyncedReader, last_key
+from zonesync.tasks.failures import translate
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
 # Wraps each step of the syncs started in this context (the benchmarks measure the phases through it).

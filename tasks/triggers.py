@@ -14,11 +14,12 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from zonesync.schemas.errors import translate
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import source_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.dialects.base import VersionKind, WritersTrigger
+from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.failures import translate
 
 
 def writers_trigger(mapping: SyncMapping, source: sa.Table) -> WritersTrigger:
@@ -33,9 +34,8 @@ def install_writers_trigger(mapping: SyncMapping, engine: Engine) -> str:
     """(Re)install the trigger on the mapping's source table; one line saying what it enforces."""
     spec = writers_trigger(mapping, source_table(mapping, engine))
     try:
-        with engine.begin() as conn:
-            for statement in dialect_for(engine).writers_trigger(spec):
-                conn.exec_driver_sql(statement)
+        statements = dialect_for(engine).writers_trigger(spec)
+        in_transaction(engine, lambda conn: [conn.exec_driver_sql(statement) for statement in statements])
     except Exception as exc:
         raise translate(exc, what=f"installing trigger {spec.name}", mapping=mapping.name) from exc
     bump = f", and moves {spec.version} on" if spec.version else ""

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import SyncError, translate
+from zonesync.schemas.errors import SyncError
 from zonesync.tasks.checkpoints import checkpoint
+from zonesync.tasks.failures import translate
 from zonesync.tasks.intents import IntentState, mark_intent, transaction_id
 from zonesync.tasks.sides import Sides, UpdateConflict
 from zonesync.tasks.transform import ROW, to_target_schema

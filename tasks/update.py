@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import SyncError, refusal_reason, translate
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.batch import record_keys
 from zonesync.tasks.checkpoints import checkpoint
-from zonesync.tasks.engines import get_engine
+from zonesync.tasks.engines import get_engine, in_transaction
+from zonesync.tasks.failures import refusal_reason, translate
 from zonesync.tasks.intents import close_intent, open_intent
 from zonesync.tasks.lease import LeaseBusy, holding, mapping_lease
 from zonesync.tasks.records import RecordError, coerce_update, column_value, json_friendly
@@ -231,8 +232,7 @@ def _record_key(row: pl.DataFrame, mapping: SyncMapping) -> str:
 
 def _clear_flag(sides: Sides, key: dict[str, Any]) -> None:
     try:
-        with sides.source_dialect.engine.begin() as conn:
-            conn.execute(sides.clear_flag_statement(key))
+        in_transaction(sides.source_dialect.engine, lambda conn: conn.execute(sides.clear_flag_statement(key)))
     except Exception as exc:
         raise translate(exc, what="clearing the source row's flag", mapping=sides.mapping.name) from exc
 
@@ -254,8 +254,7 @@ def _update_source(
 
 def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
     try:
-        with sides.target_dialect.engine.begin() as conn:
-            upsert_one(sides, conn, stored_after)
+        in_transaction(sides.target_dialect.engine, lambda conn: upsert_one(sides, conn, stored_after))
     except Exception as exc:
         raise translate(exc, what=f"upsert into {sides.mapping.target_zone} table {sides.target.name!r}",
                         mapping=sides.mapping.name) from exc  # fmt: skip

@@ -1,4 +1,5 @@
-"""MariaDB / MySQL: rows joined as bound values (a few) or LOAD DATA LOCAL INFILE into a temporary table (more)."""
+"""MariaDB 10.5+ and MySQL 8 through PyMySQL: how to connect, what its errors mean, rows joined as bound values
+(a few) or LOAD DATA LOCAL INFILE into a temporary table (more)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,135 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import polars as pl
+import pymysql
 import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import BINARY, CHAR
 from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 from zonesync.schemas.errors import KeyCollision, RefusedValue
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
+from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
+
+
+class MariaDBConnecting(Connecting):
+    """PyMySQL with session limits set at connect, socket timeouts for a silent server, and LOAD DATA allowed."""
+
+    url_names = ("mariadb", "mysql")
+    driver = "pymysql"
+    replaced_drivers = frozenset({"mysqldb", "mariadbconnector"})
+
+    def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
+        return {
+            "local_infile": True,
+            "charset": "utf8mb4",
+            "connect_timeout": limits.connect,
+            # PyMySQL's socket timeouts: no answer to a read or a write for this long and the connection is given up.
+            "read_timeout": limits.deadline,
+            "write_timeout": limits.deadline,
+            "init_command": mariadb_init_command(limits),
+        }
+
+    def install(self, engine: Engine, limits: Limits) -> None:
+        sa.event.listen(engine, "do_connect", _bounded_connect)
+
+    def connectorx_url(self, url: URL, limits: Limits) -> str:
+        """The connect timeout (the session limits come with the query: `connectorx_query`).
+
+        prefer_socket=false: connectorx's MySQL driver otherwise switches a 127.0.0.1 URL to the local server's
+        Unix socket — past a tunnel or proxy on that port, to another server than the URL names.
+        """
+        plain = url.set(drivername="mysql", query={}).render_as_string(hide_password=False)
+        return f"{plain}?tcp_connect_timeout_ms={milliseconds(limits.connect)}&prefer_socket=false"
+
+    def connectorx_query(self, sql: str, limits: Limits) -> str:
+        """`sql` with the session limits of `mariadb_init_command`, in a MariaDB-only executable comment as there."""
+        lock = whole_seconds(limits.lock)
+        limit_clause = (
+            f"max_statement_time={limits.statement:.3f}, innodb_lock_wait_timeout={lock}, lock_wait_timeout={lock}"
+        )
+        return f"/*M!100301 SET STATEMENT {limit_clause} FOR */ {sql}"
+
+
+def mariadb_init_command(limits: Limits) -> str:
+    """The session settings of a MariaDB/MySQL connection (one statement: PyMySQL sends only one).
+
+    Lock waits take whole seconds (at least 1). `max_statement_time` is MariaDB's: it sits in a MariaDB-only
+    executable comment, which MySQL reads as a plain comment (MySQL is then bounded by the read timeout only).
+    """
+    lock = whole_seconds(limits.lock)
+    return (
+        "SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'), "
+        f"innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock}"
+        f" /*M!100108 , max_statement_time = {limits.statement:.3f} */"
+    )
+
+
+class BoundedPyMySQL(pymysql.connections.Connection):
+    """PyMySQL reads the server's greeting with the *read* timeout: a server that accepts the connection and
+    never answers would hold it for the statement limit. Connecting uses the connect timeout instead."""
+
+    _read_timeout: float | None  # PyMySQL's own (untyped) attributes
+    _write_timeout: float | None
+    connect_timeout: float | None
+
+    def connect(self, sock: Any = None) -> None:
+        read, write = self._read_timeout, self._write_timeout
+        self._read_timeout = self._write_timeout = self.connect_timeout
+        try:
+            super().connect(sock)
+        finally:  # the next read or write sets the socket's timeout back (PyMySQL compares it before each)
+            self._read_timeout, self._write_timeout = read, write
+
+
+def _bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    return BoundedPyMySQL(*cargs, **cparams)
+
+
+class MariaDBErrors(DriverErrors):
+    """Error numbers (PyMySQL's errors are (number, message))."""
+
+    driver_errors = (pymysql.err.Error,)
+    # lock wait timeout, deadlock; can't connect (socket, TCP), server gone, lost connection; too many
+    # connections, shutdown in progress
+    transient_codes = frozenset({1205, 1213, 2002, 2003, 2006, 2013, 1040, 1053})
+    deadlock_codes = frozenset({1213})
+    lock_timeout_codes = frozenset({1205})
+    refusal_codes = {
+        "duplicate_key": frozenset({1062, 1022}),
+        "missing_required": frozenset({1048, 1364}),
+        "invalid_value": frozenset({1406, 1264, 1292, 1366, 3819, 4025}),
+    }
+    # MariaDB (4025) and MySQL (3819) report a failed CHECK constraint as an OperationalError.
+    row_level_codes = frozenset({4025, 3819})
+
+    def code(self, original: BaseException) -> int | None:
+        args: tuple[object, ...] = tuple(original.args)
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def message(self, original: BaseException) -> str:
+        args: tuple[object, ...] = tuple(original.args)
+        return args[1] if len(args) > 1 and isinstance(args[1], str) else str(original)
+
+    def limit_reached(self, original: BaseException) -> LimitReached | None:
+        code = self.code(original)
+        if code == 2013 and "timed out" in self.message(original).lower():  # PyMySQL's read timeout
+            return "silent"
+        if code == 1969:  # max_statement_time exceeded
+            return "statement"
+        if code == 1205:  # lock wait timeout exceeded
+            return "lock"
+        return None
 
 
 class MariaDBDialect(Dialect):
-    """MariaDB 10.5+ and MySQL 8 through PyMySQL (registered for both names)."""
+    """MariaDB's reads, writes and DDL (MySQL 8 shares them)."""
 
     name: ClassVar[str] = "mariadb"
+    connecting = MariaDBConnecting()
+    errors = MariaDBErrors()
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.CHAR()  # MariaDB casts to CHAR, not TEXT
     supports_partial_index: ClassVar[bool] = False
 
@@ -240,3 +357,6 @@ def update_then_insert(
         return [insert]
     differs = sa.or_(*(sa.not_(same(target.c[name], column)) for name, column in updates.items()))
     return [sa.update(target).where(*same_key, differs).values(updates), insert]
+
+
+DIALECT = MariaDBDialect

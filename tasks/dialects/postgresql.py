@@ -1,4 +1,5 @@
-"""PostgreSQL: COPY into a temporary table, then one set-based statement."""
+"""PostgreSQL 14+ through psycopg 3: how to connect, what its errors mean, COPY into a temporary table, then
+one set-based statement."""
 
 from __future__ import annotations
 
@@ -6,15 +7,20 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
 import polars as pl
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
+from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.postgresql_watchdog import Watchdog
+from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
 
 _COPY_CHUNK = 8 * 1024 * 1024
 _TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.US"
@@ -25,10 +31,85 @@ def _has_time_zone(column: sa.ColumnElement[Any]) -> bool:
     return bool(getattr(column.type, "timezone", False))
 
 
+class PostgresConnecting(Connecting):
+    """psycopg with the server enforcing the statement and lock limits, and a watchdog for a silent server."""
+
+    url_names = ("postgresql", "postgres")
+    aliases = {"postgres": "postgresql"}
+    driver = "psycopg"
+    replaced_drivers = frozenset({"psycopg2"})
+    # Passed on to psycopg and connectorx alike (both take these, measured with psycopg 3.3 and connectorx 0.4.6).
+    url_parameters = frozenset(
+        {
+            "options", "application_name", "sslmode", "sslrootcert", "sslcert", "sslkey", "channel_binding",
+            "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval", "tcp_user_timeout",
+            "host", "hostaddr",
+        }
+    )  # fmt: skip
+
+    def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
+        return {"connect_timeout": whole_seconds(limits.connect), "options": postgres_options(url, limits)}
+
+    def install(self, engine: Engine, limits: Limits) -> Watchdog:
+        """The watchdog gives up a connection whose server sends nothing within the deadline."""
+        watchdog = Watchdog(limits.deadline)
+        sa.event.listen(engine, "do_connect", watchdog.connect)
+        return watchdog
+
+    def connectorx_url(self, url: URL, limits: Limits) -> str:
+        """The same `options` as the driver (timeouts, the URL's own options, UTC) and the connect timeout."""
+        query = {name: value for name, value in url.query.items() if name != "options" and isinstance(value, str)}
+        query |= {"options": postgres_options(url, limits), "connect_timeout": str(whole_seconds(limits.connect))}
+        plain = url.set(drivername="postgresql", query={})
+        # Percent-encoded, a space as %20: connectorx does not decode '+' (it read "-c+lock_timeout" as a name).
+        return f"{plain.render_as_string(hide_password=False)}?{urlencode(query, quote_via=quote)}"
+
+
+def postgres_options(url: URL, limits: Limits) -> str:
+    """The libpq `options` of a connection: zonesync's timeouts, then the URL's own `options`, then UTC.
+
+    The URL's options come after the timeouts (a zone may tune its own) and before the time zone (every
+    connection runs in UTC). Passed as a connect argument, `options` would otherwise replace the URL's.
+    """
+    theirs = url.query.get("options")
+    ours = f"-c statement_timeout={milliseconds(limits.statement)} -c lock_timeout={milliseconds(limits.lock)}"
+    return " ".join(part for part in (ours, theirs if isinstance(theirs, str) else "", "-c timezone=UTC") if part)
+
+
+class PostgresErrors(DriverErrors):
+    """SQLSTATEs."""
+
+    driver_errors = (psycopg.Error,)
+    # connection exceptions (class 08), serialization failure, deadlock, lock not available, shutdowns, too many
+    # connections
+    transient_prefixes = ("08", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300")
+    deadlock_codes = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+    lock_timeout_codes = frozenset({"55P03"})
+    refusal_codes = {
+        "duplicate_key": frozenset({"23505"}),
+        "missing_required": frozenset({"23502"}),
+        "invalid_value": frozenset({"23514", "22001", "22003", "22007", "22008", "22P02"}),
+    }
+
+    def code(self, original: BaseException) -> str | None:
+        state = getattr(original, "sqlstate", None)
+        return state if isinstance(state, str) else None
+
+    def limit_reached(self, original: BaseException) -> LimitReached | None:
+        text, code = str(original).lower(), self.code(original)
+        if code == "57014" and "statement timeout" in text:
+            return "statement"
+        if code == "55P03" and "lock timeout" in text:
+            return "lock"
+        return None
+
+
 class PostgresDialect(Dialect):
-    """PostgreSQL 14+ through psycopg 3."""
+    """PostgreSQL's reads, writes and DDL."""
 
     name: ClassVar[str] = "postgresql"
+    connecting = PostgresConnecting()
+    errors = PostgresErrors()
     max_decimal_precision: ClassVar[int] = 1000
 
     def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
@@ -191,3 +272,6 @@ class PostgresDialect(Dialect):
         if _has_time_zone(column):
             return sa.literal(moment, sa.DateTime(timezone=True))
         return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
+
+
+DIALECT = PostgresDialect

@@ -1,4 +1,5 @@
-"""SQLite: executemany of plain tuples in one transaction (no COPY, and no temporary table needed).
+"""SQLite 3.35+ through the standard library driver: how to open a file, what its errors mean, executemany of
+plain tuples in one transaction (no COPY, and no temporary table needed).
 
 SQLite has no exact decimal or tz-aware timestamp type, so those columns are read as text and
 parsed exactly; written as canonical text.
@@ -7,18 +8,24 @@ parsed exactly; written as canonical text.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
+from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached
+from zonesync.tasks.limits import Limits, milliseconds
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
 _MAX_COMPILATIONS = 256
@@ -114,10 +121,69 @@ class _DecimalSum:
         return None if self.total is None else f"{self.total:f}"
 
 
+class SQLiteConnecting(Connecting):
+    """A file given by an absolute path, in WAL mode, with the lock limit as its busy timeout."""
+
+    url_names = ("sqlite",)
+
+    def normalize(self, url: URL, setting: str) -> URL:
+        self.check_query(url, setting)
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(f"{setting}: an in-memory SQLite database cannot be shared; give a file path")
+        return url.set(database=str(Path(url.database).expanduser().resolve()))
+
+    def prepare(self, url: URL) -> None:
+        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+
+    def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
+        return {"timeout": limits.lock, "check_same_thread": False}  # the busy timeout: how long a lock is awaited
+
+    def install(self, engine: Engine, limits: Limits) -> None:
+        busy = milliseconds(limits.lock)
+
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets the reader and the flag writer work on the same file at once; the busy timeout is how long
+            # a lock another connection holds is awaited (ZONESYNC_LOCK_TIMEOUT), then "database is locked".
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy}")
+            cursor.close()
+
+        sa.event.listen(engine, "connect", pragmas)
+
+    def connectorx_url(self, url: URL, limits: Limits) -> str:
+        return f"sqlite://{url.database}"
+
+
+class SQLiteErrors(DriverErrors):
+    """SQLite's errors are told by their message (the codes Python exposes are coarser)."""
+
+    driver_errors = (sqlite3.Error,)
+    _LOCKED = "database is locked"
+    _KNOWN = ("UNIQUE constraint failed", "NOT NULL constraint failed", "CHECK constraint failed", _LOCKED)
+    transient_codes = frozenset({_LOCKED})
+    lock_timeout_codes = frozenset({_LOCKED})  # the busy timeout ran out
+    refusal_codes = {
+        "duplicate_key": frozenset({"UNIQUE constraint failed"}),
+        "missing_required": frozenset({"NOT NULL constraint failed"}),
+        "invalid_value": frozenset({"CHECK constraint failed"}),
+    }
+    disconnect_words = (*DISCONNECT_WORDS, "unable to open database file")  # the file's directory is gone
+
+    def code(self, original: BaseException) -> str | None:
+        text = str(original)
+        return next((known for known in self._KNOWN if known in text), None)
+
+    def limit_reached(self, original: BaseException) -> LimitReached | None:
+        return "lock" if self.code(original) == self._LOCKED else None
+
+
 class SQLiteDialect(Dialect):
-    """SQLite 3.35+ through the standard library driver."""
+    """SQLite's reads, writes and DDL."""
 
     name: ClassVar[str] = "sqlite"
+    connecting = SQLiteConnecting()
+    errors = SQLiteErrors()
     small_batch: ClassVar[int] = sys.maxsize  # no COPY here: bound statements in one transaction are the fast path
     row_locks: ClassVar[bool] = False  # a writer locks the whole file
 
@@ -301,3 +367,6 @@ class SQLiteDialect(Dialect):
     def date_bound(self, day: date) -> sa.ColumnElement[Any]:
         """ISO date text."""
         return sa.literal(day.isoformat(), sa.String())
+
+
+DIALECT = SQLiteDialect

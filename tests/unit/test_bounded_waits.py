@@ -6,23 +6,42 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pymysql
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
 
-from zonesync.schemas.errors import ConfigError, NoAnswer, is_transient, translate
+from zonesync.schemas.errors import ConfigError, NoAnswer
 from zonesync.schemas.settings import get_settings
-from zonesync.tasks import breaker, cxread, engines, limits
-from zonesync.tasks.cxread import connectorx_query, connectorx_url, read_within_deadline
+from zonesync.tasks import breaker, engines, limits
+from zonesync.tasks.dialects import dialect_class, dialect_for, reading
+from zonesync.tasks.dialects.reading import read_within_deadline
 from zonesync.tasks.engines import create_engine, parse_url
-from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, Limits, connect_args, diagnosis
+from zonesync.tasks.failures import diagnosis, is_transient, translate
+from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, Limits
 
 LIMITS = Limits(connect=3.5, statement=4.25, lock=1.5)
 PG = "postgresql://sync:s3cret@db:5432/pay"
 MY = "mysql://sync:s3cret@db:3306/pay"
+
+
+def connect_args(url: URL, limits: Limits) -> dict[str, Any]:
+    """What the URL's database gives its driver."""
+    dialect = dialect_class(url.get_backend_name())
+    assert dialect is not None
+    return dialect.connecting.connect_args(url, limits)
+
+
+def connectorx_url(engine: Engine) -> str:
+    return dialect_for(engine).connecting.connectorx_url(engine.url, limits.limits_of(engine))
+
+
+def connectorx_query(engine: Engine, sql: str) -> str:
+    return dialect_for(engine).connecting.connectorx_query(sql, limits.limits_of(engine))
 
 
 # -- settings ----------------------------------------------------------------------------------------------------
@@ -215,7 +234,7 @@ def test_a_read_that_never_returns_is_given_up_after_its_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(limits, "STATEMENT_GRACE_SECONDS", 0.1)  # the deadline
-    monkeypatch.setattr(cxread, "STATEMENT_GRACE_SECONDS", 0.1)  # its message
+    monkeypatch.setattr(reading, "STATEMENT_GRACE_SECONDS", 0.1)  # its message
     engine = create_engine(parse_url(PG, setting="S"), zone="internet", limits=Limits(0.2, 0.3, 1))
     never = threading.Event()
     started = time.monotonic()

@@ -11,8 +11,9 @@ from pydantic import SecretStr
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import Settings
 from zonesync.tasks import engines
-from zonesync.tasks.cxread import connectorx_url
+from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.engines import create_engine, describe, in_transaction, parse_url, zone_setting, zone_url
+from zonesync.tasks.limits import limits_of
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,8 @@ def test_describe_hides_the_password() -> None:
 )
 def test_connectorx_url_has_no_driver_suffix(url: str, expected: str) -> None:
     # The query (the engine's limits) is tested in test_bounded_waits.py.
-    assert connectorx_url(sa.create_engine(url)).partition("?")[0] == expected
+    engine = sa.create_engine(url)
+    assert dialect_for(engine).connecting.connectorx_url(engine.url, limits_of(engine)).partition("?")[0] == expected
 
 
 def test_create_engine_makes_the_sqlite_directory_without_connecting(tmp_path: Path) -> None:

@@ -11,18 +11,18 @@ import sqlalchemy.exc as sa_exc
 from prefect.states import Completed, Failed
 
 from zonesync.schemas.errors import (
+    NO_ANSWER,
     ConfigError,
     MappingError,
     RefusedValue,
     SyncError,
     TerminalSyncError,
     TransientSyncError,
-    is_transient,
-    retry_transient,
     scrub,
     short_message,
-    translate,
 )
+from zonesync.tasks.failures import is_transient, translate
+from zonesync.tasks.retrying import DEADLOCK_ATTEMPTS, retry_delay, retry_task
 
 
 def wrapped(kind: type[sa_exc.DBAPIError], driver_error: Exception, **kwargs: object) -> sa_exc.DBAPIError:
@@ -180,13 +180,13 @@ def test_mapping_errors_are_config_errors() -> None:
     assert issubclass(ConfigError, TerminalSyncError)
 
 
-# -- Prefect retry condition ---------------------------------------------------------------------
+# -- the one retry policy (tasks/retrying.py) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("state", "retry"),
     [
-        (Failed(data=TransientSyncError("deadlock")), True),
+        (Failed(data=TransientSyncError("zone down")), True),
         (Failed(data=PG_DEADLOCK), True),
         (Failed(data=TerminalSyncError("bad row")), False),
         (Failed(data=PG_UNIQUE), False),
@@ -194,5 +194,55 @@ def test_mapping_errors_are_config_errors() -> None:
     ],
     ids=["transient", "driver-deadlock", "terminal", "driver-unique", "completed"],
 )
-def test_retry_transient_retries_only_transient_failures(state: object, retry: bool) -> None:
-    assert retry_transient(None, None, state) is retry
+def test_prefect_retries_only_transient_failures(state: object, retry: bool) -> None:
+    assert retry_task(None, None, state) is retry
+
+
+def _deadlock() -> sa_exc.DBAPIError:
+    return wrapped(sa_exc.OperationalError, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+
+def test_a_deadlock_is_run_again_by_its_transaction_then_by_nobody() -> None:
+    delays = [retry_delay(_deadlock(), attempt) for attempt in range(1, DEADLOCK_ATTEMPTS)]
+    assert delays == [0.05, 0.1, 0.2]
+    spent = _deadlock()
+    assert retry_delay(spent, DEADLOCK_ATTEMPTS) is None
+    try:  # as the sync raises it: translated, from the driver's error
+        raise translate(spent, what="upsert into internet table 'merchant'") from spent
+    except TransientSyncError as exc:
+        assert is_transient(exc) and retry_task(None, None, Failed(data=exc)) is False  # not 4 x 3
+
+
+def test_a_deadlock_in_a_transaction_that_could_not_run_it_again_is_left_to_prefect() -> None:
+    """A deadlock in a caller's transaction (held across zones) was never retried: Prefect runs the task again."""
+    error = _deadlock()
+    try:
+        raise translate(error, what="recording the batch") from error
+    except TransientSyncError as exc:
+        assert retry_task(None, None, Failed(data=exc)) is True
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        wrapped(sa_exc.OperationalError, psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")),
+        wrapped(sa_exc.OperationalError, pymysql.err.OperationalError(1205, "Lock wait timeout exceeded")),
+        wrapped(sa_exc.OperationalError, sqlite3.OperationalError("database is locked")),
+        wrapped(sa_exc.IntegrityError, pymysql.err.IntegrityError(1062, "Duplicate entry '1' for key 'PRIMARY'")),
+    ],
+    ids=["pg-lock-timeout", "mysql-lock-timeout", "sqlite-busy", "duplicate"],
+)
+def test_a_wait_that_lasted_its_whole_limit_is_not_repeated_at_once(error: BaseException) -> None:
+    assert retry_delay(error, 1) is None
+
+
+def test_a_dead_connection_is_run_again_once_unless_the_server_went_silent() -> None:
+    def dead(silent: bool = False) -> sa_exc.DBAPIError:
+        driver = psycopg.OperationalError("server closed the connection unexpectedly")
+        if silent:
+            setattr(driver, NO_ANSWER, True)
+        return wrapped(sa_exc.DBAPIError, driver, connection_invalidated=True)
+
+    assert retry_delay(dead(), 1) == 0.0
+    assert retry_delay(dead(), 2) is None
+    assert retry_delay(dead(silent=True), 1) is None

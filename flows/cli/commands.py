@@ -1,4 +1,4 @@
-"""The `zonesync` command line. User mistakes print one line and exit non-zero."""
+"""The `zonesync` commands. User mistakes print one line and exit non-zero."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
-from zonesync.flows.cli_support import (
+from zonesync.flows.cli.support import (
     age,
     console,
     friendly_errors,
@@ -275,13 +275,13 @@ def mappings(
 @friendly_errors
 def demo() -> None:
     """Run the whole story on the embedded SQLite default: push, retry, update with rollback, end-day check."""
-    from zonesync.flows.demo import run_demo
+    from zonesync.flows.cli.demo import run_demo
     from zonesync.schemas.settings import ZONES
     from zonesync.tasks.engines import zone_url
 
     for zone in ZONES:
         url = zone_url(zone)
-        if url.get_backend_name() != "sqlite" or "/.zonesync/" not in (url.database or ""):
+        if "/.zonesync/" not in (url.database or ""):  # the default files (a server's database has no path)
             raise ConfigError(
                 "the demo recreates its tables and runs only on the default SQLite files; "
                 f"unset ZONESYNC_{zone.upper()}_URL"
@@ -305,7 +305,3 @@ def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
-
-
-if __name__ == "__main__":
-    main()

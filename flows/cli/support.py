@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from zonesync.schemas.errors import ConfigError, SyncError, translate
+from zonesync.schemas.errors import ConfigError, SyncError
+from zonesync.tasks.failures import translate
 
 console = Console(width=max(120, Console().width))
 errors = Console(stderr=True, soft_wrap=True)

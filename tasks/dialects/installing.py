@@ -1,0 +1,55 @@
+"""What `zonesync init` installs or advises on a database: the writers'-contract trigger, indexes, storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from zonesync.tasks.dialects.reading import Reads
+
+VersionKind = Literal["timestamptz", "timestamp", "integer", "text_timestamp"]
+
+
+@dataclass(frozen=True)
+class WritersTrigger:
+    """What the writers'-contract trigger of one source table enforces: when an UPDATE changes a watched column
+    of a row whose flag stays true, the flag goes back to false; when it leaves the version column as it was,
+    the version moves on (`version_kind` says how: now, or + 1)."""
+
+    table: sa.Table
+    watched: tuple[str, ...]
+    flag: str
+    keys: tuple[str, ...]
+    version: str | None = None
+    version_kind: VersionKind | None = None
+
+    @property
+    def name(self) -> str:
+        """The trigger's (and on PostgreSQL its function's) name."""
+        return f"zonesync_writers_{self.table.name}"[:63]
+
+
+class Installing(Reads):
+    """DDL and advice; the trigger is each database's own."""
+
+    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
+        """DDL that (re)installs the writers'-contract trigger of a source table (idempotent)."""
+        raise NotImplementedError
+
+    def table_advice(self, table: sa.Table) -> list[str]:
+        """Storage settings that make flagging cheaper on this database (none by default)."""
+        return []
+
+    def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
+        """DDL of the index that makes reading the unsynced rows cheap."""
+        flag = table.c[flag_column]
+        index = sa.Index(
+            f"ix_{table.name}_{flag_column}_pending"[:63],
+            *(table.c[key] for key in keys),
+            postgresql_where=self.not_synced(flag),
+            sqlite_where=self.not_synced(flag),
+        )
+        return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"

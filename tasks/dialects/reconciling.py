@@ -1,0 +1,64 @@
+"""Reconciliation: one canonical text per value and one hash, computed alike on every database."""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from zonesync.tasks.dialects.core import DialectCore
+
+
+class Reconciling(DialectCore):
+    """The expressions the reconciliation queries are built from."""
+
+    max_decimal_precision: ClassVar[int] = 65
+
+    def prepare_reconcile(self, conn: Connection) -> None:
+        """Ready a connection for the reconciliation queries (SQLite registers its functions)."""
+
+    def as_text(self, expression: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """An expression as this database's text type."""
+        return sa.cast(expression, self.text_type)
+
+    def decimal_text(self, column: sa.ColumnElement[Any], scale: int) -> sa.ColumnElement[Any]:
+        """Exactly `scale` decimals; the widest precision, so an oversized value differs instead of failing."""
+        return sa.cast(column, sa.Numeric(self.max_decimal_precision, scale))
+
+    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC."""
+        raise NotImplementedError
+
+    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """'YYYY-MM-DD'."""
+        raise NotImplementedError
+
+    def concat(self, parts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+        """Text concatenation (NULL if any part is NULL)."""
+        return functools.reduce(operator.add, parts)
+
+    def md5(self, text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """The MD5 digest of UTF-8 text as 32 lowercase hex digits."""
+        return sa.func.md5(text, type_=sa.String())
+
+    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+        """The first 8 hex digits of a digest as a non-negative integer."""
+        raise NotImplementedError
+
+    def exact_sum(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
+        """SUM without rounding (numeric / DECIMAL arithmetic on servers)."""
+        return sa.func.sum(column)
+
+    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """A UTC instant in the form a timestamp column stores it, to compare with."""
+        return sa.literal(moment, sa.DateTime(timezone=True))
+
+    def date_bound(self, day: date) -> sa.ColumnElement[Any]:
+        """A date in the form a date column stores it."""
+        return sa.literal(day, sa.Date())

@@ -1,0 +1,161 @@
+"""The house rules of the source tree (docs/architecture.md): arrows run one way, and every database difference
+lives in its module under tasks/dialects/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from zonesync.tasks.dialects import DIALECTS, supported_names
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = ("schemas", "tasks", "flows", "deployments")  # each may import only those before it
+BACKEND_NAMES = {"postgresql", "postgres", "mariadb", "mysql", "sqlite"}
+DRIVERS = {"psycopg", "psycopg2", "pymysql", "sqlite3", "connectorx"}
+# Column storage per database is declared with SQLAlchemy's with_variant, in one place.
+STORAGE_DECLARATIONS = ROOT / "schemas" / "types.py"
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (zonesync.tasks.load ...)."""
+    found = {}
+    for layer in LAYERS:
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(("zonesync", *parts)).removesuffix(".__init__")
+            found[name] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules a file imports, anywhere in it (deferred imports count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[1]
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    wrong = []
+    for module, path in MODULES.items():
+        allowed = LAYERS[: LAYERS.index(_layer(module)) + 1]
+        for imported in _imports(path):
+            if imported.startswith("zonesync.") and _layer(imported) not in allowed:
+                wrong.append(f"{module} imports {imported}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Which modules each module imports; a package and its own submodules aside (that is how one is assembled)."""
+    graph = {}
+    for module, path in MODULES.items():
+        imported = {name for name in _imports(path) if name in MODULES and name != module}
+        graph[module] = {n for n in imported if not (n.startswith(f"{module}.") or module.startswith(f"{n}."))}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle, or [] (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = 1
+        path.append(module)
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                return [*path[path.index(imported) :], imported]
+            if imported not in state and (found := visit(imported)):
+                return found
+        path.pop()
+        state[module] = 2
+        return []
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return []
+
+
+def test_no_import_cycles() -> None:
+    assert _cycle(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def _outside_dialects() -> list[tuple[str, Path]]:
+    return [(m, p) for m, p in MODULES.items() if not m.startswith("zonesync.tasks.dialects")]
+
+
+def test_no_module_outside_the_dialects_imports_a_database_driver() -> None:
+    wrong = [
+        f"{module} imports {name}"
+        for module, path in _outside_dialects()
+        for name in _imports(path)
+        if name.split(".")[0] in DRIVERS
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_module_outside_the_dialects_names_a_database() -> None:
+    """A string such as "postgresql" outside tasks/dialects/ is a database difference in the wrong place."""
+    wrong = []
+    for module, path in _outside_dialects():
+        if path == STORAGE_DECLARATIONS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in BACKEND_NAMES:
+                wrong.append(f"{module}:{node.lineno} names {node.value!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("module", ["postgresql", "mariadb", "sqlite"])
+def test_each_database_module_is_found_by_itself(module: str) -> None:
+    """No registry to edit: a module with a DIALECT is a supported database, under every name it answers to."""
+    path = ROOT / "tasks" / "dialects" / f"{module}.py"
+    assert "DIALECT = " in path.read_text()
+    dialect = next(cls for cls in set(DIALECTS.values()) if cls.__module__.endswith(f".{module}"))
+    assert set(dialect.connecting.url_names) <= set(supported_names())
+    assert all(DIALECTS[name] is dialect for name in dialect.connecting.url_names)
+
+
+def _calls(path: Path, method: str) -> int:
+    tree = ast.parse(path.read_text())
+    return sum(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
+        for node in ast.walk(tree)
+    )
+
+
+def test_transactions_are_opened_in_one_place() -> None:
+    """`engines.in_transaction` opens them; only the two held open while the other zone is written (a claim, the
+    update's source row) open their own, and two-phase commit its prepared ones."""
+    opened = {module: _calls(path, "begin") for module, path in MODULES.items() if _calls(path, "begin")}
+    assert opened == {"zonesync.tasks.engines": 1, "zonesync.tasks.batch": 1, "zonesync.tasks.update": 1}
+    prepared = {module for module, path in MODULES.items() if _calls(path, "begin_twophase")}
+    assert prepared == {"zonesync.tasks.twophase"}
+
+
+def test_the_flows_do_not_depend_on_the_command_line() -> None:
+    users = {
+        module
+        for module, path in MODULES.items()
+        if not module.startswith("zonesync.flows.cli")
+        and any(n.startswith("zonesync.flows.cli") for n in _imports(path))
+    }
+    assert users == set()
