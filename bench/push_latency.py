@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import count
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -52,10 +53,22 @@ def _configure(intranet: str, internet: str) -> None:
 
     os.environ.update(ZONESYNC_INTRANET_URL=intranet, ZONESYNC_INTERNET_URL=internet)
     os.environ["ZONESYNC_MAPPING_MODULES"] = "zonesync.schemas.examples"
+    _declare_client()
     get_settings.cache_clear()
     _registry.cache_clear()
     dispose_engines()
     reset_demo_zones(get_engine("intranet"), get_engine("internet"))
+
+
+def _declare_client() -> None:
+    """A client that may push merchants, as a deployment declares one: every request carries its key, and the
+    server checks it (the clients, in this process or their own, read it from the environment)."""
+    from zonesync.schemas.api_clients import new_client
+
+    key, line = new_client("bench", {"merchants": frozenset({"push"})})
+    clients_file = Path(tempfile.mkdtemp(prefix="zonesync-bench-")) / "api-clients.toml"
+    clients_file.write_text(line + "\n", encoding="utf-8")
+    os.environ.update(ZONESYNC_API_CLIENTS_FILE=str(clients_file), ZONESYNC_BENCH_API_KEY=key)
 
 
 @contextmanager
@@ -184,7 +197,8 @@ def _clients(base_url: str, requests: int, clients: int, first_key: int, kind: s
 
 def _httpx_client(base_url: str, share: int, next_key: Callable[[], int]) -> list[float]:
     """One httpx client (keep-alive), as a Python application would push."""
-    with httpx.Client(base_url=base_url, headers={"content-type": "application/json"}) as client:
+    headers = {"content-type": "application/json", "authorization": f"Bearer {os.environ['ZONESYNC_BENCH_API_KEY']}"}
+    with httpx.Client(base_url=base_url, headers=headers) as client:
 
         def push(key: int) -> None:
             response = client.post(PUSH_PATH, content=RECORD % (key, key))
@@ -198,12 +212,13 @@ def _raw_client(base_url: str, share: int, next_key: Callable[[], int]) -> list[
     """One keep-alive HTTP/1.1 connection spoken directly over a socket, as a load generator (wrk) does: a few
     microseconds of CPU a request, where httpx takes ~0.4 ms that the server, on 2 cores, would have used."""
     host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
+    authorization = f"authorization: Bearer {os.environ['ZONESYNC_BENCH_API_KEY']}\r\n"
     with socket.create_connection((host, port)) as connection, connection.makefile("rb") as answers:
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def push(key: int) -> None:
             body = (RECORD % (key, key)).encode()
-            head = f"POST {PUSH_PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            head = f"POST {PUSH_PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n{authorization}"
             connection.sendall(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
             status, length = answers.readline(), 0
             while (line := answers.readline()) not in (b"\r\n", b""):

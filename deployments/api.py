@@ -4,7 +4,8 @@
 about a second); success and pending pushes are announced as Prefect events instead. Pushes of one mapping run
 one at a time; the requests that arrive meanwhile are written together as the next batch (one source
 transaction, one validation, one target upsert, one flag update), each still answered for its own records.
-Start it with `zonesync api` (or `uvicorn zonesync.deployments.api:create_app --factory`).
+Start it with `zonesync api` (or `uvicorn zonesync.deployments.api:create_app --factory`). Every request but
+/health needs a declared client's key, and writes need the client's scope (`deployments/guard.py`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from prefect.logging import get_logger
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from zonesync.deployments.guard import CLIENT, Guard
+from zonesync.schemas.api_clients import declared_clients
 from zonesync.schemas.errors import SyncError, scrub
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
-from zonesync.schemas.settings import ZONES, Zone
+from zonesync.schemas.settings import ZONES, Zone, get_settings
+from zonesync.tasks.audit import AuditEntry, record
 from zonesync.tasks.docs import record_schema, update_schema
-from zonesync.tasks.engines import health_engine
+from zonesync.tasks.engines import get_engine, health_engine
 from zonesync.tasks.events import emit_push_event, events_enabled
 from zonesync.tasks.limits import HEALTH_SECONDS
 from zonesync.tasks.push import Pusher, PushResult
@@ -49,8 +53,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "In both zones (the source row is flagged synced)."},
     202: {"description": "In the source zone; the target refused or failed, the cron retry carries it."},
     400: {"description": "The body is not JSON, or not an object or array of objects."},
+    401: {"description": "No client key, or a wrong one (`Authorization: Bearer <key>`)."},
+    403: {"description": "The client may not push records of this mapping."},
     404: {"description": "No such mapping."},
     409: {"description": "A record with this key exists already; nothing written."},
+    413: {"description": "The body or its number of records is over the limit; nothing read or written."},
     415: {"description": "The body is not sent as application/json."},
     422: {"description": "A record failed the source's checks (unknown column, bad value, missing field)."},
     503: {"description": "The source zone is unavailable; nothing written."},
@@ -58,8 +65,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 _UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Updated in both zones."},
     400: _RESPONSES[400],
+    401: _RESPONSES[401],
+    403: {"description": "The client may not update records of this mapping."},
     404: {"description": "No such row."},
     409: {"description": "The row changed meanwhile; nothing written."},
+    413: _RESPONSES[413],
     415: _RESPONSES[415],
     422: {"description": "The update fails a check; both zones keep their values."},
     503: {"description": "A zone is unavailable or busy; both zones keep their values."},
@@ -75,30 +85,44 @@ class ExactJSONResponse(JSONResponse):
 
 
 def create_app() -> FastAPI:
-    """The application: one push route per registered mapping (each documents its record shape) and /health."""
+    """The application: one push route per registered mapping (each documents its record shape) and /health.
+
+    Refuses to be made (ConfigError) when no client is declared, unless ZONESYNC_API_INSECURE_NO_AUTH is set.
+    """
     app = FastAPI(
         title="zonesync", summary="Push records to both zones at once.", version="0.1.0",
         default_response_class=ExactJSONResponse,
     )  # fmt: skip
+    settings = get_settings()
     mappings = all_mappings()
+    clients = declared_clients(settings, mappings)
+    if clients is None:
+        logger.warning("the HTTP API runs WITHOUT AUTHENTICATION (--insecure-no-auth): anyone who reaches it writes")
     pushers = {name: Coalescer(Pusher(mapping)) for name, mapping in mappings.items()}
+    max_records = settings.api_max_records
+    audit = AuditTrail(get_engine("intranet"))
 
     async def push(name: str, request: Request) -> JSONResponse:
-        body = await _json_body(request, name, mappings)
+        body = await _json_body(request, name, mappings, max_records)
         if isinstance(body, JSONResponse):
             return body
         result = await pushers[name].push(body if isinstance(body, list) else [body])
         emit_push_event(result)
-        return ExactJSONResponse(_push_json(result), status_code=_status_code(result))
+        status = _status_code(result)
+        await audit.add(AuditEntry(_client(request), name, "push", status, result.reason or result.status, result.keys))
+        return ExactJSONResponse(_push_json(result), status_code=status)
 
     async def update(name: str, request: Request) -> JSONResponse:
-        body = await _json_body(request, name, mappings)
+        body = await _json_body(request, name, mappings, max_records)
         if isinstance(body, JSONResponse):
             return body
         if not isinstance(body, dict):
             return _error(400, "invalid_body", 'expected {"key": {...}, "changes": {...}}')
         result = await run_in_threadpool(update_record, mappings[name], body.get("key"), body.get("changes"))
         status = 200 if result.status == "success" else UPDATE_STATUS.get(result.reason, 422)
+        await audit.add(
+            AuditEntry(_client(request), name, "update", status, result.reason or result.status, [result.key])
+        )
         return ExactJSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
 
     for mapping in mappings.values():
@@ -120,9 +144,23 @@ def create_app() -> FastAPI:
     app.add_exception_handler(SyncError, _sync_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(Guard, clients=clients, max_body_bytes=settings.api_max_body_bytes)
+    _declare_security(app, authenticated=clients is not None)
     if not events_enabled():
         logger.warning("PREFECT_API_URL is not set: pushes are not announced as Prefect events")
     return app
+
+
+def _declare_security(app: FastAPI, *, authenticated: bool) -> None:
+    """The OpenAPI document says every operation but /health needs a bearer key."""
+    schema = app.openapi()
+    if authenticated:
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "clientKey": {"type": "http", "scheme": "bearer", "description": "a key made by `zonesync api-key new`"}
+        }
+        schema["security"] = [{"clientKey": []}]
+        schema["paths"]["/health"]["get"]["security"] = []
+    app.openapi_schema = schema
 
 
 class Coalescer:
@@ -200,6 +238,41 @@ class Coalescer:
         return batch
 
 
+class AuditTrail:
+    """Records each answered write (`tasks/audit.py`) before it is answered; entries that arrive while a write
+    is under way go together in the next one (one statement for many concurrent requests)."""
+
+    def __init__(self, intranet: sa.Engine) -> None:
+        self.intranet = intranet
+        self._waiting: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, entry: AuditEntry) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((entry, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        await future
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await run_in_threadpool(record, self.intranet, [entry for entry, _ in batch])
+                finally:  # `record` logs its own failures: the writes it describes stand either way
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._writer = None
+
+
+def _client(request: Request) -> str:
+    """The authenticated client's name (`anonymous` when the API runs without authentication)."""
+    return str(request.scope.get(CLIENT, "anonymous"))
+
+
 def _settle(future: asyncio.Future[PushResult], outcome: PushResult | Exception) -> None:
     """Answer a waiting request (unless it went away: its records were pushed all the same)."""
     if future.done():
@@ -210,7 +283,7 @@ def _settle(future: asyncio.Future[PushResult], outcome: PushResult | Exception)
         future.set_result(outcome)
 
 
-async def _json_body(request: Request, name: str, mappings: dict[str, SyncMapping]) -> Any:
+async def _json_body(request: Request, name: str, mappings: dict[str, SyncMapping], max_records: int) -> Any:
     """The parsed body (numbers as exact decimals, never floats), or the error answer to send instead."""
     if name not in mappings:
         registered = ", ".join(sorted(mappings))
@@ -219,9 +292,13 @@ async def _json_body(request: Request, name: str, mappings: dict[str, SyncMappin
     if media_type not in JSON_TYPES and not media_type.endswith("+json"):
         return _error(415, "unsupported_media_type", "send the body as JSON, with Content-Type: application/json")
     try:
-        return parse_json(await request.body())
+        body = parse_json(await request.body())
     except ValueError as exc:
         return _error(400, "invalid_body", f"the request body is not valid JSON: {exc}")
+    if isinstance(body, list) and len(body) > max_records:
+        detail = f"{len(body)} records in one request; at most {max_records} (ZONESYNC_API_MAX_RECORDS)"
+        return _error(413, "too_many_records", detail)
+    return body
 
 
 def _bound(route: Any, name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,6 +60,15 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=10, gt=0, le=3600)
     statement_timeout: float = Field(default=300, gt=0, le=86_400)
     lock_timeout: float = Field(default=30, gt=0, le=86_400)
+
+    # The HTTP entry point (`zonesync api`). Its clients: a TOML file of `clients.<name> = {...}` lines
+    # (schemas/api_clients.py; `zonesync api-key new` prints one). Without it the API refuses to start, unless
+    # api_insecure_no_auth (`zonesync api --insecure-no-auth`, for local development) says otherwise.
+    api_clients_file: Path | None = None
+    api_insecure_no_auth: bool = False
+    # Refused before they are read (413): a body longer than this, a request with more records than this.
+    api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    api_max_records: int = Field(default=5_000, ge=1, le=1_000_000)
 
     def url_for(self, zone: Zone) -> SecretStr:
         """The (secret) database URL of a zone."""

@@ -83,6 +83,22 @@ sync_lease = sa.Table(
 )  # fmt: skip
 
 
+# The HTTP entry point's audit trail (tasks/audit.py): which client wrote which keys, when, with which outcome.
+api_audit = sa.Table(
+    "api_audit", metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("at", TIMESTAMP, nullable=False),
+    sa.Column("client", sa.String(63), nullable=False),
+    sa.Column("mapping", sa.String(63), nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),  # push, update
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status answered
+    sa.Column("outcome", sa.String(32), nullable=False),  # success, pending, or the reason code
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("record_keys", sa.Text, nullable=False),  # JSON array of the keys (the first AUDITED_KEYS)
+    sa.Index("ix_api_audit_at", "at"),
+)  # fmt: skip
+
+
 def utc_now() -> datetime:
     """Now, as the naive UTC the bookkeeping tables store."""
     return datetime.now(UTC).replace(tzinfo=None)

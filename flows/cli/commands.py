@@ -121,17 +121,82 @@ def push(
 @app.command()
 @friendly_errors
 def api(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback unless clients are declared).")] = (
+        "127.0.0.1"
+    ),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option("--insecure-no-auth", help="No client keys: anyone who reaches it writes (local development)."),
+    ] = False,
 ) -> None:
-    """Serve the HTTP entry point: POST /mappings/{name}/records (push), GET /health, /docs (OpenAPI)."""
+    """Serve the HTTP entry point: POST and PATCH /mappings/{name}/records, GET /health, /docs (OpenAPI)."""
     import uvicorn
 
+    from zonesync.schemas.api_clients import declared_clients
     from zonesync.schemas.registry import all_mappings
+    from zonesync.schemas.settings import get_settings
 
-    all_mappings()  # a bad mapping module is one clear line here, not a traceback in the server
-    uvicorn.run("zonesync.deployments.api:create_app", factory=True, host=host, port=port, workers=workers)
+    if insecure_no_auth:  # for the app factory, in this process and in each worker's
+        os.environ["ZONESYNC_API_INSECURE_NO_AUTH"] = "true"
+        get_settings.cache_clear()
+    clients = declared_clients(get_settings(), all_mappings())  # a bad mapping or clients file: one line here
+    if clients is None and not is_loopback(host):
+        raise ConfigError(f"refusing to listen on {host} without authentication: declare clients, or use 127.0.0.1")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("give --ssl-certfile and --ssl-keyfile together")
+    scheme = "https" if ssl_certfile else "http"
+    tls = "" if ssl_certfile else "; TLS is expected in front of it (a reverse proxy), or pass --ssl-certfile/keyfile"
+    who = "anyone (no authentication)" if clients is None else f"{len(clients.by_name)} declared client(s)"
+    console.print(f"zonesync API on {scheme}://{host}:{port} for {who}{tls}", highlight=False)
+    uvicorn.run(
+        "zonesync.deployments.api:create_app", factory=True, host=host, port=port, workers=workers,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None, ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )  # fmt: skip
+
+
+api_keys = typer.Typer(help="Keys of the HTTP API's clients.", no_args_is_help=True)
+app.add_typer(api_keys, name="api-key")
+
+
+@api_keys.command("new")
+@friendly_errors
+def api_key_new(
+    name: Annotated[str, typer.Argument(help="The client's name, e.g. payments-portal.")],
+    mapping: Annotated[list[str], typer.Option("--mapping", "-m", help="A mapping it may write (repeatable).")],
+    scope: Annotated[str, typer.Option(help="What it may do there: push, update, or push,update.")] = "push",
+) -> None:
+    """Make a client's key: print it once, and the line that declares the client (only the key's hash)."""
+    from zonesync.schemas.api_clients import SCOPES, new_client
+    from zonesync.schemas.registry import get_mapping
+
+    wanted = {part.strip() for part in scope.split(",") if part.strip()}
+    scopes = frozenset(known for known in SCOPES if known in wanted)
+    if not wanted or len(scopes) != len(wanted):
+        raise ConfigError(f"--scope {scope!r}: choose from {', '.join(SCOPES)} (comma-separated)")
+    for name_of_mapping in mapping:
+        get_mapping(name_of_mapping)
+    key, line = new_client(name, dict.fromkeys(mapping, scopes))
+    console.print(f"Key of client [bold]{name}[/] (shown once: give it to the client, keep no copy):", highlight=False)
+    print(key)
+    console.print("Add this line to the file ZONESYNC_API_CLIENTS_FILE names, then restart `zonesync api`:")
+    print(line)
+    console.print("The client sends it as the header: Authorization: Bearer <key>", highlight=False)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()
@@ -250,6 +315,30 @@ def status() -> None:
             str(job["rows_failed"]),
         )  # fmt: skip
     console.print(jobs)
+
+
+@app.command()
+@friendly_errors
+def audit(
+    client: Annotated[str | None, typer.Option(help="Only this client's requests.")] = None,
+    mapping: Annotated[str | None, typer.Option("--mapping", "-m", help="Only this mapping.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
+) -> None:
+    """The HTTP API's audit trail: which client wrote which keys, when, with which outcome."""
+    from zonesync.tasks.audit import recent
+    from zonesync.tasks.steps import require_bookkeeping
+
+    entries = recent(require_bookkeeping(), client=client, mapping=mapping, limit=limit)
+    table = Table("at (UTC)", "client", "mapping", "operation", "status", "outcome", "records", "keys",
+                  title="API audit trail")  # fmt: skip
+    for entry in entries:
+        keys = json.loads(entry.record_keys)
+        shown = ", ".join(json.dumps(key, ensure_ascii=False) for key in keys[:3]) + (" …" if entry.records > 3 else "")
+        table.add_row(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.client, entry.mapping, entry.operation, str(entry.status),
+            entry.outcome, str(entry.records), shown,
+        )  # fmt: skip
+    console.print(table if entries else "no API writes recorded")
 
 
 @app.command()

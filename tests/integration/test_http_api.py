@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +19,9 @@ from tests.conftest import ZonePair
 from tests.integration.helpers import errors, mapped, rows, source_rows, target_rows
 from zonesync.deployments.api import create_app
 from zonesync.schemas import settings
+from zonesync.schemas.api_clients import SCOPES, Scope, new_client
 from zonesync.schemas.examples import MERCHANTS
+from zonesync.schemas.registry import all_mappings
 from zonesync.tasks import engines
 
 RECORD = (
@@ -24,9 +30,37 @@ RECORD = (
 )
 
 
+@contextmanager
+def declared_clients(*clients: tuple[str, Mapping[str, frozenset[Scope]] | None]) -> Iterator[list[str]]:
+    """A clients file (ZONESYNC_API_CLIENTS_FILE) declaring each (name, scopes) — None: every scope on every
+    registered mapping; yields their keys."""
+    made = [new_client(name, scopes or dict.fromkeys(all_mappings(), frozenset(SCOPES))) for name, scopes in clients]
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "api-clients.toml"
+        path.write_text("".join(f"{line}\n" for _, line in made), encoding="utf-8")
+        previous = os.environ.get("ZONESYNC_API_CLIENTS_FILE")
+        os.environ["ZONESYNC_API_CLIENTS_FILE"] = str(path)
+        settings.get_settings.cache_clear()
+        try:
+            yield [key for key, _ in made]
+        finally:
+            if previous is None:
+                os.environ.pop("ZONESYNC_API_CLIENTS_FILE", None)
+            else:
+                os.environ["ZONESYNC_API_CLIENTS_FILE"] = previous
+            settings.get_settings.cache_clear()
+
+
 def serve() -> Iterator[httpx.Client]:
-    """Start the app on a free loopback port in a thread; yield a client; stop the server."""
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=0, log_level="warning"))
+    """Start the app on a free loopback port in a thread, with one client declared that may do everything;
+    yield an HTTP client that sends its key; stop the server."""
+    with declared_clients(("tests", None)) as [key]:
+        yield from serve_app(create_app(), headers={"authorization": f"Bearer {key}"})
+
+
+def serve_app(app: object, headers: Mapping[str, str] | None = None) -> Iterator[httpx.Client]:
+    """Serve `app` on a free loopback port in a thread; yield a client (sending `headers`); stop the server."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -35,7 +69,7 @@ def serve() -> Iterator[httpx.Client]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as client:
             yield client
     finally:
         server.should_exit = True
@@ -110,14 +144,11 @@ def test_a_duplicate_key_is_a_409_conflict_that_changes_nothing(client: httpx.Cl
     assert target_rows(demo.internet, MERCHANTS)[(1,)]["status"] == "A"
 
 
-def test_an_unknown_mapping_is_404(client: httpx.Client) -> None:
+def test_an_unknown_mapping_is_403_like_any_mapping_outside_the_clients_scopes(client: httpx.Client) -> None:
     response = post(client, RECORD % (1, "A"), mapping="customers")
 
-    assert response.status_code == 404
-    assert response.json() == {
-        "error": "unknown_mapping",
-        "detail": "unknown mapping 'customers' (registered: merchants, payments)",
-    }
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden", "detail": "client 'tests' may not push records of this mapping"}
 
 
 def test_health_reports_both_zones(client: httpx.Client) -> None:

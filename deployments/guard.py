@@ -1,0 +1,118 @@
+"""The HTTP entry point's gate, in front of everything else (plain ASGI: a few microseconds per request).
+
+- Every request but `GET /health` shows a client's key (`Authorization: Bearer <key>`): 401 without one or with a
+  wrong one, before anything about the request is looked at, so that nothing (not even whether a mapping
+  exists) is told to whoever has no key.
+- A write must be within the client's scopes: POST needs `push` on the mapping, PATCH `update`. 403 otherwise,
+  the same for a mapping that does not exist.
+- A body longer than the limit is refused with 413 before it is read: at once when Content-Length says so,
+  else as soon as the bytes received pass the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prefect.logging import get_logger
+
+from zonesync.schemas.api_clients import ApiClients, Scope
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/health"})
+CLIENT = "zonesync_api_client"  # the scope key that names the authenticated client, for the audit trail
+_RECORDS_PATH = re.compile(r"/mappings/([^/]+)/records")
+_SCOPE_OF_METHOD: dict[str, Scope] = {"POST": "push", "PATCH": "update"}
+logger = get_logger("zonesync.api")
+# With a body refused unread, the connection is closed: uvicorn would otherwise read the rest to discard it.
+_CLOSE = {"connection": "close"}
+
+
+class BodyTooLarge(Exception):
+    """The body passed the limit while it was being received."""
+
+
+class Guard:
+    """Authentication, scopes and the body limit (`clients` None: no authentication, local development only)."""
+
+    def __init__(self, app: ASGIApp, *, clients: ApiClients | None, max_body_bytes: int) -> None:
+        self.app, self.clients, self.max_body_bytes = app, clients, max_body_bytes
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            status, error = refusal[0], refusal[1]
+            who = f"client {scope[CLIENT]!r}" if CLIENT in scope else "no valid key"
+            logger.warning("refused %s %s (%s): %d %s", scope["method"], scope["path"][:200], who, status, error)
+            await _answer(send, *refusal)
+            return
+        await self._within_limit(scope, receive, send)
+
+    def _refusal(self, scope: Message) -> tuple[int, str, str, dict[str, str]] | None:
+        """(status, error, detail, headers) when the request may not go on."""
+        headers = dict(scope["headers"])
+        if self.clients is not None and scope["path"] not in OPEN_PATHS:
+            client = self.clients.authenticate(_bearer(headers))
+            if client is None:
+                detail = "send a client's key as 'Authorization: Bearer <key>' (`zonesync api-key new` makes one)"
+                return 401, "unauthorized", detail, {"www-authenticate": "Bearer"}
+            scope[CLIENT] = client.name
+            wanted = _SCOPE_OF_METHOD.get(scope["method"])
+            target = _RECORDS_PATH.fullmatch(scope["path"])
+            if wanted is not None and target is not None and not client.may(target.group(1), wanted):
+                detail = f"client {client.name!r} may not {wanted} records of this mapping"
+                return 403, "forbidden", detail, {}
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            return 413, "body_too_large", self._too_large, _CLOSE
+        return None
+
+    async def _within_limit(self, scope: Message, receive: Receive, send: Send) -> None:
+        """Run the app, counting the body's bytes as they arrive; 413 if they pass the limit."""
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise BodyTooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLarge:
+            if not started:
+                await _answer(send, 413, "body_too_large", self._too_large, _CLOSE)
+
+    @property
+    def _too_large(self) -> str:
+        return f"the body is larger than {self.max_body_bytes} bytes (ZONESYNC_API_MAX_BODY_BYTES)"
+
+
+def _bearer(headers: dict[bytes, bytes]) -> str:
+    scheme, _, credential = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _answer(send: Send, status: int, error: str, detail: str, headers: dict[str, str]) -> None:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
