@@ -319,6 +319,31 @@ def status() -> None:
 
 @app.command()
 @friendly_errors
+def grants(
+    zone: Annotated[str | None, typer.Option(help="Only this zone: intranet or internet (default: both).")] = None,
+    role: Annotated[
+        str, typer.Option(help="The role (MariaDB: user, or 'user'@'host') the flows run as.")
+    ] = "zonesync",
+) -> None:
+    """Print the least privileges the flows, the HTTP API and `recover` need, as GRANT statements per zone.
+
+    Run them as the tables' owner; `zonesync init` (tables, triggers) runs as the owner too."""
+    from zonesync.schemas.registry import all_mappings
+    from zonesync.schemas.settings import ZONES
+    from zonesync.tasks.engines import describe, get_engine
+    from zonesync.tasks.grants import grant_statements
+
+    if zone is not None and zone not in ZONES:
+        raise ConfigError(f"--zone {zone!r}: choose intranet or internet")
+    for name in [z for z in ZONES if zone in (None, z)]:
+        engine = get_engine(name)
+        print(f"-- the {name} zone ({describe(engine)}): run as the tables' owner")
+        for statement in grant_statements(name, engine, all_mappings().values(), role):
+            print(statement)
+
+
+@app.command()
+@friendly_errors
 def audit(
     client: Annotated[str | None, typer.Option(help="Only this client's requests.")] = None,
     mapping: Annotated[str | None, typer.Option("--mapping", "-m", help="Only this mapping.")] = None,

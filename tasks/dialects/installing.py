@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import sqlalchemy as sa
@@ -32,11 +32,41 @@ class WritersTrigger:
         return f"zonesync_writers_{self.table.name}"[:63]
 
 
+PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+@dataclass
+class TableGrant:
+    """What a role may do to one table: whole-table privileges, and UPDATE of some columns only."""
+
+    table: sa.Table
+    privileges: set[str] = field(default_factory=set)
+    update_columns: set[str] = field(default_factory=set)
+
+    def allow(self, *privileges: str, update: Iterable[str] = ()) -> None:
+        self.privileges.update(privileges)
+        self.update_columns.update(update)
+
+    @property
+    def ordered(self) -> list[str]:
+        """The whole-table privileges in the usual order."""
+        return [privilege for privilege in PRIVILEGE_ORDER if privilege in self.privileges]
+
+    @property
+    def columns_to_update(self) -> list[str]:
+        """The columns granted UPDATE one by one (none when the whole table is)."""
+        return [] if "UPDATE" in self.privileges else sorted(self.update_columns)
+
+
 class Installing(Reads):
     """DDL and advice; the trigger is each database's own."""
 
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """DDL that (re)installs the writers'-contract trigger of a source table (idempotent)."""
+        raise NotImplementedError
+
+    def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
+        """The statements that give `role` these privileges, and what bulk loads and generated ids need."""
         raise NotImplementedError
 
     def table_advice(self, table: sa.Table) -> list[str]:

@@ -20,6 +20,7 @@ from zonesync.schemas.errors import KeyCollision, RefusedValue
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
 
 
@@ -260,6 +261,20 @@ class MariaDBDialect(Dialect):
             f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW BEGIN IF {changed} THEN "
             f"{' '.join(body)} END IF; END",
         ]
+
+    def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
+        """Table and column privileges in the zone's database, and CREATE TEMPORARY TABLES (bulk loads go through
+        temporary tables; a session may do anything with those it made). `role`: a user, 'name' or 'name'@'host'."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        who = role if "@" in role else f"'{role.replace(chr(39), '')}'@'%'"
+        database = quote(self.engine.url.database or "")
+        statements = [f"GRANT CREATE TEMPORARY TABLES ON {database}.* TO {who};"]
+        for grant in grants:
+            table = f"{database}.{quote(grant.table.name)}"
+            statements.append(f"GRANT {', '.join(grant.ordered)} ON {table} TO {who};")
+            if columns := grant.columns_to_update:
+                statements.append(f"GRANT UPDATE ({', '.join(map(quote, columns))}) ON {table} TO {who};")
+        return statements
 
     def insert(self, table: sa.Table) -> Any:
         """MySQL's INSERT construct."""

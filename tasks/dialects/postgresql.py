@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.dialects.postgresql_watchdog import Watchdog
 from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
 
@@ -244,6 +245,42 @@ class PostgresDialect(Dialect):
             f"DROP TRIGGER IF EXISTS {function} ON {table}",
             f"CREATE TRIGGER {function} BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()",
         ]
+
+    def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
+        """Table and column privileges, the schemas' USAGE, the sequences behind generated ids, and TEMPORARY
+        (bulk loads go through temporary tables)."""
+        preparer = self.engine.dialect.identifier_preparer
+        who = preparer.quote(role)
+        statements = [
+            f"GRANT CONNECT, TEMPORARY ON DATABASE {preparer.quote(self.engine.url.database or '')} TO {who};"
+        ]
+        for schema in sorted({grant.table.schema or "public" for grant in grants}):
+            statements.append(f"GRANT USAGE ON SCHEMA {preparer.quote_schema(schema)} TO {who};")
+        for grant in grants:
+            table = preparer.format_table(grant.table)
+            statements.append(f"GRANT {', '.join(grant.ordered)} ON TABLE {table} TO {who};")
+            if columns := grant.columns_to_update:
+                statements.append(
+                    f"GRANT UPDATE ({', '.join(map(preparer.quote, columns))}) ON TABLE {table} TO {who};"
+                )
+        statements += [f"GRANT USAGE ON SEQUENCE {sequence} TO {who};" for sequence in self._sequences(grants)]
+        return statements
+
+    def _sequences(self, grants: Sequence[TableGrant]) -> list[str]:
+        """The sequences that generate the ids of these tables' columns (serial, identity)."""
+        query = sa.text(
+            "SELECT pg_get_serial_sequence(:table, attname) FROM pg_attribute "
+            "WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 AND NOT attisdropped"
+        )
+        preparer = self.engine.dialect.identifier_preparer
+        with self.engine.connect() as conn:
+            found = {
+                sequence
+                for grant in grants
+                for (sequence,) in conn.execute(query, {"table": preparer.format_table(grant.table)})
+                if sequence
+            }
+        return sorted(found)
 
     def insert(self, table: sa.Table) -> Any:
         """PostgreSQL's INSERT construct."""

@@ -25,6 +25,7 @@ from zonesync.schemas.errors import ConfigError
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached
+from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.limits import Limits, milliseconds
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
@@ -315,6 +316,10 @@ class SQLiteDialect(Dialect):
             f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN {changed} "
             f"BEGIN UPDATE {table} SET {', '.join(sets)} WHERE {by_key}; END",
         ]
+
+    def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
+        """SQLite has no roles: whoever can write the file can do anything to it."""
+        return ["-- SQLite has no roles or grants: give only zonesync's user write access to the database files."]
 
     def insert(self, table: sa.Table) -> Any:
         """SQLite's INSERT construct."""

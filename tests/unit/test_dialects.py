@@ -435,3 +435,10 @@ def test_encode_keeps_nulls_and_text(name: str) -> None:
     assert set(frame.row(1)) == {2, None}
     assert frame["text"][0] == "Zürich 😀 '\""
     assert frame.columns == sample().columns
+
+
+def test_sqlite_has_no_grants_to_print() -> None:
+    dialect = dialect_for(sa.create_engine("sqlite://"))
+    assert dialect.grant_statements([], "zonesync") == [
+        "-- SQLite has no roles or grants: give only zonesync's user write access to the database files."
+    ]
