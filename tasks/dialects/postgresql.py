@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
@@ -48,6 +49,20 @@ class PostgresConnecting(Connecting):
         }
     )  # fmt: skip
 
+    def check_query(self, url: URL, setting: str) -> None:
+        """As the base, and the TLS modes both readers can honour (`CONNECTORX_SSLMODE`)."""
+        super().check_query(url, setting)
+        mode = url.query.get("sslmode")
+        if mode == "verify-full":
+            raise ConfigError(
+                f"{setting}: sslmode=verify-full is not supported: connectorx, which reads the batches, cannot check "
+                "the server's host name; use sslmode=verify-ca with sslrootcert=<the CA's file>"
+            )
+        if mode == "verify-ca" and not url.query.get("sslrootcert"):
+            raise ConfigError(f"{setting}: sslmode=verify-ca needs sslrootcert=<the CA's file> (for connectorx too)")
+        if isinstance(mode, str) and mode not in CONNECTORX_SSLMODE:
+            raise ConfigError(f"{setting}: sslmode={mode!r} is not one of {', '.join(CONNECTORX_SSLMODE)}")
+
     def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
         return {"connect_timeout": whole_seconds(limits.connect), "options": postgres_options(url, limits)}
 
@@ -61,9 +76,19 @@ class PostgresConnecting(Connecting):
         """The same `options` as the driver (timeouts, the URL's own options, UTC) and the connect timeout."""
         query = {name: value for name, value in url.query.items() if name != "options" and isinstance(value, str)}
         query |= {"options": postgres_options(url, limits), "connect_timeout": str(whole_seconds(limits.connect))}
+        if "sslmode" in query:
+            query["sslmode"] = CONNECTORX_SSLMODE[query["sslmode"]]
         plain = url.set(drivername="postgresql", query={})
         # Percent-encoded, a space as %20: connectorx does not decode '+' (it read "-c+lock_timeout" as a name).
         return f"{plain.render_as_string(hide_password=False)}?{urlencode(query, quote_via=quote)}"
+
+
+# libpq's TLS modes and what connectorx 0.4.6 (which knows disable, prefer and require only) is given for each,
+# measured against a TLS-only server: `require` with `sslrootcert` verifies the certificate against that CA, as
+# libpq's `verify-ca` does (and as libpq's own `require` does when a root certificate is given); neither
+# checks the host name, which only libpq's `verify-full` does (refused: connectorx cannot).
+CONNECTORX_SSLMODE = {"disable": "disable", "allow": "prefer", "prefer": "prefer", "require": "require",
+                      "verify-ca": "require"}  # fmt: skip
 
 
 def postgres_options(url: URL, limits: Limits) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -199,3 +200,26 @@ def test_a_pooled_connection_idle_for_a_while_is_pinged_and_replaced_if_dead(
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
         assert conn.connection.dbapi_connection is not dead
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("sslmode=verify-full&sslrootcert=/ca.pem", "sslmode=verify-full is not supported: connectorx, which reads"),
+        ("sslmode=verify-ca", "sslmode=verify-ca needs sslrootcert=<the CA's file>"),
+        ("sslmode=sometimes", "sslmode='sometimes' is not one of disable, allow, prefer, require, verify-ca"),
+    ],
+    ids=["verify-full", "verify-ca-without-ca", "unknown-mode"],
+)
+def test_a_tls_mode_both_readers_cannot_honour_is_refused_in_one_line(query: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_url(f"postgresql://u@db/x?{query}", setting="ZONESYNC_INTERNET_URL")
+    assert str(refused.value).startswith(f"ZONESYNC_INTERNET_URL: {message}")
+
+
+def test_verify_ca_reaches_connectorx_as_require_with_the_ca_which_verifies_it_there() -> None:
+    """connectorx 0.4.6 knows disable, prefer and require; with sslrootcert, require verifies the CA
+    (tests/integration/test_database_tls.py shows it on a TLS-only server)."""
+    engine = sa.create_engine(parse_url("postgresql://u@db/x?sslmode=verify-ca&sslrootcert=/ca.pem", setting="S"))
+    query = parse_qs(urlsplit(dialect_for(engine).connecting.connectorx_url(engine.url, limits_of(engine))).query)
+    assert (query["sslmode"], query["sslrootcert"]) == (["require"], ["/ca.pem"])

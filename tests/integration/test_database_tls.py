@@ -1,0 +1,135 @@
+"""Database connections over TLS: a URL's TLS options reach psycopg and connectorx alike.
+
+The shared servers run without TLS (and are never reconfigured), so this test starts a private PostgreSQL
+cluster of its own that takes TLS connections only (`hostssl` in pg_hba.conf), with a certificate made for it
+by a test certificate authority.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.torture.clusters import PrivatePostgres
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import create_engine, parse_url
+
+pytestmark = pytest.mark.backend("postgresql")
+
+# The session's own encryption: pg_stat_ssl says whether the connection asking is encrypted.
+IS_ENCRYPTED = (
+    sa.select(sa.column("ssl", sa.Boolean))
+    .select_from(sa.table("pg_stat_ssl"))
+    .where(sa.column("pid") == sa.func.pg_backend_pid())
+)
+
+
+def _authority(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return key, certificate
+
+
+def _server_certificate(
+    authority: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A certificate for 127.0.0.1, signed by `authority`."""
+    ca_key, ca = authority
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    return key, certificate
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def tls_cluster() -> Iterator[tuple[PrivatePostgres, Path, Path]]:
+    """A private PostgreSQL that takes TLS connections only; the CA that signed its certificate, and another."""
+    cluster = PrivatePostgres()
+    authority = _authority("zonesync test CA")
+    key, certificate = _server_certificate(authority)
+    files = {
+        "server.crt": _pem(certificate),
+        "server.key": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    }
+    for name, content in files.items():
+        path = cluster.data / name
+        path.write_bytes(content)
+        path.chmod(0o600)
+        shutil.chown(path, "postgres")
+    with open(cluster.data / "postgresql.conf", "a") as conf:
+        conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+    (cluster.data / "pg_hba.conf").write_text("local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+    ca_file, other_ca_file = cluster.dir / "ca.pem", cluster.dir / "other-ca.pem"
+    ca_file.write_bytes(_pem(authority[1]))
+    other_ca_file.write_bytes(_pem(_authority("someone else's CA")[1]))
+    cluster.start()
+    try:
+        yield cluster, ca_file, other_ca_file
+    finally:
+        cluster.close()
+
+
+def _engine(url: str) -> sa.Engine:
+    return create_engine(parse_url(url, setting="ZONESYNC_INTERNET_URL"), zone="internet")
+
+
+def test_tls_options_of_a_url_reach_psycopg_and_connectorx(tls_cluster: tuple[PrivatePostgres, Path, Path]) -> None:
+    cluster, ca_file, _ = tls_cluster
+    database = cluster.fresh_database("zs_tls")
+    engine = _engine(f"{database}?sslmode=verify-ca&sslrootcert={ca_file}")
+
+    with engine.connect() as conn:
+        assert conn.execute(IS_ENCRYPTED).scalar_one() is True
+    frame = dialect_for(engine).read_frame(IS_ENCRYPTED, {"ssl": pl.Boolean()})
+    assert frame["ssl"].to_list() == [True]  # connectorx verified the same certificate
+    engine.dispose()
+
+
+def test_the_server_refuses_plain_connections_and_both_readers_refuse_a_certificate_they_cannot_verify(
+    tls_cluster: tuple[PrivatePostgres, Path, Path],
+) -> None:
+    cluster, _, other_ca_file = tls_cluster
+    database = cluster.fresh_database("zs_tls_refused")
+
+    plain = _engine(f"{database}?sslmode=disable")
+    with pytest.raises(sa.exc.OperationalError, match="no encryption"):
+        plain.connect()
+    plain.dispose()
+
+    unverifiable = _engine(f"{database}?sslmode=verify-ca&sslrootcert={other_ca_file}")
+    with pytest.raises(sa.exc.OperationalError, match="certificate verify failed"):
+        unverifiable.connect()
+    with pytest.raises(Exception, match=r"(?i)certificate"):
+        dialect_for(unverifiable).read_frame(IS_ENCRYPTED, {"ssl": pl.Boolean()})
+    unverifiable.dispose()
