@@ -52,7 +52,8 @@ class Guard:
         if refusal is not None:
             status, error = refusal[0], refusal[1]
             who = f"client {scope[CLIENT]!r}" if CLIENT in scope else "no valid key"
-            logger.warning("refused %s %s (%s): %d %s", scope["method"], scope["path"][:200], who, status, error)
+            # The path as a repr: a hostile one (a decoded %0A) cannot forge a log line.
+            logger.warning("refused %s %r (%s): %d %s", scope["method"], scope["path"][:200], who, status, error)
             await _answer(send, *refusal)
             return
         await self._within_limit(scope, receive, send)

@@ -220,3 +220,12 @@ def test_a_clients_file_naming_an_unknown_mapping_is_refused(demo: ZonePair) -> 
     with declared_clients(("typo", typo)), pytest.raises(ConfigError) as refused:
         create_app()
     assert str(refused.value).startswith("ZONESYNC_API_CLIENTS_FILE: scopes on unknown mappings merchant")
+
+
+def test_a_refusal_is_logged_in_one_line_whatever_the_path(
+    anonymous: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    anonymous.post("/mappings/x%0A12:00:00 INFO forged/records", content="{}")
+
+    [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("refused")]
+    assert "\n" not in line and "no valid key" in line and "401 unauthorized" in line
