@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from zonesync.deployments.guard import CLIENT, Guard
 from zonesync.schemas.api_clients import declared_clients
-from zonesync.schemas.errors import SyncError, scrub
+from zonesync.schemas.errors import SyncError, scrub, short_message
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
 from zonesync.schemas.settings import ZONES, Zone, get_settings
@@ -396,8 +396,8 @@ async def _zone_state(zone: Zone) -> str:
     except TimeoutError:
         logger.warning("health: %s zone is down: no answer within %.1f s", zone, HEALTH_WAIT_SECONDS)
         return "down"
-    except Exception as exc:  # any failure means "down" here; the reason goes to the log, scrubbed
-        logger.warning("health: %s zone is down: %s", zone, scrub(str(exc))[:300])
+    except Exception as exc:  # any failure means "down" here; the reason goes to the log, scrubbed, values hidden
+        logger.warning("health: %s zone is down: %s", zone, short_message(exc))
         return "down"
     return "up"
 

@@ -3,7 +3,8 @@
 Prefect stores every flow run's parameters (the UI's Parameters tab) and refuses large ones: a push of 20,000
 records failed outright, and columns a mapping keeps inside the intranet showed up there. The flows that take
 record values (`realtime_push`, `update_with_rollback`) send Prefect a placeholder for them instead — how many
-records, which columns — while the flow function itself receives the values as passed.
+records, which columns — while the flow function itself receives the values as passed. A `key` parameter is
+stored as its mapping shows keys (sensitive key columns hidden).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
+
+from zonesync.schemas.errors import SyncError
+from zonesync.schemas.registry import get_mapping
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,8 +28,18 @@ class ValuesKeptOut(Flow[P, R]):
 
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         shown = {name: value for name, value in parameters.items() if name not in self.kept_out}
+        if isinstance(shown.get("key"), Mapping):
+            shown["key"] = shown_key(shown.get("mapping"), shown["key"])
         placeholders = {name: placeholder(parameters[name]) for name in self.kept_out if name in parameters}
         return super().serialize_parameters(shown) | placeholders
+
+
+def shown_key(mapping_name: object, key: Mapping[str, Any]) -> Any:
+    """A key as its mapping lets Prefect keep it; a placeholder when the mapping is unknown (the run fails)."""
+    try:
+        return get_mapping(str(mapping_name)).shown_key(key)
+    except SyncError:
+        return placeholder(key)
 
 
 def placeholder(value: Any) -> str:

@@ -19,11 +19,13 @@ from zonesync.tasks.update import UpdateResult, update_record
 @flow_keeping_out("changes", name="update-with-rollback", description="Update one record in both zones, or in neither.")
 def update_with_rollback(mapping: str, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
     """Change the source row with `key` (source column names) by `changes`, and its target row with it."""
-    result = update_record(get_mapping(mapping), key, changes)
+    declared = get_mapping(mapping)
+    result = update_record(declared, key, changes)
     logger = get_run_logger()
+    shown = declared.shown_key(result.key)
     if result.status == "success":
-        logger.info("%s %s: %s", mapping, result.key, result.message)
+        logger.info("%s %s: %s", mapping, shown, result.message)
     else:
-        logger.error("%s %s: %s (%s): both zones keep their previous values", mapping, result.key, result.message,
+        logger.error("%s %s: %s (%s): both zones keep their previous values", mapping, shown, result.message,
                      result.reason)  # fmt: skip
     return result

@@ -88,9 +88,44 @@ def scrub(text: str) -> str:
     return _PASSWORD_PATTERN.sub(r"\1***", text)
 
 
+# A database quotes names and values alike. A quoted part is kept where the words just before it say that it names
+# something, or in backticks (which quote names only); any other quoted part is a value, and is hidden. A closing
+# quote is one not followed by a letter, so a value holding a quote (O'Brien) is hidden whole.
+_QUOTED = re.compile(r"""(?<!\w)(?P<quote>['"`])(?P<body>.*?)(?P=quote)(?!\w)""", re.DOTALL)
+_NAMING = re.compile(
+    r"(?:\b(?:column|key|constraint|relation|table|index|type|enum|encoding|schema|database|trigger|sequence"
+    r"|function|user|role|savepoint|host|server(?:\s+(?:on|at))?)\s+|['\"`]\.)$",
+    re.IGNORECASE,
+)  # fmt: skip
+_BYTES = re.compile(r"\b0x[0-9a-f]+(?:\s+0x[0-9a-f]+)*", re.IGNORECASE)  # a byte sequence of some value
+
+
+def hide_values(text: str) -> str:
+    """A database's message with the values it quotes hidden (names kept): record values must not reach a log,
+    an artifact, Prefect or an HTTP answer."""
+
+    def hidden(match: re.Match[str]) -> str:
+        before = text[max(0, match.start() - 40) : match.start()]
+        if match["quote"] == "`" or _NAMING.search(before):
+            return match[0]
+        return f"{match['quote']}…{match['quote']}"
+
+    return _BYTES.sub("0x…", _QUOTED.sub(hidden, text))
+
+
 def short_message(exc: BaseException) -> str:
-    """The first line of a driver error, scrubbed, without SQLAlchemy's background links."""
+    """The first line of a driver error, scrubbed, values hidden, without SQLAlchemy's background links."""
     original = getattr(exc, "orig", None) or exc
-    lines = [line for line in str(original).strip().splitlines() if line.strip()]
-    first = getattr(original, DIAGNOSIS, None) or (lines[0] if lines else type(original).__name__)
-    return scrub(first)[:500]
+    diagnosis = getattr(original, DIAGNOSIS, None)
+    if diagnosis:
+        return scrub(diagnosis)[:500]
+    lines = [line for line in _driver_text(original).strip().splitlines() if line.strip()]
+    return scrub(hide_values(lines[0] if lines else type(original).__name__))[:500]
+
+
+def _driver_text(original: BaseException) -> str:
+    """The error's text; a driver that raises with (number, message) gives "message (number)"."""
+    args = original.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        return f"{args[1]} ({args[0]})"
+    return str(original)

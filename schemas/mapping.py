@@ -7,6 +7,7 @@ Everything else (column lists, upsert statements, documentation) is derived from
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from zonesync.schemas.settings import Zone
 
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
 DIRECTIONS: tuple[Direction, ...] = ("intranet_to_internet", "internet_to_intranet")
+HIDDEN = "***"  # a sensitive key column's value, wherever a key is shown outside the zones
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # whole text only: fullmatch
 _MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -74,11 +76,16 @@ class SyncMapping:
     business_date_column: str | None = None
     reconcile_by: tuple[str, ...] = ()
     amount_columns: tuple[str, ...] = ()
+    # Target columns whose values are personal data even as a key (an account number, a national ID). Values
+    # never leave the zones' databases anyway; a key normally may (logs, artifacts, events, Prefect), but a
+    # sensitive key column is shown there as HIDDEN. Such a column cannot group the reconciliation report.
+    sensitive_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))
         object.__setattr__(self, "reconcile_by", tuple(self.reconcile_by))
         object.__setattr__(self, "amount_columns", tuple(self.amount_columns))
+        object.__setattr__(self, "sensitive_columns", tuple(self.sensitive_columns))
         object.__setattr__(self, "renames", MappingProxyType(dict(self.renames)))
         if self.eligible is not None:
             object.__setattr__(self, "eligible", MappingProxyType(dict(self.eligible)))
@@ -136,6 +143,19 @@ class SyncMapping:
     def source_column(self, target_column: str) -> str:
         """The source column that feeds a target column."""
         return next(column.source for column in self.columns if column.name == target_column)
+
+    @cached_property
+    def _hidden_names(self) -> frozenset[str]:
+        """The sensitive columns by target and by source name (a key is shown by either)."""
+        return frozenset(n for c in self.columns if c.name in self.sensitive_columns for n in (c.name, c.source))
+
+    def shown_key(self, key: Mapping[str, Any]) -> dict[str, Any]:
+        """A key as a log, an artifact, an event or Prefect may show it: sensitive columns HIDDEN."""
+        return {name: HIDDEN if name in self._hidden_names else value for name, value in key.items()}
+
+    def shown_record_key(self, record_key: str) -> str:
+        """A bookkeeping `record_key` (the key as JSON) as it may be shown outside the zones."""
+        return json.dumps(self.shown_key(json.loads(record_key))) if self._hidden_names else record_key
 
     @property
     def artifact_slug(self) -> str:
@@ -227,6 +247,11 @@ class SyncMapping:
         for name in self.amount_columns:
             if not dtypes[name].is_numeric():
                 self._fail(f"amount column {name!r} has type {dtypes[name]}; amounts must be numbers")
+        for name in self.sensitive_columns:
+            if name not in dtypes:
+                self._fail(f"sensitive column {name!r} is not a column of {self.model.__name__}")
+            if name in self.reconcile_by:
+                self._fail(f"sensitive column {name!r} cannot be a reconcile_by column: the report shows its values")
 
 
 def _polars_dtype(pandera_dtype: Any, hint: Any) -> pl.DataType:

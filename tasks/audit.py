@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from prefect.logging import get_logger
 from sqlalchemy.engine import Engine
 
-from zonesync.schemas.errors import scrub
+from zonesync.schemas.errors import short_message
 from zonesync.tasks.bookkeeping import api_audit, utc_now
 from zonesync.tasks.engines import in_transaction
 
@@ -46,7 +46,7 @@ def record(intranet: Engine, entries: Sequence[AuditEntry]) -> None:
     try:
         in_transaction(intranet, lambda conn: conn.execute(sa.insert(api_audit), rows))
     except Exception as exc:
-        logger.error("audit trail: %d request(s) not recorded: %s", len(rows), scrub(str(exc)).splitlines()[0][:300])
+        logger.error("audit trail: %d request(s) not recorded: %s", len(rows), short_message(exc))
 
 
 def _row(entry: AuditEntry, at: datetime) -> dict[str, Any]:

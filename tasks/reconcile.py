@@ -75,6 +75,7 @@ def reconcile_mapping(
         business_date=business_date if window else None,
         timezone=timezone,
         key_columns=mapping.keys,
+        hidden_key_columns=frozenset(mapping.sensitive_columns),
         group_by=mapping.reconcile_by,
         amount_columns=mapping.amount_columns,
         groups=groups,

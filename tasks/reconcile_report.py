@@ -7,6 +7,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from zonesync.schemas.mapping import HIDDEN
+
 Key = tuple[Any, ...]
 Difference = Literal["missing_in_target", "only_in_target", "different"]
 DIFFERENCES: dict[Difference, str] = {
@@ -83,6 +85,7 @@ class Reconciliation:
     comparison: RowComparison
     list_limit: int
     seconds: float
+    hidden_key_columns: frozenset[str] = frozenset()  # sensitive: their values are not shown in reports
 
     @property
     def ok(self) -> bool:
@@ -99,7 +102,8 @@ class Reconciliation:
 
     def format_key(self, key: Key) -> str:
         """'payment_id=17' (composite keys comma-separated)."""
-        return ", ".join(f"{name}={value}" for name, value in zip(self.key_columns, key, strict=True))
+        named = zip(self.key_columns, key, strict=True)
+        return ", ".join(f"{name}={HIDDEN if name in self.hidden_key_columns else value}" for name, value in named)
 
     def format_group(self, group: GroupTotals) -> str:
         """'status=S, currency=IDR' ('all rows' without reconcile_by columns)."""

@@ -4,6 +4,9 @@ Every value is checked against its column before anything is written: a value th
 exactly (a decimal with more digits than its scale, a timestamp finer than a microsecond or outside the
 years 1-9999 in UTC, a float for an integer, a decimal a SQLite NUMERIC column would keep as a float) is
 refused with a message naming the record and the column, never rounded.
+
+A message describes the refused value by its kind and size, never by its content: it reaches an HTTP answer, a
+log line and Prefect, where record values must not go (the caller has the record; the column names it).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ Refusal = Callable[[sa.Column[Any], Any], str | None]
 _BAD_VALUE = (ValueError, TypeError, ArithmeticError)  # ArithmeticError: decimal.InvalidOperation, OverflowError
 _INT64 = range(-(2**63), 2**63)
 _FRACTION = re.compile(r"\d:\d\d[.,](\d+)")  # the seconds' fraction of an ISO-8601 time
-_SHOWN_CHARS = 60
 
 
 class RecordError(TerminalSyncError):
@@ -108,12 +110,21 @@ def _coerce_record(
     return row
 
 
+class ValueRefused(ValueError):
+    """A value the column cannot hold exactly; the message describes it without quoting it."""
+
+
 def _checked(column: sa.Column[Any], declared: pl.DataType | None, value: Any, refusal: Refusal) -> Any:
-    """`_coerce_value`, then what the database itself would not keep exactly (ValueError)."""
-    coerced = _coerce_value(column, declared, value)
+    """`_coerce_value`, then what the database itself would not keep exactly (ValueRefused)."""
+    try:
+        coerced = _coerce_value(column, declared, value)
+    except ValueRefused:
+        raise
+    except _BAD_VALUE as exc:  # a library's own words may quote the value: say what it was instead
+        raise ValueRefused(f"got {described(value)}, which the column cannot hold ({type(exc).__name__})") from None
     reason = refusal(column, coerced)
     if reason:
-        raise ValueError(reason)
+        raise ValueRefused(reason)
     return coerced
 
 
@@ -127,7 +138,7 @@ def _coerce_value(column: sa.Column[Any], declared: pl.DataType | None, value: A
     if isinstance(sql_type, sa.Boolean):
         # 0 and 1 too: how MariaDB and SQLite store booleans.
         if not isinstance(value, bool | int) or value not in (True, False):
-            raise TypeError(f"expected true or false, got {_shown(value)}")
+            raise ValueRefused(f"expected true or false, got {described(value)}")
         return bool(value)
     if isinstance(sql_type, sa.Integer):
         return _integer(value)
@@ -149,28 +160,28 @@ def _integer(value: Any) -> int:
     elif isinstance(value, str) and len(value) <= 30 and value.strip().lstrip("-").isdigit():
         number = int(value)
     else:
-        raise TypeError(f"expected an integer, got {_shown(value)}")
+        raise ValueRefused(f"expected an integer, got {described(value)}")
     if number not in _INT64:
-        raise ValueError(f"{number} is beyond the 64-bit integer range")
+        raise ValueRefused(f"got {described(number)}, beyond the 64-bit integer range")
     return number
 
 
 def _exact_decimal(value: Any, precision: int | None, scale: int | None) -> Decimal:
     """A Decimal that fits numeric(precision, scale) without rounding (floats go through their shortest text)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise TypeError(f"expected a decimal number, got {_shown(value)}")
+        raise ValueRefused(f"expected a decimal number, got {described(value)}")
     try:
         number = Decimal(str(value).strip())
     except ArithmeticError:
-        raise ValueError(f"{_shown(value)} is not a number") from None
+        raise ValueRefused(f"got {described(value)}, which is not a number") from None
     if not number.is_finite():
-        raise ValueError(f"{_shown(value)} is not a finite number")
+        raise ValueRefused("got NaN or an infinity, not a finite number")
     exponent = int(number.normalize().as_tuple().exponent)
     if scale is not None and -exponent > scale:
-        raise ValueError(f"{_shown(number)} has more than {scale} digits after the point")
+        raise ValueRefused(f"got {-exponent} digits after the point; the column keeps {scale}")
     whole_digits = number.adjusted() + 1 if number else 0
     if precision is not None and scale is not None and whole_digits > precision - scale:
-        raise ValueError(f"{_shown(number)} has more than {precision - scale} digits before the point")
+        raise ValueRefused(f"got {whole_digits} digits before the point; the column keeps {precision - scale}")
     return number
 
 
@@ -182,24 +193,34 @@ def _timestamp(value: Any) -> datetime:
         text = _text_of(value, "a timestamp")
         fraction = _FRACTION.search(text)
         if fraction and len(fraction.group(1)) > 6:
-            raise ValueError(f"{_shown(text)} is finer than a microsecond, the finest time the zones keep")
+            raise ValueRefused("got a timestamp finer than a microsecond, the finest time the zones keep")
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     try:
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"{_shown(value)} is outside the years 1 to 9999 once in UTC") from None
+        raise ValueRefused("got a timestamp outside the years 1 to 9999 once in UTC") from None
 
 
 def _text_of(value: Any, what: str) -> str:
     if not isinstance(value, str) or len(value) > 100:
-        raise TypeError(f"expected {what} as text, got {_shown(value)}")
+        raise ValueRefused(f"expected {what} as text, got {described(value)}")
     return value
 
 
-def _shown(value: Any) -> str:
-    """A value as an error message quotes it (a decimal as its digits, anything else as its repr), cut short."""
-    text = str(value) if isinstance(value, Decimal) else repr(value)
-    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}…"
+def described(value: Any) -> str:
+    """A value as a message may mention it: its kind and size, never its content."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return f"an integer of {len(str(abs(value)))} digit(s)"
+    if isinstance(value, Decimal):
+        return f"a number of {len(value.as_tuple().digits)} digit(s)" if value.is_finite() else "NaN or an infinity"
+    if isinstance(value, str):
+        return f"a text of {len(value)} character(s)"
+    kinds = {float: "a floating-point number", list: "a list", dict: "an object"}
+    return next((kind for cls, kind in kinds.items() if isinstance(value, cls)), f"a {type(value).__name__}")
 
 
 def _text(value: Any, declared: pl.DataType | None) -> str:
@@ -209,7 +230,7 @@ def _text(value: Any, declared: pl.DataType | None) -> str:
     if isinstance(declared, pl.Datetime):
         return _timestamp(value).isoformat(sep=" ", timespec="microseconds")
     if not isinstance(value, str):
-        raise TypeError(f"expected text, got {_shown(value)}")
+        raise ValueRefused(f"expected text, got {described(value)}")
     return value
 
 

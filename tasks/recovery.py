@@ -39,19 +39,20 @@ def recover_intents(intranet: Engine) -> list[str]:
         mapping = mappings.get(intent["mapping"])
         if mapping is None:
             continue
+        shown = f"{mapping.name} {mapping.shown_record_key(intent['record_key'])}"
         try:
             with holding(intranet, mapping_lease(mapping.name), ttl=60):
                 outcome = _repair(Sides.of(mapping), intent, intranet)
         except LeaseBusy:
             continue  # a run of this mapping is under way: the next flow run repairs it
         except SyncError as exc:  # a zone down, the row locked by a live writer: left for the next recovery
-            repaired.append(f"{mapping.name} {intent['record_key']}: not repaired yet ({exc})")
+            repaired.append(f"{shown}: not repaired yet ({exc})")
             continue
         if outcome is None:
             continue
         state, message = outcome
         close_intent(intranet, intent["id"], state, message)
-        repaired.append(f"{mapping.name} {intent['record_key']}: {state} ({message})")
+        repaired.append(f"{shown}: {state} ({message})")
     return repaired
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.registry import all_mappings
 from zonesync.tasks.bookkeeping import open_errors
 from zonesync.tasks.sync import MappingSyncResult
 
@@ -102,7 +103,7 @@ def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 
     for row in rows:
         cells = (
             row["mapping"],
-            row["record_key"],
+            _shown_record_key(row["mapping"], row["record_key"]),
             row["reason"],
             escape_markdown(row["detail"])[:200],
             row["attempts"],
@@ -110,6 +111,11 @@ def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
     return lines
+
+
+def _shown_record_key(mapping_name: str, record_key: str) -> str:
+    mapping = all_mappings().get(mapping_name)
+    return mapping.shown_record_key(record_key) if mapping else record_key
 
 
 def summary_markdown(title: str, results: Sequence[MappingSyncResult], intranet: Engine | None) -> str:

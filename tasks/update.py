@@ -78,7 +78,7 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
 
 def _refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "") -> UpdateResult:
     """An update that a zone refused or failed: the reason code and zonesync's words (the log has the database's)."""
-    logger.warning("%s: update of %s %s: %s", mapping.name, key, done.rstrip(": ") or "refused", exc)
+    logger.warning("%s: update of %s %s: %s", mapping.name, mapping.shown_key(key), done.rstrip(": ") or "refused", exc)
     return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"{done}{exc.for_caller}")
 
 
@@ -86,7 +86,8 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
     mapping = sides.mapping
     before_row = sides.read_source(key)
     if before_row.is_empty():
-        return UpdateResult(mapping.name, key, "error", "not_found", f"no {mapping.source_table} row with key {key}")
+        missing = f"no {mapping.source_table} row with key {mapping.shown_key(key)}"
+        return UpdateResult(mapping.name, key, "error", "not_found", missing)
     changes = {**changes, **_version_bump(sides, before_row, changes)}
     after_row = _with_changes(before_row, changes)
     _validate(after_row, mapping)
@@ -152,7 +153,7 @@ def _with_intent(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any
             transaction.commit()
         except Exception as exc:  # the target has the new values, the source (most likely) not: recovery decides
             error = translate(exc, what="committing the source row", mapping=mapping.name)
-            logger.warning("%s: update of %s undecided: %s", mapping.name, key, error)
+            logger.warning("%s: update of %s undecided: %s", mapping.name, mapping.shown_key(key), error)
             return UpdateResult(mapping.name, key, "error", refusal_reason(error), f"{error.for_caller}; {_UNDECIDED}")
     checkpoint("update:committed")
     close_intent(intranet, intent, "committed")

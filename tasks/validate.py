@@ -29,7 +29,6 @@ from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.transform import ROW
 
 REJECT_SCHEMA = {ROW: pl.UInt32, "reason": pl.String, "detail": pl.String}
-_MAX_VALUE_CHARS = 60
 _FLOATS = (pl.Float32, pl.Float64)
 _EMPTY_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
 _MAX_SHAPES = 64  # frame schemas whose dtype verdicts a compiled model remembers
@@ -94,16 +93,27 @@ def _failed_checks(cases: pl.DataFrame, batch: pl.DataFrame, mapping: SyncMappin
         frame_level = cases.filter(pl.col("index").is_null())
         checks = ", ".join(f"{c} {k}" for c, k in frame_level.select("column", "check").unique().rows())
         raise TerminalSyncError(f"batch does not match the target model ({checks})", mapping=mapping.name)
-    value = pl.col("failure_case").cast(pl.String).fill_null("null").str.slice(0, _MAX_VALUE_CHARS)
     described = cases.select(
         pl.col("index").cast(pl.UInt32),
-        pl.format("{}: {} (got {})", pl.col("column").fill_null("row"), pl.col("check"), value).alias("detail"),
+        pl.format("{}: {}{}", pl.col("column").fill_null("row"), pl.col("check"), _got(batch)).alias("detail"),
     )
     per_row = described.group_by("index", maintain_order=True).agg(
         pl.col("detail").unique(maintain_order=True).str.join("; ")
     )
     positions = batch.select(ROW).with_row_index("index")
     return rejects(per_row.join(positions, on="index").select(ROW, "detail"), "validation")
+
+
+def _got(batch: pl.DataFrame) -> pl.Expr:
+    """What a failure says of the value it refused: null, or a text's length; never the value itself (details
+    reach logs, artifacts and HTTP answers, where record values must not go)."""
+    texts = [name for name, dtype in batch.schema.items() if dtype == pl.String]
+    length = pl.col("failure_case").cast(pl.String).str.len_chars()
+    return (
+        pl.when(pl.col("failure_case").is_null()).then(pl.lit(" (got null)"))
+        .when(pl.col("column").is_in(texts)).then(pl.format(" (got {} character(s))", length))
+        .otherwise(pl.lit(""))
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

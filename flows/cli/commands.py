@@ -107,11 +107,12 @@ def push(
     from zonesync.flows.realtime_push import realtime_push
     from zonesync.schemas.registry import get_mapping
 
-    get_mapping(mapping)
+    declared = get_mapping(mapping)
     result = realtime_push(mapping, load_records(records, file))
     table = Table("key", "status", "reason", "detail", title=f"Push through {mapping}: {result.status}")
     for outcome in result.outcomes:
-        table.add_row(json.dumps(outcome.key, default=str), outcome.status, outcome.reason, outcome.detail)
+        shown = json.dumps(declared.shown_key(outcome.key), default=str)
+        table.add_row(shown, outcome.status, outcome.reason, outcome.detail)
     console.print(table)
     console.print(result.message, highlight=False)
     if result.status != "success":
@@ -210,12 +211,13 @@ def update(
     from zonesync.flows.update_with_rollback import update_with_rollback
     from zonesync.schemas.registry import get_mapping
 
-    get_mapping(mapping)
+    declared = get_mapping(mapping)
     result = update_with_rollback(mapping, json_object(key, "--key"), json_object(changes, "--changes"))
     colour = "green" if result.status == "success" else "red"
     reason = f" ({result.reason})" if result.reason else ""
+    shown = json.dumps(declared.shown_key(result.key), default=str)
     console.print(
-        f"[{colour}]{result.status}[/] {json.dumps(result.key, default=str)}: {result.message}{reason}",
+        f"[{colour}]{result.status}[/] {shown}: {result.message}{reason}",
         highlight=False,
     )
     if result.status != "success":
@@ -350,14 +352,18 @@ def audit(
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
 ) -> None:
     """The HTTP API's audit trail: which client wrote which keys, when, with which outcome."""
+    from zonesync.schemas.registry import all_mappings
     from zonesync.tasks.audit import recent
     from zonesync.tasks.steps import require_bookkeeping
 
     entries = recent(require_bookkeeping(), client=client, mapping=mapping, limit=limit)
     table = Table("at (UTC)", "client", "mapping", "operation", "status", "outcome", "records", "keys",
                   title="API audit trail")  # fmt: skip
+    declared = all_mappings()
     for entry in entries:
         keys = json.loads(entry.record_keys)
+        if entry.mapping in declared:
+            keys = [declared[entry.mapping].shown_key(key) for key in keys]
         shown = ", ".join(json.dumps(key, ensure_ascii=False) for key in keys[:3]) + (" …" if entry.records > 3 else "")
         table.add_row(
             f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.client, entry.mapping, entry.operation, str(entry.status),

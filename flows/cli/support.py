@@ -105,6 +105,8 @@ def print_quarantine(limit: int = 20) -> None:
     from zonesync.tasks.engines import get_engine
 
     table = Table("mapping", "record key", "reason", "detail", "attempts", title="Open quarantine (sync_error)")
-    for row in open_errors(get_engine("intranet"), list(all_mappings()), limit=limit):
-        table.add_row(row["mapping"], row["record_key"], row["reason"], row["detail"], str(row["attempts"]))
+    declared = all_mappings()
+    for row in open_errors(get_engine("intranet"), list(declared), limit=limit):
+        key = declared[row["mapping"]].shown_record_key(row["record_key"])
+        table.add_row(row["mapping"], key, row["reason"], row["detail"], str(row["attempts"]))
     console.print(table)

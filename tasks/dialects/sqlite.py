@@ -48,7 +48,7 @@ def _significant_digits(value: Decimal) -> int:
 
 def _too_many_digits(frame: pl.DataFrame, name: str, row: str) -> pl.DataFrame:
     rows = [
-        (position, f"column {name!r}: {_NUMERIC_LIMIT}; {value} has {_significant_digits(value)}")
+        (position, f"column {name!r}: {_NUMERIC_LIMIT}; this value has {_significant_digits(value)}")
         for position, value in zip(frame[row], frame[name], strict=True)
         if value is not None and _significant_digits(value) > _REAL_DIGITS
     ]
@@ -195,7 +195,7 @@ class SQLiteDialect(Dialect):
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """A decimal with more significant digits than a NUMERIC-affinity column keeps (it becomes a float)."""
         if isinstance(value, Decimal) and _numeric_affinity(column) and _significant_digits(value) > _REAL_DIGITS:
-            return f"{_NUMERIC_LIMIT}; {value} has {_significant_digits(value)}"
+            return f"{_NUMERIC_LIMIT}; this value has {_significant_digits(value)}"
         return None
 
     def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:

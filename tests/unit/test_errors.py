@@ -18,6 +18,7 @@ from zonesync.schemas.errors import (
     SyncError,
     TerminalSyncError,
     TransientSyncError,
+    hide_values,
     scrub,
     short_message,
 )
@@ -137,7 +138,7 @@ def test_translated_message_says_what_failed_for_which_mapping() -> None:
     translated = translate(error, what="upserting merchant", mapping="merchants")
     assert translated.mapping == "merchants"
     assert str(translated).startswith("mapping 'merchants': upserting merchant failed: ")
-    assert "Duplicate entry '1'" in str(translated)
+    assert "Duplicate entry '…' for key 'PRIMARY' (1062)" in str(translated)  # the value hidden, the key named
 
 
 def test_translated_message_hides_a_url_the_driver_echoed() -> None:
@@ -246,3 +247,33 @@ def test_a_dead_connection_is_run_again_once_unless_the_server_went_silent() -> 
     assert retry_delay(dead(), 1) == 0.0
     assert retry_delay(dead(), 2) is None
     assert retry_delay(dead(silent=True), 1) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("Duplicate entry 'ana@x.io' for key 'ux_login_email'", "Duplicate entry '…' for key 'ux_login_email'"),
+        ("Duplicate entry 'O'Brien-7' for key 'PRIMARY'", "Duplicate entry '…' for key 'PRIMARY'"),
+        ("Incorrect decimal value: 'abc' for column `zs`.`merchant`.`fee` at row 1",
+         "Incorrect decimal value: '…' for column `zs`.`merchant`.`fee` at row 1"),
+        ('invalid input syntax for type numeric: "abc"', 'invalid input syntax for type numeric: "…"'),
+        ('value "99999999999" is out of range for type integer', 'value "…" is out of range for type integer'),
+        ('invalid byte sequence for encoding "UTF8": 0xe9 0x80', 'invalid byte sequence for encoding "UTF8": 0x…'),
+        ('null value in column "fee" of relation "merchant" violates not-null constraint',
+         'null value in column "fee" of relation "merchant" violates not-null constraint'),
+        ('duplicate key value violates unique constraint "merchant_pkey"',
+         'duplicate key value violates unique constraint "merchant_pkey"'),
+        ("Data too long for column 'name' at row 1", "Data too long for column 'name' at row 1"),
+        ("Table 'zs.merchant' doesn't exist", "Table 'zs.merchant' doesn't exist"),
+        ("Can't connect to server on '10.0.0.5' (111)", "Can't connect to server on '10.0.0.5' (111)"),
+    ],
+    ids=["duplicate-entry", "value-with-a-quote", "incorrect-value", "invalid-input", "out-of-range", "bytes",
+         "not-null", "unique", "too-long", "no-table", "connect"],
+)  # fmt: skip
+def test_a_database_message_keeps_the_names_it_quotes_and_hides_the_values(message: str, shown: str) -> None:
+    assert hide_values(message) == shown
+
+
+def test_a_driver_error_of_number_and_message_is_told_as_message_then_number() -> None:
+    error = pymysql.err.IntegrityError(1062, "Duplicate entry 'ana@x.io' for key 'ux_login_email'")
+    assert short_message(error) == "Duplicate entry '…' for key 'ux_login_email' (1062)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import pandera.polars as pa
@@ -10,7 +11,7 @@ import pytest
 
 from zonesync.schemas.errors import ConfigError, MappingError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
-from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.mapping import HIDDEN, SyncMapping
 
 
 class Shop(pa.DataFrameModel):
@@ -105,6 +106,8 @@ def refused(**overrides: Any) -> str:
         ({"reconcile_by": ("status", "region")}, "region"),
         ({"amount_columns": ("total",)}, "total"),
         ({"amount_columns": ("status",)}, "status"),
+        ({"sensitive_columns": ("shop_name",)}, "shop_name"),
+        ({"sensitive_columns": ("status",), "reconcile_by": ("status",)}, "status"),
     ],
     ids=[
         "unknown-key",
@@ -123,6 +126,8 @@ def refused(**overrides: Any) -> str:
         "unknown-reconcile-by-column",
         "unknown-amount-column",
         "amount-column-not-a-number",
+        "sensitive-column-not-in-model",
+        "sensitive-column-reconciled-by",
     ],
 )
 def test_bad_columns_are_refused_naming_mapping_and_column(overrides: dict[str, Any], culprit: str) -> None:
@@ -332,3 +337,16 @@ def test_reconciliation_columns_are_target_names_fed_by_their_sources() -> None:
     assert mapping.reconcile_by == ("status", "name")
     assert mapping.amount_columns == ("fee",)
     assert [mapping.source_column(name) for name in mapping.reconcile_by] == ["status", "shop_name"]
+
+
+def test_a_sensitive_key_column_is_hidden_by_either_name_and_the_others_shown() -> None:
+    mapping = make(keys=("name", "shop_id"), renames={"shop_name": "name"}, sensitive_columns=["name"])
+    assert mapping.sensitive_columns == ("name",)
+    assert mapping.shown_key({"shop_name": "Ana Lim", "shop_id": 7}) == {"shop_name": HIDDEN, "shop_id": 7}
+    assert mapping.shown_key({"name": "Ana Lim", "shop_id": 7}) == {"name": HIDDEN, "shop_id": 7}
+    assert json.loads(mapping.shown_record_key('{"name": "Ana Lim", "shop_id": 7}')) == {"name": HIDDEN, "shop_id": 7}
+
+
+def test_without_sensitive_columns_a_key_is_shown_as_it_is() -> None:
+    assert MERCHANTS.shown_key({"merchant_id": 7}) == {"merchant_id": 7}
+    assert MERCHANTS.shown_record_key('{"merchant_id":7}') == '{"merchant_id":7}'

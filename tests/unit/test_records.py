@@ -65,9 +65,9 @@ def test_decimals_that_fit_pass_unrounded(fee: Any) -> None:
 @pytest.mark.parametrize(
     ("fee", "message"),
     [
-        ("1.234", "more than 2 digits after the point"),
-        ("12345678901234567", "more than 16 digits before the point"),
-        ("abc", "is not a number"),
+        ("1.234", "got 3 digits after the point; the column keeps 2"),
+        ("12345678901234567", "got 17 digits before the point; the column keeps 16"),
+        ("abc", "got a text of 3 character(s), which is not a number"),
         ("NaN", "not a finite number"),
         (True, "expected a decimal number"),
     ],
@@ -127,3 +127,21 @@ def test_timestamps_for_columns_without_a_zone_are_utc_wall_clock() -> None:
     row = coerce_records(table, MERCHANTS, [GOOD])[0]
 
     assert row["updated_at"] == datetime(2026, 11, 26, 3, 0, 0, 123456)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"fee": "Ana Lim"}, "got a text of 7 character(s), which is not a number"),
+        ({"merchant_id": "Ana Lim"}, "expected an integer, got a text of 7 character(s)"),
+        ({"merchant_name": 4242.5}, "expected text, got a floating-point number"),
+        ({"updated_at": "Ana Lim 2026"}, "got a text of 12 character(s), which the column cannot hold (ValueError)"),
+        ({"fee": "4242.123"}, "got 3 digits after the point; the column keeps 2"),
+    ],
+    ids=["not-a-number", "not-an-integer", "not-text", "not-a-timestamp", "too-many-decimals"],
+)
+def test_a_refusal_describes_the_value_and_never_quotes_it(change: dict[str, Any], said: str) -> None:
+    message = str(refusal({**GOOD, **change}))
+
+    assert said in message
+    assert "Ana" not in message and "4242" not in message

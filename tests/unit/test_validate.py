@@ -46,27 +46,27 @@ def test_valid_rows_pass_untouched() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "column", "check", "value"),
+    ("change", "column", "check", "got"),
     [
-        ({"status": "Z"}, "status", "isin", "Z"),
-        ({"name": "x" * 101}, "name", "str_length", "xxxx"),
-        ({"name": ""}, "name", "str_length", "got )"),
-        ({"fee": Decimal("-1.00")}, "fee", "greater_than_or_equal_to(0)", "-1.00"),
-        ({"name": None}, "name", "not_nullable", "null"),
-        ({"updated_at": None}, "updated_at", "not_nullable", "null"),
+        ({"status": "Z"}, "status", "isin", " (got 1 character(s))"),
+        ({"name": "x" * 101}, "name", "str_length", " (got 101 character(s))"),
+        ({"name": ""}, "name", "str_length", " (got 0 character(s))"),
+        ({"fee": Decimal("-1.00")}, "fee", "greater_than_or_equal_to(0)", ""),
+        ({"name": None}, "name", "not_nullable", " (got null)"),
+        ({"updated_at": None}, "updated_at", "not_nullable", " (got null)"),
     ],
     ids=["isin", "too-long", "empty", "negative-fee", "null-name", "null-timestamp"],
 )
-def test_invalid_rows_are_rejected_with_a_readable_detail(
-    change: dict[str, Any], column: str, check: str, value: str
+def test_invalid_rows_are_rejected_with_a_readable_detail_that_never_quotes_the_value(
+    change: dict[str, Any], column: str, check: str, got: str
 ) -> None:
     result = split_valid(batch({}, change), MERCHANTS)
     assert result.valid[ROW].to_list() == [0]
     reason, detail = rejected_by_row(result)[1]
     assert reason == "validation"
-    assert detail.startswith(f"{column}: ")
+    assert detail.startswith(f"{column}: ") and detail.endswith(got)
     assert check in detail
-    assert value in detail
+    assert not any(str(value) in detail for value in change.values() if value)  # a length at most, never a value
 
 
 def test_every_failed_check_of_a_row_is_in_one_reject() -> None:
@@ -77,11 +77,10 @@ def test_every_failed_check_of_a_row_is_in_one_reject() -> None:
     assert "fee: greater_than_or_equal_to" in detail
 
 
-def test_long_values_are_shortened_in_the_detail() -> None:
+def test_a_long_value_is_described_by_its_length() -> None:
     result = split_valid(batch({"name": "y" * 500}), MERCHANTS)
     _, detail = rejected_by_row(result)[0]
-    assert "y" * 60 in detail
-    assert "y" * 61 not in detail
+    assert detail == "name: str_length(1, 100) (got 500 character(s))"
 
 
 def test_every_copy_of_a_duplicate_key_is_rejected() -> None:
@@ -132,7 +131,7 @@ def test_rejects_after_duplicates_point_at_their_own_rows() -> None:
     result = split_valid(frame, MERCHANTS)
     rejected = rejected_by_row(result)
     assert rejected[3][0] == "validation"
-    assert "Q" in rejected[3][1]
+    assert rejected[3][1].startswith("status: isin")
     assert result.valid[ROW].to_list() == [2, 4]
 
 
