@@ -1,8 +1,8 @@
-"""Database connections over TLS: a URL's TLS options reach psycopg and connectorx alike.
+"""Database connections over TLS: a URL's TLS options reach the driver and connectorx alike.
 
-The shared servers run without TLS (and are never reconfigured), so this test starts a private PostgreSQL
-cluster of its own that takes TLS connections only (`hostssl` in pg_hba.conf), with a certificate made for it
-by a test certificate authority.
+The shared servers run without TLS (and are never reconfigured), so these tests start private servers of their
+own with a certificate made for them by a test certificate authority: a PostgreSQL cluster that takes TLS
+connections only (`hostssl` in pg_hba.conf), and a MariaDB whose test login requires TLS (`REQUIRE SSL`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.torture.clusters import PrivatePostgres
+from tests.torture.clusters import PrivateMariaDB, PrivatePostgres
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.engines import create_engine, parse_url
-
-pytestmark = pytest.mark.backend("postgresql")
 
 # The session's own encryption: pg_stat_ssl says whether the connection asking is encrypted.
 IS_ENCRYPTED = (
@@ -104,6 +103,7 @@ def _engine(url: str) -> sa.Engine:
     return create_engine(parse_url(url, setting="ZONESYNC_INTERNET_URL"), zone="internet")
 
 
+@pytest.mark.backend("postgresql")
 def test_tls_options_of_a_url_reach_psycopg_and_connectorx(tls_cluster: tuple[PrivatePostgres, Path, Path]) -> None:
     cluster, ca_file, _ = tls_cluster
     database = cluster.fresh_database("zs_tls")
@@ -116,6 +116,7 @@ def test_tls_options_of_a_url_reach_psycopg_and_connectorx(tls_cluster: tuple[Pr
     engine.dispose()
 
 
+@pytest.mark.backend("postgresql")
 def test_the_server_refuses_plain_connections_and_both_readers_refuse_a_certificate_they_cannot_verify(
     tls_cluster: tuple[PrivatePostgres, Path, Path],
 ) -> None:
@@ -133,3 +134,95 @@ def test_the_server_refuses_plain_connections_and_both_readers_refuse_a_certific
     with pytest.raises(Exception, match=r"(?i)certificate"):
         dialect_for(unverifiable).read_frame(IS_ENCRYPTED, {"ssl": pl.Boolean()})
     unverifiable.dispose()
+
+
+# -- MariaDB: ssl_mode and ssl_ca, as the MySQL client names them ---------------------------------------------
+
+SSL_CIPHER = (
+    sa.select(sa.column("VARIABLE_VALUE", sa.String).label("cipher"))
+    .select_from(sa.table("SESSION_STATUS", schema="information_schema"))
+    .where(sa.column("VARIABLE_NAME") == "SSL_CIPHER")
+)
+
+
+@pytest.fixture(scope="module")
+def tls_mariadb() -> Iterator[tuple[PrivateMariaDB, Path, Path]]:
+    """A private MariaDB with a certificate for 127.0.0.1 from a test CA, and a login (`tls`) that may only
+    connect over TLS; that CA's file, and another CA's."""
+    authority = _authority("zonesync test CA")
+    key, certificate = _server_certificate(authority)
+    directory = Path(tempfile.mkdtemp(prefix="zonesync-mariadb-tls-"))
+    files = {"ca.pem": _pem(authority[1]), "other-ca.pem": _pem(_authority("someone else's CA")[1]),
+             "server.crt": _pem(certificate),
+             "server.key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())}  # fmt: skip
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    server = PrivateMariaDB(
+        f"--ssl-ca={directory / 'ca.pem'}", f"--ssl-cert={directory / 'server.crt'}",
+        f"--ssl-key={directory / 'server.key'}",
+    )  # fmt: skip
+    server.start()
+    try:
+        server.fresh_database("zs_tls")
+        admin = sa.create_engine(parse_url(server.url("mysql"), setting="admin"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for statement in (
+                "CREATE USER 'tls'@'%%' REQUIRE SSL",
+                "CREATE USER 'tls'@'localhost' REQUIRE SSL",
+                "GRANT ALL ON zs_tls.* TO 'tls'@'%%'",
+                "GRANT ALL ON zs_tls.* TO 'tls'@'localhost'",
+            ):
+                conn.exec_driver_sql(statement)  # fmt: skip
+        admin.dispose()
+        yield server, directory / "ca.pem", directory / "other-ca.pem"
+    finally:
+        server.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mariadb(server: PrivateMariaDB, query: str, host: str = "127.0.0.1") -> sa.Engine:
+    return _engine(f"mysql://tls@{host}:{server.port}/zs_tls?{query}")
+
+
+def _ciphers(engine: sa.Engine) -> tuple[str, str]:
+    """The TLS cipher of PyMySQL's connection and of connectorx's ('' when not encrypted)."""
+    with engine.connect() as conn:
+        ours = conn.execute(SSL_CIPHER).scalar_one()
+    theirs = dialect_for(engine).read_frame(SSL_CIPHER, {"cipher": pl.String()})["cipher"].to_list()
+    return ours, theirs[0]
+
+
+@pytest.mark.backend("mariadb")
+@pytest.mark.parametrize("mode", ["required", "verify_ca", "verify_identity"])
+def test_mariadb_tls_options_reach_pymysql_and_connectorx(
+    tls_mariadb: tuple[PrivateMariaDB, Path, Path], mode: str
+) -> None:
+    server, ca_file, _ = tls_mariadb
+    engine = _mariadb(server, f"ssl_mode={mode}&ssl_ca={ca_file}")
+
+    ours, theirs = _ciphers(engine)
+
+    assert ours and theirs, "both readers must be encrypted"
+    engine.dispose()
+
+
+@pytest.mark.backend("mariadb")
+def test_mariadb_tls_refuses_a_certificate_of_another_ca_or_another_host_in_both_readers(
+    tls_mariadb: tuple[PrivateMariaDB, Path, Path],
+) -> None:
+    server, ca_file, other_ca_file = tls_mariadb
+
+    plain = _mariadb(server, "ssl_mode=disabled")  # the login requires TLS (connectorx: each refusal costs it 30 s)
+    with pytest.raises(sa.exc.OperationalError, match="Access denied"):
+        plain.connect()
+    plain.dispose()
+    for engine in (
+        _mariadb(server, f"ssl_mode=verify_ca&ssl_ca={other_ca_file}"),
+        _mariadb(server, f"ssl_mode=verify_identity&ssl_ca={ca_file}", host="localhost"),  # made for 127.0.0.1
+    ):
+        with pytest.raises(sa.exc.OperationalError, match="certificate verify failed"):
+            engine.connect()
+        with pytest.raises(Exception, match="certificate verify failed"):
+            dialect_for(engine).read_frame(SSL_CIPHER, {"cipher": pl.String()})
+        engine.dispose()

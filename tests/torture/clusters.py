@@ -163,9 +163,10 @@ class PrivateMariaDB(PrivateCluster):
     backend = "mariadb"
     admin_database = "mysql"
 
-    def __init__(self) -> None:
+    def __init__(self, *server_options: str) -> None:
         super().__init__()
         self.data = self.dir / "data"
+        self.server_options = server_options  # more mariadbd options (TLS, say)
         self.proc: subprocess.Popen[bytes] | None = None
         subprocess.run(
             ["mariadb-install-db", "--no-defaults", f"--datadir={self.data}", "--user=root",
@@ -187,7 +188,8 @@ class PrivateMariaDB(PrivateCluster):
         self.proc = subprocess.Popen(
             [MARIADBD, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}", "--bind-address=127.0.0.1",
              f"--socket={self.dir / 'sock'}", "--user=root", f"--pid-file={self.dir / 'pid'}", "--skip-log-bin",
-             "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=2", "--local-infile=1"],
+             "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=2", "--local-infile=1",
+             *self.server_options],
             stdout=log, stderr=log,
         )  # fmt: skip
         log.close()

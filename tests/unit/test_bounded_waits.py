@@ -153,7 +153,7 @@ def test_postgresql_parameters_both_readers_take_are_accepted(query: str) -> Non
         (PG + "?client_encoding=UTF8", "client_encoding"),  # psycopg takes it, connectorx fails on it
         (PG + "?keepalives_count=3", "keepalives_count"),
         (PG + "?password=hunter2", "password"),
-        (MY + "?ssl_ca=/etc/ca.pem", "ssl_ca"),  # PyMySQL would use TLS, connectorx would fail
+        (MY + "?ssl_cert=/etc/client.pem", "ssl_cert"),  # PyMySQL would present it, connectorx cannot
         (MY + "?charset=utf8mb4", "charset"),
         ("sqlite:////tmp/zone.db?mode=ro", "mode"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -223,3 +224,52 @@ def test_verify_ca_reaches_connectorx_as_require_with_the_ca_which_verifies_it_t
     engine = sa.create_engine(parse_url("postgresql://u@db/x?sslmode=verify-ca&sslrootcert=/ca.pem", setting="S"))
     query = parse_qs(urlsplit(dialect_for(engine).connecting.connectorx_url(engine.url, limits_of(engine))).query)
     assert (query["sslmode"], query["sslrootcert"]) == (["require"], ["/ca.pem"])
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("ssl_mode=verify_identity", "ssl_mode=verify_identity needs ssl_ca=<the CA's file>"),
+        ("ssl_mode=sometimes", "ssl_mode='sometimes' is not one of disabled, required, verify_ca, verify_identity"),
+        ("ssl_cert=/client.pem", "URL parameter 'ssl_cert' is not supported for mysql (accepted: ssl_ca, ssl_mode)"),
+    ],
+    ids=["verify-without-ca", "unknown-mode", "client-certificate"],
+)
+def test_a_mariadb_tls_option_both_readers_cannot_honour_is_refused_in_one_line(query: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_url(f"mysql://u@db/x?{query}", setting="ZONESYNC_INTERNET_URL")
+    assert str(refused.value) == f"ZONESYNC_INTERNET_URL: {message}"
+
+
+@pytest.mark.parametrize(
+    ("query", "pymysql", "connectorx"),
+    [
+        ("", {"ssl": None}, {}),
+        ("ssl_mode=disabled&ssl_ca=/ca.pem", {"ssl": None, "ssl_disabled": True}, {"ssl-mode": ["DISABLED"]}),
+        ("ssl_ca=/ca.pem", {"ssl": None, "ssl_ca": "/ca.pem", "ssl_verify_cert": True, "ssl_verify_identity": False},
+         {"ssl-mode": ["VERIFY_CA"], "ssl-ca": ["/ca.pem"]}),
+        ("ssl_mode=verify_identity&ssl_ca=/ca.pem",
+         {"ssl": None, "ssl_ca": "/ca.pem", "ssl_verify_cert": True, "ssl_verify_identity": True},
+         {"ssl-mode": ["VERIFY_IDENTITY"], "ssl-ca": ["/ca.pem"]}),
+    ],
+    ids=["drivers-defaults", "disabled", "ca-alone-verifies", "verify-identity"],
+)  # fmt: skip
+def test_a_mariadb_tls_mode_reaches_pymysql_and_connectorx_in_their_words(
+    query: str, pymysql: dict[str, object], connectorx: dict[str, list[str]]
+) -> None:
+    engine = create_engine(parse_url(f"mysql://u@db/x?{query}".rstrip("?"), setting="S"))
+    args = dialect_for(engine).connecting.connect_args(engine.url, limits_of(engine))
+    sent = parse_qs(urlsplit(dialect_for(engine).connecting.connectorx_url(engine.url, limits_of(engine))).query)
+
+    assert {name: value for name, value in args.items() if name.startswith("ssl")} == pymysql
+    assert {name: value for name, value in sent.items() if name.startswith("ssl")} == connectorx
+
+
+def test_mariadb_tls_required_encrypts_without_checking_the_certificate() -> None:
+    engine = create_engine(parse_url("mysql://u@db/x?ssl_mode=required", setting="S"))
+    context = dialect_for(engine).connecting.connect_args(engine.url, limits_of(engine))["ssl"]
+    sent = parse_qs(urlsplit(dialect_for(engine).connecting.connectorx_url(engine.url, limits_of(engine))).query)
+
+    assert isinstance(context, ssl.SSLContext)
+    assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_NONE)
+    assert sent["ssl-mode"] == ["REQUIRED"]
