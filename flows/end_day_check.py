@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
+from zonesync.flows.outcomes import flow_with_outcome, job_state
 from zonesync.schemas.errors import SyncError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
@@ -50,7 +52,15 @@ def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
     return found
 
 
-@flow(name="end-day-check", description="End-day sync check: bring successful internet rows back and reconcile.")
+def checked(report: EndDayReport) -> State:
+    """The state its batch_job status names: Completed, "NoRecord", "Partial" (a FAILED check raises)."""
+    return job_state(report, report.status, report.message or report.status)
+
+
+@flow_with_outcome(
+    checked, name="end-day-check",
+    description="End-day sync check: bring successful internet rows back and reconcile.",
+)  # fmt: skip
 def end_day_check(business_date: date | None = None, mappings: list[str] | None = None) -> EndDayReport:
     """Sync every (or the named) internet_to_intranet mapping, reconcile the business date, report."""
     selected = check_run_settings("internet_to_intranet", mappings)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import Flow
-
+from zonesync.flows.outcomes import Outcome, OutcomeFlow, flow_with_outcome
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.registry import get_mapping
 
@@ -21,7 +20,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class ValuesKeptOut(Flow[P, R]):
+class ValuesKeptOut(OutcomeFlow[P, R]):
     """A flow whose `kept_out` parameters reach Prefect only as a placeholder (see the module docstring)."""
 
     kept_out: tuple[str, ...] = ()
@@ -51,11 +50,14 @@ def placeholder(value: Any) -> str:
     return "<kept out of Prefect>"
 
 
-def flow_keeping_out(*kept_out: str, **options: Any) -> Callable[[Callable[P, R]], ValuesKeptOut[P, R]]:
-    """Like `@prefect.flow(**options)`, for a flow whose parameters `kept_out` hold record values."""
+def flow_keeping_out(
+    *kept_out: str, outcome: Outcome, **options: Any
+) -> Callable[[Callable[P, R]], ValuesKeptOut[P, R]]:
+    """Like `flow_with_outcome(outcome, **options)`, for a flow whose parameters `kept_out` hold record values."""
 
     def decorate(function: Callable[P, R]) -> ValuesKeptOut[P, R]:
-        made = ValuesKeptOut(function, **options)
+        made = flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options)(function)
+        assert isinstance(made, ValuesKeptOut)
         made.kept_out = kept_out
         return made
 

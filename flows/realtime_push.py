@@ -10,15 +10,28 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.states import State
 
+from zonesync.flows.outcomes import completed, failed
 from zonesync.flows.parameters import flow_keeping_out
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.push import PushResult, push_records
 
 
+def pushed(result: PushResult) -> State:
+    """Completed (in both zones), Completed "Pending" (the cron retry carries them), Failed "Refused" (the
+    source refused them: nothing written)."""
+    if result.status == "success":
+        return completed(result, result.message)
+    if result.status == "pending":
+        return completed(result, result.message, "Pending")
+    return failed(result, f"{result.reason}: {result.message}", "Refused")
+
+
 @flow_keeping_out(
-    "records", name="realtime-push", description="Insert records in the source zone and push them to the target now."
-)
+    "records", outcome=pushed, name="realtime-push",
+    description="Insert records in the source zone and push them to the target now.",
+)  # fmt: skip
 def realtime_push(mapping: str, records: list[dict[str, Any]]) -> PushResult:
     """Push records (source column names) through one mapping; the result gives the status per key."""
     get_mapping(mapping)  # an unknown mapping is a ConfigError, not a result
@@ -26,9 +39,8 @@ def realtime_push(mapping: str, records: list[dict[str, Any]]) -> PushResult:
     logger = get_run_logger()
     if result.status == "success":
         logger.info("%s: %s", mapping, result.message)
-    elif result.status == "pending":
-        logger.error("%s: target failed at stage %s, records pending for the cron retry: %s", mapping, result.stage,
-                     result.message)  # fmt: skip
+    elif result.status == "pending":  # nothing is lost: a warning, not an error
+        logger.warning("%s: pending at stage %s (%s): %s", mapping, result.stage, result.reason, result.message)
     else:
         logger.error("%s: source insert failed (%s), nothing written: %s", mapping, result.reason, result.message)
     return result

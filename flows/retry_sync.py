@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prefect import flow
+from prefect.states import State
 
+from zonesync.flows.outcomes import flow_with_outcome, job_state
 from zonesync.schemas.settings import BatchSize, get_settings
 from zonesync.tasks.bookkeeping import JobStatus
 from zonesync.tasks.ledger import job_ledger, job_status
@@ -44,8 +45,21 @@ class SyncReport:
         """The batch_job status this run earns."""
         return job_status(self.mappings)
 
+    def headline(self) -> str:
+        """One line: the counts, and which mappings failed."""
+        counts = ", ".join(f"{self.total(count)} {count}" for count in ("read", "upserted", "flagged", "quarantined"))
+        failed = [result.mapping for result in self.mappings if result.status == "error"]
+        return counts + (f"; failed: {', '.join(failed)}" if failed else "")
 
-@flow(name="retry-sync", description="Cron retry sync: push unsynced intranet rows to the internet zone.")
+
+def synced(report: SyncReport) -> State:
+    """The state its batch_job status names: Completed, "NoRecord", "Partial", "Skipped", or Failed."""
+    return job_state(report, report.job_status(), report.headline())
+
+
+@flow_with_outcome(
+    synced, name="retry-sync", description="Cron retry sync: push unsynced intranet rows to the internet zone."
+)
 def retry_sync(mappings: list[str] | None = None, batch_size: BatchSize | None = None) -> SyncReport:
     """Sync every (or the named) intranet_to_internet mapping; returns per-mapping counts."""
     selected = check_run_settings("intranet_to_internet", mappings)

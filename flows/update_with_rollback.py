@@ -10,13 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.states import State
 
+from zonesync.flows.outcomes import completed, failed
 from zonesync.flows.parameters import flow_keeping_out
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.update import UpdateResult, update_record
 
 
-@flow_keeping_out("changes", name="update-with-rollback", description="Update one record in both zones, or in neither.")
+def updated(result: UpdateResult) -> State:
+    """Completed (both zones hold the new values), or Failed "RolledBack" (both keep their previous ones)."""
+    if result.status == "success":
+        return completed(result, result.message)
+    return failed(result, f"{result.reason}: {result.message}", "RolledBack")
+
+
+@flow_keeping_out(
+    "changes", outcome=updated, name="update-with-rollback",
+    description="Update one record in both zones, or in neither.",
+)  # fmt: skip
 def update_with_rollback(mapping: str, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
     """Change the source row with `key` (source column names) by `changes`, and its target row with it."""
     declared = get_mapping(mapping)

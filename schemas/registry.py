@@ -18,7 +18,11 @@ def discover_mappings(modules: Iterable[str]) -> dict[str, SyncMapping]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"cannot import mapping module {module_name!r}: {exc}") from exc
+            raise ConfigError(
+                f"cannot import mapping module {module_name!r} (ZONESYNC_MAPPING_MODULES): {exc}; install its "
+                "package in this environment, or put the folder that holds it on PYTHONPATH (PYTHONPATH=$PWD for "
+                "the current directory)"
+            ) from exc
         for value in vars(module).values():
             if not isinstance(value, SyncMapping):
                 continue

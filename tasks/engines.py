@@ -61,6 +61,19 @@ def zone_url(zone: Zone, settings: Settings | None = None) -> URL:
     return parse_url(settings.url_for(zone).get_secret_value(), setting=zone_setting(zone))
 
 
+def require_zone_database(zone: Zone) -> None:
+    """A ConfigError when the zone's database is a file that is not there: connecting would create an empty one
+    (the default SQLite paths are relative to the working directory; only `init` and the demo create them)."""
+    url = zone_url(zone)
+    dialect = dialect_class(url.get_backend_name())
+    missing = dialect.connecting.missing(url) if dialect else None
+    if missing:
+        raise ConfigError(
+            f"{zone_setting(zone)}: no database at {missing}: run `zonesync init` where it should be (a relative "
+            "path is relative to the working directory), or point the setting at the zone's database"
+        )
+
+
 def describe(url_or_engine: URL | Engine) -> str:
     """A URL as it may appear in logs, errors and artifacts: password hidden."""
     url = url_or_engine.url if isinstance(url_or_engine, Engine) else url_or_engine

@@ -50,7 +50,15 @@ class JobEntry:
         self.status = job_status(results)
         if problems and self.status in ("SUCCESS", "NO_RECORD"):
             self.status = "PARTIAL"
-        self.message = "; ".join([f"{r.mapping}: {r.message}" for r in results if r.message] + list(problems))
+        self.message = "; ".join([f"{r.mapping}: {why}" for r in results if (why := _left_over(r))] + list(problems))
+
+
+def _left_over(result: MappingSyncResult) -> str:
+    """What a mapping's run leaves to look at, in a few words ('' when nothing): why a run is not clean."""
+    said = [result.message] if result.message else []
+    if result.quarantined:
+        said.append(f"{result.quarantined} row(s) quarantined (zonesync status; sync_error)")
+    return "; ".join(said)
 
 
 def batch_recorder(job_id: int) -> BatchRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,9 +14,15 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from zonesync.flows.cli.support import (
+    EXIT_CLEAN,
+    EXIT_FAILED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
     age,
     console,
+    errors,
     friendly_errors,
+    job_exit_code,
     json_object,
     load_records,
     parse_date,
@@ -26,6 +33,26 @@ from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import MAX_BATCH_SIZE
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
+# Commands that create the zones' databases, or open none: every other one needs them to exist.
+_NEED_NO_DATABASE = {"init", "demo", "mappings", "api-key"}
+
+
+@app.callback()
+def _zones_exist(context: typer.Context) -> None:
+    """Refuse a command whose zone database is not there, rather than create an empty one (one line, exit 2)."""
+    from zonesync.schemas.settings import ZONES
+    from zonesync.tasks.engines import require_zone_database
+
+    if context.invoked_subcommand in _NEED_NO_DATABASE:
+        return
+    try:
+        for zone in ZONES:
+            require_zone_database(zone)
+    except ConfigError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 BusinessDate = Annotated[
     str | None, typer.Option("--date", help="Business date, YYYY-MM-DD (default: the day that ended last).")
 ]
@@ -46,11 +73,12 @@ def init(
     from zonesync.tasks.inspection import check_mapping
     from zonesync.tasks.triggers import install_writers_trigger
 
+    registered = all_mappings()  # a mapping module that cannot be imported: one line, before anything is created
     intranet = get_engine("intranet")
     created = create_bookkeeping(intranet)
     console.print(f"bookkeeping tables in {describe(intranet)}: {', '.join(created) or 'already present'}")
     failed = False
-    for mapping in all_mappings().values():
+    for mapping in registered.values():
         check = check_mapping(mapping, get_engine(mapping.source_zone), get_engine(mapping.target_zone))
         failed |= not check.ok
         status = "[green]ok[/]" if check.ok else "[red]cannot run[/]"
@@ -67,7 +95,7 @@ def init(
             line = install_writers_trigger(mapping, get_engine(mapping.source_zone))
             console.print(f"  trigger installed: {line}", highlight=False)
     if failed:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
@@ -76,7 +104,11 @@ def retry(
     mapping: Mappings = None,
     batch_size: Annotated[int | None, typer.Option(min=1, max=MAX_BATCH_SIZE, help="Rows per batch.")] = None,
 ) -> None:
-    """Run the cron retry sync now: push every unsynced intranet row to the internet zone."""
+    """Run the cron retry sync now: push every unsynced intranet row to the internet zone.
+
+    Exit code 0: everything synced (or nothing to do); 3: partial (rows quarantined, a mapping failed) or skipped
+    (another run holds the job); 1: failed.
+    """
     from zonesync.flows.retry_sync import retry_sync
     from zonesync.tasks.steps import check_run_settings, require_bookkeeping
 
@@ -86,8 +118,7 @@ def retry(
     print_sync_report(report)
     if report.total("quarantined"):
         print_quarantine()
-    if not report.ok:
-        raise typer.Exit(1)
+    raise typer.Exit(job_exit_code(report.job_status()))
 
 
 @app.command()
@@ -116,7 +147,7 @@ def push(
     console.print(table)
     console.print(result.message, highlight=False)
     if result.status != "success":
-        raise typer.Exit(3 if result.status == "pending" else 1)
+        raise typer.Exit(EXIT_PARTIAL if result.status == "pending" else EXIT_FAILED)
 
 
 @app.command()
@@ -221,7 +252,7 @@ def update(
         highlight=False,
     )
     if result.status != "success":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("end-day")
@@ -243,8 +274,7 @@ def end_day(business_date: BusinessDate = None, mapping: Mappings = None) -> Non
         console.print(Markdown(failed.report.summary))
         raise
     console.print(Markdown(report.summary))
-    if not report.ok:
-        raise typer.Exit(3)
+    raise typer.Exit(job_exit_code(report.status) if report.ok else EXIT_PARTIAL)
 
 
 @app.command()
@@ -269,7 +299,7 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
         console.print(Markdown(found.markdown()))
         agree &= found.ok
     if not agree:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()
@@ -412,16 +442,43 @@ def demo() -> None:
     print_quarantine()
     if run.end_day is not None:
         console.print(Markdown(run.end_day.summary))
-    console.print(
-        "\nSee it in the Prefect UI: run [bold]prefect server start[/], set "
-        "PREFECT_API_URL=http://127.0.0.1:4200/api, run [bold]zonesync demo[/] again and open the flow runs and "
-        "their artifacts (retry-sync-summary, end-day-summary, end-day-reconciliation), or read one back with "
-        "[bold]prefect artifact inspect end-day-summary[/].\nQuarantine, backlog and the batch_job ledger: "
-        "[bold]zonesync status[/]. Reconcile any day: [bold]zonesync reconcile --date 2026-11-25 -m payments[/]."
+    console.print(f"\n{_where_to_see_it()}\nQuarantine, backlog and the batch_job ledger: [bold]zonesync status[/]. "
+                  "Reconcile any day: [bold]zonesync reconcile --date 2026-11-25 -m payments[/].")  # fmt: skip
+
+
+def _where_to_see_it() -> str:
+    """Where the demo's runs and artifacts are: the configured Prefect server's UI, or how to have one."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    artifacts = "their artifacts (retry-sync-summary, end-day-summary, end-day-reconciliation)"
+    if PREFECT_API_URL.value():
+        ui = PREFECT_UI_URL.value() or str(PREFECT_API_URL.value()).removesuffix("/api")
+        return f"See the flow runs and {artifacts} in the Prefect UI: {ui}/runs"
+    return (
+        "The runs went to a temporary Prefect server, gone now. To keep them: run [bold]prefect server start[/], set "
+        f"PREFECT_API_URL=http://127.0.0.1:4200/api, run [bold]zonesync demo[/] again and open the flow runs and "
+        f"{artifacts}, or read one back with [bold]prefect artifact inspect end-day-summary[/]."
     )
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the exit codes of `support.EXIT_*`, a usage error in one line."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        errors.print("aborted")
+        sys.exit(EXIT_FAILED)
+    except typer.TyperException as exc:  # click's errors, as Typer carries them; a usage error's code is 2
+        sys.exit(_usage_error(exc))
+    sys.exit(code if isinstance(code, int) else EXIT_CLEAN)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """Say what was wrong in one line (no box), and where the help is. (`zonesync` alone has shown its help.)"""
+    if type(exc).__name__ != "NoArgsIsHelpError":
+        context = getattr(exc, "ctx", None)
+        where = f" (see {context.command_path} --help)" if context is not None else ""
+        message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+        errors.print(f"[red]error:[/] {message}{where}", highlight=False)
+    return int(getattr(exc, "exit_code", EXIT_USAGE))

@@ -21,6 +21,19 @@ errors = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# The exit codes of every command (the README has the table).
+EXIT_CLEAN = 0  # done, nothing left over
+EXIT_FAILED = 1  # the work failed, or was refused (a rolled-back update, a push the source refused)
+EXIT_USAGE = 2  # a mistake in the command, its options or the settings: nothing was done
+EXIT_PARTIAL = 3  # done in part: rows quarantined or pending, zones that differ, a run skipped
+_JOB_EXIT_CODES = {"SUCCESS": EXIT_CLEAN, "NO_RECORD": EXIT_CLEAN, "PARTIAL": EXIT_PARTIAL, "SKIPPED": EXIT_PARTIAL}
+
+
+def job_exit_code(status: str) -> int:
+    """The exit code of a run whose batch_job status is `status`."""
+    return _JOB_EXIT_CODES.get(status, EXIT_FAILED)
+
+
 def friendly_errors(command: F) -> F:
     """Turn zonesync and database errors into one red line and exit code 2 (config) or 1 (sync)."""
 
@@ -30,10 +43,10 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except SQLAlchemyError as exc:
             errors.print(f"[red]error:[/] {translate(exc, what='database access')}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILED) from None
         except SyncError as exc:
             errors.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+            raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
 

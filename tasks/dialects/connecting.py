@@ -59,6 +59,11 @@ class Connecting:
     def prepare(self, url: URL) -> None:
         """Anything to do before the first connection (SQLite creates the file's directory)."""
 
+    def missing(self, url: URL) -> str | None:
+        """Where a database would be created by connecting, if it is not there yet (a file); None: it exists, or
+        connecting never creates one (a server)."""
+        return None
+
     def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
         """The driver arguments that bound every wait of a connection (and keep it in UTC, strict, full Unicode)."""
         return {}

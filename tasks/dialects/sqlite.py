@@ -136,6 +136,9 @@ class SQLiteConnecting(Connecting):
     def prepare(self, url: URL) -> None:
         Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
 
+    def missing(self, url: URL) -> str | None:
+        return None if Path(url.database or "").exists() else url.database
+
     def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
         return {"timeout": limits.lock, "check_same_thread": False}  # the busy timeout: how long a lock is awaited
 

@@ -5,6 +5,7 @@ a row lock held by another connection. The shared servers themselves are never s
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,6 +204,7 @@ def test_the_command_line_fails_with_one_line_instead_of_hanging(tarpit: Tarpit,
         "ZONESYNC_STATEMENT_TIMEOUT": "2",
         "ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples",
     }
+    sqlite3.connect(tmp_path / "intranet.db").close()  # empty: the command line refuses a database not there
     command = [sys.executable, "-m", "zonesync.flows.cli", "reconcile", "-m", "payments"]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)

@@ -8,6 +8,7 @@ only. Every run is checked for leaked passwords; a user mistake is one line on s
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -137,7 +138,7 @@ def test_recover_with_nothing_to_do(demo_zones: ZonePair, cli: Cli) -> None:
 def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(seeded: ZonePair, flow_cli: Cli) -> None:
     run = flow_cli("retry")
 
-    assert run.code == 0, str(run)  # quarantined rows make the run partial, not failed
+    assert run.code == 3, str(run)  # quarantined rows make the run partial (exit 3), not failed (1)
     assert run.row("merchants")[1:7] == ["partial", "500", "497", "497", "3", "0"]
     assert "Traceback" not in run.stdout + run.stderr
     synced, quarantined = assert_nothing_lost(
@@ -312,6 +313,7 @@ def test_a_user_mistake_is_one_line_and_a_non_zero_exit(mistake: Mistake, tmp_pa
         "ZONESYNC_INTERNET_URL": DOWN_URL,
         "ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples",
     }
+    sqlite3.connect(tmp_path / "intranet.db").close()
     cli = Cli(tmp_path, settings, timeout=60)
 
     run = cli(*mistake.args, **mistake.env)
@@ -419,3 +421,29 @@ def test_end_day_that_cannot_run_reports_failed_and_exits_1(demo_zones: ZonePair
     assert last.startswith(f"error: end-day check {DEMO_DAY} failed:") and "table 'payment' not found" in last
     assert [job["status"] for job in jobs(demo_zones.intranet)] == ["FAILED"]
     assert not any(flag for flag in source_rows(demo_zones.internet, PAYMENTS).values() if flag["__flag"])
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("retry", "--bogus"), "error: No such option: --bogus (see zonesync retry --help)"),
+        (("retry", "--batch-size", "x"),
+         "error: Invalid value for '--batch-size': Input should be a valid integer, unable to parse string as an "
+         "integer (see zonesync retry --help)"),
+        (("nosuch",), "error: No such command 'nosuch'. (see zonesync --help)"),
+        (("api-key", "new"), "error: Missing argument 'name'. (see zonesync api-key new --help)"),
+    ],
+    ids=["unknown-option", "bad-value", "unknown-command", "missing-argument"],
+)  # fmt: skip
+def test_a_usage_error_is_one_line_and_exit_code_2(cli: Cli, args: tuple[str, ...], line: str) -> None:
+    run = cli(*args)
+
+    assert (run.code, run.stdout, run.stderr.strip()) == (2, "", line), str(run)
+
+
+@SQLITE_ONLY
+def test_zonesync_alone_shows_its_help_and_exit_code_2(cli: Cli) -> None:
+    run = cli()
+
+    assert run.code == 2 and "Commands" in run.stdout + run.stderr and "error" not in run.stderr, str(run)

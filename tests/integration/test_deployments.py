@@ -86,6 +86,16 @@ def test_deploy_from_prefect_yaml_and_run_on_a_process_worker(demo: ZonePair) ->
     assert set(runs) == {run.id for run in queued if isinstance(run, FlowRun)}, "not (only) the queued runs"
     states = sorted(run.state.type.value if run.state else "none" for run in runs.values())
     assert states == ["CANCELLED", "COMPLETED"], states
+    names = sorted(run.state.name if run.state else "none" for run in runs.values())
+    assert names == ["Cancelled", "Partial"], names  # merchant 13 quarantined: a partial run, named so
     assert len(rows(demo.internet, "merchant")) == MERCHANTS - 1
     unsynced = [row["merchant_id"] for row in rows(demo.intranet, "merchant") if not flag_value(row["is_sync"])]
     assert unsynced == [13]
+
+    # serve.py on the same server would serve deployments of the same names whose runs then crash: it refuses.
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    served = subprocess.run([sys.executable, "-m", "zonesync.deployments.serve"], cwd=PROJECT_DIR, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert served.returncode == 2 and len(served.stderr.strip().splitlines()) == 1, served.stderr
+    assert f"'retry-sync/retry-sync' (work pool {WORK_POOL})" in served.stderr
+    assert "from `prefect deploy`" in served.stderr and "prefect deployment delete" in served.stderr

@@ -1,0 +1,54 @@
+"""The first hour of a new user, as the README leads it: what tripped one up must not trip the next."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tests.integration.console import Cli
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_after_the_demo_the_readme_push_example_works_and_the_demo_points_at_the_configured_server(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    cli = Cli(tmp_path, {}, api_url=prefect_api)  # the default SQLite files, the session's Prefect server
+
+    demo = cli("demo")
+    assert demo.code == 0, str(demo)[-3000:]
+    shown = " ".join(demo.stdout.split())
+    assert f"Prefect UI: {prefect_api.removesuffix('/api')}/runs" in shown and "4200" not in shown
+
+    example = next(line for line in README.read_text().splitlines() if line.startswith("zonesync push merchants"))
+    pushed = cli(*shlex.split(example)[1:])
+    assert pushed.code == 0, str(pushed)  # its key is not one the demo already used
+    assert "success" in pushed.stdout
+
+
+def test_init_with_a_mapping_module_it_cannot_import_says_how_in_one_line_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    intranet = tmp_path / "intranet.db"
+    cli = Cli(tmp_path, {"ZONESYNC_INTRANET_URL": f"sqlite:///{intranet}",
+                         "ZONESYNC_INTERNET_URL": f"sqlite:///{tmp_path / 'internet.db'}",
+                         "ZONESYNC_MAPPING_MODULES": "mycompany.zonesync_mappings"})  # fmt: skip
+
+    run = cli("init")
+
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1, str(run)
+    assert "cannot import mapping module 'mycompany.zonesync_mappings'" in run.stderr
+    assert "PYTHONPATH" in run.stderr
+    assert not intranet.exists() or not sa.inspect(sa.create_engine(f"sqlite:///{intranet}")).get_table_names()
+
+
+def test_a_command_run_where_there_are_no_zone_databases_says_so_and_creates_none(tmp_path: Path) -> None:
+    elsewhere = Cli(tmp_path, {})  # the default SQLite files, relative to a directory where init never ran
+
+    run = elsewhere("status")
+
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1, str(run)
+    assert f"ZONESYNC_INTRANET_URL: no database at {tmp_path.resolve()}/.zonesync/intranet.db" in run.stderr
+    assert not (tmp_path / ".zonesync").exists()
