@@ -71,5 +71,5 @@ def retry_sync(mappings: list[str] | None = None, batch_size: BatchSize | None =
             state = sync_mapping(mapping.name, size, FLOW_KEY, job.id, return_state=True)
             report.mappings.append(outcome(state, mapping.name))
             job.settle(report.mappings)  # after each mapping, so an aborted run still records what it did
-    publish_summary(FLOW_KEY, "Retry sync", report.mappings, intranet)
+    publish_summary(FLOW_KEY, "Retry sync", report.mappings, intranet, status=report.job_status(), job_id=job.id)
     return report

@@ -145,6 +145,24 @@ def count_open_errors(engine: Engine, mapping: str | None = None) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+def oldest_open_error(engine: Engine, mapping: str) -> datetime | None:
+    """When the longest-waiting open quarantined record of a mapping was first refused (UTC), or None."""
+    query = sa.select(sa.func.min(sync_error.c.first_seen)).where(
+        sync_error.c.mapping == mapping, sync_error.c.resolved_at.is_(None)
+    )
+    with engine.connect() as conn:
+        first = conn.execute(query).scalar_one()
+    return first.replace(tzinfo=UTC) if first is not None else None
+
+
+def last_finished(engine: Engine, job_name: str) -> datetime | None:
+    """When the latest finished run of a job ended (UTC), or None."""
+    query = sa.select(sa.func.max(batch_job.c.finished_at)).where(batch_job.c.job_name == job_name)
+    with engine.connect() as conn:
+        last = conn.execute(query).scalar_one()
+    return last.replace(tzinfo=UTC) if last is not None else None
+
+
 def resolve(bind: Engine | Connection, mapping: str, keys: Sequence[str]) -> int:
     """Mark the open errors of these record keys resolved (they have synced since)."""
     now = utc_now()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
@@ -61,40 +59,10 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
     return check
 
 
-@dataclass(frozen=True)
-class Backlog:
-    """How far behind a mapping is."""
-
-    mapping: str
-    unsynced: int
-    oldest: datetime | None
-
-
-def backlog(mapping: SyncMapping, source: Engine) -> Backlog:
-    """Unsynced eligible rows and, when the version column is a timestamp, the oldest one's time."""
+def backlog(mapping: SyncMapping, source: Engine) -> int:
+    """How many eligible source rows are not synced yet."""
     table = reflect_table(source, mapping.source_table, mapping.source_zone, mapping.name)
-    dialect = dialect_for(source)
-    pending = [dialect.not_synced(table.c[mapping.flag_column])]
+    pending = [dialect_for(source).not_synced(table.c[mapping.flag_column])]
     pending += [table.c[column] == value for column, value in (mapping.eligible or {}).items()]
-    columns: list[Any] = [sa.func.count()]
-    version = table.c.get(mapping.version_column or "")
-    if version is not None and _is_timestamp(mapping, version):
-        columns.append(sa.func.min(version))
     with source.connect() as conn:
-        row = conn.execute(sa.select(*columns).select_from(table).where(*pending)).one()
-    oldest = _as_datetime(row[1]) if len(row) > 1 else None
-    return Backlog(mapping.name, int(row[0]), oldest)
-
-
-def _is_timestamp(mapping: SyncMapping, column: sa.Column[Any]) -> bool:
-    """The declared model type decides (SQLite stores timestamps as text); else the database's type."""
-    declared = {c.source: c.dtype for c in mapping.columns}.get(column.name)
-    return isinstance(declared, pl.Datetime) or isinstance(column.type, sa.DateTime)
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    """Timestamps come back as datetimes (naive UTC from MariaDB), or as ISO text from SQLite; all made aware."""
-    if value is None:
-        return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*pending)).scalar_one())

@@ -322,25 +322,36 @@ def recover() -> None:
 @app.command()
 @friendly_errors
 def status() -> None:
-    """Unsynced rows and their age per mapping, open quarantine, and the last batch jobs."""
+    """Unsynced rows per mapping, how long its quarantined rows have waited, when its job last ran, and the last
+    batch jobs."""
+    from zonesync.flows.retry_sync import FLOW_KEY as RETRY
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks.bookkeeping import count_open_errors, missing_tables, recent_jobs
+    from zonesync.tasks import bookkeeping
+    from zonesync.tasks.end_day import JOB_NAME as END_DAY
     from zonesync.tasks.engines import get_engine
     from zonesync.tasks.inspection import backlog
 
     intranet = get_engine("intranet")
-    if missing := missing_tables(intranet):
+    if missing := bookkeeping.missing_tables(intranet):
         raise ConfigError(f"bookkeeping tables {', '.join(missing)} are missing: run `zonesync init`")
-    table = Table("mapping", "direction", "unsynced", "oldest unsynced", "open quarantine", title="Mappings")
+    table = Table("mapping", "direction", "unsynced", "open quarantine", "waiting longest", "its job last ran",
+                  title="Mappings")  # fmt: skip
     now = datetime.now(UTC)
+
+    def ago(moment: datetime | None, otherwise: str) -> str:
+        return f"{age(now - moment)} ago" if moment else otherwise
+
     for mapping in all_mappings().values():
-        pending = backlog(mapping, get_engine(mapping.source_zone))
-        oldest = f"{age(now - pending.oldest)} ago" if pending.oldest else "-"
-        quarantined = str(count_open_errors(intranet, mapping.name))
-        table.add_row(mapping.name, mapping.direction, str(pending.unsynced), oldest, quarantined)
+        job_name = RETRY if mapping.direction == "intranet_to_internet" else END_DAY
+        table.add_row(
+            mapping.name, mapping.direction, str(backlog(mapping, get_engine(mapping.source_zone))),
+            str(bookkeeping.count_open_errors(intranet, mapping.name)),
+            ago(bookkeeping.oldest_open_error(intranet, mapping.name), "-"),
+            f"{job_name}: {ago(bookkeeping.last_finished(intranet, job_name), 'never')}",
+        )  # fmt: skip
     console.print(table)
     jobs = Table("id", "job", "business date", "status", "started (UTC)", "eligible", "synced", "failed", title="Jobs")
-    for job in recent_jobs(intranet, limit=5):
+    for job in bookkeeping.recent_jobs(intranet, limit=5):
         jobs.add_row(
             str(job["id"]), job["job_name"], str(job["business_date"]), job["status"],
             f"{job['started_at']:%Y-%m-%d %H:%M:%S}", str(job["rows_eligible"]), str(job["rows_synced"]),

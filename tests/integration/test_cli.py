@@ -92,8 +92,23 @@ def test_status_shows_backlog_quarantine_and_jobs(seeded: ZonePair, cli: Cli) ->
     assert_quiet(run)
     assert run.row("merchants")[1:3] == ["intranet_to_internet", "500"]
     assert run.row("payments")[1:3] == ["internet_to_intranet", "240"]  # eligible (status 'S') only
-    assert run.row("merchants")[4] == run.row("payments")[4] == "0"  # nothing quarantined yet
+    assert run.row("merchants")[3:] == ["0", "-", "retry-sync: never"]  # nothing quarantined, no run yet
+    assert run.row("payments")[3:] == ["0", "-", "end-day-check: never"]
     assert "Jobs" in run.stdout
+
+
+def test_status_says_how_long_quarantined_rows_have_waited_and_when_each_job_last_ran(
+    seeded: ZonePair, flow_cli: Cli
+) -> None:
+    assert flow_cli("retry").code == 3  # merchants 13, 42 and 77 quarantined
+
+    run = flow_cli("status")
+
+    assert_quiet(run)
+    unsynced, quarantined, waiting, last_ran = run.row("merchants")[2:]
+    assert (unsynced, quarantined) == ("3", "3")
+    assert waiting.endswith(" ago") and last_ran.startswith("retry-sync: ") and last_ran.endswith(" ago"), run
+    assert run.row("payments")[5] == "end-day-check: never"
 
 
 @SQLITE_ONLY

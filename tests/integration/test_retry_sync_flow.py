@@ -158,11 +158,17 @@ def _check_demo_run(zones: ZonePair, use_zones: Callable[..., None], *, refused:
     ]
     summary = artifacts["retry-sync-summary"].data
     assert artifacts["retry-sync-summary"].type == "markdown"
+    assert summary.startswith(f"# Retry sync: PARTIAL\n\nbatch_job #{job['id']}\n")  # the run's verdict first
     assert "| merchants | partial |" in summary
     for merchant_id, reason in expected_reasons.items():
         assert f'{{"merchant_id":{merchant_id}}}' in summary and reason in summary
     assert artifacts["retry-sync-progress-merchants"].type == "progress"
     assert float(artifacts["retry-sync-progress-merchants"].data) == 100.0
+    progress = artifacts["retry-sync-progress-merchants"].description or ""
+    assert (
+        progress.startswith(f"merchants: {result.read:,} of {result.read:,} rows read (100.0 %), ")
+        and "rows/s" in progress
+    )
     _no_secret(zones, summary, table, job["message"], result.message)
 
 
