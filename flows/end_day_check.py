@@ -21,6 +21,7 @@ from zonesync.schemas.registry import get_mapping
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks.end_day import JOB_NAME, EndDayReport, previous_business_date, publish_end_day
 from zonesync.tasks.engines import get_engine
+from zonesync.tasks.events import emit_end_day_failed, emit_quarantined, emit_zones_differ
 from zonesync.tasks.lease import holding
 from zonesync.tasks.ledger import JobEntry, job_ledger
 from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
@@ -49,6 +50,7 @@ def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
     )  # fmt: skip
     log = get_run_logger().info if found.ok else get_run_logger().warning
     log("%s: reconciliation of %s: %s", mapping.name, business_date, found.headline())
+    emit_zones_differ(found)
     return found
 
 
@@ -79,6 +81,7 @@ def end_day_check(business_date: date | None = None, mappings: list[str] | None 
         report.status, report.message = (job.status, job.message) if job else ("FAILED", str(failure or ""))
         publish_end_day(report, intranet)
     if report.status == "FAILED":
+        emit_end_day_failed(report.business_date.isoformat(), report.job_id, report.message)
         raise EndDayFailed(report) from failure
     return report
 
@@ -92,6 +95,7 @@ def _check(selected: list[SyncMapping], report: EndDayReport, job: JobEntry) -> 
             get_run_logger().info("%s: no record (no eligible unsynced rows)", mapping.name)
         report.mappings.append(result)
         job.settle(report.mappings)
+        emit_quarantined(result, JOB_NAME, job.id)
         state = reconcile(mapping.name, report.business_date, return_state=True)
         if state.is_completed():
             report.reconciliations.append(state.result())

@@ -26,6 +26,12 @@ R = TypeVar("R")
 
 Outcome = Callable[[Any], State]  # a result -> the final state that names it
 
+# The names of zonesync's final states beyond Prefect's own (an automation that waits for a run to end must
+# expect their events too: deployments/automations.yaml).
+PENDING, REFUSED, ROLLED_BACK = "Pending", "Refused", "RolledBack"
+_JOB_STATES = {"SUCCESS": "Completed", "NO_RECORD": "NoRecord", "PARTIAL": "Partial", "SKIPPED": "Skipped"}
+STATE_NAMES = frozenset({PENDING, REFUSED, ROLLED_BACK, *_JOB_STATES.values(), "Failed"})
+
 
 def completed(result: Any, message: str, name: str = "Completed") -> State:
     """A Completed state named after the outcome, carrying the result."""
@@ -80,10 +86,6 @@ def flow_with_outcome(
         return flow_class(with_outcome(function, outcome), **options)
 
     return decorate
-
-
-# The batch_job status of a scheduled run and the state that names it.
-_JOB_STATES = {"SUCCESS": "Completed", "NO_RECORD": "NoRecord", "PARTIAL": "Partial", "SKIPPED": "Skipped"}
 
 
 def job_state(result: Any, status: str, message: str) -> State:

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.states import State
 
-from zonesync.flows.outcomes import completed, failed
+from zonesync.flows.outcomes import PENDING, REFUSED, completed, failed
 from zonesync.flows.parameters import flow_keeping_out
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.push import PushResult, push_records
@@ -24,8 +24,8 @@ def pushed(result: PushResult) -> State:
     if result.status == "success":
         return completed(result, result.message)
     if result.status == "pending":
-        return completed(result, result.message, "Pending")
-    return failed(result, f"{result.reason}: {result.message}", "Refused")
+        return completed(result, result.message, PENDING)
+    return failed(result, f"{result.reason}: {result.message}", REFUSED)
 
 
 @flow_keeping_out(

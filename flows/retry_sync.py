@@ -15,6 +15,7 @@ from prefect.states import State
 from zonesync.flows.outcomes import flow_with_outcome, job_state
 from zonesync.schemas.settings import BatchSize, get_settings
 from zonesync.tasks.bookkeeping import JobStatus
+from zonesync.tasks.events import emit_quarantined
 from zonesync.tasks.ledger import job_ledger, job_status
 from zonesync.tasks.report import publish_summary
 from zonesync.tasks.steps import check_run_settings, outcome, prepare_intranet, sync_mapping
@@ -71,5 +72,6 @@ def retry_sync(mappings: list[str] | None = None, batch_size: BatchSize | None =
             state = sync_mapping(mapping.name, size, FLOW_KEY, job.id, return_state=True)
             report.mappings.append(outcome(state, mapping.name))
             job.settle(report.mappings)  # after each mapping, so an aborted run still records what it did
+            emit_quarantined(report.mappings[-1], FLOW_KEY, job.id)
     publish_summary(FLOW_KEY, "Retry sync", report.mappings, intranet, status=report.job_status(), job_id=job.id)
     return report

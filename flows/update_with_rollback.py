@@ -12,7 +12,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.states import State
 
-from zonesync.flows.outcomes import completed, failed
+from zonesync.flows.outcomes import ROLLED_BACK, completed, failed
 from zonesync.flows.parameters import flow_keeping_out
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.update import UpdateResult, update_record
@@ -22,7 +22,7 @@ def updated(result: UpdateResult) -> State:
     """Completed (both zones hold the new values), or Failed "RolledBack" (both keep their previous ones)."""
     if result.status == "success":
         return completed(result, result.message)
-    return failed(result, f"{result.reason}: {result.message}", "RolledBack")
+    return failed(result, f"{result.reason}: {result.message}", ROLLED_BACK)
 
 
 @flow_keeping_out(

@@ -1,4 +1,12 @@
-"""Prefect events for pushes, so automations can react (a push creates no flow run: it must stay fast)."""
+"""Prefect events for what an operator must act on, so automations can react (deployments/automations.yaml):
+
+- `zonesync.push.success` / `zonesync.push.pending` (a push creates no flow run: it must stay fast);
+- `zonesync.rows.quarantined`: a run refused rows of a mapping (how many; `zonesync status` lists them);
+- `zonesync.reconciliation.differs`: the zones disagree for a business date;
+- `zonesync.end-day.failed`: the end-day check could not do its work.
+
+Payloads carry counts, keys and zonesync's own words, never a record value.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,8 @@ from prefect.settings import PREFECT_API_URL
 
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.push import PushResult
+from zonesync.tasks.reconcile_report import Reconciliation
+from zonesync.tasks.sync import MappingSyncResult
 
 _KEYS_IN_EVENT = 100
 
@@ -30,3 +40,36 @@ def emit_push_event(result: PushResult) -> None:
             "reason": result.reason,
         },
     )
+
+
+def _on_mapping(name: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"zonesync.mapping.{name}", "prefect.resource.name": name}
+
+
+def emit_quarantined(result: MappingSyncResult, job_name: str, job_id: int | None) -> None:
+    """`zonesync.rows.quarantined` on the mapping, when this run refused some of its rows."""
+    if result.quarantined and events_enabled():
+        emit_event(
+            event="zonesync.rows.quarantined", resource=_on_mapping(result.mapping),
+            payload={"count": result.quarantined, "job": job_name, "batch_job_id": job_id},
+        )  # fmt: skip
+
+
+def emit_zones_differ(found: Reconciliation) -> None:
+    """`zonesync.reconciliation.differs` on the mapping, when its zones disagree."""
+    if not found.ok and events_enabled():
+        day = found.business_date.isoformat() if found.business_date else None
+        emit_event(
+            event="zonesync.reconciliation.differs", resource=_on_mapping(found.mapping),
+            payload={"business_date": day, "found": found.headline()},
+        )  # fmt: skip
+
+
+def emit_end_day_failed(business_date: str, job_id: int | None, message: str) -> None:
+    """`zonesync.end-day.failed` on the end-day job."""
+    if events_enabled():
+        emit_event(
+            event="zonesync.end-day.failed",
+            resource={"prefect.resource.id": "zonesync.job.end-day-check", "prefect.resource.name": "end-day-check"},
+            payload={"business_date": business_date, "batch_job_id": job_id, "message": message},
+        )

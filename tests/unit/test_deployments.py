@@ -6,6 +6,7 @@ deployments cannot overlap, and a bad end-day time or time zone is refused with 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from prefect import Flow
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.events.schemas.automations import AutomationCore, EventTrigger
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.templating import apply_values
 
@@ -25,6 +27,7 @@ from zonesync.deployments.schedules import (
     deploy_settings,
     deployment_specs,
 )
+from zonesync.flows.outcomes import STATE_NAMES
 from zonesync.schemas.errors import ConfigError
 
 SCHEDULED = {"retry-sync", "end-day-check"}
@@ -197,3 +200,27 @@ def test_bad_end_day_setting_is_refused_in_one_line(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+
+
+AUTOMATIONS = Path(__file__).resolve().parents[2] / "deployments" / "automations.yaml"
+
+
+def _automations() -> list[AutomationCore]:
+    return [AutomationCore.model_validate(one) for one in yaml.safe_load(AUTOMATIONS.read_text())["automations"]]
+
+
+def test_the_shipped_automations_are_what_prefect_automation_create_accepts() -> None:
+    names = [automation.name for automation in _automations()]
+
+    assert names == ["zonesync: rows quarantined", "zonesync: end-day check failed", "zonesync: zones differ",
+                     "zonesync: crash zombie flow runs"]  # fmt: skip
+
+
+def test_the_zombie_automation_waits_for_every_final_state_zonesync_names() -> None:
+    """A run that ends Partial emits prefect.flow-run.Partial, not ...Completed: missing it, the automation would
+    mark a finished run Crashed 90 s later."""
+    [zombies] = [automation for automation in _automations() if "zombie" in automation.name]
+    assert isinstance(zombies.trigger, EventTrigger)
+
+    expected = {f"prefect.flow-run.{name}" for name in STATE_NAMES | {"Completed", "Cancelled", "Crashed"}}
+    assert expected <= set(zombies.trigger.expect)
