@@ -62,7 +62,8 @@ def _build_plan(columns: tuple[TargetColumn, ...], schema: pl.Schema) -> tuple[l
         converted.append(value.alias(column.name))
         if lost is not None:
             lost_rows.append(lost)
-            details.append(pl.when(lost).then(pl.lit(f"{column.name}: value does not fit {column.dtype} exactly")))
+            said = f"{column.name}: value does not fit {column.dtype} exactly (got a {schema[column.source]})"
+            details.append(pl.when(lost).then(pl.lit(said)))
     if not lost_rows:
         return converted, None
     detail = pl.concat_str(details, separator="; ", ignore_nulls=True)

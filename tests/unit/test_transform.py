@@ -310,3 +310,15 @@ def test_text_keeps_every_unicode_character() -> None:
     value, lossy = only(LABEL, text)
     assert value == text
     assert not lossy
+
+
+def test_a_type_loss_says_what_the_value_was_and_what_it_did_not_fit_never_the_value() -> None:
+    raw = pl.DataFrame({"id": [0], "value": pl.Series([Decimal("8675309.4142")], dtype=pl.Decimal(38, 10))})
+
+    [detail] = to_target_schema(raw, AMOUNT).losses["detail"].to_list()
+
+    assert (
+        detail
+        == "value: value does not fit Decimal(precision=18, scale=2) exactly (got a Decimal(precision=38, scale=10))"
+    )
+    assert "8675309" not in detail
