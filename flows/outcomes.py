@@ -82,8 +82,8 @@ def flow_with_outcome(
 
     def decorate(function: Callable[P, R]) -> OutcomeFlow[P, R]:
         source = inspect.getsourcefile(function)
-        options.setdefault("version", file_hash(source) if source else None)  # the flow's file, not this one
-        return flow_class(with_outcome(function, outcome), **options)
+        version = file_hash(source) if source else None  # of the flow's file (Prefect would hash this one)
+        return flow_class(with_outcome(function, outcome), **{"version": version, **options})
 
     return decorate
 

@@ -10,7 +10,7 @@ stored as its mapping shows keys (sensitive key columns hidden).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from zonesync.flows.outcomes import Outcome, OutcomeFlow, flow_with_outcome
 from zonesync.schemas.errors import SyncError
@@ -56,8 +56,7 @@ def flow_keeping_out(
     """Like `flow_with_outcome(outcome, **options)`, for a flow whose parameters `kept_out` hold record values."""
 
     def decorate(function: Callable[P, R]) -> ValuesKeptOut[P, R]:
-        made = flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options)(function)
-        assert isinstance(made, ValuesKeptOut)
+        made = cast(ValuesKeptOut[P, R], flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options)(function))
         made.kept_out = kept_out
         return made
 
