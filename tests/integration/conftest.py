@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from tests.conftest import ZonePair
 from tests.integration.console import Cli, zone_settings
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import create
+from tests.torture.procs import PrefectServer
 from zonesync.schemas import settings
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.push import push_records
@@ -52,3 +54,15 @@ def demo_zones(zones: ZonePair) -> ZonePair:
     create(zones.intranet, intranet_tables())
     create(zones.internet, internet_tables())
     return zones
+
+
+@pytest.fixture
+def prefect_server() -> Iterator[PrefectServer]:
+    """A `prefect server start` of the test's own (its triggers and event services running; its database
+    holding this test's runs only), stopped at the end."""
+    server = PrefectServer()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

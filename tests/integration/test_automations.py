@@ -9,11 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import ZonePair
 from tests.integration.console import SQLITE_ONLY, zone_settings
@@ -23,16 +21,6 @@ from zonesync.tasks import demo_data
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-@pytest.fixture
-def prefect_server() -> Iterator[PrefectServer]:
-    server = PrefectServer()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
 
 
 @SQLITE_ONLY

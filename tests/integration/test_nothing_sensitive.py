@@ -54,17 +54,6 @@ def zones(servers: ThrowawayServers, request: pytest.FixtureRequest, tmp_path: P
     pair.dispose()
 
 
-@pytest.fixture
-def prefect_server() -> Iterator[PrefectServer]:
-    """A Prefect server of this test's own, so its database holds this test's runs only."""
-    server = PrefectServer()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
 class Sentinels:
     """Unique strings planted in the data and the URLs: none may be found outside the zone databases."""
 
