@@ -3,20 +3,26 @@
 - `zonesync.push.success` / `zonesync.push.pending` (a push creates no flow run: it must stay fast);
 - `zonesync.rows.quarantined`: a run refused rows of a mapping (how many; `zonesync status` lists them);
 - `zonesync.reconciliation.differs`: the zones disagree for a business date;
-- `zonesync.end-day.failed`: the end-day check could not do its work.
+- `zonesync.end-day.failed`: the end-day check could not do its work;
+- `zonesync.lease.taken-over`: a run took a lease whose holder had let it expire or had died (a slow or stuck
+  run, a killed worker: the holder stops when it next renews).
 
 Payloads carry counts, keys and zonesync's own words, never a record value.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL
 
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.push import PushResult
-from zonesync.tasks.reconcile_report import Reconciliation
-from zonesync.tasks.sync import MappingSyncResult
+
+if TYPE_CHECKING:  # annotations only: the lease module emits here, and push, sync... import the lease module
+    from zonesync.tasks.push import PushResult
+    from zonesync.tasks.reconcile_report import Reconciliation
+    from zonesync.tasks.sync import MappingSyncResult
 
 _KEYS_IN_EVENT = 100
 
@@ -72,4 +78,14 @@ def emit_end_day_failed(business_date: str, job_id: int | None, message: str) ->
             event="zonesync.end-day.failed",
             resource={"prefect.resource.id": "zonesync.job.end-day-check", "prefect.resource.name": "end-day-check"},
             payload={"business_date": business_date, "batch_job_id": job_id, "message": message},
+        )
+
+
+def emit_lease_taken_over(lease: str, previous_holder: str, holder: str, why: str) -> None:
+    """`zonesync.lease.taken-over` on the lease, when a run took it from a holder that let it expire or died."""
+    if events_enabled():
+        emit_event(
+            event="zonesync.lease.taken-over",
+            resource={"prefect.resource.id": f"zonesync.lease.{lease}", "prefect.resource.name": lease},
+            payload={"previous_holder": previous_holder, "holder": holder, "why": why},
         )

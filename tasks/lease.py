@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import TerminalSyncError, TransientSyncError
 from zonesync.tasks.bookkeeping import sync_lease, utc_now
 from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.events import emit_lease_taken_over
 from zonesync.tasks.failures import translate
 
 logger = get_logger("zonesync.lease")
@@ -47,18 +49,27 @@ class Lease:
     def try_acquire(self) -> bool:
         """Take the lease if it is free, expired, or held by a process of this machine that has died."""
         try:
-            in_transaction(self.engine, self.acquire_in)
+            taken = in_transaction(self.engine, self.acquire_in)
         except sa.exc.IntegrityError:
             return False
+        if taken is not None:  # said once committed: a transaction that lost the race took nothing over
+            taken.announce()
         return True
 
-    def acquire_in(self, conn: Connection) -> None:
-        """Take the lease within the caller's transaction (IntegrityError when someone alive holds it)."""
-        conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.expires_at < utc_now()))
-        holder = conn.execute(sa.select(sync_lease.c.holder).where(sync_lease.c.name == self.name)).scalar()
-        if holder is not None and _died_here(holder):
-            conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == holder))
+    def acquire_in(self, conn: Connection) -> Takeover | None:
+        """Take the lease within the caller's transaction (IntegrityError when someone alive holds it); the
+        takeover, when its holder had let it expire or had died."""
+        named = sync_lease.c.name == self.name
+        held = conn.execute(sa.select(sync_lease.c.holder).where(named)).scalar()
+        why = None
+        # The DELETE itself checks the expiry: a holder renewing meanwhile keeps its lease.
+        if conn.execute(sa.delete(sync_lease).where(named, sync_lease.c.expires_at < utc_now())).rowcount:
+            why = "it expired"
+        elif held is not None and _died_here(held):
+            conn.execute(sa.delete(sync_lease).where(named, sync_lease.c.holder == held))
+            why = "its process died"
         conn.execute(sa.insert(sync_lease).values(name=self.name, holder=self.holder, expires_at=self._until()))
+        return None if why is None else Takeover(self.name, str(held), self.holder, why)
 
     def renew(self) -> None:
         """Push the expiry forward; a lease lost meanwhile (expired and taken) is an error."""
@@ -78,6 +89,22 @@ class Lease:
 
     def _until(self) -> object:
         return utc_now() + timedelta(seconds=self.ttl)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """A lease taken from a holder that let it expire (slow, stuck or gone) or whose process died here."""
+
+    lease: str
+    previous_holder: str
+    holder: str
+    why: str
+
+    def announce(self) -> None:
+        """A warning in the log and `zonesync.lease.taken-over` for automations: the holder may still be working
+        (a slow run stops when it next renews), so an operator wants to know."""
+        logger.warning("took over the lease %s from %s: %s", self.lease, self.previous_holder, self.why)
+        emit_lease_taken_over(self.lease, self.previous_holder, self.holder, self.why)
 
 
 def _died_here(holder: str) -> bool:

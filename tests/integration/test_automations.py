@@ -1,6 +1,6 @@
 """The automations shipped in deployments/automations.yaml, on a real Prefect server of this test's own (its
-triggers service running): `prefect automation create` takes them, and one fires on the quarantine event a
-real retry run emits."""
+triggers service running): `prefect automation create` takes them, each one watching what an operator must act
+on fires on the event real runs emit, and the zombie one marks a killed run Crashed."""
 
 from __future__ import annotations
 
@@ -14,48 +14,71 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import ZonePair
+from tests.integration import operator_runs
 from tests.integration.console import SQLITE_ONLY, zone_settings
-from tests.integration.helpers import seed
 from tests.torture.procs import PrefectServer, wait_until
-from zonesync.tasks import demo_data
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
-@SQLITE_ONLY
-def test_the_quarantine_automation_fires_on_a_real_retry_that_quarantines_rows(
-    demo: ZonePair, prefect_server: PrefectServer
-) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
-    env |= prefect_server.worker_env() | zone_settings(demo)
+EVENTS = {  # each automation watching what an operator must act on, and the event it fires on
+    "zonesync: rows quarantined": "zonesync.rows.quarantined",
+    "zonesync: zones differ": "zonesync.reconciliation.differs",
+    "zonesync: end-day check failed": "zonesync.end-day.failed",
+    "zonesync: lease taken over": "zonesync.lease.taken-over",
+}
+
+
+def create_automations(env: dict[str, str]) -> None:
+    """`prefect automation create` with the shipped file, as the README says."""
     created = subprocess.run(
         [PREFECT, "automation", "create", "--from-file", "deployments/automations.yaml"], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
-    assert "Created 4 automation(s)" in created.stdout, created.stdout
+    assert "Created 5 automation(s)" in created.stdout, created.stdout
+
+
+@SQLITE_ONLY
+def test_each_operator_automation_fires_on_the_event_of_a_real_run(
+    demo: ZonePair, prefect_server: PrefectServer
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
+    env |= prefect_server.worker_env() | zone_settings(demo)
+    create_automations(env)
+    ran = subprocess.run(
+        [sys.executable, "-m", "tests.integration.operator_runs"], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+
     with httpx.Client(base_url=prefect_server.api_url, timeout=30) as prefect:
         automations = {a["name"]: a["id"] for a in prefect.post("/automations/filter", json={}).json()}
-        quarantine = automations["zonesync: rows quarantined"]
 
-        seed(demo.intranet, "merchant", demo_data.merchants(20), ("merchant_id",))  # merchant 13 is invalid
-        ran = subprocess.run(
-            [sys.executable, "-c", "from zonesync.flows.retry_sync import retry_sync; retry_sync()"], cwd=REPO,
-            env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        def fired() -> set[str]:
+            body = {"filter": {"event": {"prefix": ["prefect.automation.triggered"]}}}
+            triggered = {
+                e["resource"]["prefect.resource.id"] for e in prefect.post("/events/filter", json=body).json()["events"]
+            }
+            return {name for name in EVENTS if f"prefect.automation.{automations[name]}" in triggered}
 
-        def fired() -> bool:
-            body = {"filter": {"event": {"prefix": ["prefect.automation.triggered"]},
-                               "resource": {"id": [f"prefect.automation.{quarantine}"]}}}  # fmt: skip
-            return bool(prefect.post("/events/filter", json=body).json()["events"])
-
-        wait_until(fired, 90, "the quarantine automation firing")
-        body = {"filter": {"event": {"name": ["zonesync.rows.quarantined"]}}}
-        [event] = prefect.post("/events/filter", json=body).json()["events"]
-    assert event["resource"]["prefect.resource.id"] == "zonesync.mapping.merchants"
-    assert event["payload"]["count"] == 1 and event["payload"]["job"] == "retry-sync", json.dumps(event)
+        wait_until(lambda: fired() == set(EVENTS), 90, "each operator automation firing")
+        body = {"filter": {"event": {"prefix": ["zonesync."]}}}
+        events = prefect.post("/events/filter", json=body).json()["events"]
+    emitted = {(e["event"], e["resource"]["prefect.resource.id"]): e["payload"] for e in events}
+    assert emitted.keys() >= {
+        ("zonesync.rows.quarantined", "zonesync.mapping.merchants"),
+        ("zonesync.rows.quarantined", "zonesync.mapping.payments"),
+        ("zonesync.reconciliation.differs", "zonesync.mapping.payments"),
+        ("zonesync.end-day.failed", "zonesync.job.end-day-check"),
+        ("zonesync.lease.taken-over", "zonesync.lease.mapping:merchants"),
+    }, json.dumps(events)
+    quarantined = emitted["zonesync.rows.quarantined", "zonesync.mapping.merchants"]
+    assert quarantined["count"] == 1 and quarantined["job"] == "retry-sync", quarantined
+    taken = emitted["zonesync.lease.taken-over", "zonesync.lease.mapping:merchants"]
+    assert taken["previous_holder"] == operator_runs.ELSEWHERE and taken["why"] == "it expired", taken
+    assert "busy" in emitted["zonesync.end-day.failed", "zonesync.job.end-day-check"]["message"]
 
 
 def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(prefect_server: PrefectServer) -> None:
@@ -63,11 +86,7 @@ def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(pref
     last heartbeat the shipped automation marks it Crashed (Prefect alone would leave it Running for ever)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
     env |= prefect_server.worker_env() | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
-    created = subprocess.run(
-        [PREFECT, "automation", "create", "--from-file", "deployments/automations.yaml"], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert created.returncode == 0, created.stdout + created.stderr
+    create_automations(env)
     served = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.zombie_flow"], cwd=REPO, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

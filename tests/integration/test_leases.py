@@ -67,12 +67,15 @@ def test_an_update_waits_for_a_running_sync_and_then_reports_busy_changing_nothi
     assert source["name"] == "Toko" and target_rows(demo.internet, MERCHANTS)[(1,)] == mapped(source)
 
 
-def test_an_expired_lease_is_taken_over_and_its_holder_learns_it_lost_it(demo: ZonePair) -> None:
+def test_an_expired_lease_is_taken_over_and_its_holder_learns_it_lost_it(
+    demo: ZonePair, caplog: pytest.LogCaptureFixture
+) -> None:
     crashed = held_elsewhere(ttl=-1)  # expired at once, as if its holder had crashed long ago
 
     successor = Lease(get_engine("intranet"), mapping_lease("merchants"), 60)
 
     assert successor.try_acquire()
+    assert f"took over the lease mapping:merchants from {crashed.holder}: it expired" in caplog.text
     assert not Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
     with pytest.raises(LeaseLost):
         crashed.renew()
@@ -87,13 +90,27 @@ def test_a_kept_alive_lease_outlives_its_time_to_live_and_is_free_after_the_bloc
     assert Lease(engine, "job:end-day-check", 60).try_acquire()
 
 
-def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(demo: ZonePair) -> None:
+def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(
+    demo: ZonePair, caplog: pytest.LogCaptureFixture
+) -> None:
     gone = held_elsewhere()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host, _, rest = gone.holder.partition(":")
-    execute(demo.intranet, sa.update(sync_lease).values(holder=f"{host}:{dead.stdout.strip()}:{rest.split(':')[1]}"))
+    holder = f"{host}:{dead.stdout.strip()}:{rest.split(':')[1]}"
+    execute(demo.intranet, sa.update(sync_lease).values(holder=holder))
 
     assert Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
+    assert f"took over the lease mapping:merchants from {holder}: its process died" in caplog.text
+
+
+def test_taking_a_free_lease_or_being_refused_one_takes_nothing_over(
+    demo: ZonePair, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Lease(get_engine("intranet"), mapping_lease("merchants"), 60)
+    assert first.try_acquire()  # free: nobody's lease was taken
+    assert not Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()  # held: refused
+
+    assert "took over" not in caplog.text
 
 
 @pytest.mark.usefixtures("prefect_harness")

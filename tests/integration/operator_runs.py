@@ -1,0 +1,51 @@
+"""Real runs that emit each event an operator must act on (`python -m tests.integration.operator_runs`, with the
+ZONESYNC_* settings of a demo zone pair and PREFECT_API_URL of a server; test_automations.py runs it):
+
+- a retry sync quarantines merchant 13 of the demo data (`zonesync.rows.quarantined`) after taking over the
+  merchants lease a run elsewhere let expire (`zonesync.lease.taken-over`);
+- an end-day check quarantines invalid payments, so the zones differ for the day (`zonesync.reconciliation.differs`);
+- an end-day check while another machine's run holds its job fails (`zonesync.end-day.failed`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from tests.integration.helpers import execute, seed
+from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
+from zonesync.flows.retry_sync import retry_sync
+from zonesync.tasks import demo_data
+from zonesync.tasks.bookkeeping import sync_lease, utc_now
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.lease import mapping_lease
+
+ELSEWHERE = "another-host:4242:0badcafe"  # a holder on another machine: only its expiry frees its lease
+
+
+def held_elsewhere(lease: str, expires_in: float) -> None:
+    """The lease as a run on another machine holds it (expired already when `expires_in` is negative)."""
+    until = utc_now() + timedelta(seconds=expires_in)
+    execute(get_engine("intranet"), sa.insert(sync_lease).values(name=lease, holder=ELSEWHERE, expires_at=until))
+
+
+def main() -> None:
+    day = demo_data.DEMO_BUSINESS_DATE
+    seed(get_engine("intranet"), "merchant", demo_data.merchants(20), ("merchant_id",))
+    held_elsewhere(mapping_lease("merchants"), expires_in=-60)
+    assert retry_sync().total("quarantined") == 1
+
+    seed(get_engine("internet"), "payment", demo_data.payments(60), ("payment_id",))
+    assert end_day_check(day).status == "PARTIAL"
+
+    held_elsewhere(JOB_LEASE, expires_in=600)
+    try:
+        end_day_check(day)
+    except EndDayFailed:
+        return
+    raise AssertionError("the end-day check ran while another run held its job")
+
+
+if __name__ == "__main__":
+    main()
