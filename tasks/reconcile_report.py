@@ -150,14 +150,20 @@ class Reconciliation:
         return "\n".join(lines)
 
     def _totals_table(self) -> list[str]:
-        amounts = [f"{zone} {name}" for name in self.amount_columns for zone in ("source", "target")]
-        header = [*(self.group_by or ("group",)), "expected", "source rows", "target rows", *amounts, "match"]
-        lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        """Short cells only (a source / target pair in one): Prefect's UI clips a table cell, it never wraps it."""
+        header = [*(self.group_by or ("group",)), "eligible", "rows", *self.amount_columns, "match"]
+        lines = [
+            "Rows and amounts are source / target. *eligible*: the mapping syncs the group's rows, so the target must"
+            " hold them all (and none of the others).",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + " --- |" * len(header),
+        ]
         for group in self.groups:
             values = [("NULL" if v is None else v) for v in group.values] or ["all rows"]
-            sums = [f"{s:f} | {t:f}" for s, t in zip(group.source_amounts, group.target_amounts, strict=True)]
-            cells = [*map(_escape, values), "yes" if group.expected else "no (not eligible)"]
-            cells += [str(group.source_rows), str(group.target_rows), *sums, "yes" if group.matches else "**NO**"]
+            sums = [f"{s:f} / {t:f}" for s, t in zip(group.source_amounts, group.target_amounts, strict=True)]
+            cells = [*map(_escape, values), "yes" if group.expected else "no"]
+            cells += [f"{group.source_rows} / {group.target_rows}", *sums, "yes" if group.matches else "**NO**"]
             lines.append("| " + " | ".join(cells) + " |")
         return lines
 

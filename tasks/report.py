@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -90,37 +91,46 @@ def result_rows(results: Sequence[MappingSyncResult]) -> list[dict[str, Any]]:
 
 
 def results_markdown(results: Sequence[MappingSyncResult]) -> list[str]:
-    """Per-mapping counts as a Markdown table, then each mapping's message."""
-    lines = ["| mapping | status | " + " | ".join(RESULT_COLUMNS) + " | seconds |"]
+    """Per-mapping counts as a Markdown table, then each mapping's message.
+
+    Prefect's UI never wraps a Markdown table cell, and clips what does not fit its column (about 690 px at a
+    1280 px window): tables hold short cells only, long text goes in lines below them.
+    """
+    lines = ["| mapping | status | " + " | ".join(_SHORT_HEADERS.get(c, c) for c in RESULT_COLUMNS) + " | seconds |"]
     lines.append("|" + " --- |" * (len(RESULT_COLUMNS) + 3))
     for r in results:
         counts = " | ".join(str(getattr(r, c)) for c in RESULT_COLUMNS)
         lines.append(f"| {r.mapping} | {r.status} | {counts} | {r.seconds:.2f} |")
+    if any(r.changed_in_flight for r in results):
+        lines += [
+            "",
+            "*changed*: rows changed at the source while they were synced; left unflagged, the next run syncs them.",
+        ]
     for r in results:
         if r.message:
             lines += ["", f"**{r.mapping}**: {escape_markdown(r.message)}"]
     return lines
 
 
+_SHORT_HEADERS = {"changed_in_flight": "changed"}  # (a table's header never wraps either)
+
+
 def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 20) -> list[str]:
-    """A sample of the open quarantine of some mappings, with reasons (nothing when it is empty)."""
+    """A sample of the open quarantine of some mappings, with reasons (nothing when it is empty): a list, not a
+    table, for its details are sentences."""
     try:
         rows = open_errors(intranet, mappings, limit=limit)
     except SQLAlchemyError:  # the intranet zone is down: the summary still reports what the run knows
         return ["", "(quarantine unknown: the intranet zone could not be read)"]
     if not rows:
         return []
-    lines = ["", "## Quarantined records (sample)", "", "| mapping | record key | reason | detail | attempts |"]
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines = ["", "## Quarantined records (sample)", ""]
     for row in rows:
-        cells = (
-            row["mapping"],
-            _shown_record_key(row["mapping"], row["record_key"]),
-            row["reason"],
-            escape_markdown(row["detail"])[:200],
-            row["attempts"],
+        key = _shown_record_key(row["mapping"], row["record_key"]).replace("`", "'")
+        attempts = f"{row['attempts']} attempt" + ("s" if row["attempts"] != 1 else "")
+        lines.append(
+            f"- **{row['mapping']}** `{key}` — {row['reason']}: {escape_markdown(row['detail'])[:200]} ({attempts})"
         )
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
     return lines
 
@@ -151,6 +161,11 @@ def summary_markdown(
 def escape_markdown(text: str) -> str:
     """Text that cannot break a Markdown table row."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def escape_inline(text: str) -> str:
+    """Text shown as it is in a line of Markdown (no emphasis, link, code or HTML made of its characters)."""
+    return re.sub(r"([\\`*_\[\]<>|#~])", r"\\\1", text.replace("\n", " "))
 
 
 def publish_summary(

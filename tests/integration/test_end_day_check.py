@@ -19,6 +19,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 import zonesync.flows.end_day_check as end_day_module
+from tests.artifact_layout import clipped_tables, table_widths
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors_by_key, flow_run_artifacts, jobs, mapped, seed, source_rows, target_rows
 from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
@@ -102,6 +103,7 @@ def test_a_day_of_payments_comes_back_with_its_report_and_ledger_row(demo: ZoneP
     summary = found["end-day-summary"].data
     assert summary == report.summary and found["end-day-summary"].type == "markdown"
     assert f"End-day check {DAY}: PARTIAL" in summary and "| payments | partial |" in summary
+    assert len(table_widths(summary)) == 2 and not clipped_tables(summary), summary  # counts, totals: all shown
     for payment_id in invalid:
         assert f'{{"payment_id":{payment_id}}}' in summary
     table = json.loads(found["end-day-report"].data)

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from tests.artifact_layout import clipped_tables, table_widths
 from tests.conftest import ZonePair
 from tests.integration.helpers import (
     create,
@@ -160,6 +161,7 @@ def _check_demo_run(zones: ZonePair, use_zones: Callable[..., None], *, refused:
     assert artifacts["retry-sync-summary"].type == "markdown"
     assert summary.startswith(f"# Retry sync: PARTIAL\n\nbatch_job #{job['id']}\n")  # the run's verdict first
     assert "| merchants | partial |" in summary
+    assert table_widths(summary) and not clipped_tables(summary), summary  # every column shown in Prefect's UI
     for merchant_id, reason in expected_reasons.items():
         assert f'{{"merchant_id":{merchant_id}}}' in summary and reason in summary
     assert artifacts["retry-sync-progress-merchants"].type == "progress"

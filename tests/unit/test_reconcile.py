@@ -163,8 +163,9 @@ def test_report_renders_markdown_and_json_rows() -> None:
     assert report().ok and not report(different=3).ok
     text = report(different=3).markdown()
     assert "## Reconciliation of payments: 2026-11-25 (Asia/Jakarta)" in text
-    assert "| S\\|x | IDR | yes | 2 | 2 | 12.50 | 12.50 | yes |" in text
-    assert "| F | NULL | no (not eligible) | 1 | 0 | 1.00 | 0.00 | yes |" in text
+    assert "| status | currency | eligible | rows | amount | match |" in text
+    assert "| S\\|x | IDR | yes | 2 / 2 | 12.50 / 12.50 | yes |" in text
+    assert "| F | NULL | no | 1 / 0 | 1.00 / 0.00 | yes |" in text
     assert "Keys different: 3 (first 2): ref=a\\|0, ref=a\\|1" in text
     rows = report(different=3).rows()
     assert json.loads(json.dumps(rows)) == rows
