@@ -1,8 +1,9 @@
 """The project's deployments registered for real and run by a real process worker, against the test harness.
 
 `prefect deploy --prefect-file deployments/prefect.yaml --all` registers the four deployments on the harness
-server; a `retry-sync` run is queued and `prefect worker start --pool zonesync-pool --run-once` runs it in a
-subprocess, with the ZONESYNC_* settings pointing at a throw-away SQLite zone pair.
+server (once for the module); runs are queued with `run_deployment` and `prefect worker start --pool
+zonesync-pool --run-once` runs them in subprocesses, with the ZONESYNC_* settings pointing at a throw-away
+SQLite zone pair.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
 from tests.conftest import ZonePair, backend_param
-from tests.integration.helpers import flag_value, rows, seed
+from tests.integration.helpers import execute, flag_value, rows, seed
 from zonesync.deployments.schedules import PREFECT_FILE, PROJECT_DIR, WORK_POOL, deployment_specs
 from zonesync.tasks import demo_data
 
@@ -41,6 +45,12 @@ def prefect_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
     return done
 
 
+def run_worker_once() -> None:
+    """A process worker polls once: it runs every run already queued (each in a subprocess) and waits for them.
+    It reads the ZONESYNC_* settings of the moment (the test's zone pair)."""
+    prefect_cli("worker", "start", "--pool", WORK_POOL, "--run-once")
+
+
 def deployment_runs(deployment_id: object) -> list[FlowRun]:
     """Every flow run of one deployment."""
     with get_client(sync_client=True) as client:
@@ -49,19 +59,25 @@ def deployment_runs(deployment_id: object) -> list[FlowRun]:
         )
 
 
+@pytest.fixture(scope="module")
+def registered(prefect_harness: None) -> dict[str, DeploymentResponse]:
+    """The four deployments registered from prefect.yaml by `prefect deploy` (once: it takes seconds), by name."""
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"), overwrite=True)
+    prefect_cli("--no-prompt", "deploy", "--prefect-file", os.path.relpath(PREFECT_FILE, PROJECT_DIR), "--all")
+    with get_client(sync_client=True) as client:
+        return {d.name: d for d in client.read_deployments() if d.work_pool_name == WORK_POOL}
+
+
 @pytest.mark.parametrize("backend", [backend_param("sqlite")])
-def test_deploy_from_prefect_yaml_and_run_on_a_process_worker(demo: ZonePair) -> None:
+def test_deploy_from_prefect_yaml_and_run_on_a_process_worker(
+    demo: ZonePair, registered: dict[str, DeploymentResponse]
+) -> None:
     """All four deployments register from prefect.yaml with their schedules and overlap limits; of two retry-sync
     runs queued together a process worker completes one and the limit cancels the other; the internet zone holds
     the synced rows."""
     seed(demo.intranet, "merchant", demo_data.merchants(MERCHANTS), ("merchant_id",))
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"), overwrite=True)
 
-    prefect_cli("--no-prompt", "deploy", "--prefect-file", os.path.relpath(PREFECT_FILE, PROJECT_DIR), "--all")
-
-    with get_client(sync_client=True) as client:
-        registered = {d.name: d for d in client.read_deployments() if d.work_pool_name == WORK_POOL}
     assert set(registered) == {spec.name for spec in deployment_specs()}
     for spec in deployment_specs():
         deployment = registered[spec.name]
@@ -79,14 +95,16 @@ def test_deploy_from_prefect_yaml_and_run_on_a_process_worker(demo: ZonePair) ->
         ]
 
     # Two runs due at once: the deployment's limit lets one run and cancels the overlapping one (CANCEL_NEW).
+    retry_sync_id = registered["retry-sync"].id
+    earlier = {run.id for run in deployment_runs(retry_sync_id)}  # the other test's runs, if it ran first
     queued = [run_deployment("retry-sync/retry-sync", parameters={"batch_size": 7}, timeout=0) for _ in range(2)]
-    prefect_cli("worker", "start", "--pool", WORK_POOL, "--run-once")
+    run_worker_once()
 
-    runs = {run.id: run for run in deployment_runs(registered["retry-sync"].id)}
+    runs = {run.id: run for run in deployment_runs(retry_sync_id) if run.id not in earlier}
     assert set(runs) == {run.id for run in queued if isinstance(run, FlowRun)}, "not (only) the queued runs"
     states = sorted(run.state.type.value if run.state else "none" for run in runs.values())
     assert states == ["CANCELLED", "COMPLETED"], states
-    names = sorted(run.state.name if run.state else "none" for run in runs.values())
+    names = sorted((run.state.name if run.state else None) or "none" for run in runs.values())
     assert names == ["Cancelled", "Partial"], names  # merchant 13 quarantined: a partial run, named so
     assert len(rows(demo.internet, "merchant")) == MERCHANTS - 1
     unsynced = [row["merchant_id"] for row in rows(demo.intranet, "merchant") if not flag_value(row["is_sync"])]
@@ -99,3 +117,116 @@ def test_deploy_from_prefect_yaml_and_run_on_a_process_worker(demo: ZonePair) ->
     assert served.returncode == 2 and len(served.stderr.strip().splitlines()) == 1, served.stderr
     assert f"'retry-sync/retry-sync' (work pool {WORK_POOL})" in served.stderr
     assert "from `prefect deploy`" in served.stderr and "prefect deployment delete" in served.stderr
+
+
+Named = tuple[str, str]  # a flow run's final state as the server stores it (type, name): what the run list shows
+COMPLETED, FAILED = ("COMPLETED", "Completed"), ("FAILED", "Failed")
+NO_RECORD, PARTIAL, PENDING = ("COMPLETED", "NoRecord"), ("COMPLETED", "Partial"), ("COMPLETED", "Pending")
+REFUSED, ROLLED_BACK = ("FAILED", "Refused"), ("FAILED", "RolledBack")
+VALID_PAYMENTS = min(demo_data.INVALID_PAYMENTS) - 1  # demo payments 1-6 are valid (7 and 8 are not)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run to queue on a deployment, and the final state it must end in."""
+
+    deployment: str
+    state: Named
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How a failed check names the run (unique within a phase)."""
+        return f"{self.deployment} {self.state[1]}"
+
+
+def merchant(merchant_id: int, **changes: Any) -> dict[str, Any]:
+    """A merchant record as an application sends it (source column names, values as JSON text)."""
+    return {
+        "merchant_id": merchant_id, "merchant_name": f"Toko {merchant_id}", "status": "A", "fee": "1.50",
+        "email": None, "tax_id": f"NPWP-{merchant_id}", "updated_at": "2026-11-26T10:00:00+07:00", **changes,
+    }  # fmt: skip
+
+
+def push(record: dict[str, Any], state: Named) -> Run:
+    """A realtime-push run of one merchant record."""
+    return Run("realtime-push", state, {"mapping": "merchants", "records": [record]})
+
+
+def update(merchant_id: int, changes: dict[str, Any], state: Named) -> Run:
+    """An update-with-rollback run of one merchant."""
+    parameters = {"mapping": "merchants", "key": {"merchant_id": merchant_id}, "changes": changes}
+    return Run("update-with-rollback", state, parameters)
+
+
+def retry(state: Named) -> Run:
+    """A retry-sync run with the deployment's parameters (every mapping, the default batch size)."""
+    return Run("retry-sync", state)
+
+
+def end_day(state: Named) -> Run:
+    """An end-day-check run of the demo data's business day."""
+    return Run("end-day-check", state, {"business_date": demo_data.DEMO_BUSINESS_DATE.isoformat()})
+
+
+def queue(run: Run) -> FlowRun:
+    """Create the run on its deployment, due now: the next worker poll picks it up."""
+    flow_run = run_deployment(f"{run.deployment}/{run.deployment}", parameters=run.parameters, timeout=0)
+    assert isinstance(flow_run, FlowRun)
+    return flow_run
+
+
+def run_phase(*runs: Run) -> None:
+    """Queue the runs of a phase, run them all with one worker poll (each worker start costs seconds), and check
+    the final state of each as the server stores it.
+
+    The runs of a phase run at once, so they must not depend on each other; and a phase holds at most one
+    retry-sync and one end-day-check run: their deployments' limit would cancel a second one."""
+    labels = [run.label for run in runs]
+    assert len(set(labels)) == len(labels), labels
+    queued = {run.label: queue(run) for run in runs}
+    run_worker_once()
+    with get_client(sync_client=True) as client:
+        stored = {label: client.read_flow_run(flow_run.id).state for label, flow_run in queued.items()}
+    ended = {label: (state.type.value, state.name) if state else None for label, state in stored.items()}
+    assert ended == {run.label: run.state for run in runs}
+
+
+@pytest.mark.parametrize("backend", [backend_param("sqlite")])
+def test_each_outcome_of_each_flow_is_its_named_state_on_a_process_worker(
+    demo: ZonePair, registered: dict[str, DeploymentResponse]
+) -> None:
+    """Run by a process worker from the registered deployments, each business outcome of each flow ends in its
+    named state (README, "Run states in Prefect") as the server stores it: push Completed / Pending / Refused,
+    update Completed / RolledBack, retry NoRecord / Completed / Failed (Partial: the test above; Skipped, a race,
+    in-process in test_run_states.py), end-day NoRecord / Completed (SUCCESS) / Partial / Failed.
+
+    Four phases, one worker poll each. A retry-sync or end-day run sees the data set up before its phase; the
+    merchant pushes and updates get the phase without a retry-sync run: an update holds the merchants' lease, and
+    a retry meanwhile would be Skipped (end-day runs carry payments: they share every phase)."""
+    # 1. Empty zones: nothing to sync either way.
+    run_phase(retry(NO_RECORD), end_day(NO_RECORD))
+
+    # 2. Two valid unsynced merchants; valid payments only (payment 1 is pending: not eligible, not a difference).
+    seed(demo.intranet, "merchant", demo_data.merchants(2), ("merchant_id",))
+    seed(demo.internet, "payment", demo_data.payments(VALID_PAYMENTS), ("payment_id",))
+    run_phase(retry(COMPLETED), end_day(COMPLETED))
+
+    # 3. Merchants 1 and 2 are in both zones now: updated by the application, next to its pushes of new ones.
+    # More payments, two of them invalid: quarantined.
+    seed(demo.internet, "payment", demo_data.payments(60)[VALID_PAYMENTS:], ("payment_id",))
+    run_phase(
+        push(merchant(3), COMPLETED),
+        push(merchant(4, fee="-1.00"), PENDING),  # the target model refuses it: the cron retry carries it
+        push(merchant(5, fee="one"), REFUSED),  # the source refuses it: nothing written
+        update(1, {"fee": "2.00"}, COMPLETED),
+        update(2, {"fee": "-2.00"}, ROLLED_BACK),  # the target model refuses it: both zones keep the old fee
+        end_day(PARTIAL),
+    )
+    fees = {row["merchant_id"]: str(row["fee"]) for row in rows(demo.internet, "merchant")}
+    assert fees == {1: "2.00", 2: "2.25", 3: "1.50"}, fees  # the runs did what their states say
+
+    # 4. The internet zone lost its tables: the retry of merchant 4 and the end-day sync both fail, nothing synced.
+    execute(demo.internet, "DROP TABLE merchant")
+    execute(demo.internet, "DROP TABLE payment")
+    run_phase(retry(FAILED), end_day(FAILED))
