@@ -5,12 +5,22 @@ records failed outright, and columns a mapping keeps inside the intranet showed 
 record values (`realtime_push`, `update_with_rollback`) send Prefect a placeholder for them instead — how many
 records, which columns — while the flow function itself receives the values as passed. A `key` parameter is
 stored as its mapping shows keys (sensitive key columns hidden).
+
+A run of their deployments (the UI's Run button, `run_deployment`, `prefect deployment run`) is different: its
+creator hands Prefect the values as parameters, and the worker reads them from there. Prefect keeps them only
+until the run starts: as it enters Running, the run's stored parameters are replaced with the placeholders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.logging import get_logger
+from prefect.states import State
 
 from zonesync.flows.outcomes import Outcome, OutcomeFlow, flow_with_outcome
 from zonesync.schemas.errors import SyncError
@@ -56,8 +66,30 @@ def flow_keeping_out(
     """Like `flow_with_outcome(outcome, **options)`, for a flow whose parameters `kept_out` hold record values."""
 
     def decorate(function: Callable[P, R]) -> ValuesKeptOut[P, R]:
-        made = cast(ValuesKeptOut[P, R], flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options)(function))
+        hooks = [*options.get("on_running", ()), forget_given_values]
+        made = cast(
+            ValuesKeptOut[P, R],
+            flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options | {"on_running": hooks})(function),
+        )
         made.kept_out = kept_out
         return made
 
     return decorate
+
+
+def forget_given_values(flow: Flow[Any, Any], flow_run: FlowRun, state: State) -> None:
+    """As a deployment's run starts, replace the values its creator gave Prefect with their placeholders (the run
+    has read them already). A run called from Python stored placeholders from the start: nothing to do."""
+    if flow_run.deployment_id is None:
+        return
+    forgotten = flow.serialize_parameters(flow_run.parameters)
+    if forgotten == flow_run.parameters:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, parameters=forgotten)
+    except Exception as exc:  # the push goes on; the values stay in Prefect, which an operator must know
+        get_logger("zonesync.parameters").warning(
+            "could not replace the record values given to flow run %s with placeholders in Prefect: %s",
+            flow_run.id, type(exc).__name__,
+        )  # fmt: skip
