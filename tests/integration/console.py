@@ -16,6 +16,10 @@ from tests.conftest import ZonePair, backend_param
 SECRET = "Sup3rS3cret"
 SCRIPT = Path(sys.executable).with_name("zonesync")
 SQLITE_ONLY = pytest.mark.parametrize("backend", [backend_param("sqlite")])
+# A command that moves data runs through the console script on SQLite (where a user starts) and on one server
+# backend, in turn (a password in its URL, a real driver): the flows it runs are tested on all three elsewhere.
+SQLITE_AND_POSTGRESQL = pytest.mark.parametrize("backend", [backend_param("sqlite"), backend_param("postgresql")])
+SQLITE_AND_MARIADB = pytest.mark.parametrize("backend", [backend_param("sqlite"), backend_param("mariadb")])
 
 
 @dataclass

@@ -104,7 +104,13 @@ def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(pref
             def state() -> str:
                 return str(prefect.get(f"/flow_runs/{run['id']}").json()["state"]["type"])
 
+            def beating() -> bool:  # the automation watches runs that sent a heartbeat: one killed before is not
+                body = {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                                   "resource": {"id": [f"prefect.flow-run.{run['id']}"]}}}  # fmt: skip
+                return bool(prefect.post("/events/filter", json=body).json()["events"])
+
             wait_until(lambda: state() == "RUNNING", 120, "the flow run starting")
+            wait_until(beating, 120, "the flow run's first heartbeat")
             os.killpg(served.pid, signal.SIGKILL)  # the server (runner) and the flow run's process with it
             served.wait(timeout=30)
             wait_until(lambda: state() == "CRASHED", 240, "the automation marking the killed run Crashed", interval=2)

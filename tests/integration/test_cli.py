@@ -1,8 +1,9 @@
 """The `zonesync` console script, run as a real subprocess against real databases.
 
 What a user sees: the exit code, what is printed on stdout and stderr, and what the databases hold afterwards.
-Commands that move data run on every backend; user mistakes (which must never reach a database) run on SQLite
-only. Every run is checked for leaked passwords; a user mistake is one line on stderr and never a traceback.
+Commands that move data run on SQLite and on one server backend, in turn (the flows behind them are tested on
+all three in their own modules); user mistakes (which must never reach a database) run on SQLite only. Every
+run is checked for leaked passwords; a user mistake is one line on stderr and never a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ZonePair
-from tests.integration.console import SECRET, SQLITE_ONLY, Cli, Run
+from tests.integration.console import SECRET, SQLITE_AND_MARIADB, SQLITE_AND_POSTGRESQL, SQLITE_ONLY, Cli, Run
 from tests.integration.helpers import (
     assert_nothing_lost,
     create,
@@ -147,9 +148,10 @@ def test_recover_with_nothing_to_do(demo_zones: ZonePair, cli: Cli) -> None:
     assert run.stdout.strip() == "0 interrupted update(s) repaired, 0 abandoned batch job(s) closed"
 
 
-# --- retry, push, update (every backend) ------------------------------------------------------------------------
+# --- retry, push, update (SQLite and a server) ------------------------------------------------------------
 
 
+@SQLITE_AND_POSTGRESQL
 def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(seeded: ZonePair, flow_cli: Cli) -> None:
     run = flow_cli("retry")
 
@@ -181,6 +183,7 @@ def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(seeded:
 NEW_MERCHANT: dict[str, Any] = dict(demo_data.NEW_MERCHANT)  # 501; decimals and timestamps as text
 
 
+@SQLITE_AND_MARIADB
 def test_push_success_pending_refused_and_from_a_file(demo_zones: ZonePair, flow_cli: Cli, tmp_path: Path) -> None:
     intranet, internet = demo_zones.intranet, demo_zones.internet
 
@@ -237,6 +240,7 @@ def _synced_merchants(pair: ZonePair, count: int) -> None:
     demo_data.write_rows(pair.internet, "merchant", target, ("merchant_id",))
 
 
+@SQLITE_AND_POSTGRESQL
 def test_update_applied_in_both_zones_or_in_neither(demo_zones: ZonePair, flow_cli: Cli) -> None:
     intranet, internet = demo_zones.intranet, demo_zones.internet
     _synced_merchants(demo_zones, 5)
@@ -341,7 +345,7 @@ def test_a_user_mistake_is_one_line_and_a_non_zero_exit(mistake: Mistake, tmp_pa
     assert run.stdout.strip() == "", str(run)
 
 
-# --- end-day and reconcile (every backend) ---------------------------------------------------------------------
+# --- end-day and reconcile (SQLite and a server) ---------------------------------------------------------
 
 
 def _demo_payments() -> tuple[pl.DataFrame, set[tuple[int]], set[tuple[int]]]:
@@ -361,6 +365,7 @@ def _rewrite(engine: sa.Engine, frame: pl.DataFrame, **values: Any) -> None:
     demo_data.write_rows(engine, "payment", changed.select(table.columns.keys()), ("payment_id",))
 
 
+@SQLITE_AND_MARIADB
 def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_zones: ZonePair, flow_cli: Cli) -> None:
     intranet, internet = demo_zones.intranet, demo_zones.internet
     frame, eligible, invalid = _demo_payments()
