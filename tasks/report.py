@@ -91,28 +91,26 @@ def result_rows(results: Sequence[MappingSyncResult]) -> list[dict[str, Any]]:
 
 
 def results_markdown(results: Sequence[MappingSyncResult]) -> list[str]:
-    """Per-mapping counts as a Markdown table, then each mapping's message.
+    """Per-mapping counts, one line each, then each mapping's message.
 
-    Prefect's UI never wraps a Markdown table cell, and clips what does not fit its column (about 690 px at a
-    1280 px window): tables hold short cells only, long text goes in lines below them.
+    Lines, not a table: Prefect's UI never wraps a Markdown table cell, and clips what does not fit its column
+    (about 720 px at a 1280 px window); a long mapping name next to counts in millions did not fit. The
+    `<flow>-report` table artifact holds the same counts as a table (it scrolls).
     """
-    lines = ["| mapping | status | " + " | ".join(_SHORT_HEADERS.get(c, c) for c in RESULT_COLUMNS) + " | seconds |"]
-    lines.append("|" + " --- |" * (len(RESULT_COLUMNS) + 3))
-    for r in results:
-        counts = " | ".join(str(getattr(r, c)) for c in RESULT_COLUMNS)
-        lines.append(f"| {r.mapping} | {r.status} | {counts} | {r.seconds:.2f} |")
-    if any(r.changed_in_flight for r in results):
-        lines += [
-            "",
-            "*changed*: rows changed at the source while they were synced; left unflagged, the next run syncs them.",
-        ]
+    lines = [f"- {counts_line(r)}" for r in results]
     for r in results:
         if r.message:
-            lines += ["", f"**{r.mapping}**: {escape_markdown(r.message)}"]
+            lines += ["", f"**{r.mapping}**: {escape_inline(r.message)}"]
     return lines
 
 
-_SHORT_HEADERS = {"changed_in_flight": "changed"}  # (a table's header never wraps either)
+def counts_line(r: MappingSyncResult) -> str:
+    """'**merchants** — partial: 500 read, 497 upserted, 497 flagged, 3 quarantined, 0 changed in flight (0.40 s)'."""
+    return (
+        f"**{escape_inline(r.mapping)}** — {r.status}: {r.read:,} read, {r.upserted:,} upserted, "
+        f"{r.flagged:,} flagged, {r.quarantined:,} quarantined, {r.changed_in_flight:,} changed in flight "
+        f"({r.seconds:,.2f} s)"
+    )
 
 
 def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 20) -> list[str]:
@@ -129,7 +127,7 @@ def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 
         key = _shown_record_key(row["mapping"], row["record_key"]).replace("`", "'")
         attempts = f"{row['attempts']} attempt" + ("s" if row["attempts"] != 1 else "")
         lines.append(
-            f"- **{row['mapping']}** `{key}` — {row['reason']}: {escape_markdown(row['detail'])[:200]} ({attempts})"
+            f"- **{row['mapping']}** `{key}` — {row['reason']}: {escape_inline(row['detail'][:200])} ({attempts})"
         )
     lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
     return lines

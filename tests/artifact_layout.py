@@ -30,8 +30,8 @@ def table_widths(markdown: str) -> list[int]:
 
 
 def _shown(cell: str) -> str:
-    """A cell's text as displayed (no emphasis markers or escapes)."""
-    return cell.strip().replace("**", "").replace("\\", "")
+    """A cell's text as displayed (a link as its text; no emphasis markers or escapes)."""
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell.strip()).replace("**", "").replace("\\", "")
 
 
 def clipped_tables(markdown: str) -> list[int]:

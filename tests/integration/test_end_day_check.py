@@ -102,8 +102,8 @@ def test_a_day_of_payments_comes_back_with_its_report_and_ledger_row(demo: ZoneP
     assert {"end-day-summary", "end-day-report", "end-day-reconciliation"} <= set(found)
     summary = found["end-day-summary"].data
     assert summary == report.summary and found["end-day-summary"].type == "markdown"
-    assert f"End-day check {DAY}: PARTIAL" in summary and "| payments | partial |" in summary
-    assert len(table_widths(summary)) == 2 and not clipped_tables(summary), summary  # counts, totals: all shown
+    assert f"End-day check {DAY}: PARTIAL" in summary and "- **payments** — partial: " in summary
+    assert len(table_widths(summary)) == 1 and not clipped_tables(summary), summary  # the totals: every column shown
     for payment_id in invalid:
         assert f'{{"payment_id":{payment_id}}}' in summary
     table = json.loads(found["end-day-report"].data)
