@@ -81,7 +81,7 @@ def flow_with_outcome(
     """Like `@prefect.flow(**options)`, for a flow whose final state names its result's outcome."""
 
     def decorate(function: Callable[P, R]) -> OutcomeFlow[P, R]:
-        source = inspect.getsourcefile(function)
+        source = inspect.getsourcefile(inspect.unwrap(function))
         version = file_hash(source) if source else None  # of the flow's file (Prefect would hash this one)
         return flow_class(with_outcome(function, outcome), **{"version": version, **options})
 

@@ -8,19 +8,18 @@ stored as its mapping shows keys (sensitive key columns hidden).
 
 A run of their deployments (the UI's Run button, `run_deployment`, `prefect deployment run`) is different: its
 creator hands Prefect the values as parameters, and the worker reads them from there. Prefect keeps them only
-until the run starts: as it enters Running, the run's stored parameters are replaced with the placeholders.
+until the run starts: its first step replaces the run's stored parameters with the placeholders.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
-from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
 from prefect.logging import get_logger
-from prefect.states import State
 
 from zonesync.flows.outcomes import Outcome, OutcomeFlow, flow_with_outcome
 from zonesync.schemas.errors import SyncError
@@ -66,21 +65,24 @@ def flow_keeping_out(
     """Like `flow_with_outcome(outcome, **options)`, for a flow whose parameters `kept_out` hold record values."""
 
     def decorate(function: Callable[P, R]) -> ValuesKeptOut[P, R]:
-        hooks = [*options.get("on_running", ()), forget_given_values]
-        made = cast(
-            ValuesKeptOut[P, R],
-            flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options | {"on_running": hooks})(function),
-        )
+        @functools.wraps(function)
+        def forgetting(*args: P.args, **kwargs: P.kwargs) -> R:
+            forget_given_values()
+            return function(*args, **kwargs)
+
+        made = cast(ValuesKeptOut[P, R], flow_with_outcome(outcome, flow_class=ValuesKeptOut, **options)(forgetting))
         made.kept_out = kept_out
         return made
 
     return decorate
 
 
-def forget_given_values(flow: Flow[Any, Any], flow_run: FlowRun, state: State) -> None:
-    """As a deployment's run starts, replace the values its creator gave Prefect with their placeholders (the run
-    has read them already). A run called from Python stored placeholders from the start: nothing to do."""
-    if flow_run.deployment_id is None:
+def forget_given_values() -> None:
+    """In a deployment's run, replace the values its creator gave Prefect with their placeholders (the run has
+    read them already). A run called from Python stored placeholders from the start: nothing to do."""
+    context = FlowRunContext.get()
+    flow, flow_run = (context.flow, context.flow_run) if context else (None, None)
+    if flow is None or flow_run is None or flow_run.deployment_id is None:
         return
     forgotten = flow.serialize_parameters(flow_run.parameters)
     if forgotten == flow_run.parameters:
