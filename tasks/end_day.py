@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.bookkeeping import JobStatus
 from zonesync.tasks.reconcile import Reconciliation
-from zonesync.tasks.report import escape_markdown, quarantine_markdown, result_rows, results_markdown
+from zonesync.tasks.report import escape_inline, quarantine_markdown, result_rows, results_markdown
 from zonesync.tasks.sync import MappingSyncResult
 
 JOB_NAME = "end-day-check"
@@ -70,12 +70,12 @@ def summary_markdown(report: EndDayReport, intranet: Engine | None) -> str:
     if report.job_id is not None:
         lines.append(f"batch_job #{report.job_id}")
     if report.message:
-        lines += ["", escape_markdown(report.message)]
+        lines += ["", escape_inline(report.message)]
     lines += ["", "## Sync", "", *results_markdown(report.mappings)]
     for reconciliation in report.reconciliations:
         lines += ["", reconciliation.markdown()]
     for mapping, error in report.reconcile_errors.items():
-        lines += ["", f"## Reconciliation of {mapping}", "", f"could not run: {escape_markdown(error)}"]
+        lines += ["", f"## Reconciliation of {mapping}", "", f"could not run: {escape_inline(error)}"]
     if intranet is not None:
         lines += quarantine_markdown(intranet, [r.mapping for r in report.mappings])
         lines += _earlier_runs(intranet, report)

@@ -100,7 +100,7 @@ def results_markdown(results: Sequence[MappingSyncResult]) -> list[str]:
     lines = [f"- {counts_line(r)}" for r in results]
     for r in results:
         if r.message:
-            lines += ["", f"**{r.mapping}**: {escape_inline(r.message)}"]
+            lines += ["", f"**{escape_inline(r.mapping)}**: {escape_inline(r.message)}"]
     return lines
 
 
@@ -127,7 +127,8 @@ def quarantine_markdown(intranet: Engine, mappings: Sequence[str], limit: int = 
         key = _shown_record_key(row["mapping"], row["record_key"]).replace("`", "'")
         attempts = f"{row['attempts']} attempt" + ("s" if row["attempts"] != 1 else "")
         lines.append(
-            f"- **{row['mapping']}** `{key}` — {row['reason']}: {escape_inline(row['detail'][:200])} ({attempts})"
+            f"- **{escape_inline(row['mapping'])}** `{key}` — {row['reason']}: {escape_inline(row['detail'][:200])} "
+            f"({attempts})"
         )
     lines += ["", "All open records: `zonesync status`, or the `sync_error` table in the intranet zone."]
     return lines
@@ -154,11 +155,6 @@ def summary_markdown(
     if quarantined and intranet is not None:
         lines += quarantine_markdown(intranet, quarantined)
     return "\n".join(lines)
-
-
-def escape_markdown(text: str) -> str:
-    """Text that cannot break a Markdown table row."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def escape_inline(text: str) -> str:
