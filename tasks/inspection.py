@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -51,9 +50,9 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
     if not isinstance(flag.type, sa.Boolean | sa.Integer):
         check.problems.append(f"flag column {mapping.flag_column!r} must be boolean, not {flag.type}")
     dialect = dialect_for(source)
-    decimals = [column for column in mapping.columns if isinstance(column.dtype, pl.Decimal)]
-    check.warnings += dialect.column_warnings(tables.source, [column.source for column in decimals])
-    check.warnings += dialect_for(target).column_warnings(tables.target, [column.name for column in decimals])
+    # Live columns narrower than the model: their values are refused or quarantined (type_loss) if they do not fit.
+    check.warnings += dialect.column_warnings(tables.source, {c.source: c.dtype for c in mapping.columns})
+    check.warnings += dialect_for(target).column_warnings(tables.target, {c.name: c.dtype for c in mapping.columns})
     check.advice.append(dialect.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
     check.advice.extend(dialect.table_advice(tables.source))
     return check

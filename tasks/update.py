@@ -30,7 +30,7 @@ from zonesync.tasks.lease import LeaseBusy, holding, mapping_lease
 from zonesync.tasks.records import RecordError, coerce_update, column_value, json_friendly
 from zonesync.tasks.recovery import recover_intents
 from zonesync.tasks.sides import Sides, UpdateConflict
-from zonesync.tasks.transform import to_target_schema
+from zonesync.tasks.transform import ROW, to_target_schema
 from zonesync.tasks.twophase import commit_both, upsert_one
 from zonesync.tasks.validate import split_valid
 
@@ -90,7 +90,7 @@ def _update(sides: Sides, intranet: Engine, key: dict[str, Any], changes: dict[s
         return UpdateResult(mapping.name, key, "error", "not_found", missing)
     changes = {**changes, **_version_bump(sides, before_row, changes)}
     after_row = _with_changes(before_row, changes)
-    _validate(after_row, mapping)
+    _validate(after_row, sides)
     _check_eligible(after_row, mapping)
     before = sides.stored(key, list(changes), raw=True)
     assert before is not None
@@ -205,7 +205,10 @@ def _with_changes(row: pl.DataFrame, changes: dict[str, Any]) -> pl.DataFrame:
     )
 
 
-def _validate(after_row: pl.DataFrame, mapping: SyncMapping) -> None:
+def _validate(after_row: pl.DataFrame, sides: Sides) -> None:
+    """The updated row as the target will hold it: exact, valid for the model, and kept as is by the live target
+    table's columns (checked before anything is written)."""
+    mapping = sides.mapping
     shaped = to_target_schema(after_row, mapping)
     if not shaped.losses.is_empty():
         raise RecordError(f"the updated row would lose data: {shaped.losses['detail'][0]}", mapping=mapping.name,
@@ -214,6 +217,10 @@ def _validate(after_row: pl.DataFrame, mapping: SyncMapping) -> None:
     if not checked.rejected.is_empty():
         raise RecordError(f"the updated row fails the target model: {checked.rejected['detail'][0]}",
                           mapping=mapping.name, reason="validation")  # fmt: skip
+    altered = sides.target_dialect.inexact_rows(sides.target, checked.valid, ROW)
+    if not altered.is_empty():
+        raise RecordError(f"the target zone would not keep the updated row exactly: {altered['detail'][0]}",
+                          mapping=mapping.name, reason="type_loss")  # fmt: skip
 
 
 def _check_eligible(after_row: pl.DataFrame, mapping: SyncMapping) -> None:

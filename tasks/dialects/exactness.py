@@ -1,27 +1,239 @@
-"""Exactness: values a column of this database would not keep as sent, refused before any write."""
+"""Exactness: values a live column would not keep as sent, found before any write.
+
+What a column keeps is read from the table as it is now (its reflected type), never from the mapping's model: a
+DBA's `ALTER`, or a target created with a smaller scale, would otherwise have money and time rounded on
+assignment, which PostgreSQL and MariaDB do without an error. Each database describes its columns
+(`column_shape`); the rules below are the same for all of them. Each rule is written twice, side by side: as a
+polars expression for batches and as a Python test for the few values of a push or an update (a frame per
+pushed value would cost a push more than its database does). A rule's words never quote a value: they reach
+logs, artifacts and HTTP answers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal
+from typing import Any, Literal
 
 import polars as pl
 import sqlalchemy as sa
 
 from zonesync.tasks.dialects.core import DialectCore
 
+Kind = Literal["decimal", "integer", "timestamp", "text"]
+_MICROSECOND_DIGITS = 6
+_FLOAT_DIGITS = 15  # significant digits a double gives back as written
+_EXACT = Context(prec=2000)  # normalizes any decimal a column holds without rounding it
+_ASTRAL = r"[\x{10000}-\x{10FFFF}]"  # characters outside the Basic Multilingual Plane (4 bytes in UTF-8)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One way a column alters a value of one kind: for a batch (`altered`) and for one value (`alters`)."""
+
+    kind: Kind
+    altered: Callable[[pl.Expr, pl.DataType], pl.Expr]
+    alters: Callable[[Any], bool]
+    why: str
+
+
+@dataclass(frozen=True)
+class ColumnShape:
+    """What a live column keeps of a value (None: no limit of that kind)."""
+
+    type_name: str  # as the database spells it, for messages
+    precision: int | None = None  # digits in all, of an exact numeric
+    scale: int | None = None  # digits after the point, of an exact numeric (0 for integers)
+    float_digits: int | None = None  # significant digits an approximate numeric gives back
+    fraction_digits: int | None = None  # digits of a timestamp's seconds' fraction
+    length: int | None = None  # characters a text holds
+    padded: bool = False  # fixed-length text padded with blanks to its length (PostgreSQL char(n))
+    trims_trailing_blanks: bool = False  # fixed-length text given back without trailing blanks (MariaDB CHAR)
+    astral: bool = True  # holds characters outside the Basic Multilingual Plane (MariaDB utf8mb3 does not)
+    integer_range: tuple[int, int] | None = None
+
+    def rules(self) -> list[Rule]:
+        """Every way this column alters a value."""
+        return [*self._numeric_rules(), *self._time_rules(), *self._text_rules()]
+
+    def _numeric_rules(self) -> list[Rule]:
+        found = []
+        scale = 0 if self.integer_range is not None else self.scale
+        if scale is not None:
+            found.append(Rule("decimal", lambda v, t: v.cast(pl.Decimal(38, scale)).cast(t) != v,
+                              lambda v: bool(v) and -int(v.normalize(_EXACT).as_tuple().exponent) > scale,
+                              f"keeps {scale} digit(s) after the point; the value has more"))  # fmt: skip
+        if self.precision is not None and self.scale is not None:
+            whole = self.precision - self.scale
+            limit = Decimal(10) ** whole
+            found.append(Rule("decimal", lambda v, _: v.abs() >= pl.lit(limit, pl.Decimal(38, 0)),
+                              lambda v: abs(v) >= limit,
+                              f"keeps {whole} digit(s) before the point; the value has more"))  # fmt: skip
+        if self.float_digits is not None:
+            digits = self.float_digits
+            found.append(Rule("decimal", lambda v, _: v.map_elements(_significant_digits, pl.Int64) > digits,
+                              lambda v: _significant_digits(v) > digits,
+                              f"gives back {digits} significant digits; the value has more"))  # fmt: skip
+        if self.integer_range is not None:
+            low, high = self.integer_range
+            for kind in ("integer", "decimal"):
+                found.append(Rule(kind, lambda v, _: (v < low) | (v > high), lambda v: not low <= v <= high,
+                                  f"holds integers from {low} to {high} only"))  # fmt: skip
+        return found
+
+    def _time_rules(self) -> list[Rule]:
+        if self.fraction_digits is None or self.fraction_digits >= _MICROSECOND_DIGITS:
+            return []
+        unit = 10 ** (_MICROSECOND_DIGITS - self.fraction_digits)
+        return [Rule("timestamp", lambda v, _: v.dt.microsecond() % unit != 0, lambda v: v.microsecond % unit != 0,
+                     f"keeps {self.fraction_digits} digit(s) of a second; the value has more")]  # fmt: skip
+
+    def _text_rules(self) -> list[Rule]:
+        found = []
+        length = self.length
+        if length is not None:
+            found.append(Rule("text", lambda v, _: v.str.len_chars() > length, lambda v: len(v) > length,
+                              f"holds {length} character(s); the text is longer"))  # fmt: skip
+            if self.padded:
+                found.append(Rule("text", lambda v, _: v.str.len_chars() < length, lambda v: len(v) < length,
+                                  f"pads a shorter text with blanks to {length} character(s)"))  # fmt: skip
+        if self.trims_trailing_blanks:
+            found.append(Rule("text", lambda v, _: v.str.ends_with(" "), lambda v: v.endswith(" "),
+                              "gives a text back without its trailing blanks"))  # fmt: skip
+        if not self.astral:
+            found.append(Rule("text", lambda v, _: v.str.contains(_ASTRAL), lambda v: any(ord(c) > 0xFFFF for c in v),
+                              "cannot hold characters outside the BMP (emoji, some CJK)"))  # fmt: skip
+        return found
+
+    def value_alteration(self, value: Any) -> str | None:
+        """How this column would alter one value, or None."""
+        kind = _kind_of_value(value)
+        if kind is None:
+            return None
+        found = [rule.why for rule in self.rules() if rule.kind == kind and rule.alters(value)]
+        return f"the live column {self.type_name} {'; '.join(found)}" if found else None
+
+    def narrower_than(self, dtype: pl.DataType) -> str | None:
+        """How this column is narrower than a model type, or None (what `zonesync init` reports before any run)."""
+        if isinstance(dtype, pl.Decimal):
+            scale, whole = dtype.scale or 0, (dtype.precision or 38) - (dtype.scale or 0)
+            if self.integer_range is not None and scale:
+                return f"{self.type_name} keeps no digit after the point, the model {scale}"
+            if self.scale is not None and self.scale < scale:
+                return f"{self.type_name} keeps {self.scale} digit(s) after the point, the model {scale}"
+            kept = None if self.precision is None or self.scale is None else self.precision - self.scale
+            if kept is not None and kept < whole:
+                return f"{self.type_name} keeps {kept} digit(s) before the point, the model {whole}"
+            if self.float_digits is not None:
+                return f"{self.type_name} is approximate: it gives back {self.float_digits} significant digits"
+        fraction = self.fraction_digits
+        if isinstance(dtype, pl.Datetime) and fraction is not None and fraction < _MICROSECOND_DIGITS:
+            return f"{self.type_name} keeps {self.fraction_digits} digit(s) of a second, the model microseconds"
+        if dtype == pl.String and self.padded:
+            return f"{self.type_name} pads shorter texts with blanks: only texts of exactly {self.length} fit"
+        if dtype == pl.String and not self.astral:
+            return f"{self.type_name} cannot hold characters outside the BMP (emoji): use utf8mb4"
+        return None
+
+
+def _significant_digits(value: Decimal | None) -> int:
+    return 0 if value is None else len(value.normalize().as_tuple().digits)
+
+
+def _kind_of_dtype(dtype: pl.DataType) -> Kind | None:
+    if isinstance(dtype, pl.Decimal):
+        return "decimal"
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    if dtype == pl.String:
+        return "text"
+    return "integer" if dtype.is_integer() else None
+
+
+def _kind_of_value(value: Any) -> Kind | None:
+    if isinstance(value, Decimal):
+        return "decimal" if value.is_finite() else None
+    if isinstance(value, datetime):
+        return "timestamp"
+    if isinstance(value, str):
+        return "text"
+    return "integer" if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: str) -> pl.DataFrame:
+    """The rows of `frame` (by its `row` column) that columns of these shapes would store altered, with why."""
+    checks = []
+    for name, dtype in frame.schema.items():
+        shape, kind = shapes.get(name), _kind_of_dtype(dtype)
+        if shape is None or kind is None:
+            continue
+        found = [(rule.altered(pl.col(name), dtype).fill_null(False), rule.why) for rule in shape.rules()
+                 if rule.kind == kind]  # fmt: skip
+        checks += [(altered, f"column {name!r}: the live column {shape.type_name} {why}") for altered, why in found]
+    if not checks or frame.is_empty():
+        return pl.DataFrame(schema={row: pl.UInt32, "detail": pl.String})
+    detail = pl.concat_str([pl.when(altered).then(pl.lit(why)) for altered, why in checks], separator="; ",
+                           ignore_nulls=True)  # fmt: skip
+    found_rows = frame.select(pl.col(row), detail.alias("detail"))
+    return found_rows.filter(pl.col("detail").is_not_null() & (pl.col("detail") != ""))
+
 
 class Exactness(DialectCore):
-    """Nothing is refused by default: a server database keeps what its column types declare."""
+    """What a live column keeps, told by its reflected type; each database refines `column_shape`."""
+
+    default_fraction_digits: int | None = _MICROSECOND_DIGITS  # of a timestamp declared without a precision
+
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """What `column` keeps, from its reflected type (SQLAlchemy's generic types; databases refine it)."""
+        sql_type = column.type
+        spelled = _spelled(sql_type, self)
+        if isinstance(sql_type, sa.Float):
+            return ColumnShape(spelled, float_digits=_FLOAT_DIGITS)
+        if isinstance(sql_type, sa.Numeric):
+            return ColumnShape(spelled, precision=sql_type.precision, scale=sql_type.scale)
+        if isinstance(sql_type, sa.DateTime):
+            digits = getattr(sql_type, "precision", None)
+            return ColumnShape(spelled, fraction_digits=self.default_fraction_digits if digits is None else digits)
+        if isinstance(sql_type, sa.String):
+            return ColumnShape(spelled, length=sql_type.length)
+        if isinstance(sql_type, sa.Integer):
+            return ColumnShape(spelled, integer_range=integer_range(sql_type))
+        return ColumnShape(spelled)
+
+    def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
+        """The rows of `frame` (by its `row` column) that `table` as it is would store altered, with the detail."""
+        shapes = {name: self.column_shape(table.c[name]) for name in frame.columns if name in table.c}
+        return inexact_rows_of(shapes, frame, row)
 
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """Why `column` cannot hold `value` (as bound for it) exactly, or None: checked before any write."""
+        return None if value is None else self.column_shape(column).value_alteration(value)
+
+    def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
+        """What `zonesync init` says about live columns narrower than the model (`columns`: name -> model type)."""
+        warnings = []
+        for name, dtype in columns.items():
+            narrower = self.column_shape(table.c[name]).narrower_than(dtype) if name in table.c else None
+            if narrower:
+                warnings.append(f"column {name!r} of {table.name!r}: {narrower}; values that do not fit are refused")
+        return warnings
+
+
+def _spelled(sql_type: sa.types.TypeEngine[Any], dialect: DialectCore) -> str:
+    try:
+        return str(sql_type.compile(dialect=dialect.engine.dialect)).lower()
+    except sa.exc.SQLAlchemyError:
+        return str(sql_type).lower()
+
+
+_INTEGER_BITS = {sa.SmallInteger: 16, sa.BigInteger: 64, sa.Integer: 32}
+
+
+def integer_range(sql_type: sa.types.TypeEngine[Any], *, unsigned: bool = False) -> tuple[int, int] | None:
+    """The values of a SQL integer type of SQLAlchemy's generic kinds."""
+    bits = next((bits for kind, bits in _INTEGER_BITS.items() if isinstance(sql_type, kind)), None)
+    if bits is None:
         return None
-
-    def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
-        """The rows of `frame` (by its `row` column) that `table` would store altered, with the detail."""
-        return pl.DataFrame(schema={row: pl.UInt32, "detail": pl.String})
-
-    def column_warnings(self, table: sa.Table, columns: Sequence[str]) -> list[str]:
-        """What `zonesync init` says about columns of `table` that cannot keep every value exactly."""
-        return []
+    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)

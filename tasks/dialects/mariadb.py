@@ -7,6 +7,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -14,7 +15,7 @@ from urllib.parse import quote, urlencode
 import polars as pl
 import pymysql
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import BINARY, CHAR
+from sqlalchemy.dialects.mysql import BINARY, CHAR, MEDIUMINT, TINYINT
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
@@ -22,6 +23,7 @@ from zonesync.schemas.errors import ConfigError, KeyCollision, RefusedValue
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.exactness import ColumnShape, integer_range
 from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
 
@@ -190,6 +192,20 @@ class MariaDBDialect(Dialect):
     errors = MariaDBErrors()
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.CHAR()  # MariaDB casts to CHAR, not TEXT
     supports_partial_index: ClassVar[bool] = False
+    default_fraction_digits = 0  # DATETIME and TIMESTAMP without (n) keep whole seconds
+
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """As SQLAlchemy's types say, with MariaDB's own: DATETIME(fsp), TINYINT and MEDIUMINT, UNSIGNED; CHAR
+        gives texts back without trailing blanks; utf8mb3 (the column's, or the table's by default) holds no emoji."""
+        shape, sql_type = super().column_shape(column), column.type
+        if isinstance(sql_type, sa.DateTime):
+            return replace(shape, fraction_digits=getattr(sql_type, "fsp", None) or 0)
+        if isinstance(sql_type, sa.Integer):
+            return replace(shape, integer_range=_integer_range(sql_type))
+        if isinstance(sql_type, sa.String):
+            return replace(shape, trims_trailing_blanks=isinstance(sql_type, sa.CHAR),
+                           astral=_charset(column) not in ("utf8mb3", "utf8"))  # fmt: skip
+        return shape
 
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """UTC wall-clock text for timestamps (connections run in UTC); 0/1 for booleans."""
@@ -374,6 +390,24 @@ class MariaDBDialect(Dialect):
     def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """DATETIME holds the UTC wall clock."""
         return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
+
+
+def _integer_range(sql_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | None:
+    unsigned = bool(getattr(sql_type, "unsigned", False))
+    bits = 8 if isinstance(sql_type, TINYINT) else 24 if isinstance(sql_type, MEDIUMINT) else None
+    if bits is None:
+        return integer_range(sql_type, unsigned=unsigned)
+    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def _charset(column: sa.Column[Any]) -> str | None:
+    """A text column's character set: its own, its collation's, or its table's default."""
+    charset, collation = getattr(column.type, "charset", None), getattr(column.type, "collation", None)
+    if charset is None and collation:
+        charset = collation.split("_", 1)[0]
+    if charset is None and isinstance(column.table, sa.Table):
+        charset = column.table.dialect_options["mysql"].get("default charset")
+    return charset if isinstance(charset, str) else None
 
 
 def bound_rows(target: sa.Table, frame: pl.DataFrame) -> sa.Subquery:

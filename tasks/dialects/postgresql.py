@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -20,6 +21,7 @@ from zonesync.schemas.errors import ConfigError
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.exactness import ColumnShape
 from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.dialects.postgresql_watchdog import Watchdog
 from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
@@ -161,10 +163,17 @@ class PostgresDialect(Dialect):
     _two_phase: bool | None = None
 
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
-        """Text with a NUL character: PostgreSQL text cannot hold one."""
+        """As the live column says, and text with a NUL character: PostgreSQL text cannot hold one."""
         if isinstance(value, str) and "\x00" in value:
             return "PostgreSQL text cannot hold a NUL character (\\u0000)"
-        return None
+        return super().refusal(column, value)
+
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """As SQLAlchemy's types say; char(n) pads a shorter text with blanks (and bpchar equality hides it)."""
+        shape = super().column_shape(column)
+        if isinstance(column.type, sa.CHAR) and column.type.length:
+            return replace(shape, padded=True)
+        return shape
 
     def table_advice(self, table: sa.Table) -> list[str]:
         """The alternative for tables synced mostly in bulk: in-place (HOT) flag updates.

@@ -25,6 +25,7 @@ from zonesync.schemas.errors import ConfigError
 from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached
+from zonesync.tasks.dialects.exactness import ColumnShape
 from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.limits import Limits, milliseconds
 
@@ -195,6 +196,11 @@ class SQLiteDialect(Dialect):
         super().__init__(engine)
         self._compilations: dict[int, tuple[sa.Executable, Any]] = {}
 
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """A SQLite column keeps what it is given whatever its declared type (no length, scale or precision), but
+        for numbers in a column of NUMERIC affinity (`refusal`, `inexact_rows`)."""
+        return ColumnShape(str(column.type).lower())
+
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """A decimal with more significant digits than a NUMERIC-affinity column keeps (it becomes a float)."""
         if isinstance(value, Decimal) and _numeric_affinity(column) and _significant_digits(value) > _REAL_DIGITS:
@@ -209,14 +215,14 @@ class SQLiteDialect(Dialect):
                 found = pl.concat([found, _too_many_digits(frame, name, row)])
         return found.unique(row, keep="first", maintain_order=True)
 
-    def column_warnings(self, table: sa.Table, columns: Sequence[str]) -> list[str]:
+    def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
         """Columns of NUMERIC affinity that a mapping declares as exact decimals."""
         return [
             f"column {name!r} of {table.name!r} ({table.c[name].type}) keeps {_REAL_DIGITS} significant digits "
             "exactly: a value with more is refused; declare the column TEXT (zonesync's exact_decimal type does) "
             "to keep every digit"
-            for name in columns
-            if name in table.c and _numeric_affinity(table.c[name])
+            for name, dtype in columns.items()
+            if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name])
         ]
 
     def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:

@@ -106,8 +106,8 @@ def test_rows_the_target_check_refuses_are_quarantined_as_constraint(zones: Zone
 
 
 def test_value_the_target_column_cannot_hold_is_quarantined(zones: ZonePair, backend: str) -> None:
-    """A sku that fits the model (20) but not the target column (varchar 8) is refused by the servers and
-    quarantined as target_error, the rest landing; SQLite does not enforce lengths and stores it."""
+    """A sku that fits the model (20) but not the live target column (varchar 8) is found before any write and
+    quarantined as type_loss, the rest landing; SQLite does not enforce lengths and stores it."""
     pending = _order_lines(zones)
     too_long = ("ORD-001", 1)
     execute(
@@ -119,7 +119,7 @@ def test_value_the_target_column_cannot_hold_is_quarantined(zones: ZonePair, bac
 
     expected_bad = dict(data.BAD_ORDER_LINES)
     if backend != "sqlite":
-        expected_bad[too_long] = "target_error"
+        expected_bad[too_long] = "type_loss"
     assert result.status == "partial", result.message
     synced, _ = assert_nothing_lost(ORDER_LINES, zones.intranet, zones.internet, zones.intranet, pending)
     assert synced == pending - set(expected_bad)
