@@ -133,7 +133,8 @@ def test_connectorx_gets_the_mariadb_connect_timeout_over_tcp_and_the_limits_wit
     engine = create_engine(parse_url(MY, setting="S"), limits=LIMITS)
     assert _query(connectorx_url(engine)) == {"tcp_connect_timeout_ms": ["3500"], "prefer_socket": ["false"]}
     assert connectorx_query(engine, "SELECT 1") == (
-        "/*M!100301 SET STATEMENT max_statement_time=4.250, innodb_lock_wait_timeout=2, lock_wait_timeout=2 FOR */"
+        "/*M!100301 SET STATEMENT time_zone='+00:00', max_statement_time=4.250, innodb_lock_wait_timeout=2, "
+        "lock_wait_timeout=2 FOR */"
         " SELECT 1"
     )
     assert connectorx_query(create_engine(parse_url(PG, setting="S")), "SELECT 1") == "SELECT 1"
