@@ -19,6 +19,7 @@ from zonesync.tasks.push import push_records
 from zonesync.tasks.update import update_record
 
 SERVERS = [backend_param("postgresql"), backend_param("mariadb")]
+FEE = pl.Decimal(18, 2)
 
 # (ALTER on the internet zone's merchant table, what must not fit, how the live type is spelled in the reason)
 NARROWED = {
@@ -51,7 +52,7 @@ def merchants(count: int) -> pl.DataFrame:
     frame = demo_data.merchants(count).filter(~pl.col("merchant_id").is_in(list(demo_data.INVALID_MERCHANTS)))
     odd = pl.col("merchant_id") % 2 == 1
     return frame.with_columns(
-        pl.when(odd).then(pl.lit(Decimal("1.15"))).otherwise(pl.lit(Decimal("3.00"))).cast(pl.Decimal(18, 2)).alias("fee"),
+        pl.when(odd).then(pl.lit(Decimal("1.15"))).otherwise(pl.lit(Decimal("3.00"))).cast(FEE).alias("fee"),
         pl.when(odd)
         .then(pl.lit(demo_data.BASE_TIME + timedelta(microseconds=1)))
         .otherwise(pl.lit(demo_data.BASE_TIME.replace(microsecond=0)))
