@@ -36,6 +36,7 @@ from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.failures import translate
 from zonesync.tasks.load import upsert_rows
 from zonesync.tasks.retrying import retry_delay
+from zonesync.tasks.shape_watch import ShapeWatch
 from zonesync.tasks.transform import ROW, to_target_schema
 from zonesync.tasks.validate import rejects, split_valid
 
@@ -125,6 +126,7 @@ class BatchCarrier:
     resolve_open_errors: bool = False
     record: BatchRecord | None = None
     phase: Phase = no_phase
+    watch: ShapeWatch | None = None  # sees the tables' catalog change before each commit (tasks/schema_contract.py)
 
     def carry(self, raw: pl.DataFrame, source_bind: Connection | None = None,
               target_bind: Engine | Connection | None = None) -> BatchOutcome:  # fmt: skip
@@ -180,9 +182,11 @@ class BatchCarrier:
                 valid = valid.join(claim.rows, on=ROW, how="semi")
             with self.phase("upsert"):
                 written = upsert_rows(self.target.dialect, self.target.table, valid, self.mapping, target_bind,
-                                      within=self._count_in_target)  # fmt: skip
+                                      within=self._within_target)  # fmt: skip
             checkpoint("batch:delivered")
             outcome = self._settle(claim, written.landed, written.refused)
+            if self.watch is not None:
+                self.watch.verify(claim.conn, self.source.dialect, self.source.table, self.mapping.source_zone)
             claim.end(commit=True)
         except BaseException as exc:
             claim.end(commit=False)
@@ -197,15 +201,15 @@ class BatchCarrier:
         """Roll a claim back (the run stops before delivering it): its rows stay unflagged."""
         claim.end(commit=False)
 
-    @property
-    def _count_in_target(self) -> Callable[[Connection, int], None] | None:
-        """When the intranet zone is the target (the end-day check), each target transaction counts the rows it
-        inserted or changed: the count commits with them, and a row sent again unchanged after a crash is not
-        counted twice."""
-        record = self.record
-        if record is None or self.mapping.target_zone != "intranet":
-            return None
-        return lambda conn, changed: record(conn, 0, changed, 0)
+    def _within_target(self, conn: Connection, changed: int) -> None:
+        """Run in each target transaction after its write: the target table must still be as the run found it
+        (else SchemaChanged rolls it back); when the intranet zone is the target (the end-day check), the rows it
+        inserted or changed are counted: the count commits with them, and a row sent again unchanged after a
+        crash is not counted twice."""
+        if self.watch is not None:
+            self.watch.verify(conn, self.target.dialect, self.target.table, self.mapping.target_zone)
+        if self.record is not None and self.mapping.target_zone == "intranet":
+            self.record(conn, 0, changed, 0)
 
     @property
     def _bookkeeping_in_source(self) -> bool:

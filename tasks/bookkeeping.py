@@ -1,4 +1,4 @@
-"""The bookkeeping tables in the intranet zone (docs/architecture.md lists them): `batch_job` and `sync_error`.
+"""The bookkeeping tables in the intranet zone (docs/architecture.md lists them).
 
 Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every backend.
 """
@@ -96,6 +96,17 @@ api_audit = sa.Table(
     sa.Column("records", sa.Integer, nullable=False),
     sa.Column("record_keys", sa.Text, nullable=False),  # JSON array of the keys (the first AUDITED_KEYS)
     sa.Index("ix_api_audit_at", "at"),
+)  # fmt: skip
+
+# The schema contract (tasks/schema_contract.py): the accepted shape of each mapping's live tables.
+sync_schema = sa.Table(
+    "sync_schema", metadata,
+    sa.Column("mapping", sa.String(63), primary_key=True),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    sa.Column("shape", sa.Text, nullable=False),  # canonical JSON of tasks/schema_shape.MappingShape
+    sa.Column("accepted_at", TIMESTAMP, nullable=False),
+    sa.Column("accepted_by", sa.String(100), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),  # what was accepted: the first shape seen, or the changes
 )  # fmt: skip
 
 

@@ -25,6 +25,12 @@ class MappingTables:
     target: sa.Table
 
 
+def named_table(qualified_name: str) -> sa.Table:
+    """A table by its (schema-qualified) name only, unreflected: enough to name it in a catalog query."""
+    schema, _, name = qualified_name.rpartition(".")
+    return sa.Table(name, sa.MetaData(), schema=schema or None)
+
+
 def reflect_table(engine: Engine, qualified_name: str, zone: Zone, mapping: str) -> sa.Table:
     """Reflect one table; a missing table or unreachable database is one clear line."""
     schema, _, name = qualified_name.rpartition(".")

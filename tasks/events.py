@@ -5,24 +5,54 @@
 - `zonesync.reconciliation.differs`: the zones disagree for a business date;
 - `zonesync.end-day.failed`: the end-day check could not do its work;
 - `zonesync.lease.taken-over`: a run took a lease whose holder had let it expire or had died (a slow or stuck
-  run, a killed worker: the holder stops when it next renews).
+  run, a killed worker: the holder stops when it next renews);
+- `zonesync.schema.broken`: a mapped table changed in a way the mapping cannot run with (it stopped);
+  `zonesync.schema.changed`: a compatible change, accepted (tasks/schema_contract.py).
 
 Payloads carry counts, keys and zonesync's own words, never a record value.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import date
+from typing import Any, Protocol
 
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL
 
 from zonesync.schemas.registry import get_mapping
 
-if TYPE_CHECKING:  # annotations only: the lease module emits here, and push, sync... import the lease module
-    from zonesync.tasks.push import PushResult
-    from zonesync.tasks.reconcile_report import Reconciliation
-    from zonesync.tasks.sync import MappingSyncResult
+
+# What each event reads of the results it reports. Protocols, not the result types: the lease, the sync, the push
+# and the schema contract all emit here, so this module imports none of them (no import cycle).
+class PushResult(Protocol):
+    mapping: str
+    status: str
+    stage: str | None
+    reason: str
+
+    @property
+    def keys(self) -> list[dict[str, Any]]: ...
+
+
+class MappingSyncResult(Protocol):
+    mapping: str
+    quarantined: int
+
+
+class Reconciliation(Protocol):
+    mapping: str
+    business_date: date | None
+
+    @property
+    def ok(self) -> bool: ...
+
+    def headline(self) -> str: ...
+
+
+class Change(Protocol):
+    def line(self) -> str: ...
+
 
 _KEYS_IN_EVENT = 100
 
@@ -89,3 +119,12 @@ def emit_lease_taken_over(lease: str, previous_holder: str, holder: str, why: st
             resource={"prefect.resource.id": f"zonesync.lease.{lease}", "prefect.resource.name": lease},
             payload={"previous_holder": previous_holder, "holder": holder, "why": why},
         )
+
+
+def emit_schema_change(mapping: str, changes: list[Change], *, broken: bool) -> None:
+    """`zonesync.schema.broken` (the mapping stopped) or `zonesync.schema.changed` (accepted) on the mapping."""
+    if changes and events_enabled():
+        emit_event(
+            event=f"zonesync.schema.{'broken' if broken else 'changed'}", resource=_on_mapping(mapping),
+            payload={"changes": [change.line() for change in changes[:_KEYS_IN_EVENT]]},
+        )  # fmt: skip

@@ -13,6 +13,7 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
+from zonesync.flows.cli import schema
 from zonesync.flows.cli.support import (
     EXIT_CLEAN,
     EXIT_FAILED,
@@ -33,6 +34,7 @@ from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import MAX_BATCH_SIZE
 
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
+app.add_typer(schema.app, name="schema")
 # Commands that create the zones' databases, or open none: every other one needs them to exist.
 _NEED_NO_DATABASE = {"init", "demo", "mappings", "api-key"}
 

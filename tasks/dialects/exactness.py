@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from zonesync.tasks.dialects.core import DialectCore
 
@@ -210,6 +211,20 @@ class Exactness(DialectCore):
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """Why `column` cannot hold `value` (as bound for it) exactly, or None: checked before any write."""
         return None if value is None else self.column_shape(column).value_alteration(value)
+
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """What the catalog says of `table` now, in a form only compared with itself: a change of any column's
+        type, nullability, default or key changes it, and so does a dropped table (no rows). Run in the transaction
+        that writes the table, after the write, it sees any DDL that the write could have met (DDL waits for the
+        write's locks). Generic (SQLAlchemy's inspector); databases give one catalog query instead."""
+        inspector = sa.inspect(conn)
+        try:
+            columns = inspector.get_columns(table.name, schema=table.schema)
+            key = inspector.get_pk_constraint(table.name, schema=table.schema)
+        except sa.exc.NoSuchTableError:
+            return ()
+        described = tuple((c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in columns)
+        return (*described, tuple(key.get("constrained_columns") or ()))
 
     def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
         """What `zonesync init` says about live columns narrower than the model (`columns`: name -> model type)."""

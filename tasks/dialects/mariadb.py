@@ -117,6 +117,13 @@ class MariaDBConnecting(Connecting):
         return f"/*M!100301 SET STATEMENT {settings} FOR */ {sql}"
 
 
+_CATALOG_SIGNATURE = sa.text(
+    "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_KEY "
+    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table "
+    "ORDER BY ORDINAL_POSITION"
+)
+
+
 def mariadb_init_command(limits: Limits) -> str:
     """The session settings of a MariaDB/MySQL connection (one statement: PyMySQL sends only one).
 
@@ -198,6 +205,12 @@ class MariaDBDialect(Dialect):
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.CHAR()  # MariaDB casts to CHAR, not TEXT
     supports_partial_index: ClassVar[bool] = False
     default_fraction_digits = 0  # DATETIME and TIMESTAMP without (n) keep whole seconds
+
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """information_schema.COLUMNS of the one table (type, nullability, default, character set, collation,
+        key): ~0.45 ms."""
+        found = conn.execute(_CATALOG_SIGNATURE, {"schema": table.schema, "table": table.name})
+        return tuple(tuple(row) for row in found)
 
     def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
         """As SQLAlchemy's types say, with MariaDB's own: DATETIME(fsp), TINYINT and MEDIUMINT, UNSIGNED; CHAR

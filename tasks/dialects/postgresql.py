@@ -35,6 +35,14 @@ def _has_time_zone(column: sa.ColumnElement[Any]) -> bool:
     return bool(getattr(column.type, "timezone", False))
 
 
+_CATALOG_SIGNATURE = sa.text(
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef, a.attcollation::int, "
+    "a.attnum = ANY(i.indkey) FROM pg_attribute a "
+    "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+    "WHERE a.attrelid = to_regclass(:table) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
+
+
 class PostgresConnecting(Connecting):
     """psycopg with the server enforcing the statement and lock limits, and a watchdog for a silent server."""
 
@@ -167,6 +175,11 @@ class PostgresDialect(Dialect):
         if isinstance(value, str) and "\x00" in value:
             return "PostgreSQL text cannot hold a NUL character (\\u0000)"
         return super().refusal(column, value)
+
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """pg_attribute (type with its modifier, NOT NULL, default, collation) and the primary key: ~0.25 ms."""
+        name = conn.dialect.identifier_preparer.format_table(table)
+        return tuple(tuple(row) for row in conn.execute(_CATALOG_SIGNATURE, {"table": name}))
 
     def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
         """As SQLAlchemy's types say; char(n) pads a shorter text with blanks (and bpchar equality hides it)."""

@@ -201,6 +201,12 @@ class SQLiteDialect(Dialect):
         for numbers in a column of NUMERIC affinity (`refusal`, `inexact_rows`)."""
         return ColumnShape(str(column.type).lower())
 
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """pragma_table_xinfo: every column's declared type, NOT NULL, default and key position."""
+        found = conn.execute(sa.text('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(:t)'),
+                             {"t": table.name})  # fmt: skip
+        return tuple(tuple(row) for row in found)
+
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """A decimal with more significant digits than a NUMERIC-affinity column keeps (it becomes a float)."""
         if isinstance(value, Decimal) and _numeric_affinity(column) and _significant_digits(value) > _REAL_DIGITS:

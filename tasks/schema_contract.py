@@ -1,0 +1,163 @@
+"""The schema contract: the accepted shape of each mapping's tables, kept in the intranet zone (`sync_schema`).
+
+At a run's start the live shape is compared with the accepted one (`tasks/schema_shape.py` judges each change):
+
+- no accepted shape yet: the live one is accepted (`accepted_by` = zonesync, first run);
+- only compatible changes: the run proceeds, the live shape is accepted, and `zonesync.schema.changed` says what;
+- a breaking change: the mapping stops before any row is read, written or flagged (`SchemaBreak`, one line per
+  change naming zone, table, column, old and new), and `zonesync.schema.broken` is sent. It runs again once
+  the change is undone, or accepted by an operator (`zonesync schema accept MAPPING`, recorded with who and when).
+
+Between a run's start and each batch's commit the tables are watched more cheaply (`tasks/shape_watch.py`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from zonesync.schemas.errors import ConfigError, TerminalSyncError
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping import sync_schema, utc_now
+from zonesync.tasks.catalog import mapping_tables
+from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.events import emit_schema_change
+from zonesync.tasks.failures import translate
+from zonesync.tasks.schema_shape import Change, Comparison, MappingShape, compare, mapping_shape
+
+FIRST_SEEN = "the shape first seen"
+
+
+class SchemaBreak(TerminalSyncError):
+    """A change of a mapped table that the mapping cannot run with until it is undone or accepted."""
+
+    def __init__(self, mapping: str, changes: list[Change]) -> None:
+        lines = "; ".join(change.line() for change in changes)
+        fix = f"undo the change, or accept it with `zonesync schema accept {mapping}`"
+        super().__init__(f"schema change: {lines}; nothing was written; {fix}", mapping=mapping)
+        self.changes = changes
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The accepted shape of a mapping's tables, and who accepted it when."""
+
+    shape: MappingShape
+    accepted_at: datetime
+    accepted_by: str
+    note: str
+
+
+def operator() -> str:
+    """Who is accepting: the login and the host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:100]
+
+
+def accepted_shape(intranet: Engine | Connection, mapping: str) -> Accepted | None:
+    """The mapping's accepted shape, or None before its first run."""
+    query = sa.select(sync_schema).where(sync_schema.c.mapping == mapping)
+    try:
+        row = in_transaction(intranet, lambda conn: conn.execute(query).first())
+    except sa.exc.ProgrammingError as exc:
+        raise _missing_table(exc, mapping) from exc
+    except sa.exc.OperationalError as exc:
+        raise _missing_table(exc, mapping) from exc
+    if row is None:
+        return None
+    return Accepted(MappingShape.from_json(row.shape), row.accepted_at, row.accepted_by, row.note)
+
+
+def _missing_table(exc: sa.exc.DBAPIError, mapping: str) -> Exception:
+    text = str(exc.orig).lower()
+    if "sync_schema" in text and ("exist" in text or "no such table" in text):
+        return ConfigError("the bookkeeping table sync_schema is missing: run `zonesync init`", mapping=mapping)
+    return translate(exc, what="reading the accepted shape (sync_schema)", mapping=mapping)
+
+
+def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note: str) -> None:
+    """Record `shape` as the mapping's accepted shape (replacing the one before)."""
+    values: dict[str, Any] = {"fingerprint": shape.fingerprint, "shape": shape.to_json(), "accepted_at": utc_now(),
+                              "accepted_by": by[:100], "note": note}  # fmt: skip
+
+    def write(conn: Connection) -> None:
+        updated = conn.execute(sa.update(sync_schema).where(sync_schema.c.mapping == mapping).values(values))
+        if updated.rowcount == 0:
+            conn.execute(sa.insert(sync_schema).values(mapping=mapping, **values))
+
+    try:
+        in_transaction(intranet, write)
+    except sa.exc.IntegrityError:  # another run recorded its first shape at the same moment: theirs stands
+        return
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, what="recording the accepted shape (sync_schema)", mapping=mapping) from exc
+
+
+def enforce(intranet: Engine, mapping: str, live: MappingShape) -> Comparison:
+    """At a run's start: accept a first or compatible shape, stop on a breaking change (see the module docstring)."""
+    accepted = accepted_shape(intranet, mapping)
+    if accepted is None:
+        accept(intranet, mapping, live, by="zonesync", note=FIRST_SEEN)
+        return Comparison()
+    if accepted.shape == live:
+        return Comparison()
+    found = compare(accepted.shape, live)
+    if found.breaking:
+        emit_schema_change(mapping, found.breaking, broken=True)
+        raise SchemaBreak(mapping, found.breaking)
+    accept(intranet, mapping, live, by="zonesync", note=describe(found))
+    emit_schema_change(mapping, found.changes, broken=False)
+    return found
+
+
+def describe(found: Comparison) -> str:
+    """The changes, one per line."""
+    return "\n".join(change.line() for change in found.changes) or "no change"
+
+
+@dataclass(frozen=True)
+class SchemaReport:
+    """A mapping's accepted shape beside its live one, and what changed."""
+
+    mapping: str
+    accepted: Accepted | None
+    live: MappingShape
+    comparison: Comparison
+
+    @property
+    def state(self) -> str:
+        """`ok`, `not accepted yet`, `N compatible change(s)` or `N breaking change(s)`."""
+        if self.accepted is None:
+            return "not accepted yet"
+        if self.comparison.breaking:
+            return f"{len(self.comparison.breaking)} breaking change(s)"
+        return f"{len(self.comparison.changes)} compatible change(s)" if self.comparison.changes else "ok"
+
+
+def schema_report(mapping: SyncMapping, intranet: Engine, source: Engine, target: Engine) -> SchemaReport:
+    """Reflect a mapping's tables as they are and compare them with its accepted shape (reads only)."""
+    tables = mapping_tables(mapping, source, target)
+    live = mapping_shape(mapping, tables.source, tables.target, dialect_for(source), dialect_for(target))
+    accepted = accepted_shape(intranet, mapping.name)
+    comparison = compare(accepted.shape, live) if accepted is not None else Comparison()
+    return SchemaReport(mapping.name, accepted, live, comparison)
+
+
+def accept_live(mapping: SyncMapping, intranet: Engine, source: Engine, target: Engine, *, by: str) -> SchemaReport:
+    """Accept a mapping's live shape (an operator's decision, recorded with who and when); the report of what it
+    accepted."""
+    report = schema_report(mapping, intranet, source, target)
+    note = describe(report.comparison) if report.accepted is not None else FIRST_SEEN
+    if report.accepted is None or report.comparison.changes:
+        accept(intranet, mapping.name, report.live, by=by, note=note)
+    return report

@@ -1,0 +1,57 @@
+"""Sees a mapped table's catalog change between a run's start and each commit.
+
+A run (or the HTTP API, for each request) remembers each table's catalog signature (one catalog query,
+`Dialect.catalog_signature`) before it reflects the table, and checks it again in every transaction that wrote or
+claimed rows of it, after the write and before the commit: DDL waits for the write's locks, so a change the write
+could have met is seen there. A change rolls the batch back (its rows stay unflagged) and stops the mapping for
+this run; the next run examines the change (`tasks/schema_contract.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from zonesync.schemas.errors import TerminalSyncError
+from zonesync.schemas.settings import Zone
+from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.failures import translate
+
+
+class SchemaChanged(TerminalSyncError):
+    """A mapped table's catalog changed while a batch was being written: the batch was rolled back."""
+
+
+@dataclass
+class ShapeWatch:
+    """Sees a mapped table's catalog change between a run's start and each write (see the module docstring)."""
+
+    mapping: str
+    signatures: dict[tuple[int, str], tuple[tuple[Any, ...], ...]] = field(default_factory=dict)
+
+    def baseline(self, dialect: Dialect, table: sa.Table, zone: Zone) -> None:
+        """Remember the table's catalog as the run found it."""
+        try:
+            with dialect.engine.connect() as conn:
+                self.signatures[self._key(dialect, table)] = dialect.catalog_signature(conn, table)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, what=f"reading the catalog of table {table.name!r} in the {zone} zone",
+                            mapping=self.mapping) from exc  # fmt: skip
+
+    def verify(self, conn: Connection, dialect: Dialect, table: sa.Table, zone: Zone) -> None:
+        """In a transaction that wrote (or claimed rows of) `table`, before it commits: raise SchemaChanged (the
+        caller rolls back) if the catalog is no longer what the run found."""
+        expected = self.signatures.get(self._key(dialect, table))
+        if expected is not None and dialect.catalog_signature(conn, table) != expected:
+            raise SchemaChanged(
+                f"table {table.name!r} in the {zone} zone changed while a batch was written: the batch was rolled "
+                "back and its rows stay unflagged; the next run examines the change (`zonesync schema diff`)",
+                mapping=self.mapping,
+            )
+
+    @staticmethod
+    def _key(dialect: Dialect, table: sa.Table) -> tuple[int, str]:
+        return id(dialect.engine), f"{table.schema}.{table.name}"
