@@ -43,7 +43,7 @@ from zonesync.tasks.update import update_record
 logger = get_logger("zonesync.api")
 PUSH_STATUS = {"success": 201, "pending": 202}
 UPDATE_STATUS = {"not_found": 404, "conflict": 409, "unavailable": 503, "busy": 503, "invalid_body": 400}  # else 422
-REFUSAL_STATUS = {"duplicate_key": 409, "unavailable": 503, "invalid_body": 400}  # any other refusal: 422
+REFUSAL_STATUS = {"duplicate_key": 409, "unavailable": 503, "schema_changed": 503, "invalid_body": 400}  # else 422
 MAX_BATCH_RECORDS = 1000  # records of waiting requests written together (a larger request goes alone)
 GATHER_SECONDS = 0.002  # the longest a batch waits, after the previous one, for the clients it expects
 # /health answers within ~2 s whatever the zones do: each is given this long (its engine gives up by itself soon

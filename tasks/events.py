@@ -14,6 +14,7 @@ Payloads carry counts, keys and zonesync's own words, never a record value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -26,27 +27,32 @@ from zonesync.schemas.registry import get_mapping
 # What each event reads of the results it reports. Protocols, not the result types: the lease, the sync, the push
 # and the schema contract all emit here, so this module imports none of them (no import cycle).
 class PushResult(Protocol):
-    mapping: str
-    status: str
-    stage: str | None
-    reason: str
-
+    @property
+    def mapping(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def reason(self) -> str: ...
     @property
     def keys(self) -> list[dict[str, Any]]: ...
 
 
 class MappingSyncResult(Protocol):
-    mapping: str
-    quarantined: int
+    @property
+    def mapping(self) -> str: ...
+    @property
+    def quarantined(self) -> int: ...
 
 
 class Reconciliation(Protocol):
-    mapping: str
-    business_date: date | None
-
+    @property
+    def mapping(self) -> str: ...
+    @property
+    def business_date(self) -> date | None: ...
     @property
     def ok(self) -> bool: ...
-
     def headline(self) -> str: ...
 
 
@@ -121,7 +127,7 @@ def emit_lease_taken_over(lease: str, previous_holder: str, holder: str, why: st
         )
 
 
-def emit_schema_change(mapping: str, changes: list[Change], *, broken: bool) -> None:
+def emit_schema_change(mapping: str, changes: Sequence[Change], *, broken: bool) -> None:
     """`zonesync.schema.broken` (the mapping stopped) or `zonesync.schema.changed` (accepted) on the mapping."""
     if changes and events_enabled():
         emit_event(

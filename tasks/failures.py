@@ -62,7 +62,10 @@ def row_error_kind(exc: BaseException) -> str | None:
 
 def refusal_reason(exc: BaseException) -> str:
     """A short code for why a write was refused: duplicate_key, missing_required, invalid_value, unavailable,
-    database_error."""
+    database_error, or the code a zonesync error carries itself (`reason`: schema_changed, ...)."""
+    own = getattr(exc, "reason", None)
+    if isinstance(exc, SyncError) and isinstance(own, str):
+        return own
     cause = exc.__cause__ if isinstance(exc, SyncError) and exc.__cause__ else exc
     if is_transient(cause):
         return "unavailable"

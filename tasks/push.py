@@ -7,7 +7,7 @@ what the flag compares against are the stored values, not the caller's spelling 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,13 +20,16 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
-from zonesync.tasks.catalog import source_table, target_table
+from zonesync.tasks.catalog import named_table, source_table, target_table
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.failures import refusal_reason, translate
 from zonesync.tasks.records import RecordError, coerce_records, json_friendly
+from zonesync.tasks.schema_contract import SchemaBreak, enforce
+from zonesync.tasks.schema_shape import mapping_shape
+from zonesync.tasks.shape_watch import SchemaChanged, ShapeWatch
 from zonesync.tasks.transform import ROW
 from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
 
@@ -71,8 +74,9 @@ def push_records(mapping_name: str, records: Sequence[dict[str, Any]]) -> PushRe
 
 
 class Pusher:
-    """Pushes records through one mapping. Keeps the reflected tables: the HTTP API holds one per mapping, so
-    a request costs its statements only (restart it after changing a table)."""
+    """Pushes records through one mapping. Keeps the reflected tables: the HTTP API holds one per mapping, so a
+    request costs its statements and one catalog query per zone (the watch: a table changed since it was
+    reflected rolls the write back, and the tables are reflected again and held to the schema contract)."""
 
     def __init__(self, mapping: SyncMapping) -> None:
         self.mapping = mapping
@@ -81,6 +85,7 @@ class Pusher:
         self.intranet = get_engine("intranet")
         self.source_dialect = dialect_for(self.source_engine)
         self.target_dialect = dialect_for(self.target_engine)
+        self.watch = ShapeWatch(mapping.name)
         self._reader: UnsyncedReader | None = None
         self._target: sa.Table | None = None
         self._insert: sa.Insert | None = None
@@ -90,6 +95,7 @@ class Pusher:
     def reader(self) -> UnsyncedReader:
         """The source table (reflected once) with the way each column is read."""
         if self._reader is None:
+            self.watch.baseline(self.source_dialect, named_table(self.mapping.source_table), self.mapping.source_zone)
             self._reader = UnsyncedReader(
                 self.mapping, self.source_dialect, source_table(self.mapping, self.source_engine)
             )
@@ -97,9 +103,13 @@ class Pusher:
 
     @property
     def target(self) -> sa.Table:
-        """The target table (reflected once it can be)."""
+        """The target table (reflected once it can be), the mapping's tables held to the schema contract."""
         if self._target is None:
-            self._target = target_table(self.mapping, self.target_engine)
+            self.watch.baseline(self.target_dialect, named_table(self.mapping.target_table), self.mapping.target_zone)
+            target = target_table(self.mapping, self.target_engine)
+            shape = mapping_shape(self.mapping, self.reader.table, target, self.source_dialect, self.target_dialect)
+            enforce(self.intranet, self.mapping.name, shape)
+            self._target = target
         return self._target
 
     @property
@@ -109,7 +119,7 @@ class Pusher:
             reader = self.reader
             self._carrier = BatchCarrier(
                 self.mapping, SourceSide(reader.table, self.source_dialect, reader.dtypes),
-                TargetSide(self.target, self.target_dialect), self.intranet,
+                TargetSide(self.target, self.target_dialect), self.intranet, watch=self.watch,
             )  # fmt: skip
         return self._carrier
 
@@ -128,32 +138,57 @@ class Pusher:
     def push_many(self, requests: Sequence[object]) -> list[PushResult]:
         """Push several requests' records together where they can be; each request gets its own result, the same
         as if it had been pushed alone (a request that cannot be written changes nothing for the others)."""
-        try:
-            table = self.reader.table
-        except SyncError as exc:
-            return [_source_failed(self.mapping, records, refusal_reason(exc), exc) for records in requests]
-        results: dict[int, PushResult] = {}
-        rows: dict[int, list[dict[str, Any]]] = {}
-        for index, records in enumerate(requests):
-            try:
-                rows[index] = coerce_records(table, self.mapping, records, self.source_dialect.refusal)
-            except RecordError as exc:
-                results[index] = _source_failed(self.mapping, records, exc.reason, exc)
+        rows, results = self._checked(requests, range(len(requests)))
         with HeldConnections(self.mapping.name) as connections:
             for group in _rounds(rows, self.mapping.source_keys):
                 results.update(self._push_group(connections, group, requests))
         return [results[index] for index in range(len(requests))]
 
+    def _checked(
+        self, requests: Sequence[object], indexes: Iterable[int]
+    ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, PushResult]]:
+        """The records of each request checked against the live source table, or the request's refusal."""
+        results: dict[int, PushResult] = {}
+        rows: dict[int, list[dict[str, Any]]] = {}
+        try:
+            table = self.reader.table
+        except SyncError as exc:
+            return rows, {i: _source_failed(self.mapping, requests[i], refusal_reason(exc), exc) for i in indexes}
+        for index in indexes:
+            try:
+                rows[index] = coerce_records(table, self.mapping, requests[index], self.source_dialect.refusal)
+            except RecordError as exc:
+                results[index] = _source_failed(self.mapping, requests[index], exc.reason, exc)
+        return rows, results
+
+    def forget_tables(self) -> None:
+        """Reflect both tables again at the next request (one of them changed)."""
+        self._reader = self._target = self._insert = self._carrier = None
+
+    def _verify_source(self, conn: Connection) -> None:
+        self.watch.verify(conn, self.source_dialect, self.reader.table, self.mapping.source_zone)
+
     def _push_group(
-        self, connections: HeldConnections, group: dict[int, list[dict[str, Any]]], requests: Sequence[object]
-    ) -> dict[int, PushResult]:
-        """One source transaction for the group's rows; if it fails, each request alone (so each gets its answer)."""
+        self, connections: HeldConnections, group: dict[int, list[dict[str, Any]]], requests: Sequence[object],
+        *, again: bool = False,
+    ) -> dict[int, PushResult]:  # fmt: skip
+        """One source transaction for the group's rows; if it fails, each request alone (so each gets its answer).
+        The source table changed since it was reflected: the insert rolls back, and the records are checked again
+        against the table as it is now and inserted once more."""
         try:
             source = connections.get(self.source_engine, self.mapping.source_zone)
-            raw = insert_returning(self.source_dialect, self.insert, _joined(group), self.reader, source)
+            verify = self._verify_source
+            raw = insert_returning(self.source_dialect, self.insert, _joined(group), self.reader, source, verify)
+        except SchemaChanged as exc:
+            self.forget_tables()
+            if again:
+                return {index: _source_failed(self.mapping, requests[index], "schema_changed", exc) for index in group}
+            checked, refused = self._checked(requests, group)
+            return refused | (self._push_group(connections, checked, requests, again=True) if checked else {})
         except SyncError as exc:
             if len(group) > 1:
-                return {i: self._push_group(connections, {i: rows}, requests)[i] for i, rows in group.items()}
+                return {i: self._push_group(connections, {i: rows}, requests, again=again)[i]
+                        for i, rows in group.items()}  # fmt: skip
             (index,) = group
             return {index: _source_failed(self.mapping, requests[index], refusal_reason(exc), exc)}
         checkpoint("push:inserted")
@@ -172,6 +207,7 @@ class Pusher:
             target = connections.get(self.target_engine, self.mapping.target_zone)
             carrier = self.carrier
         except SyncError as exc:
+            self._forget_if_changed(exc)
             return _target_failed(raw, keys, self.mapping, self.intranet, exc), exc
         try:
             claim = carrier.claim(carrier.prepare(raw), connections.get(self.source_engine, self.mapping.source_zone))
@@ -180,8 +216,14 @@ class Pusher:
         try:
             outcome = carrier.deliver(claim, target)
         except SyncError as exc:
+            self._forget_if_changed(exc)
             return _target_failed(raw, keys, self.mapping, self.intranet, exc), exc
         return _outcomes(keys, outcome.refused, dict.fromkeys(outcome.changed[ROW].to_list(), _CHANGED)), None
+
+    def _forget_if_changed(self, exc: SyncError) -> None:
+        """A table changed, or broke the schema contract: the next request reflects and examines both again."""
+        if isinstance(exc, SchemaChanged | SchemaBreak):
+            self.forget_tables()
 
 
 def _rounds(requests: dict[int, list[dict[str, Any]]], keys: Sequence[str]) -> list[dict[int, list[dict[str, Any]]]]:
@@ -204,10 +246,11 @@ def _joined(group: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def insert_returning(
-    dialect: Dialect, statement: sa.Insert, rows: list[dict[str, Any]], reader: UnsyncedReader, bind: Connection
-) -> pl.DataFrame:
+    dialect: Dialect, statement: sa.Insert, rows: list[dict[str, Any]], reader: UnsyncedReader, bind: Connection,
+    verify: Callable[[Connection], None],
+) -> pl.DataFrame:  # fmt: skip
     """INSERT the rows in one transaction with `statement` (`Pusher.insert`), returning them as stored and in the
-    order given (read the way the retry sync reads)."""
+    order given (read the way the retry sync reads); `verify` runs before the commit (the table is as reflected)."""
 
     def insert(conn: Connection) -> list[Sequence[Any]]:
         stored: list[Sequence[Any]] = [()] * len(rows)
@@ -215,6 +258,7 @@ def insert_returning(
             inserted = conn.execute(statement, [rows[position] for position in positions]).all()
             for position, row in zip(positions, inserted, strict=True):
                 stored[position] = row
+        verify(conn)
         return stored
 
     try:

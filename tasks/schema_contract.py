@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import getpass
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import ConfigError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping import sync_schema, utc_now
-from zonesync.tasks.catalog import mapping_tables
+from zonesync.tasks.catalog import mapping_tables, reflect_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.events import emit_schema_change
@@ -37,6 +37,8 @@ FIRST_SEEN = "the shape first seen"
 
 class SchemaBreak(TerminalSyncError):
     """A change of a mapped table that the mapping cannot run with until it is undone or accepted."""
+
+    reason = "schema_changed"
 
     def __init__(self, mapping: str, changes: list[Change]) -> None:
         lines = "; ".join(change.line() for change in changes)
@@ -127,12 +129,14 @@ def describe(found: Comparison) -> str:
 
 @dataclass(frozen=True)
 class SchemaReport:
-    """A mapping's accepted shape beside its live one, and what changed."""
+    """A mapping's accepted shape beside its live one, what changed, and (after an acceptance) how many source rows
+    were marked unsynced to be checked again."""
 
     mapping: str
     accepted: Accepted | None
     live: MappingShape
     comparison: Comparison
+    unflagged: int = 0
 
     @property
     def state(self) -> str:
@@ -155,9 +159,31 @@ def schema_report(mapping: SyncMapping, intranet: Engine, source: Engine, target
 
 def accept_live(mapping: SyncMapping, intranet: Engine, source: Engine, target: Engine, *, by: str) -> SchemaReport:
     """Accept a mapping's live shape (an operator's decision, recorded with who and when); the report of what it
-    accepted."""
+    accepted.
+
+    A breaking change of a column the mapping uses was made by an ALTER that rewrote the rows already there (a
+    narrowed target column rounded the values it held): the rows already synced are marked unsynced, so that the
+    next run checks every row against the accepted tables, carrying what fits and quarantining what does not.
+    """
     report = schema_report(mapping, intranet, source, target)
+    if report.accepted is not None and not report.comparison.changes:
+        return report
     note = describe(report.comparison) if report.accepted is not None else FIRST_SEEN
-    if report.accepted is None or report.comparison.changes:
-        accept(intranet, mapping.name, report.live, by=by, note=note)
-    return report
+    unflagged = 0
+    if any(change.column is not None for change in report.comparison.breaking):
+        unflagged = unflag_synced(mapping, source)
+        note += f"\n{unflagged} synced row(s) marked unsynced, to be checked again"
+    accept(intranet, mapping.name, report.live, by=by, note=note)
+    return replace(report, unflagged=unflagged)
+
+
+def unflag_synced(mapping: SyncMapping, source: Engine) -> int:
+    """Mark every synced (eligible) source row of a mapping unsynced; how many."""
+    table = reflect_table(source, mapping.source_table, mapping.source_zone, mapping.name)
+    flag = table.c[mapping.flag_column]
+    eligible = [table.c[column] == value for column, value in (mapping.eligible or {}).items()]
+    statement = sa.update(table).where(flag.is_(sa.true()), *eligible).values({mapping.flag_column: sa.false()})
+    try:
+        return int(in_transaction(source, lambda conn: conn.execute(statement).rowcount))
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, what="marking the synced rows unsynced", mapping=mapping.name) from exc

@@ -24,6 +24,8 @@ from zonesync.tasks.failures import translate
 class SchemaChanged(TerminalSyncError):
     """A mapped table's catalog changed while a batch was being written: the batch was rolled back."""
 
+    reason = "schema_changed"
+
 
 @dataclass
 class ShapeWatch:

@@ -14,11 +14,14 @@ from zonesync.schemas.errors import TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide
-from zonesync.tasks.catalog import source_table, target_table
+from zonesync.tasks.catalog import named_table, source_table, target_table
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import get_engine
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.records import column_value
+from zonesync.tasks.schema_contract import enforce
+from zonesync.tasks.schema_shape import mapping_shape
+from zonesync.tasks.shape_watch import ShapeWatch
 
 
 class UpdateConflict(TerminalSyncError):
@@ -35,14 +38,30 @@ class Sides:
     source_dialect: Dialect
     target_dialect: Dialect
     reader: UnsyncedReader
+    watch: ShapeWatch
 
     @classmethod
     def of(cls, mapping: SyncMapping) -> Sides:
+        """Both tables as they are now, held to the schema contract (a breaking change: SchemaBreak), watched from
+        before they are reflected until each write commits (`verify_source`, `verify_target`)."""
         source_engine, target_engine = get_engine(mapping.source_zone), get_engine(mapping.target_zone)
-        source = source_table(mapping, source_engine)
-        dialect = dialect_for(source_engine)
-        reader = UnsyncedReader(mapping, dialect, source)
-        return cls(mapping, source, target_table(mapping, target_engine), dialect, dialect_for(target_engine), reader)
+        source_dialect, target_dialect = dialect_for(source_engine), dialect_for(target_engine)
+        watch = ShapeWatch(mapping.name)
+        watch.baseline(source_dialect, named_table(mapping.source_table), mapping.source_zone)
+        watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
+        source, target = source_table(mapping, source_engine), target_table(mapping, target_engine)
+        enforce(get_engine("intranet"), mapping.name, mapping_shape(mapping, source, target, source_dialect,
+                                                                     target_dialect))  # fmt: skip
+        reader = UnsyncedReader(mapping, source_dialect, source)
+        return cls(mapping, source, target, source_dialect, target_dialect, reader, watch)
+
+    def verify_source(self, conn: Connection) -> None:
+        """Before a source transaction that wrote the row commits: its table is still as reflected."""
+        self.watch.verify(conn, self.source_dialect, self.source, self.mapping.source_zone)
+
+    def verify_target(self, conn: Connection) -> None:
+        """Before a target transaction that wrote the row commits: its table is still as reflected."""
+        self.watch.verify(conn, self.target_dialect, self.target, self.mapping.target_zone)
 
     def dialect_of(self, engine: Engine) -> Dialect:
         return self.source_dialect if engine is self.source_dialect.engine else self.target_dialect
@@ -99,7 +118,8 @@ class Sides:
         if row.is_empty():
             return None
         source = SourceSide(self.source, self.source_dialect, self.reader.dtypes)
-        return BatchCarrier(self.mapping, source, TargetSide(self.target, self.target_dialect), intranet).carry(row)
+        target = TargetSide(self.target, self.target_dialect)
+        return BatchCarrier(self.mapping, source, target, intranet, watch=self.watch).carry(row)
 
     def comparable(self, values: dict[str, Any]) -> dict[str, Any]:
         """Stored values in the one form that compares equal to a request's and to a JSON before-image's."""

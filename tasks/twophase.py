@@ -46,6 +46,7 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
             source.execute(sides.clear_flag_statement(key))  # then the change: how the writers' triggers tell it
             if source.execute(sides.update_statement(key, before, changes)).rowcount != 1:
                 raise UpdateConflict("the source row changed while it was being updated", mapping=sides.mapping.name)
+            sides.verify_source(source)
             target_tx = target.begin_twophase(target_xid)
             upsert_one(sides, target, sides.read_source(key, source))
             source_tx.prepare()
@@ -86,6 +87,7 @@ def upsert_one(sides: Sides, conn: Connection, source_row: pl.DataFrame) -> None
     changed = {name: value for name, value in row.items() if name not in mapping.keys}
     if conn.execute(sa.update(table).where(*by_key).values(changed)).rowcount == 0:
         conn.execute(sa.insert(table).values(row))
+    sides.verify_target(conn)
 
 
 def resolve_in_doubt(sides: Sides, intent: dict[str, Any]) -> IntentState | None:

@@ -252,6 +252,7 @@ def _update_source(
     try:
         updated = conn.execute(sides.update_statement(key, before, changes)).rowcount
         if updated == 1:
+            sides.verify_source(conn)
             return sides.read_source(key, conn)
     except Exception as exc:
         raise translate(exc, what="updating the source row", mapping=sides.mapping.name) from exc

@@ -72,3 +72,6 @@ def accept(
     console.print(f"mapping [bold]{one.name}[/]: accepted by {by or operator()}", highlight=False)
     for change in report.comparison.changes:
         console.print(f"  {change.verdict}: {change.line()}", highlight=False)
+    if report.unflagged:
+        console.print(f"  {report.unflagged} synced row(s) marked unsynced: the change rewrote the rows already "
+                      "there, so the next run checks every row against the accepted tables")  # fmt: skip

@@ -1,0 +1,173 @@
+"""The schema contract: the accepted shape of a mapping's tables, held at each run's start and before each commit.
+
+A breaking change (a mapped column narrowed, renamed or dropped) stops the mapping before any row is written or
+flagged, with one line naming zone, table, column, old and new; it runs again once the change is undone or
+accepted. A compatible change is accepted and the run goes on. A change made during a run rolls the batch in
+flight back. Never is a row flagged whose two zones differ, and a schema break is never a quarantine of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from tests.conftest import ZonePair, backend_param
+from tests.integration.helpers import assert_nothing_lost, errors, execute, seed, source_rows, sync, target_rows
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks import demo_data
+from zonesync.tasks.checkpoints import interleaved
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.schema_contract import FIRST_SEEN, accept_live, schema_report
+
+SERVERS = [backend_param("postgresql"), backend_param("mariadb")]
+NARROW_FEE = {
+    "postgresql": "ALTER TABLE merchant ALTER COLUMN fee TYPE numeric(18,1)",
+    "mariadb": "ALTER TABLE merchant MODIFY fee decimal(18,1) NOT NULL",
+}
+FEE = pl.Decimal(18, 2)
+
+
+def merchants(ids: range) -> pl.DataFrame:
+    """Valid merchants; odd ids have a fee with a cent (1.15: it does not fit numeric(18,1)), even ids 3.00."""
+    frame = demo_data.merchants(max(ids)).filter(pl.col("merchant_id").is_in(list(ids)))
+    frame = frame.filter(~pl.col("merchant_id").is_in(list(demo_data.INVALID_MERCHANTS)))
+    odd = pl.col("merchant_id") % 2 == 1
+    return frame.with_columns(pl.when(odd).then(pl.lit(Decimal("1.15"))).otherwise(pl.lit(Decimal("3.00"))).cast(FEE)
+                              .alias("fee"))  # fmt: skip
+
+
+def keys_of(frame: pl.DataFrame) -> set[tuple[int]]:
+    return {(key,) for key in frame["merchant_id"]}
+
+
+def run(demo: ZonePair, batch_size: int = 1000):  # type: ignore[no-untyped-def]
+    return sync(MERCHANTS, demo.intranet, demo.internet, demo.intranet, batch_size=batch_size)
+
+
+def report(demo: ZonePair):  # type: ignore[no-untyped-def]
+    return schema_report(MERCHANTS, demo.intranet, demo.intranet, demo.internet)
+
+
+@pytest.fixture
+def synced_once(demo: ZonePair) -> Iterator[ZonePair]:
+    """Merchants 1-10 synced by a first run, which accepted the tables as they were."""
+    seed(demo.intranet, "merchant", merchants(range(1, 11)), ["merchant_id"])
+    assert run(demo).status == "success"
+    yield demo
+
+
+def test_the_first_run_accepts_the_tables_as_it_finds_them(synced_once: ZonePair) -> None:
+    found = report(synced_once)
+    assert found.state == "ok" and found.accepted is not None
+    assert (found.accepted.accepted_by, found.accepted.note) == ("zonesync", FIRST_SEEN)
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_narrowed_target_column_stops_the_mapping_until_the_change_is_accepted(synced_once: ZonePair) -> None:
+    demo = synced_once
+    execute(demo.internet, NARROW_FEE[demo.internet_backend])
+    later = merchants(range(11, 21))
+    seed(demo.intranet, "merchant", later, ["merchant_id"])
+
+    stopped = run(demo)
+
+    assert stopped.status == "error" and stopped.flagged == 0 and stopped.read == 0
+    line = stopped.message
+    assert "schema change: internet zone, table 'merchant', column 'fee': " in line, line
+    assert " -> " in line and "(fewer digits after the point)" in line and "zonesync schema accept merchants" in line
+    assert "\n" not in line
+    assert not keys_of(later) & set(target_rows(demo.internet, MERCHANTS)), "a row reached the changed target"
+    assert not any(source_rows(demo.intranet, MERCHANTS)[key]["__flag"] for key in keys_of(later))
+    assert errors(demo.intranet) == [], "a schema break became a quarantine of rows"
+    assert report(demo).state == "1 breaking change(s)"
+
+    # The ALTER rounded the fees the target held (1.15 -> 1.2): accepting it marks the synced rows unsynced.
+    accepted = accept_live(MERCHANTS, demo.intranet, demo.intranet, demo.internet, by="ops@bank")
+    assert [change.column for change in accepted.comparison.breaking] == ["fee"] and accepted.unflagged == 10
+    assert report(demo).state == "ok" and report(demo).accepted.accepted_by == "ops@bank"  # type: ignore[union-attr]
+    carried = run(demo)
+
+    every = keys_of(merchants(range(1, 21)))
+    synced, quarantined = assert_nothing_lost(MERCHANTS, demo.intranet, demo.internet, demo.intranet, every)
+    assert quarantined == {key for key in every if key[0] % 2 == 1}, "1.15 never fits numeric(18,1)"
+    assert carried.status == "partial" and synced == every - quarantined
+
+
+def test_a_renamed_mapped_column_stops_the_mapping_until_it_is_renamed_back(synced_once: ZonePair) -> None:
+    demo = synced_once
+    execute(demo.internet, "ALTER TABLE merchant RENAME COLUMN email TO login_email")
+    later = merchants(range(11, 21))
+    seed(demo.intranet, "merchant", later, ["merchant_id"])
+
+    stopped = run(demo)
+
+    assert stopped.status == "error" and stopped.flagged == 0
+    assert "no column 'email'" in stopped.message and "\n" not in stopped.message
+    assert not any(source_rows(demo.intranet, MERCHANTS)[key]["__flag"] for key in keys_of(later))
+    execute(demo.internet, "ALTER TABLE merchant RENAME COLUMN login_email TO email")
+    assert run(demo).status == "success"
+    assert_nothing_lost(MERCHANTS, demo.intranet, demo.internet, demo.intranet, keys_of(later))
+
+
+def test_a_compatible_change_is_accepted_and_the_run_goes_on(synced_once: ZonePair) -> None:
+    demo = synced_once
+    execute(demo.internet, "ALTER TABLE merchant ADD COLUMN channel_note varchar(20)")
+    later = merchants(range(11, 21))
+    seed(demo.intranet, "merchant", later, ["merchant_id"])
+
+    result = run(demo)
+
+    assert result.status == "success" and result.flagged == len(later)
+    found = report(demo)
+    assert found.state == "ok" and found.accepted is not None and found.accepted.accepted_by == "zonesync"
+    assert (
+        "column 'channel_note': (no such column) -> " in found.accepted.note and "a new column" in found.accepted.note
+    )
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_change_during_a_run_rolls_the_batch_in_flight_back(synced_once: ZonePair) -> None:
+    demo = synced_once
+    later = merchants(range(11, 41))
+    seed(demo.intranet, "merchant", later, ["merchant_id"])
+    before = set(target_rows(demo.internet, MERCHANTS))
+
+    # The second batch's rows are claimed (flagged, uncommitted) when a DBA narrows the target's fee column.
+    with interleaved("batch:claimed", lambda: execute(demo.internet, NARROW_FEE[demo.internet_backend]), at=2):
+        stopped = run(demo, batch_size=10)
+
+    assert stopped.status == "error" and "changed while a batch was written" in stopped.message
+    assert stopped.flagged == 10, "only the first batch, written before the change, is flagged"
+    sources, targets = source_rows(demo.intranet, MERCHANTS), target_rows(demo.internet, MERCHANTS)
+    flagged = {key for key in keys_of(later) if sources[key]["__flag"]}
+    assert set(targets) - before == flagged, "a rolled-back batch left rows in the target"
+    # What differs now is what the DBA's ALTER rounded in place (rows synced before it), nothing zonesync wrote.
+    assert {key for key in flagged if targets[key]["fee"] != sources[key]["fee"]} == {
+        key for key in flagged if sources[key]["fee"] == Decimal("1.15")
+    }
+    assert errors(demo.intranet) == []
+
+    assert run(demo).status == "error"  # the next run finds a breaking change and stops before writing
+    accept_live(MERCHANTS, demo.intranet, demo.intranet, demo.internet, by="ops@bank")
+    run(demo)
+    every = keys_of(merchants(range(1, 41)))
+    _, quarantined = assert_nothing_lost(MERCHANTS, demo.intranet, demo.internet, demo.intranet, every)
+    assert quarantined == {key for key in every if key[0] % 2 == 1}
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_an_update_after_a_breaking_change_is_refused_with_the_change(synced_once: ZonePair) -> None:
+    from zonesync.tasks.update import update_record
+
+    demo = synced_once
+    execute(demo.internet, NARROW_FEE[demo.internet_backend])
+
+    result = update_record(MERCHANTS, {"merchant_id": 2}, {"fee": "4.00"})
+
+    assert result.status == "error" and result.reason == "schema_changed"
+    assert "column 'fee'" in result.message and "zonesync schema accept merchants" in result.message
+    assert source_rows(demo.intranet, MERCHANTS)[(2,)]["fee"] == Decimal("3.00")
+    assert target_rows(get_engine("internet"), MERCHANTS)[(2,)]["fee"] == Decimal("3.00")
