@@ -14,6 +14,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from zonesync.flows.cli import schema
+from zonesync.flows.cli.schema import schema_state
 from zonesync.flows.cli.support import (
     EXIT_CLEAN,
     EXIT_FAILED,
@@ -337,7 +338,7 @@ def status() -> None:
     if missing := bookkeeping.missing_tables(intranet):
         raise ConfigError(f"bookkeeping tables {', '.join(missing)} are missing: run `zonesync init`")
     table = Table("mapping", "direction", "unsynced", "open quarantine", "waiting longest", "its job last ran",
-                  title="Mappings")  # fmt: skip
+                  "schema", title="Mappings")  # fmt: skip
     now = datetime.now(UTC)
 
     def ago(moment: datetime | None, otherwise: str) -> str:
@@ -349,7 +350,7 @@ def status() -> None:
             mapping.name, mapping.direction, str(backlog(mapping, get_engine(mapping.source_zone))),
             str(bookkeeping.count_open_errors(intranet, mapping.name)),
             ago(bookkeeping.oldest_open_error(intranet, mapping.name), "-"),
-            f"{job_name}: {ago(bookkeeping.last_finished(intranet, job_name), 'never')}",
+            f"{job_name}: {ago(bookkeeping.last_finished(intranet, job_name), 'never')}", schema_state(mapping),
         )  # fmt: skip
     console.print(table)
     jobs = Table("id", "job", "business date", "status", "started (UTC)", "eligible", "synced", "failed", title="Jobs")

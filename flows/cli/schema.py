@@ -6,14 +6,30 @@ undone or accepted here; what was accepted, by whom and when is kept in the intr
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from zonesync.flows.cli.support import EXIT_CLEAN, EXIT_PARTIAL, console, friendly_errors
+from zonesync.schemas.errors import SyncError
+
+if TYPE_CHECKING:  # the declarations import polars and pandera: `zonesync --help` should not pay for them
+    from zonesync.schemas.mapping import SyncMapping
 
 app = typer.Typer(help="Show and accept changes of the mapped tables (the schema contract).", no_args_is_help=True)
+
+
+def schema_state(mapping: SyncMapping) -> str:
+    """The schema contract's word on a mapping, for `zonesync status` (`ok`, `N breaking change(s)`, ...)."""
+    from zonesync.tasks.engines import get_engine
+    from zonesync.tasks.schema_contract import schema_report
+
+    engines = (get_engine("intranet"), get_engine(mapping.source_zone), get_engine(mapping.target_zone))
+    try:
+        return schema_report(mapping, *engines).state
+    except SyncError as exc:
+        return f"cannot be read: {exc}"
 
 
 @app.command()

@@ -4,7 +4,9 @@ ZONESYNC_* settings of a demo zone pair and PREFECT_API_URL of a server; test_au
 - a retry sync quarantines merchant 13 of the demo data (`zonesync.rows.quarantined`) after taking over the
   merchants lease a run elsewhere let expire (`zonesync.lease.taken-over`);
 - an end-day check quarantines invalid payments, so the zones differ for the day (`zonesync.reconciliation.differs`);
-- an end-day check while another machine's run holds its job fails (`zonesync.end-day.failed`).
+- an end-day check while another machine's run holds its job fails (`zonesync.end-day.failed`);
+- a retry sync after the target's fee column became an integer stops the merchants mapping
+  (`zonesync.schema.broken`).
 """
 
 from __future__ import annotations
@@ -43,8 +45,24 @@ def main() -> None:
     try:
         end_day_check(day)
     except EndDayFailed:
-        return
-    raise AssertionError("the end-day check ran while another run held its job")
+        pass
+    else:
+        raise AssertionError("the end-day check ran while another run held its job")
+
+    fee_becomes_an_integer()
+    seed(get_engine("intranet"), "merchant", demo_data.merchants(21).tail(1), ("merchant_id",))
+    assert retry_sync(mappings=["merchants"]).mappings[0].status == "error"
+
+
+def fee_becomes_an_integer() -> None:
+    """The internet zone's merchant.fee declared INTEGER (SQLite changes a column's type by copying its table)."""
+    with get_engine("internet").begin() as conn:
+        ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'merchant'").scalar_one()
+        assert "fee VARCHAR(20)" in ddl, ddl
+        conn.exec_driver_sql(ddl.replace("merchant", "merchant_copy", 1).replace("fee VARCHAR(20)", "fee INTEGER"))
+        conn.exec_driver_sql("INSERT INTO merchant_copy SELECT * FROM merchant")
+        conn.exec_driver_sql("DROP TABLE merchant")
+        conn.exec_driver_sql("ALTER TABLE merchant_copy RENAME TO merchant")
 
 
 if __name__ == "__main__":

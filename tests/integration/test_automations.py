@@ -27,6 +27,7 @@ EVENTS = {  # each automation watching what an operator must act on, and the eve
     "zonesync: zones differ": "zonesync.reconciliation.differs",
     "zonesync: end-day check failed": "zonesync.end-day.failed",
     "zonesync: lease taken over": "zonesync.lease.taken-over",
+    "zonesync: schema change stopped a mapping": "zonesync.schema.broken",
 }
 
 
@@ -37,7 +38,7 @@ def create_automations(env: dict[str, str]) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
-    assert "Created 5 automation(s)" in created.stdout, created.stdout
+    assert "Created 6 automation(s)" in created.stdout, created.stdout
 
 
 @SQLITE_ONLY
@@ -73,12 +74,15 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run(
         ("zonesync.reconciliation.differs", "zonesync.mapping.payments"),
         ("zonesync.end-day.failed", "zonesync.job.end-day-check"),
         ("zonesync.lease.taken-over", "zonesync.lease.mapping:merchants"),
+        ("zonesync.schema.broken", "zonesync.mapping.merchants"),
     }, json.dumps(events)
     quarantined = emitted["zonesync.rows.quarantined", "zonesync.mapping.merchants"]
     assert quarantined["count"] == 1 and quarantined["job"] == "retry-sync", quarantined
     taken = emitted["zonesync.lease.taken-over", "zonesync.lease.mapping:merchants"]
     assert taken["previous_holder"] == operator_runs.ELSEWHERE and taken["why"] == "it expired", taken
     assert "busy" in emitted["zonesync.end-day.failed", "zonesync.job.end-day-check"]["message"]
+    (broken,) = emitted["zonesync.schema.broken", "zonesync.mapping.merchants"]["changes"]
+    assert broken.startswith("internet zone, table 'merchant', column 'fee': ") and "integer" in broken, broken
 
 
 def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(prefect_server: PrefectServer) -> None:

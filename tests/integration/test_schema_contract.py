@@ -171,3 +171,43 @@ def test_an_update_after_a_breaking_change_is_refused_with_the_change(synced_onc
     assert "column 'fee'" in result.message and "zonesync schema accept merchants" in result.message
     assert source_rows(demo.intranet, MERCHANTS)[(2,)]["fee"] == Decimal("3.00")
     assert target_rows(get_engine("internet"), MERCHANTS)[(2,)]["fee"] == Decimal("3.00")
+
+
+NARROW_SOURCE_FEE = {
+    "postgresql": "ALTER TABLE merchant ALTER COLUMN fee TYPE numeric(18,0)",
+    "mariadb": "ALTER TABLE merchant MODIFY fee decimal(18,0) NOT NULL",
+}
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_the_running_api_checks_each_push_against_the_tables_as_they_are_now(demo: ZonePair) -> None:
+    """The source column narrowed while the API runs: a push it would round is refused (422, naming the live
+    type), not stored rounded in both zones; one that fits is kept pending until the change is accepted."""
+    from tests.integration.test_http_api import serve
+
+    record = (
+        '{"merchant_id": %d, "merchant_name": "Toko", "status": "A", "fee": "%s", "updated_at": "2026-11-26T10:00:00Z"}'
+    )
+    served = serve()
+    client = next(served)
+    try:
+        assert post(client, record % (1, "2.50")).status_code == 201  # the API has read the tables
+        execute(demo.intranet, NARROW_SOURCE_FEE[demo.intranet_backend])
+
+        rounded = post(client, record % (2, "2.55"))
+        fits = post(client, record % (3, "4"))
+    finally:
+        served.close()
+
+    assert rounded.status_code == 422, rounded.text
+    assert rounded.json()["reason"] == "invalid_value" and "column 'fee'" in rounded.text and "keeps 0" in rounded.text
+    assert (2,) not in source_rows(demo.intranet, MERCHANTS) and (2,) not in target_rows(demo.internet, MERCHANTS)
+    assert fits.status_code == 202, fits.text
+    assert "schema change: intranet zone, table 'merchant', column 'fee'" in fits.json()["message"]
+    assert not source_rows(demo.intranet, MERCHANTS)[(3,)]["__flag"] and (3,) not in target_rows(
+        demo.internet, MERCHANTS
+    )
+
+
+def post(client, body: str):  # type: ignore[no-untyped-def]
+    return client.post("/mappings/merchants/records", content=body, headers={"content-type": "application/json"})
