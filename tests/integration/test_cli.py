@@ -93,8 +93,9 @@ def test_status_shows_backlog_quarantine_and_jobs(seeded: ZonePair, cli: Cli) ->
     assert_quiet(run)
     assert run.row("merchants")[1:3] == ["intranet_to_internet", "500"]
     assert run.row("payments")[1:3] == ["internet_to_intranet", "240"]  # eligible (status 'S') only
-    assert run.row("merchants")[3:] == ["0", "-", "retry-sync: never"]  # nothing quarantined, no run yet
-    assert run.row("payments")[3:] == ["0", "-", "end-day-check: never"]
+    # nothing quarantined, no run yet: no shape of the tables accepted yet either
+    assert run.row("merchants")[3:] == ["0", "-", "retry-sync: never", "not accepted yet"]
+    assert run.row("payments")[3:] == ["0", "-", "end-day-check: never", "not accepted yet"]
     assert "Jobs" in run.stdout
 
 
@@ -106,8 +107,8 @@ def test_status_says_how_long_quarantined_rows_have_waited_and_when_each_job_las
     run = flow_cli("status")
 
     assert_quiet(run)
-    unsynced, quarantined, waiting, last_ran = run.row("merchants")[2:]
-    assert (unsynced, quarantined) == ("3", "3")
+    unsynced, quarantined, waiting, last_ran, schema = run.row("merchants")[2:]
+    assert (unsynced, quarantined, schema) == ("3", "3", "ok")
     assert waiting.endswith(" ago") and last_ran.startswith("retry-sync: ") and last_ran.endswith(" ago"), run
     assert run.row("payments")[5] == "end-day-check: never"
 
