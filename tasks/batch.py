@@ -184,12 +184,18 @@ class BatchCarrier:
                 written = upsert_rows(self.target.dialect, self.target.table, valid, self.mapping, target_bind,
                                       within=self._within_target)  # fmt: skip
             checkpoint("batch:delivered")
+            if written.refused.height and self.watch is not None:  # refused by the rows, or by a changed table?
+                self.watch.check_now(self.target.dialect, self.target.table, self.mapping.target_zone)
             outcome = self._settle(claim, written.landed, written.refused)
             if self.watch is not None:
                 self.watch.verify(claim.conn, self.source.dialect, self.source.table, self.mapping.source_zone)
             claim.end(commit=True)
         except BaseException as exc:
             claim.end(commit=False)
+            if isinstance(exc, SyncError) and self.watch is not None:
+                explained = self.watch.explain(exc, self.target.dialect, self.target.table, self.mapping.target_zone)
+                if explained is not exc:
+                    raise explained from exc
             if isinstance(exc, SyncError | KeyboardInterrupt | SystemExit):
                 raise
             raise self._error(exc, "committing the synced rows' flags") from exc

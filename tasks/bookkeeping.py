@@ -107,6 +107,7 @@ sync_schema = sa.Table(
     sa.Column("accepted_at", TIMESTAMP, nullable=False),
     sa.Column("accepted_by", sa.String(100), nullable=False),
     sa.Column("note", sa.Text, nullable=False),  # what was accepted: the first shape seen, or the changes
+    sa.Column("broken_at", TIMESTAMP),  # a run stopped on a breaking change, not mended or accepted since
 )  # fmt: skip
 
 

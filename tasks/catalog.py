@@ -67,9 +67,14 @@ def source_table(mapping: SyncMapping, engine: Engine) -> sa.Table:
     return table
 
 
-def target_table(mapping: SyncMapping, engine: Engine) -> sa.Table:
-    """Reflect a mapping's target table and check it has every model column."""
+def target_table(mapping: SyncMapping, engine: Engine, *, require: bool = True) -> sa.Table:
+    """Reflect a mapping's target table and (unless not `require`d) check it has every model column."""
     table = reflect_table(engine, mapping.target_table, mapping.target_zone, mapping.name)
+    return require_target_columns(mapping, table) if require else table
+
+
+def require_target_columns(mapping: SyncMapping, table: sa.Table) -> sa.Table:
+    """The target table, if it has every model column (else one clear line)."""
     _require_columns(table, mapping.target_columns, mapping.target_zone, "target", mapping.name)
     return table
 

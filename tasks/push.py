@@ -20,7 +20,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
-from zonesync.tasks.catalog import named_table, source_table, target_table
+from zonesync.tasks.catalog import named_table, require_target_columns, source_table, target_table
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
@@ -106,10 +106,10 @@ class Pusher:
         """The target table (reflected once it can be), the mapping's tables held to the schema contract."""
         if self._target is None:
             self.watch.baseline(self.target_dialect, named_table(self.mapping.target_table), self.mapping.target_zone)
-            target = target_table(self.mapping, self.target_engine)
+            target = target_table(self.mapping, self.target_engine, require=False)
             shape = mapping_shape(self.mapping, self.reader.table, target, self.source_dialect, self.target_dialect)
-            enforce(self.intranet, self.mapping.name, shape)
-            self._target = target
+            enforce(self.intranet, self.mapping, shape, self.source_engine)
+            self._target = require_target_columns(self.mapping, target)
         return self._target
 
     @property

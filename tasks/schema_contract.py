@@ -25,12 +25,12 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import ConfigError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping import sync_schema, utc_now
-from zonesync.tasks.catalog import mapping_tables, reflect_table
+from zonesync.tasks.catalog import has_unique_key, mapping_tables, reflect_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.events import emit_schema_change
 from zonesync.tasks.failures import translate
-from zonesync.tasks.schema_shape import Change, Comparison, MappingShape, compare, mapping_shape
+from zonesync.tasks.schema_shape import GONE, Change, Comparison, MappingShape, compare, mapping_shape
 
 FIRST_SEEN = "the shape first seen"
 
@@ -42,9 +42,17 @@ class SchemaBreak(TerminalSyncError):
 
     def __init__(self, mapping: str, changes: list[Change]) -> None:
         lines = "; ".join(change.line() for change in changes)
-        fix = f"undo the change, or accept it with `zonesync schema accept {mapping}`"
-        super().__init__(f"schema change: {lines}; nothing was written; {fix}", mapping=mapping)
+        super().__init__(f"schema change: {lines}; nothing was written; {_fix(mapping, changes)}", mapping=mapping)
         self.changes = changes
+
+
+def _fix(mapping: str, changes: list[Change]) -> str:
+    """What an operator can do: a mapping cannot run without its columns or its key, whatever is accepted."""
+    if any(change.now == GONE for change in changes):
+        return "add the column back (or rename it back), or change the mapping"
+    if any(change.column is None for change in changes):
+        return "restore the key, or change the mapping"
+    return f"undo the change, or accept it with `zonesync schema accept {mapping}`"
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Accepted:
     accepted_at: datetime
     accepted_by: str
     note: str
+    broken_at: datetime | None = None  # when a run last stopped on a breaking change of it (None: since mended)
 
 
 def operator() -> str:
@@ -77,7 +86,7 @@ def accepted_shape(intranet: Engine | Connection, mapping: str) -> Accepted | No
         raise _missing_table(exc, mapping) from exc
     if row is None:
         return None
-    return Accepted(MappingShape.from_json(row.shape), row.accepted_at, row.accepted_by, row.note)
+    return Accepted(MappingShape.from_json(row.shape), row.accepted_at, row.accepted_by, row.note, row.broken_at)
 
 
 def _missing_table(exc: sa.exc.DBAPIError, mapping: str) -> Exception:
@@ -90,7 +99,7 @@ def _missing_table(exc: sa.exc.DBAPIError, mapping: str) -> Exception:
 def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note: str) -> None:
     """Record `shape` as the mapping's accepted shape (replacing the one before)."""
     values: dict[str, Any] = {"fingerprint": shape.fingerprint, "shape": shape.to_json(), "accepted_at": utc_now(),
-                              "accepted_by": by[:100], "note": note}  # fmt: skip
+                              "accepted_by": by[:100], "note": note, "broken_at": None}  # fmt: skip
 
     def write(conn: Connection) -> None:
         updated = conn.execute(sa.update(sync_schema).where(sync_schema.c.mapping == mapping).values(values))
@@ -105,21 +114,39 @@ def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note
         raise translate(exc, what="recording the accepted shape (sync_schema)", mapping=mapping) from exc
 
 
-def enforce(intranet: Engine, mapping: str, live: MappingShape) -> Comparison:
-    """At a run's start: accept a first or compatible shape, stop on a breaking change (see the module docstring)."""
-    accepted = accepted_shape(intranet, mapping)
+def enforce(intranet: Engine, mapping: SyncMapping, live: MappingShape, source: Engine) -> Comparison:
+    """At a run's start: accept a first or compatible shape, stop on a breaking change (see the module docstring).
+
+    A table that broke its mapping and was then mended (the change undone, a dropped column added back) may have
+    lost or changed the values of rows already synced: its synced rows are marked unsynced, to be checked again.
+    """
+    accepted = accepted_shape(intranet, mapping.name)
     if accepted is None:
-        accept(intranet, mapping, live, by="zonesync", note=FIRST_SEEN)
+        accept(intranet, mapping.name, live, by="zonesync", note=FIRST_SEEN)
         return Comparison()
-    if accepted.shape == live:
+    if accepted.shape == live and accepted.broken_at is None:
         return Comparison()
     found = compare(accepted.shape, live)
     if found.breaking:
-        emit_schema_change(mapping, found.breaking, broken=True)
-        raise SchemaBreak(mapping, found.breaking)
-    accept(intranet, mapping, live, by="zonesync", note=describe(found))
-    emit_schema_change(mapping, found.changes, broken=False)
+        if accepted.broken_at is None:
+            _mark_broken(intranet, mapping.name)
+        emit_schema_change(mapping.name, found.breaking, broken=True)
+        raise SchemaBreak(mapping.name, found.breaking)
+    note = describe(found)
+    if accepted.broken_at is not None:
+        note += f"\nmended after the break of {accepted.broken_at:%Y-%m-%d %H:%M:%S} UTC: "
+        note += f"{unflag_synced(mapping, source)} synced row(s) marked unsynced, to be checked again"
+    accept(intranet, mapping.name, live, by="zonesync", note=note)
+    emit_schema_change(mapping.name, found.changes, broken=False)
     return found
+
+
+def _mark_broken(intranet: Engine, mapping: str) -> None:
+    statement = sa.update(sync_schema).where(sync_schema.c.mapping == mapping).values(broken_at=utc_now())
+    try:
+        in_transaction(intranet, lambda conn: conn.execute(statement))
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, what="recording the schema break (sync_schema)", mapping=mapping) from exc
 
 
 def describe(found: Comparison) -> str:
@@ -168,6 +195,10 @@ def accept_live(mapping: SyncMapping, intranet: Engine, source: Engine, target: 
     report = schema_report(mapping, intranet, source, target)
     if report.accepted is not None and not report.comparison.changes:
         return report
+    tables = mapping_tables(mapping, source, target)
+    if not has_unique_key(tables.target, mapping.keys):
+        raise ConfigError(f"cannot accept: target table {mapping.target_table!r} has no primary key or unique index "
+                          f"on ({', '.join(mapping.keys)}), which upserts need", mapping=mapping.name)  # fmt: skip
     note = describe(report.comparison) if report.accepted is not None else FIRST_SEEN
     unflagged = 0
     if any(change.column is not None for change in report.comparison.breaking):

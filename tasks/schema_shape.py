@@ -24,6 +24,7 @@ from zonesync.tasks.dialects import Dialect
 
 Family = Literal["integer", "decimal", "float", "timestamp", "timestamptz", "date", "text", "boolean", "other"]
 Verdict = Literal["compatible", "breaking"]
+GONE = "(no such column)"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class ColumnFacts:
     fraction_digits: int | None = None
     length: int | None = None
     padded: bool = False
+    approximate: bool = False
     trims_trailing_blanks: bool = False
     astral: bool = True
     integer_range: tuple[int, int] | None = None
@@ -117,7 +119,8 @@ def table_facts(table: sa.Table, dialect: Dialect, zone: Zone, used: Sequence[st
             has_default=column.server_default is not None or column.autoincrement is True,
             collation=getattr(column.type, "collation", None), precision=shape.precision, scale=shape.scale,
             fraction_digits=shape.fraction_digits, length=shape.length, padded=shape.padded,
-            trims_trailing_blanks=shape.trims_trailing_blanks, astral=shape.astral, integer_range=shape.integer_range,
+            approximate=shape.approximate, trims_trailing_blanks=shape.trims_trailing_blanks, astral=shape.astral,
+            integer_range=shape.integer_range,
         )  # fmt: skip
     primary_key = tuple(column.name for column in table.primary_key.columns)
     return TableFacts(zone, table.name, columns, tuple(dict.fromkeys(used)), primary_key, inserted)
@@ -188,7 +191,7 @@ def _table_changes(was: TableFacts, now: TableFacts) -> list[Change]:
         if after is None:
             verdict: Verdict = "breaking" if used else "compatible"
             why = "a mapped column was dropped or renamed" if used else "an unmapped column was dropped"
-            found.append(change(name, before.type, "(no such column)", verdict, why))
+            found.append(change(name, before.type, GONE, verdict, why))
         elif after != before:
             verdict, why = _column_verdict(before, after, key=name in now.primary_key, used=used,
                                            target=now.inserted and used)  # fmt: skip
@@ -196,7 +199,7 @@ def _table_changes(was: TableFacts, now: TableFacts) -> list[Change]:
     for name, after in now.columns.items():
         if name not in was.columns:
             required = not after.nullable and not after.has_default and now.inserted and name not in now.used
-            found.append(change(name, "(no such column)", _described(after), "breaking" if required else "compatible",
+            found.append(change(name, GONE, _described(after), "breaking" if required else "compatible",
                                 "a new NOT NULL column without a default: inserts would fail" if required
                                 else "a new column"))  # fmt: skip
     return found

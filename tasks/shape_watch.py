@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from zonesync.schemas.errors import TerminalSyncError
+from zonesync.schemas.errors import SyncError, TerminalSyncError
 from zonesync.schemas.settings import Zone
 from zonesync.tasks.dialects import Dialect
 from zonesync.tasks.failures import translate
@@ -48,11 +48,37 @@ class ShapeWatch:
         caller rolls back) if the catalog is no longer what the run found."""
         expected = self.signatures.get(self._key(dialect, table))
         if expected is not None and dialect.catalog_signature(conn, table) != expected:
-            raise SchemaChanged(
-                f"table {table.name!r} in the {zone} zone changed while a batch was written: the batch was rolled "
-                "back and its rows stay unflagged; the next run examines the change (`zonesync schema diff`)",
-                mapping=self.mapping,
-            )
+            raise self._changed(table, zone)
+
+    def explain(self, error: SyncError, dialect: Dialect, table: sa.Table, zone: Zone) -> SyncError:
+        """A write to `table` that failed as a whole (no such column, ...): SchemaChanged if the table changed since
+        the run found it (the change is the cause worth telling), else the error itself."""
+        if isinstance(error, SchemaChanged):
+            return error
+        try:
+            self.check_now(dialect, table, zone)
+        except SchemaChanged as changed:
+            return changed
+        except sa.exc.SQLAlchemyError:
+            return error  # the zone is not answering: the error says so
+        return error
+
+    def check_now(self, dialect: Dialect, table: sa.Table, zone: Zone) -> None:
+        """On a connection of its own: raise SchemaChanged if the table changed since the run found it (rows the
+        target refused one by one may have been refused by the change, which must not become their quarantine)."""
+        expected = self.signatures.get(self._key(dialect, table))
+        if expected is None:
+            return
+        with dialect.engine.connect() as conn:
+            if dialect.catalog_signature(conn, table) != expected:
+                raise self._changed(table, zone)
+
+    def _changed(self, table: sa.Table, zone: Zone) -> SchemaChanged:
+        return SchemaChanged(
+            f"table {table.name!r} in the {zone} zone changed while a batch was written: the batch was rolled back "
+            "and its rows stay unflagged; the next run examines the change (`zonesync schema diff`)",
+            mapping=self.mapping,
+        )
 
     @staticmethod
     def _key(dialect: Dialect, table: sa.Table) -> tuple[int, str]:

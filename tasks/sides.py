@@ -14,7 +14,7 @@ from zonesync.schemas.errors import TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide
-from zonesync.tasks.catalog import named_table, source_table, target_table
+from zonesync.tasks.catalog import named_table, require_target_columns, source_table, target_table
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import get_engine
 from zonesync.tasks.extract import UnsyncedReader
@@ -49,9 +49,10 @@ class Sides:
         watch = ShapeWatch(mapping.name)
         watch.baseline(source_dialect, named_table(mapping.source_table), mapping.source_zone)
         watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
-        source, target = source_table(mapping, source_engine), target_table(mapping, target_engine)
-        enforce(get_engine("intranet"), mapping.name, mapping_shape(mapping, source, target, source_dialect,
-                                                                     target_dialect))  # fmt: skip
+        source, target = source_table(mapping, source_engine), target_table(mapping, target_engine, require=False)
+        shape = mapping_shape(mapping, source, target, source_dialect, target_dialect)
+        enforce(get_engine("intranet"), mapping, shape, source_engine)
+        require_target_columns(mapping, target)
         reader = UnsyncedReader(mapping, source_dialect, source)
         return cls(mapping, source, target, source_dialect, target_dialect, reader, watch)
 

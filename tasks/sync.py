@@ -24,7 +24,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
-from zonesync.tasks.catalog import named_table, source_table, target_table
+from zonesync.tasks.catalog import named_table, require_target_columns, source_table, target_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.extract import UnsyncedReader, last_key
 from zonesync.tasks.failures import translate
@@ -121,8 +121,10 @@ def _run(
     if pending == 0:
         return  # an empty backlog costs one count: the target is not even looked at
     watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
-    target = target_table(mapping, zones.target)
-    enforce(zones.intranet, mapping.name, mapping_shape(mapping, reader.table, target, source_dialect, target_dialect))
+    target = target_table(mapping, zones.target, require=False)  # a column gone is the contract's to judge first
+    enforce(zones.intranet, mapping, mapping_shape(mapping, reader.table, target, source_dialect, target_dialect),
+            zones.source)  # fmt: skip
+    require_target_columns(mapping, target)
     carrier = BatchCarrier(
         mapping, SourceSide(reader.table, source_dialect, reader.dtypes), TargetSide(target, target_dialect),
         zones.intranet, resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,

@@ -25,7 +25,6 @@ from zonesync.tasks.dialects.core import DialectCore
 
 Kind = Literal["decimal", "integer", "timestamp", "text"]
 _MICROSECOND_DIGITS = 6
-_FLOAT_DIGITS = 15  # significant digits a double gives back as written
 _EXACT = Context(prec=2000)  # normalizes any decimal a column holds without rounding it
 _ASTRAL = r"[\x{10000}-\x{10FFFF}]"  # characters outside the Basic Multilingual Plane (4 bytes in UTF-8)
 
@@ -47,7 +46,7 @@ class ColumnShape:
     type_name: str  # as the database spells it, for messages
     precision: int | None = None  # digits in all, of an exact numeric
     scale: int | None = None  # digits after the point, of an exact numeric (0 for integers)
-    float_digits: int | None = None  # significant digits an approximate numeric gives back
+    approximate: bool = False  # a binary floating-point number: only decimals with an exact binary form fit
     fraction_digits: int | None = None  # digits of a timestamp's seconds' fraction
     length: int | None = None  # characters a text holds
     padded: bool = False  # fixed-length text padded with blanks to its length (PostgreSQL char(n))
@@ -72,11 +71,9 @@ class ColumnShape:
             found.append(Rule("decimal", lambda v, _: v.abs() >= pl.lit(limit, pl.Decimal(38, 0)),
                               lambda v: abs(v) >= limit,
                               f"keeps {whole} digit(s) before the point; the value has more"))  # fmt: skip
-        if self.float_digits is not None:
-            digits = self.float_digits
-            found.append(Rule("decimal", lambda v, _: v.map_elements(_significant_digits, pl.Int64) > digits,
-                              lambda v: _significant_digits(v) > digits,
-                              f"gives back {digits} significant digits; the value has more"))  # fmt: skip
+        if self.approximate:
+            found.append(Rule("decimal", lambda v, _: v.map_elements(_not_binary, pl.Boolean), _not_binary,
+                              "is binary floating point: the value has no exact binary form"))  # fmt: skip
         if self.integer_range is not None:
             low, high = self.integer_range
             for kind in ("integer", "decimal"):
@@ -127,8 +124,8 @@ class ColumnShape:
             kept = None if self.precision is None or self.scale is None else self.precision - self.scale
             if kept is not None and kept < whole:
                 return f"{self.type_name} keeps {kept} digit(s) before the point, the model {whole}"
-            if self.float_digits is not None:
-                return f"{self.type_name} is approximate: it gives back {self.float_digits} significant digits"
+            if self.approximate:
+                return f"{self.type_name} is approximate: a decimal without an exact binary form (0.1) cannot be kept"
         fraction = self.fraction_digits
         if isinstance(dtype, pl.Datetime) and fraction is not None and fraction < _MICROSECOND_DIGITS:
             return f"{self.type_name} keeps {self.fraction_digits} digit(s) of a second, the model microseconds"
@@ -139,8 +136,9 @@ class ColumnShape:
         return None
 
 
-def _significant_digits(value: Decimal | None) -> int:
-    return 0 if value is None else len(value.normalize().as_tuple().digits)
+def _not_binary(value: Decimal | None) -> bool:
+    """Whether a double would store another number than `value` (3.5 it keeps; 1.15 it cannot)."""
+    return value is not None and Decimal(float(value)) != value
 
 
 def _kind_of_dtype(dtype: pl.DataType) -> Kind | None:
@@ -191,7 +189,7 @@ class Exactness(DialectCore):
         sql_type = column.type
         spelled = _spelled(sql_type, self)
         if isinstance(sql_type, sa.Float):
-            return ColumnShape(spelled, float_digits=_FLOAT_DIGITS)
+            return ColumnShape(spelled, approximate=True)
         if isinstance(sql_type, sa.Numeric):
             return ColumnShape(spelled, precision=sql_type.precision, scale=sql_type.scale)
         if isinstance(sql_type, sa.DateTime):

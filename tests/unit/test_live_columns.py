@@ -61,9 +61,14 @@ def test_a_decimal_that_the_live_column_would_round_is_found(backend: str, sql_t
     assert verdicts(backend, sql_type, FEES, pl.Decimal(18, 2)) == altered
 
 
-def test_a_double_column_keeps_fifteen_significant_digits() -> None:
-    values = [Decimal("1.15"), Decimal("1234567890.123456")]
-    assert verdicts("postgresql", postgresql.DOUBLE_PRECISION(), values, pl.Decimal(38, 6)) == [False, True]
+def test_a_double_column_keeps_only_decimals_with_an_exact_binary_form() -> None:
+    values = [Decimal("3.5"), Decimal("1.15"), Decimal("0.1"), Decimal("1234567890.25")]
+    assert verdicts("postgresql", postgresql.DOUBLE_PRECISION(), values, pl.Decimal(38, 6)) == [
+        False,
+        True,
+        True,
+        False,
+    ]
 
 
 MOMENTS = [T, T.replace(microsecond=123000), T.replace(microsecond=0), None]
