@@ -213,7 +213,8 @@ def test_the_shipped_automations_are_what_prefect_automation_create_accepts() ->
     names = [automation.name for automation in _automations()]
 
     assert names == ["zonesync: rows quarantined", "zonesync: end-day check failed", "zonesync: zones differ",
-                     "zonesync: lease taken over", "zonesync: crash zombie flow runs"]  # fmt: skip
+                     "zonesync: lease taken over", "zonesync: schema change stopped a mapping",
+                     "zonesync: crash zombie flow runs"]  # fmt: skip
 
 
 def test_the_zombie_automation_waits_for_every_final_state_zonesync_names() -> None:
