@@ -7,6 +7,8 @@ At a run's start the live shape is compared with the accepted one (`tasks/schema
 - a breaking change: the mapping stops before any row is read, written or flagged (`SchemaBreak`, one line per
   change naming zone, table, column, old and new), and `zonesync.schema.broken` is sent. It runs again once
   the change is undone, or accepted by an operator (`zonesync schema accept MAPPING`, recorded with who and when).
+  The ALTER that broke it may have rewritten rows already synced (a narrowed column rounds them in place): once
+  the table is mended or the change accepted, the mapping's synced rows are marked unsynced and checked again.
 
 Between a run's start and each batch's commit the tables are watched more cheaply (`tasks/shape_watch.py`).
 """
@@ -25,7 +27,14 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import ConfigError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping import sync_schema, utc_now
-from zonesync.tasks.catalog import has_unique_key, mapping_tables, reflect_table
+from zonesync.tasks.catalog import (
+    MappingTables,
+    has_unique_key,
+    reflect_table,
+    require_target_columns,
+    source_table,
+    target_table,
+)
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.events import emit_schema_change
@@ -80,9 +89,7 @@ def accepted_shape(intranet: Engine | Connection, mapping: str) -> Accepted | No
     query = sa.select(sync_schema).where(sync_schema.c.mapping == mapping)
     try:
         row = in_transaction(intranet, lambda conn: conn.execute(query).first())
-    except sa.exc.ProgrammingError as exc:
-        raise _missing_table(exc, mapping) from exc
-    except sa.exc.OperationalError as exc:
+    except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:  # "no such table" is either, by driver
         raise _missing_table(exc, mapping) from exc
     if row is None:
         return None
@@ -176,8 +183,17 @@ class SchemaReport:
 
 
 def schema_report(mapping: SyncMapping, intranet: Engine, source: Engine, target: Engine) -> SchemaReport:
-    """Reflect a mapping's tables as they are and compare them with its accepted shape (reads only)."""
-    tables = mapping_tables(mapping, source, target)
+    """Reflect a mapping's tables as they are and compare them with its accepted shape (reads only; a target
+    column gone is shown as a change)."""
+    return _report(mapping, intranet, _reflected(mapping, source, target), source, target)
+
+
+def _reflected(mapping: SyncMapping, source: Engine, target: Engine) -> MappingTables:
+    return MappingTables(source_table(mapping, source), target_table(mapping, target, require=False))
+
+
+def _report(mapping: SyncMapping, intranet: Engine, tables: MappingTables, source: Engine,
+            target: Engine) -> SchemaReport:  # fmt: skip
     live = mapping_shape(mapping, tables.source, tables.target, dialect_for(source), dialect_for(target))
     accepted = accepted_shape(intranet, mapping.name)
     comparison = compare(accepted.shape, live) if accepted is not None else Comparison()
@@ -192,10 +208,11 @@ def accept_live(mapping: SyncMapping, intranet: Engine, source: Engine, target: 
     narrowed target column rounded the values it held): the rows already synced are marked unsynced, so that the
     next run checks every row against the accepted tables, carrying what fits and quarantining what does not.
     """
-    report = schema_report(mapping, intranet, source, target)
+    tables = _reflected(mapping, source, target)
+    report = _report(mapping, intranet, tables, source, target)
     if report.accepted is not None and not report.comparison.changes:
         return report
-    tables = mapping_tables(mapping, source, target)
+    require_target_columns(mapping, tables.target)  # a mapping cannot run without its columns, accepted or not
     if not has_unique_key(tables.target, mapping.keys):
         raise ConfigError(f"cannot accept: target table {mapping.target_table!r} has no primary key or unique index "
                           f"on ({', '.join(mapping.keys)}), which upserts need", mapping=mapping.name)  # fmt: skip
