@@ -233,3 +233,36 @@ def test_no_false_alarm_over_repeated_runs_pushes_and_updates_without_ddl(synced
     found = report(demo)
     assert found.state == "ok" and found.accepted == first, "the accepted shape was replaced without a change"
     assert errors(demo.intranet) == []
+
+
+KEY_COLLATION = {  # the text key of the notes' target (utf8mb4_bin on MariaDB, the default on PostgreSQL)
+    "postgresql": ('ALTER TABLE zs_note ALTER COLUMN note_key TYPE varchar(80) COLLATE "C"',
+                   'ALTER TABLE zs_note ALTER COLUMN note_key TYPE varchar(80) COLLATE pg_catalog."default"'),
+    "mariadb": ("ALTER TABLE zs_note MODIFY note_key varchar(80) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                "ALTER TABLE zs_note MODIFY note_key varchar(80) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_key_collation_change_stops_the_mapping_until_it_is_undone(zones: ZonePair) -> None:
+    from tests.integration.data import notes
+    from tests.integration.helpers import create
+    from tests.integration.mappings import NOTES
+    from tests.integration.tables import source_tables, target_tables
+
+    create(zones.intranet, source_tables(), "zs_note_src")
+    create(zones.internet, target_tables(), "zs_note")
+    seed(zones.intranet, "zs_note_src", notes(["a", "b"]), ["note_key"])
+    assert sync(NOTES, zones.intranet, zones.internet, zones.intranet, batch_size=100).status == "success"
+    change, undo = KEY_COLLATION[zones.internet_backend]
+    execute(zones.internet, change)
+    seed(zones.intranet, "zs_note_src", notes(["c", "C"]), ["note_key"])  # one key, or two, by the collation
+
+    stopped = sync(NOTES, zones.intranet, zones.internet, zones.intranet, batch_size=100)
+
+    assert stopped.status == "error" and "column 'note_key'" in stopped.message, stopped.message
+    assert "the collation of a key column changed" in stopped.message and "restore" not in stopped.message
+    assert set(target_rows(zones.internet, NOTES)) == {("a",), ("b",)}
+    execute(zones.internet, undo)
+    assert sync(NOTES, zones.intranet, zones.internet, zones.intranet, batch_size=100).status == "success"
+    assert set(target_rows(zones.internet, NOTES)) == {("a",), ("b",), ("c",), ("C",)}
