@@ -20,15 +20,13 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
-from zonesync.tasks.catalog import named_table, require_target_columns, source_table, target_table
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.failures import refusal_reason, translate
 from zonesync.tasks.records import RecordError, coerce_records, json_friendly
-from zonesync.tasks.schema_contract import SchemaBreak, enforce
-from zonesync.tasks.schema_shape import mapping_shape
+from zonesync.tasks.schema_contract import SchemaBreak, watched_source, watched_target
 from zonesync.tasks.shape_watch import SchemaChanged, ShapeWatch
 from zonesync.tasks.transform import ROW
 from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
@@ -93,23 +91,18 @@ class Pusher:
 
     @property
     def reader(self) -> UnsyncedReader:
-        """The source table (reflected once) with the way each column is read."""
+        """The source table (reflected until a change is seen) with the way each column is read."""
         if self._reader is None:
-            self.watch.baseline(self.source_dialect, named_table(self.mapping.source_table), self.mapping.source_zone)
-            self._reader = UnsyncedReader(
-                self.mapping, self.source_dialect, source_table(self.mapping, self.source_engine)
-            )
+            source = watched_source(self.watch, self.mapping, self.source_dialect)
+            self._reader = UnsyncedReader(self.mapping, self.source_dialect, source)
         return self._reader
 
     @property
     def target(self) -> sa.Table:
-        """The target table (reflected once it can be), the mapping's tables held to the schema contract."""
+        """The target table (reflected once it can be, and again after a change), both held to the schema contract."""
         if self._target is None:
-            self.watch.baseline(self.target_dialect, named_table(self.mapping.target_table), self.mapping.target_zone)
-            target = target_table(self.mapping, self.target_engine, require=False)
-            shape = mapping_shape(self.mapping, self.reader.table, target, self.source_dialect, self.target_dialect)
-            enforce(self.intranet, self.mapping, shape, self.source_engine)
-            self._target = require_target_columns(self.mapping, target)
+            self._target = watched_target(self.watch, self.mapping, self.intranet, self.reader.table,
+                                          self.source_dialect, self.target_dialect)  # fmt: skip
         return self._target
 
     @property

@@ -30,16 +30,18 @@ from zonesync.tasks.bookkeeping import sync_schema, utc_now
 from zonesync.tasks.catalog import (
     MappingTables,
     has_unique_key,
+    named_table,
     reflect_table,
     require_target_columns,
     source_table,
     target_table,
 )
-from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.events import emit_schema_change
 from zonesync.tasks.failures import translate
 from zonesync.tasks.schema_shape import GONE, Change, Comparison, MappingShape, compare, mapping_shape
+from zonesync.tasks.shape_watch import ShapeWatch
 
 FIRST_SEEN = "the shape first seen"
 
@@ -146,6 +148,24 @@ def enforce(intranet: Engine, mapping: SyncMapping, live: MappingShape, source: 
     accept(intranet, mapping.name, live, by="zonesync", note=note)
     emit_schema_change(mapping.name, found.changes, broken=False)
     return found
+
+
+def watched_source(watch: ShapeWatch, mapping: SyncMapping, dialect: Dialect) -> sa.Table:
+    """A mapping's source table as it is now, watched from before it is reflected (a change made meanwhile is seen
+    at the first commit, never missed)."""
+    watch.baseline(dialect, named_table(mapping.source_table), mapping.source_zone)
+    return source_table(mapping, dialect.engine)
+
+
+def watched_target(watch: ShapeWatch, mapping: SyncMapping, intranet: Engine, source: sa.Table,
+                   source_dialect: Dialect, target_dialect: Dialect) -> sa.Table:  # fmt: skip
+    """A mapping's target table as it is now, watched like the source, with both tables held to the contract
+    (`enforce`: a breaking change raises SchemaBreak). A target column gone is the contract's to judge first."""
+    watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
+    target = target_table(mapping, target_dialect.engine, require=False)
+    enforce(intranet, mapping, mapping_shape(mapping, source, target, source_dialect, target_dialect),
+            source_dialect.engine)  # fmt: skip
+    return require_target_columns(mapping, target)
 
 
 def _mark_broken(intranet: Engine, mapping: str) -> None:

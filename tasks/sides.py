@@ -14,13 +14,11 @@ from zonesync.schemas.errors import TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide
-from zonesync.tasks.catalog import named_table, require_target_columns, source_table, target_table
 from zonesync.tasks.dialects import Dialect, dialect_for
 from zonesync.tasks.engines import get_engine
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.records import column_value
-from zonesync.tasks.schema_contract import enforce
-from zonesync.tasks.schema_shape import mapping_shape
+from zonesync.tasks.schema_contract import watched_source, watched_target
 from zonesync.tasks.shape_watch import ShapeWatch
 
 
@@ -47,12 +45,8 @@ class Sides:
         source_engine, target_engine = get_engine(mapping.source_zone), get_engine(mapping.target_zone)
         source_dialect, target_dialect = dialect_for(source_engine), dialect_for(target_engine)
         watch = ShapeWatch(mapping.name)
-        watch.baseline(source_dialect, named_table(mapping.source_table), mapping.source_zone)
-        watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
-        source, target = source_table(mapping, source_engine), target_table(mapping, target_engine, require=False)
-        shape = mapping_shape(mapping, source, target, source_dialect, target_dialect)
-        enforce(get_engine("intranet"), mapping, shape, source_engine)
-        require_target_columns(mapping, target)
+        source = watched_source(watch, mapping, source_dialect)
+        target = watched_target(watch, mapping, get_engine("intranet"), source, source_dialect, target_dialect)
         reader = UnsyncedReader(mapping, source_dialect, source)
         return cls(mapping, source, target, source_dialect, target_dialect, reader, watch)
 

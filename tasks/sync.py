@@ -24,12 +24,10 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
-from zonesync.tasks.catalog import named_table, require_target_columns, source_table, target_table
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.extract import UnsyncedReader, last_key
 from zonesync.tasks.failures import translate
-from zonesync.tasks.schema_contract import enforce
-from zonesync.tasks.schema_shape import mapping_shape
+from zonesync.tasks.schema_contract import watched_source, watched_target
 from zonesync.tasks.shape_watch import ShapeWatch
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
@@ -111,20 +109,14 @@ def _run(
     phase: Phase,
 ) -> None:
     source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
-    # The watch looks before the tables are reflected: a change made meanwhile is seen at the first commit.
     watch = ShapeWatch(mapping.name)
-    watch.baseline(source_dialect, named_table(mapping.source_table), mapping.source_zone)
-    reader = UnsyncedReader(mapping, source_dialect, source_table(mapping, zones.source))
+    reader = UnsyncedReader(mapping, source_dialect, watched_source(watch, mapping, source_dialect))
     with phase("read"):
         pending = _guarded(reader.count_pending, mapping, "counting unsynced rows")
     result.pending_at_start = result.pending_at_start or pending
     if pending == 0:
         return  # an empty backlog costs one count: the target is not even looked at
-    watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
-    target = target_table(mapping, zones.target, require=False)  # a column gone is the contract's to judge first
-    enforce(zones.intranet, mapping, mapping_shape(mapping, reader.table, target, source_dialect, target_dialect),
-            zones.source)  # fmt: skip
-    require_target_columns(mapping, target)
+    target = watched_target(watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect)
     carrier = BatchCarrier(
         mapping, SourceSide(reader.table, source_dialect, reader.dtypes), TargetSide(target, target_dialect),
         zones.intranet, resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,
