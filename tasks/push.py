@@ -91,7 +91,7 @@ class Pusher:
 
     @property
     def reader(self) -> UnsyncedReader:
-        """The source table (reflected until a change is seen) with the way each column is read."""
+        """The source table (reflected once, and again after a change) with the way each column is read."""
         if self._reader is None:
             source = watched_source(self.watch, self.mapping, self.source_dialect)
             self._reader = UnsyncedReader(self.mapping, self.source_dialect, source)
