@@ -11,6 +11,7 @@ logs, artifacts and HTTP answers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from zonesync.tasks.dialects.core import DialectCore
 
 Kind = Literal["decimal", "integer", "timestamp", "text"]
 _MICROSECOND_DIGITS = 6
+_CHECKED_ONE_BY_ONE = 64  # up to this many rows, values are checked in Python (a push); more, by polars
+_MAX_SHAPES = 4096  # reflected columns whose shapes a dialect remembers
 _EXACT = Context(prec=2000)  # normalizes any decimal a column holds without rounding it
 _ASTRAL = r"[\x{10000}-\x{10FFFF}]"  # characters outside the Basic Multilingual Plane (4 bytes in UTF-8)
 
@@ -54,9 +57,10 @@ class ColumnShape:
     astral: bool = True  # holds characters outside the Basic Multilingual Plane (MariaDB utf8mb3 does not)
     integer_range: tuple[int, int] | None = None
 
-    def rules(self) -> list[Rule]:
-        """Every way this column alters a value."""
-        return [*self._numeric_rules(), *self._time_rules(), *self._text_rules()]
+    @functools.cached_property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every way this column alters a value (built once per shape: a push asks for them per value)."""
+        return (*self._numeric_rules(), *self._time_rules(), *self._text_rules())
 
     def _numeric_rules(self) -> list[Rule]:
         found = []
@@ -110,7 +114,7 @@ class ColumnShape:
         kind = _kind_of_value(value)
         if kind is None:
             return None
-        found = [rule.why for rule in self.rules() if rule.kind == kind and rule.alters(value)]
+        found = [rule.why for rule in self.rules if rule.kind == kind and rule.alters(value)]
         return f"the live column {self.type_name} {'; '.join(found)}" if found else None
 
     def narrower_than(self, dtype: pl.DataType) -> str | None:
@@ -162,13 +166,17 @@ def _kind_of_value(value: Any) -> Kind | None:
 
 
 def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: str) -> pl.DataFrame:
-    """The rows of `frame` (by its `row` column) that columns of these shapes would store altered, with why."""
+    """The rows of `frame` (by its `row` column) that columns of these shapes would store altered, with why: value
+    by value for a few rows (a push: building the expressions would cost more than the push's statements), as
+    one polars select for a batch."""
+    if frame.height <= _CHECKED_ONE_BY_ONE:
+        return _inexact_one_by_one(shapes, frame, row)
     checks = []
     for name, dtype in frame.schema.items():
         shape, kind = shapes.get(name), _kind_of_dtype(dtype)
         if shape is None or kind is None:
             continue
-        found = [(rule.altered(pl.col(name), dtype).fill_null(False), rule.why) for rule in shape.rules()
+        found = [(rule.altered(pl.col(name), dtype).fill_null(False), rule.why) for rule in shape.rules
                  if rule.kind == kind]  # fmt: skip
         checks += [(altered, f"column {name!r}: the live column {shape.type_name} {why}") for altered, why in found]
     if not checks or frame.is_empty():
@@ -177,6 +185,20 @@ def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: st
                            ignore_nulls=True)  # fmt: skip
     found_rows = frame.select(pl.col(row), detail.alias("detail"))
     return found_rows.filter(pl.col("detail").is_not_null() & (pl.col("detail") != ""))
+
+
+def _inexact_one_by_one(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: str) -> pl.DataFrame:
+    checked = [name for name in frame.columns if name in shapes and shapes[name].rules]
+    found = []
+    for values in frame.select(row, *checked).iter_rows():
+        details = [
+            f"column {name!r}: {altered}"
+            for name, value in zip(checked, values[1:], strict=True)
+            if value is not None and (altered := shapes[name].value_alteration(value))
+        ]
+        if details:
+            found.append((values[0], "; ".join(details)))
+    return pl.DataFrame(found, schema={row: pl.UInt32, "detail": pl.String}, orient="row")
 
 
 class Exactness(DialectCore):
@@ -201,14 +223,24 @@ class Exactness(DialectCore):
             return ColumnShape(spelled, integer_range=integer_range(sql_type))
         return ColumnShape(spelled)
 
+    def shape_of(self, column: sa.Column[Any]) -> ColumnShape:
+        """`column_shape`, remembered for this reflected column (a table is reflected again when it changes)."""
+        shapes: dict[sa.Column[Any], ColumnShape] = self.__dict__.setdefault("_shapes", {})
+        shape = shapes.get(column)
+        if shape is None:
+            if len(shapes) >= _MAX_SHAPES:
+                shapes.clear()
+            shape = shapes[column] = self.column_shape(column)
+        return shape
+
     def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
         """The rows of `frame` (by its `row` column) that `table` as it is would store altered, with the detail."""
-        shapes = {name: self.column_shape(table.c[name]) for name in frame.columns if name in table.c}
+        shapes = {name: self.shape_of(table.c[name]) for name in frame.columns if name in table.c}
         return inexact_rows_of(shapes, frame, row)
 
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """Why `column` cannot hold `value` (as bound for it) exactly, or None: checked before any write."""
-        return None if value is None else self.column_shape(column).value_alteration(value)
+        return None if value is None else self.shape_of(column).value_alteration(value)
 
     def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
         """What the catalog says of `table` now, in a form only compared with itself: a change of any column's

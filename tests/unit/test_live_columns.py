@@ -29,15 +29,21 @@ def column(sql_type: sa.types.TypeEngine[Any], **table_options: Any) -> sa.Colum
 
 def verdicts(backend: str, sql_type: sa.types.TypeEngine[Any], values: list[Any], dtype: pl.DataType,
              **table_options: Any) -> list[bool]:  # fmt: skip
-    """Which values the column alters, by the batch form; asserts the per-value form agrees."""
+    """Which values the column alters, by the polars form (a batch of more rows than a push checks one by one);
+    asserts that the one-by-one forms (a push's few rows, a pushed value) agree, detail for detail."""
     live = column(sql_type, **table_options)
     d = dialect(backend)
-    frame = pl.DataFrame({"c": values}, schema={"c": dtype}).with_row_index(ROW)
-    found = set(d.inexact_rows(live.table, frame, ROW)[ROW].to_list())  # type: ignore[arg-type]
-    batch = [position in found for position in range(len(values))]
-    one_by_one = [d.refusal(live, value) is not None for value in values]
-    assert batch == one_by_one, f"batch {batch} and per-value {one_by_one} disagree"
-    return batch
+    copies = 100 // len(values) + 1  # beyond the rows a push checks one by one
+    batch = pl.DataFrame({"c": values * copies}, schema={"c": dtype}).with_row_index(ROW)
+    few = pl.DataFrame({"c": values}, schema={"c": dtype}).with_row_index(ROW)
+    polars_found = d.inexact_rows(live.table, batch, ROW).filter(pl.col(ROW) < len(values))  # type: ignore[arg-type]
+    python_found = d.inexact_rows(live.table, few, ROW)  # type: ignore[arg-type]
+    assert polars_found.rows() == python_found.rows(), "the batch and the one-by-one forms disagree"
+    found = set(polars_found[ROW].to_list())
+    altered = [position in found for position in range(len(values))]
+    one_value = [d.refusal(live, value) is not None for value in values]
+    assert altered == one_value, f"batch {altered} and per-value {one_value} disagree"
+    return altered
 
 
 FEES = [Decimal("1.15"), Decimal("1.10"), Decimal("2.00"), Decimal("-2.55"), None, Decimal("123456789012345.99")]
@@ -162,4 +168,4 @@ def test_init_names_every_live_column_narrower_than_the_model(
 
 def test_a_shape_with_no_limits_alters_nothing() -> None:
     assert ColumnShape("text").value_alteration("anything at all") is None
-    assert ColumnShape("text").rules() == []
+    assert ColumnShape("text").rules == ()
