@@ -73,8 +73,9 @@ def push_records(mapping_name: str, records: Sequence[dict[str, Any]]) -> PushRe
 
 class Pusher:
     """Pushes records through one mapping. Keeps the reflected tables: the HTTP API holds one per mapping, so a
-    request costs its statements and one catalog query per zone (the watch: a table changed since it was
-    reflected rolls the write back, and the tables are reflected again and held to the schema contract)."""
+    request costs its statements and three catalog queries, one in each transaction that writes (the watch: a
+    table changed since it was reflected rolls that write back, and the tables are reflected again and held to
+    the schema contract)."""
 
     def __init__(self, mapping: SyncMapping) -> None:
         self.mapping = mapping
