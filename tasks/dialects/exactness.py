@@ -4,8 +4,8 @@ What a column keeps is read from the table as it is now (its reflected type), ne
 DBA's `ALTER`, or a target created with a smaller scale, would otherwise have money and time rounded on
 assignment, which PostgreSQL and MariaDB do without an error. Each database describes its columns
 (`column_shape`); the rules below are the same for all of them. Each rule is written twice, side by side: as a
-polars expression for batches and as a Python test for the few values of a push or an update (a frame per
-pushed value would cost a push more than its database does). A rule's words never quote a value: they reach
+polars expression for batches and as a Python test for the few rows of a push or an update (building the
+expressions would cost a push more than its statements). A rule's words never quote a value: they reach
 logs, artifacts and HTTP answers.
 """
 
@@ -40,6 +40,9 @@ class Rule:
     altered: Callable[[pl.Expr, pl.DataType], pl.Expr]
     alters: Callable[[Any], bool]
     why: str
+    # Whether a batch column of this type can hold a value the rule catches (a decimal(18,2) cannot have more
+    # decimals than a numeric(18,2) keeps): the usual batch is then not scanned for it.
+    needed: Callable[[pl.DataType], bool] = lambda _dtype: True
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,15 @@ class ColumnShape:
         if scale is not None:
             found.append(Rule("decimal", lambda v, t: v.cast(pl.Decimal(38, scale)).cast(t) != v,
                               lambda v: bool(v) and -int(v.normalize(_EXACT).as_tuple().exponent) > scale,
-                              f"keeps {scale} digit(s) after the point; the value has more"))  # fmt: skip
+                              f"keeps {scale} digit(s) after the point; the value has more",
+                              lambda t: _scale(t) > scale))  # fmt: skip
         if self.precision is not None and self.scale is not None:
             whole = self.precision - self.scale
             limit = Decimal(10) ** whole
             found.append(Rule("decimal", lambda v, _: v.abs() >= pl.lit(limit, pl.Decimal(38, 0)),
                               lambda v: abs(v) >= limit,
-                              f"keeps {whole} digit(s) before the point; the value has more"))  # fmt: skip
+                              f"keeps {whole} digit(s) before the point; the value has more",
+                              lambda t: _whole_digits(t) > whole))  # fmt: skip
         if self.approximate:
             found.append(Rule("decimal", lambda v, _: v.map_elements(_not_binary, pl.Boolean), _not_binary,
                               "is binary floating point: the value has no exact binary form"))  # fmt: skip
@@ -82,7 +87,8 @@ class ColumnShape:
             low, high = self.integer_range
             for kind in ("integer", "decimal"):
                 found.append(Rule(kind, lambda v, _: (v < low) | (v > high), lambda v: not low <= v <= high,
-                                  f"holds integers from {low} to {high} only"))  # fmt: skip
+                                  f"holds integers from {low} to {high} only",
+                                  lambda t: not low <= _lowest(t) <= _highest(t) <= high))  # fmt: skip
         return found
 
     def _time_rules(self) -> list[Rule]:
@@ -140,6 +146,37 @@ class ColumnShape:
         return None
 
 
+def _scale(dtype: pl.DataType) -> int:
+    return dtype.scale or 0 if isinstance(dtype, pl.Decimal) else 0
+
+
+def _whole_digits(dtype: pl.DataType) -> int:
+    if isinstance(dtype, pl.Decimal):
+        return (dtype.precision or 38) - (dtype.scale or 0)
+    return len(str(_highest(dtype)))
+
+
+_POLARS_INTEGER_BITS: dict[type[pl.DataType], int] = {
+    pl.Int8: 8, pl.Int16: 16, pl.Int32: 32, pl.Int64: 64, pl.UInt8: 8, pl.UInt16: 16, pl.UInt32: 32, pl.UInt64: 64,
+}  # fmt: skip
+
+
+def _lowest(dtype: pl.DataType) -> int | Decimal:
+    """The least value a column of this type can hold (a decimal's by its digits)."""
+    if isinstance(dtype, pl.Decimal):
+        return -_highest(dtype)
+    bits = _POLARS_INTEGER_BITS.get(type(dtype), 128)
+    return 0 if dtype.is_unsigned_integer() else -(2 ** (bits - 1))
+
+
+def _highest(dtype: pl.DataType) -> int | Decimal:
+    """The greatest value a column of this type can hold (a decimal's by its digits)."""
+    if isinstance(dtype, pl.Decimal):
+        return Decimal(10) ** _whole_digits(dtype) - 1
+    bits = _POLARS_INTEGER_BITS.get(type(dtype), 128)
+    return 2**bits - 1 if dtype.is_unsigned_integer() else 2 ** (bits - 1) - 1
+
+
 def _not_binary(value: Decimal | None) -> bool:
     """Whether a double would store another number than `value` (3.5 it keeps; 1.15 it cannot)."""
     return value is not None and Decimal(float(value)) != value
@@ -177,7 +214,7 @@ def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: st
         if shape is None or kind is None:
             continue
         found = [(rule.altered(pl.col(name), dtype).fill_null(False), rule.why) for rule in shape.rules
-                 if rule.kind == kind]  # fmt: skip
+                 if rule.kind == kind and rule.needed(dtype)]  # fmt: skip
         checks += [(altered, f"column {name!r}: the live column {shape.type_name} {why}") for altered, why in found]
     if not checks or frame.is_empty():
         return pl.DataFrame(schema={row: pl.UInt32, "detail": pl.String})
