@@ -192,7 +192,9 @@ class BatchCarrier:
             claim.end(commit=True)
         except BaseException as exc:
             claim.end(commit=False)
-            if isinstance(exc, SyncError) and self.watch is not None:
+            # A write that failed as a whole may have met a changed table; a zone down (transient) is asked nothing
+            # more, or an outage would be waited for twice.
+            if isinstance(exc, SyncError) and not exc.transient and self.watch is not None:
                 explained = self.watch.explain(exc, self.target.dialect, self.target.table, self.mapping.target_zone)
                 if explained is not exc:
                     raise explained from exc
