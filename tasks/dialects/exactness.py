@@ -313,9 +313,11 @@ def _spelled(sql_type: sa.types.TypeEngine[Any], dialect: DialectCore) -> str:
 _INTEGER_BITS = {sa.SmallInteger: 16, sa.BigInteger: 64, sa.Integer: 32}
 
 
-def integer_range(sql_type: sa.types.TypeEngine[Any], *, unsigned: bool = False) -> tuple[int, int] | None:
-    """The values of a SQL integer type of SQLAlchemy's generic kinds."""
-    bits = next((bits for kind, bits in _INTEGER_BITS.items() if isinstance(sql_type, kind)), None)
+def integer_range(
+    sql_type: sa.types.TypeEngine[Any], *, unsigned: bool = False, bits: int | None = None
+) -> tuple[int, int] | None:
+    """The values of a SQL integer type of SQLAlchemy's generic kinds (or of `bits` bits, a database's own kind)."""
+    bits = bits or next((bits for kind, bits in _INTEGER_BITS.items() if isinstance(sql_type, kind)), None)
     if bits is None:
         return None
     return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)

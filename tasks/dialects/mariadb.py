@@ -411,11 +411,8 @@ class MariaDBDialect(Dialect):
 
 
 def _integer_range(sql_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | None:
-    unsigned = bool(getattr(sql_type, "unsigned", False))
     bits = 8 if isinstance(sql_type, TINYINT) else 24 if isinstance(sql_type, MEDIUMINT) else None
-    if bits is None:
-        return integer_range(sql_type, unsigned=unsigned)
-    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return integer_range(sql_type, unsigned=bool(getattr(sql_type, "unsigned", False)), bits=bits)
 
 
 def _charset(column: sa.Column[Any]) -> str | None:
