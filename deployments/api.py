@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from zonesync.deployments.guard import CLIENT, Guard
-from zonesync.schemas.api_clients import declared_clients
+from zonesync.schemas.api_clients import ApiClient, Scope, declared_clients
 from zonesync.schemas.errors import SyncError, scrub, short_message
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
@@ -103,6 +103,8 @@ def create_app() -> FastAPI:
     audit = AuditTrail(get_engine("intranet"))
 
     async def push(name: str, request: Request) -> JSONResponse:
+        if (refused := _outside_scope(request, name, "push")) is not None:
+            return refused
         body = await _json_body(request, name, mappings, max_records)
         if isinstance(body, JSONResponse):
             return body
@@ -113,6 +115,8 @@ def create_app() -> FastAPI:
         return ExactJSONResponse(_push_json(result), status_code=status)
 
     async def update(name: str, request: Request) -> JSONResponse:
+        if (refused := _outside_scope(request, name, "update")) is not None:
+            return refused
         body = await _json_body(request, name, mappings, max_records)
         if isinstance(body, JSONResponse):
             return body
@@ -270,7 +274,19 @@ class AuditTrail:
 
 def _client(request: Request) -> str:
     """The authenticated client's name (`anonymous` when the API runs without authentication)."""
-    return str(request.scope.get(CLIENT, "anonymous"))
+    client: ApiClient | None = request.scope.get(CLIENT)
+    return "anonymous" if client is None else client.name
+
+
+def _outside_scope(request: Request, name: str, scope: Scope) -> JSONResponse | None:
+    """403 unless the authenticated client may `scope` records of the mapping this route serves (decided here, by
+    the route the router chose, so that no other reading of the path can differ from it). A mapping that does not
+    exist is answered the same: the answer tells nothing more."""
+    client: ApiClient | None = request.scope.get(CLIENT)
+    if client is None or client.may(name, scope):  # no client: the API runs without authentication
+        return None
+    logger.warning("refused %s of %r by client %r: 403 forbidden", scope, name[:80], client.name)
+    return _error(403, "forbidden", f"client {client.name!r} may not {scope} records of this mapping")
 
 
 def _settle(future: asyncio.Future[PushResult], outcome: PushResult | Exception) -> None:

@@ -3,8 +3,10 @@
 - Every request but `GET /health` shows a client's key (`Authorization: Bearer <key>`): 401 without one or with a
   wrong one, before anything about the request is looked at, so that nothing (not even whether a mapping
   exists) is told to whoever has no key.
-- A write must be within the client's scopes: POST needs `push` on the mapping, PATCH `update`. 403 otherwise,
-  the same for a mapping that does not exist.
+- A path holding a control character (a decoded `%0A`, ...) is refused with 400 before anything else: no route
+  may serve it (Starlette's patterns end in `$`, which also matches before a trailing newline).
+- Scopes are not decided here but by the route that serves a mapping (`deployments/api.py`): the one place that
+  knows which mapping a request reaches. The authenticated client travels in the request's scope (CLIENT).
 - A body longer than the limit is refused with 413 before it is read: at once when Content-Length says so,
   else as soon as the bytes received pass the limit.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from prefect.logging import get_logger
 
-from zonesync.schemas.api_clients import ApiClients, Scope
+from zonesync.schemas.api_clients import ApiClients
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -26,9 +28,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
-CLIENT = "zonesync_api_client"  # the scope key that names the authenticated client, for the audit trail
-_RECORDS_PATH = re.compile(r"/mappings/([^/]+)/records")
-_SCOPE_OF_METHOD: dict[str, Scope] = {"POST": "push", "PATCH": "update"}
+CLIENT = "zonesync_api_client"  # the scope key holding the authenticated ApiClient (routes check its scopes)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 logger = get_logger("zonesync.api")
 # With a body refused unread, the connection is closed: uvicorn would otherwise read the rest to discard it.
 _CLOSE = {"connection": "close"}
@@ -51,7 +52,7 @@ class Guard:
         refusal = self._refusal(scope)
         if refusal is not None:
             status, error = refusal[0], refusal[1]
-            who = f"client {scope[CLIENT]!r}" if CLIENT in scope else "no valid key"
+            who = f"client {scope[CLIENT].name!r}" if CLIENT in scope else "no valid key"
             # The path as a repr: a hostile one (a decoded %0A) cannot forge a log line.
             logger.warning("refused %s %r (%s): %d %s", scope["method"], scope["path"][:200], who, status, error)
             await _answer(send, *refusal)
@@ -61,17 +62,14 @@ class Guard:
     def _refusal(self, scope: Message) -> tuple[int, str, str, dict[str, str]] | None:
         """(status, error, detail, headers) when the request may not go on."""
         headers = dict(scope["headers"])
+        if _CONTROL.search(scope["path"]):
+            return 400, "invalid_path", "the path holds a control character", _CLOSE
         if self.clients is not None and scope["path"] not in OPEN_PATHS:
             client = self.clients.authenticate(_bearer(headers))
             if client is None:
                 detail = "send a client's key as 'Authorization: Bearer <key>' (`zonesync api-key new` makes one)"
                 return 401, "unauthorized", detail, {"www-authenticate": "Bearer"}
-            scope[CLIENT] = client.name
-            wanted = _SCOPE_OF_METHOD.get(scope["method"])
-            target = _RECORDS_PATH.fullmatch(scope["path"])
-            if wanted is not None and target is not None and not client.may(target.group(1), wanted):
-                detail = f"client {client.name!r} may not {wanted} records of this mapping"
-                return 403, "forbidden", detail, {}
+            scope[CLIENT] = client
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes:
             return 413, "body_too_large", self._too_large, _CLOSE

@@ -228,4 +228,4 @@ def test_a_refusal_is_logged_in_one_line_whatever_the_path(
     anonymous.post("/mappings/x%0A12:00:00 INFO forged/records", content="{}")
 
     [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("refused")]
-    assert "\n" not in line and "no valid key" in line and "401 unauthorized" in line
+    assert "\n" not in line and "no valid key" in line and "400 invalid_path" in line
