@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import date
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from zonesync.flows.outcomes import flow_with_outcome, job_state
@@ -24,8 +23,8 @@ from zonesync.tasks.engines import get_engine
 from zonesync.tasks.events import emit_end_day_failed, emit_quarantined, emit_zones_differ
 from zonesync.tasks.lease import holding
 from zonesync.tasks.ledger import JobEntry, job_ledger
+from zonesync.tasks.prefect_options import task_options
 from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
-from zonesync.tasks.retrying import task_retries
 from zonesync.tasks.steps import check_run_settings, failure_message, outcome, prepare_intranet, sync_mapping
 
 JOB_LEASE = f"job:{JOB_NAME}"  # one end-day check at a time, however it was started
@@ -40,7 +39,7 @@ class EndDayFailed(TerminalSyncError):
         self.report = report
 
 
-@task(name="reconcile-mapping", cache_policy=NO_CACHE, **task_retries())
+@task(name="reconcile-mapping", **task_options())
 def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
     """Compare both zones for the business date: totals per group, and the keys missing or different."""
     mapping = get_mapping(mapping_name)

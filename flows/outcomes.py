@@ -21,6 +21,8 @@ from prefect import Flow
 from prefect.states import Completed, Failed, State
 from prefect.utilities.hashing import file_hash
 
+from zonesync.tasks.prefect_options import FLOW_OPTIONS
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -83,7 +85,7 @@ def flow_with_outcome(
     def decorate(function: Callable[P, R]) -> OutcomeFlow[P, R]:
         source = inspect.getsourcefile(inspect.unwrap(function))
         version = file_hash(source) if source else None  # of the flow's file (Prefect would hash this one)
-        return flow_class(with_outcome(function, outcome), **{"version": version, **options})
+        return flow_class(with_outcome(function, outcome), **{"version": version, **FLOW_OPTIONS, **options})
 
     return decorate
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger, runtime, task
-from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 from sqlalchemy.engine import Engine
 
@@ -17,8 +16,8 @@ from zonesync.tasks import bookkeeping
 from zonesync.tasks.engines import get_engine, zone_url
 from zonesync.tasks.lease import Lease, kept_alive, mapping_lease
 from zonesync.tasks.ledger import batch_recorder
+from zonesync.tasks.prefect_options import task_options
 from zonesync.tasks.report import BatchProgress
-from zonesync.tasks.retrying import task_retries
 from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 from zonesync.tasks.update import recover
 
@@ -53,7 +52,7 @@ def prepare_intranet() -> Engine:
     return intranet
 
 
-@task(name="sync-mapping", cache_policy=NO_CACHE, **task_retries())
+@task(name="sync-mapping", **task_options())
 def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int | None = None) -> MappingSyncResult:
     """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect, the counts of
     every attempt adding up); each batch is counted in the run's batch_job row as it commits."""

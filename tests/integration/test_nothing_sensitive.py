@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from tests.conftest import ThrowawayServers, ZonePair, make_pair, pair_param
 from tests.integration.console import SCRIPT, Cli, zone_settings
+from tests.integration.decoded import decoded_forms
 from tests.integration.helpers import execute, rows
 from tests.integration.sentinel_flows import without_keys
 from tests.integration.sentinel_mappings import account_tables
@@ -76,15 +77,19 @@ class Sentinels:
         return [name for name, sentinel in self.everything.items() if sentinel.encode() in text]
 
 
+@pytest.mark.parametrize("persist", [False, True], ids=["results-not-persisted", "results-persisted"])
 def test_no_value_or_password_reaches_prefect_a_log_or_an_answer(
-    zones: ZonePair, prefect_server: PrefectServer, tmp_path: Path
+    zones: ZonePair, prefect_server: PrefectServer, tmp_path: Path, persist: bool
 ) -> None:
+    """With Prefect's result persistence off (its default) and on (PREFECT_RESULTS_PERSIST_BY_DEFAULT, which
+    operators turn on), every file is scanned in every form Prefect may have stored a value in (`decoded_forms`)."""
     sentinels = Sentinels(zones.passwords)
     _seed(zones, sentinels)
-    cli = Cli(tmp_path, _settings(zones), zones.passwords, api_url=prefect_server.api_url)
+    settings = _settings(zones) | {"PREFECT_RESULTS_PERSIST_BY_DEFAULT": str(persist).lower()}
+    cli = Cli(tmp_path, settings, zones.passwords, api_url=prefect_server.api_url)
     printed: dict[str, str] = {}
 
-    printed["python flows"] = _python_flows(zones, prefect_server, sentinels, tmp_path)
+    printed["python flows"] = _python_flows(settings, prefect_server, sentinels, tmp_path)
     printed |= _cli_commands(cli, sentinels, tmp_path)
     printed |= _http_api(cli, sentinels, tmp_path)
     kept_by_prefect = _prefect_api_answers(prefect_server)
@@ -93,7 +98,7 @@ def test_no_value_or_password_reaches_prefect_a_log_or_an_answer(
     hits = {where: found for where, text in printed.items() if (found := sentinels.found_in(text.encode()))}
     hits |= {where: found for where, body in kept_by_prefect.items() if (found := sentinels.found_in(body))}
     scanned = _files(Path(prefect_server.home), tmp_path / "prefect")
-    hits |= {str(path): found for path in scanned if (found := sentinels.found_in(path.read_bytes()))}
+    hits |= {str(path): found for path in scanned if (found := _found_decoded(sentinels, path.read_bytes()))}
     assert not hits, f"sentinels found: {json.dumps(hits, indent=1)}"
 
     # Positive controls: the runs happened, Prefect kept them where the scan looked, and keys do reach it.
@@ -145,10 +150,15 @@ def _seed(zones: ZonePair, sentinels: Sentinels) -> None:
         )  # fmt: skip
 
 
-def _python_flows(zones: ZonePair, server: PrefectServer, sentinels: Sentinels, tmp_path: Path) -> str:
+def _found_decoded(sentinels: Sentinels, data: bytes) -> list[str]:
+    """The sentinels found in `data` in any of its decoded forms (base64, compressed, pickled)."""
+    return sorted({name for form in decoded_forms(data) for name in sentinels.found_in(form)})
+
+
+def _python_flows(settings: dict[str, str], server: PrefectServer, sentinels: Sentinels, tmp_path: Path) -> str:
     """Run the four flows from Python in a process of their own; check each took the path it was meant to."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
-    env |= _settings(zones) | {
+    env |= settings | {
         "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "SENTINEL_ACCOUNT": sentinels.account,
         "SENTINEL_VALUE": sentinels.value, "SENTINEL_TAX": sentinels.tax_id,

@@ -159,3 +159,21 @@ def test_the_flows_do_not_depend_on_the_command_line() -> None:
         and any(n.startswith("zonesync.flows.cli") for n in _imports(path))
     }
     assert users == set()
+
+
+def test_no_flow_or_task_lets_prefect_persist_its_result() -> None:
+    """Every flow and task declares persist_result=False (`tasks/prefect_options.py`): results hold record keys,
+    and PREFECT_RESULTS_PERSIST_BY_DEFAULT would otherwise write them to result storage as pickles."""
+    import importlib
+
+    from prefect import Flow, Task
+
+    declared = {
+        f"{module}.{name}": value
+        for module in MODULES
+        if not module.endswith("__main__")
+        for name, value in vars(importlib.import_module(module)).items()
+        if isinstance(value, Flow | Task) and value.fn.__module__ == module
+    }
+    assert len([name for name, value in declared.items() if isinstance(value, Flow)]) == 4
+    assert {name: value.persist_result for name, value in declared.items() if value.persist_result is not False} == {}
