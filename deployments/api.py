@@ -20,12 +20,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prefect.logging import get_logger
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
+from zonesync.deployments.documents import serve_documents
 from zonesync.deployments.guard import CLIENT, Guard
+from zonesync.deployments.idempotency import AnsweredOnce
+from zonesync.deployments.watched_clients import WatchedClients
 from zonesync.schemas.api_clients import ApiClient, Scope, declared_clients
 from zonesync.schemas.errors import SyncError, scrub, short_message
 from zonesync.schemas.mapping import SyncMapping
@@ -56,10 +60,16 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No client key, or a wrong one (`Authorization: Bearer <key>`)."},
     403: {"description": "The client may not push records of this mapping."},
     404: {"description": "No such mapping."},
-    409: {"description": "A record with this key exists already; nothing written."},
+    409: {
+        "description": "A record with this key exists already with other values (nothing written), or a request "
+        "with the same Idempotency-Key is being served (Retry-After)."
+    },
     413: {"description": "The body or its number of records is over the limit; nothing read or written."},
     415: {"description": "The body is not sent as application/json."},
-    422: {"description": "A record failed the source's checks (unknown column, bad value, missing field)."},
+    422: {
+        "description": "A record failed the source's checks (unknown column, bad value, missing field), or the "
+        "Idempotency-Key was used for another request."
+    },
     503: {"description": "The source zone is unavailable; nothing written."},
 }
 _UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -68,13 +78,22 @@ _UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _RESPONSES[401],
     403: {"description": "The client may not update records of this mapping."},
     404: {"description": "No such row."},
-    409: {"description": "The row changed meanwhile; nothing written."},
+    409: {
+        "description": "The row changed meanwhile (nothing written), or a request with the same Idempotency-Key "
+        "is being served (Retry-After)."
+    },
     413: _RESPONSES[413],
     415: _RESPONSES[415],
     422: {"description": "The update fails a check; both zones keep their values."},
     503: {"description": "A zone is unavailable or busy; both zones keep their values."},
 }
 JSON_TYPES = ("application/json",)  # and any type ending in +json
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "description": "Send the request again with the same key (after a timeout, say) to get its first answer again "
+                   "instead of a second write; the same key with another body is 422 (kept 24 h by default).",
+}  # fmt: skip
 
 
 class ExactJSONResponse(JSONResponse):
@@ -91,7 +110,7 @@ def create_app() -> FastAPI:
     """
     app = FastAPI(
         title="zonesync", summary="Push records to both zones at once.", version="0.1.0",
-        default_response_class=ExactJSONResponse,
+        default_response_class=ExactJSONResponse, openapi_url=None,  # served per client (`documents.py`)
     )  # fmt: skip
     settings = get_settings()
     mappings = all_mappings()
@@ -101,20 +120,26 @@ def create_app() -> FastAPI:
     pushers = {name: Coalescer(Pusher(mapping)) for name, mapping in mappings.items()}
     max_records = settings.api_max_records
     audit = AuditTrail(get_engine("intranet"))
+    once = AnsweredOnce.kept_for(get_engine("intranet"), settings.api_idempotency_hours)
 
-    async def push(name: str, request: Request) -> JSONResponse:
+    async def push(name: str, request: Request) -> Response:
         if (refused := _outside_scope(request, name, "push")) is not None:
             return refused
         body = await _json_body(request, name, mappings, max_records)
         if isinstance(body, JSONResponse):
             return body
-        result = await pushers[name].push(body if isinstance(body, list) else [body])
-        emit_push_event(result)
-        status = _status_code(result)
-        await audit.add(AuditEntry(_client(request), name, "push", status, result.reason or result.status, result.keys))
-        return ExactJSONResponse(_push_json(result), status_code=status)
 
-    async def update(name: str, request: Request) -> JSONResponse:
+        async def serve() -> Response:
+            result = await pushers[name].push(body if isinstance(body, list) else [body])
+            emit_push_event(result)
+            status = _status_code(result)
+            outcome = result.reason or result.status
+            await audit.add(AuditEntry(_client(request), name, "push", status, outcome, result.keys))
+            return ExactJSONResponse(_push_json(result), status_code=status)
+
+        return await once.answer(request, _client(request), name, body, serve, _error)
+
+    async def update(name: str, request: Request) -> Response:
         if (refused := _outside_scope(request, name, "update")) is not None:
             return refused
         body = await _json_body(request, name, mappings, max_records)
@@ -122,12 +147,15 @@ def create_app() -> FastAPI:
             return body
         if not isinstance(body, dict):
             return _error(400, "invalid_body", 'expected {"key": {...}, "changes": {...}}')
-        result = await run_in_threadpool(update_record, mappings[name], body.get("key"), body.get("changes"))
-        status = 200 if result.status == "success" else UPDATE_STATUS.get(result.reason, 422)
-        await audit.add(
-            AuditEntry(_client(request), name, "update", status, result.reason or result.status, [result.key])
-        )
-        return ExactJSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
+
+        async def serve() -> Response:
+            result = await run_in_threadpool(update_record, mappings[name], body.get("key"), body.get("changes"))
+            status = 200 if result.status == "success" else UPDATE_STATUS.get(result.reason, 422)
+            outcome = result.reason or result.status
+            await audit.add(AuditEntry(_client(request), name, "update", status, outcome, [result.key]))
+            return ExactJSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
+
+        return await once.answer(request, _client(request), name, body, serve, _error)
 
     for mapping in mappings.values():
         path, direction = f"/mappings/{mapping.name}/records", f"{mapping.source_zone} → {mapping.target_zone}"
@@ -148,23 +176,15 @@ def create_app() -> FastAPI:
     app.add_exception_handler(SyncError, _sync_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(Guard, clients=clients, max_body_bytes=settings.api_max_body_bytes)
-    _declare_security(app, authenticated=clients is not None)
+    clients_file = settings.api_clients_file
+    watched = None if clients is None or clients_file is None else WatchedClients(clients_file, mappings, clients)
+    app.add_middleware(Guard, clients=watched, max_body_bytes=settings.api_max_body_bytes,
+                       max_failed_auth=settings.api_max_failed_auth)  # fmt: skip
+    paths = {f"/mappings/{name}/records": name for name in mappings}
+    serve_documents(app, paths, authenticated=clients is not None)
     if not events_enabled():
         logger.warning("PREFECT_API_URL is not set: pushes are not announced as Prefect events")
     return app
-
-
-def _declare_security(app: FastAPI, *, authenticated: bool) -> None:
-    """The OpenAPI document says every operation but /health needs a bearer key."""
-    schema = app.openapi()
-    if authenticated:
-        schema.setdefault("components", {})["securitySchemes"] = {
-            "clientKey": {"type": "http", "scheme": "bearer", "description": "a key made by `zonesync api-key new`"}
-        }
-        schema["security"] = [{"clientKey": []}]
-        schema["paths"]["/health"]["get"]["security"] = []
-    app.openapi_schema = schema
 
 
 class Coalescer:
@@ -309,6 +329,8 @@ async def _json_body(request: Request, name: str, mappings: dict[str, SyncMappin
         return _error(415, "unsupported_media_type", "send the body as JSON, with Content-Type: application/json")
     try:
         body = parse_json(await request.body())
+    except ClientDisconnect:  # the client went, or was cut off for sending too slowly (`deployments/server.py`)
+        return _error(408, "request_timeout", "the body was not received")
     except ValueError as exc:
         return _error(400, "invalid_body", f"the request body is not valid JSON: {exc}")
     if isinstance(body, list) and len(body) > max_records:
@@ -320,7 +342,7 @@ async def _json_body(request: Request, name: str, mappings: dict[str, SyncMappin
 def _bound(route: Any, name: str) -> Any:
     """The route of one mapping (`route(name, request)` with the name fixed)."""
 
-    async def route_of_mapping(request: Request) -> JSONResponse:
+    async def route_of_mapping(request: Request) -> Response:
         return await route(name, request)
 
     return route_of_mapping
@@ -332,7 +354,10 @@ def _records_schema(mapping: SyncMapping) -> dict[str, Any]:
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "parameters": [IDEMPOTENCY_PARAMETER],
+    }
 
 
 def _status_code(result: PushResult) -> int:

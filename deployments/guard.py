@@ -7,6 +7,8 @@
   may serve it (Starlette's patterns end in `$`, which also matches before a trailing newline).
 - Scopes are not decided here but by the route that serves a mapping (`deployments/api.py`): the one place that
   knows which mapping a request reaches. The authenticated client travels in the request's scope (CLIENT).
+- A path and query longer than MAX_TARGET bytes are refused with 414; an address that sent too many wrong keys
+  is refused with 429 before its key is looked at (`deployments/auth_limit.py`).
 - A body longer than the limit is refused with 413 before it is read: at once when Content-Length says so,
   else as soon as the bytes received pass the limit.
 """
@@ -16,11 +18,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from prefect.logging import get_logger
 
-from zonesync.schemas.api_clients import ApiClients
+from zonesync.deployments.auth_limit import FailedAuthLimit
+from zonesync.deployments.server import MAX_TARGET, bounded_path
+from zonesync.schemas.api_clients import ApiClient
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -39,11 +43,21 @@ class BodyTooLarge(Exception):
     """The body passed the limit while it was being received."""
 
 
-class Guard:
-    """Authentication, scopes and the body limit (`clients` None: no authentication, local development only)."""
+class Authenticates(Protocol):
+    """Tells which declared client a key belongs to (`deployments/watched_clients.py`: as the file says now)."""
 
-    def __init__(self, app: ASGIApp, *, clients: ApiClients | None, max_body_bytes: int) -> None:
+    def authenticate(self, key: str) -> ApiClient | None: ...
+
+
+class Guard:
+    """Authentication, control characters and the body limit (`clients` None: no authentication, local development
+    only)."""
+
+    def __init__(
+        self, app: ASGIApp, *, clients: Authenticates | None, max_body_bytes: int, max_failed_auth: int = 30
+    ) -> None:
         self.app, self.clients, self.max_body_bytes = app, clients, max_body_bytes
+        self.failed_auth = FailedAuthLimit(max_failed_auth)
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,8 +67,9 @@ class Guard:
         if refusal is not None:
             status, error = refusal[0], refusal[1]
             who = f"client {scope[CLIENT].name!r}" if CLIENT in scope else "no valid key"
-            # The path as a repr: a hostile one (a decoded %0A) cannot forge a log line.
-            logger.warning("refused %s %r (%s): %d %s", scope["method"], scope["path"][:200], who, status, error)
+            if status != 429:  # the limit logs its address once per window
+                logger.warning("refused %s %s (%s): %d %s", scope["method"][:16], bounded_path(scope["path"]), who,
+                               status, error)  # fmt: skip
             await _answer(send, *refusal)
             return
         await self._within_limit(scope, receive, send)
@@ -64,9 +79,17 @@ class Guard:
         headers = dict(scope["headers"])
         if _CONTROL.search(scope["path"]):
             return 400, "invalid_path", "the path holds a control character", _CLOSE
+        if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_TARGET:
+            return 414, "uri_too_long", f"the path and query are longer than {MAX_TARGET} bytes", _CLOSE
         if self.clients is not None and scope["path"] not in OPEN_PATHS:
+            address = (scope.get("client") or ("unknown",))[0]
+            wait = self.failed_auth.retry_after(address)
+            if wait is not None:
+                detail = "too many failed authentications from this address; try again later"
+                return 429, "too_many_failed_authentications", detail, {"retry-after": str(wait)} | _CLOSE
             client = self.clients.authenticate(_bearer(headers))
             if client is None:
+                self.failed_auth.failed(address)
                 detail = "send a client's key as 'Authorization: Bearer <key>' (`zonesync api-key new` makes one)"
                 return 401, "unauthorized", detail, {"www-authenticate": "Bearer"}
             scope[CLIENT] = client

@@ -104,9 +104,14 @@ def declared_clients(settings: Settings, mappings: Collection[str]) -> ApiClient
                 "line), or pass --insecure-no-auth for local development"
             )
         return None
-    clients = read_clients(settings.api_clients_file)
+    return clients_in(settings.api_clients_file, mappings)
+
+
+def clients_in(path: Path, mappings: Collection[str]) -> ApiClients:
+    """The clients a file declares, at least one, with scopes only on registered `mappings` (else ConfigError)."""
+    clients = read_clients(path)
     if not clients.by_name:
-        raise ConfigError(f"ZONESYNC_API_CLIENTS_FILE: {settings.api_clients_file} declares no client")
+        raise ConfigError(f"ZONESYNC_API_CLIENTS_FILE: {path} declares no client")
     if unknown := clients.mappings() - set(mappings):
         raise ConfigError(
             f"ZONESYNC_API_CLIENTS_FILE: scopes on unknown mappings {', '.join(sorted(unknown))} "

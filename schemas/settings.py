@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     # Refused before they are read (413): a body longer than this, a request with more records than this.
     api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
     api_max_records: int = Field(default=5_000, ge=1, le=1_000_000)
+    # How long the answer to a client's Idempotency-Key is kept (tasks/idempotency.py).
+    api_idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+    # Failed authentications per client address per minute before it is answered 429 (deployments/auth_limit.py).
+    api_max_failed_auth: int = Field(default=30, ge=1, le=1_000_000)
+    # Slow clients are cut off (deployments/server.py): a request's head and body must arrive within these.
+    api_head_seconds: float = Field(default=10.0, gt=0, le=3600)
+    api_body_seconds: float = Field(default=30.0, gt=0, le=3600)
+    api_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
 
     def url_for(self, zone: Zone) -> SecretStr:
         """The (secret) database URL of a zone."""

@@ -14,6 +14,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.types import row_id, utc_wall_clock
 from zonesync.tasks.dialects import dialect_for
@@ -98,6 +99,18 @@ api_audit = sa.Table(
     sa.Index("ix_api_audit_at", "at"),
 )  # fmt: skip
 
+# The HTTP entry point's idempotency keys (tasks/idempotency.py): the first answer to each client's key.
+api_idempotency = sa.Table(
+    "api_idempotency", metadata,
+    sa.Column("client", sa.String(63), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),  # of the method, the mapping and the body
+    sa.Column("created_at", TIMESTAMP, nullable=False),  # when the request was taken (or taken over)
+    sa.Column("status", sa.Integer),  # the HTTP status answered; null while the request is served
+    sa.Column("answer", sa.Text),  # the JSON answered (keys and reasons, never a record's values)
+    sa.Index("ix_api_idempotency_created_at", "created_at"),
+)  # fmt: skip
+
 # The schema contract (tasks/schema_contract.py): the accepted shape of each mapping's live tables.
 sync_schema = sa.Table(
     "sync_schema", metadata,
@@ -109,6 +122,15 @@ sync_schema = sa.Table(
     sa.Column("note", sa.Text, nullable=False),  # what was accepted: the first shape seen, or the changes
     sa.Column("broken_at", TIMESTAMP),  # a run stopped on a breaking change, not mended or accepted since
 )  # fmt: skip
+
+
+def missing_table(exc: sa.exc.DBAPIError, table: sa.Table, mapping: str | None = None) -> ConfigError | None:
+    """A one-line ConfigError when `exc` says the bookkeeping `table` does not exist ("no such table" comes as a
+    ProgrammingError or an OperationalError, by driver), else None."""
+    text = str(exc.orig).lower()
+    if table.name in text and ("exist" in text or "no such table" in text):
+        return ConfigError(f"the bookkeeping table {table.name} is missing: run `zonesync init`", mapping=mapping)
+    return None
 
 
 def utc_now() -> datetime:

@@ -134,3 +134,16 @@ def emit_schema_change(mapping: str, changes: Sequence[Change], *, broken: bool)
             event=f"zonesync.schema.{'broken' if broken else 'changed'}", resource=_on_mapping(mapping),
             payload={"changes": [change.line() for change in changes[:_KEYS_IN_EVENT]]},
         )  # fmt: skip
+
+
+def emit_auth_refused(address: str, failures: int, window_seconds: float) -> None:
+    """`zonesync.api.auth-refused` on the address, once per window in which it passed the failed-key limit."""
+    if events_enabled():
+        emit_event(
+            event="zonesync.api.auth-refused",
+            resource={
+                "prefect.resource.id": f"zonesync.api.client-address.{address}",
+                "prefect.resource.name": address,
+            },
+            payload={"failures": failures, "window_seconds": window_seconds},
+        )

@@ -9,6 +9,7 @@ What each table needs, and why:
   check, the update's target row, reconciliation);
 - batch_job, sync_error, sync_intent (intranet): SELECT, INSERT, UPDATE (the ledger, the quarantine, update
   intents); sync_lease: DELETE too (leases are given back); api_audit: SELECT, INSERT (the audit trail);
+  api_idempotency: SELECT, INSERT, UPDATE, DELETE (answers kept for a retention, then forgotten);
   sync_schema: SELECT, INSERT, UPDATE (the accepted shape of each mapping's tables);
 - each zone's database: temporary tables (bulk loads go through them) and the sequences behind generated ids.
 
@@ -35,6 +36,7 @@ _BOOKKEEPING = {
     "sync_intent": ("SELECT", "INSERT", "UPDATE"),
     "sync_lease": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "api_audit": ("SELECT", "INSERT"),
+    "api_idempotency": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "sync_schema": ("SELECT", "INSERT", "UPDATE"),
 }
 

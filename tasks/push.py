@@ -8,7 +8,7 @@ what the flag compares against are the stored values, not the caller's spelling 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import polars as pl
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
+from zonesync.tasks.already_there import sent_again
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
@@ -34,7 +35,10 @@ from zonesync.tasks.validate import REJECT_SCHEMA, no_rejects
 logger = get_logger("zonesync.push")
 _NOT_FLAGGED = ("not_flagged", "in the source zone; the cron retry carries it")
 _CHANGED = ("changed_in_flight", "changed in the source before it reached the target: its newer values are carried")
-_UNFLAGGED_REASONS = (_NOT_FLAGGED[0], _CHANGED[0])
+_ALREADY_THERE = ("already_there", "identical to the record already in both zones: nothing written again")
+_ALREADY_PENDING = ("already_there", "identical to the record already in the source zone; the cron retry carries it")
+_UNFLAGGED_REASONS = (_NOT_FLAGGED[0], _CHANGED[0], _ALREADY_THERE[0])
+_DUPLICATE = "duplicate_key"
 PushStatus = Literal["success", "pending", "error"]
 Stage = Literal["source", "target", "flag"]
 
@@ -184,7 +188,9 @@ class Pusher:
                 return {i: self._push_group(connections, {i: rows}, requests, again=again)[i]
                         for i, rows in group.items()}  # fmt: skip
             (index,) = group
-            return {index: _source_failed(self.mapping, requests[index], refusal_reason(exc), exc)}
+            reason = refusal_reason(exc)
+            again_sent = self._sent_again(connections, index, group[index], requests) if reason == _DUPLICATE else None
+            return {index: again_sent or _source_failed(self.mapping, requests[index], reason, exc)}
         checkpoint("push:inserted")
         outcomes, stage_error = self._send(connections, raw)
         results, start = {}, 0
@@ -192,6 +198,31 @@ class Pusher:
             results[index] = _result(self.mapping, outcomes[start : start + len(rows)], stage_error)
             start += len(rows)
         return results
+
+    def _sent_again(
+        self, connections: HeldConnections, index: int, rows: list[dict[str, Any]], requests: Sequence[object]
+    ) -> PushResult | None:
+        """A request refused for a duplicate key whose records are each new or identical to the row stored
+        (`tasks/already_there.py`): the new ones pushed, the others answered as already there. None: refused whole."""
+        try:
+            found = sent_again(connections.get(self.source_engine, self.mapping.source_zone), self.reader.table,
+                               self.mapping, rows)  # fmt: skip
+        except (SyncError, sa.exc.SQLAlchemyError) as exc:
+            logger.warning("%s: could not compare a duplicate record with the stored one: %s", self.mapping.name, exc)
+            return None
+        if found is None:
+            return None
+        keys = [{name: json_friendly(row[name]) for name in self.mapping.source_keys} for row in rows]
+        outcomes = {p: KeyOutcome(keys[p], "success", *_ALREADY_THERE) for p in found.synced}
+        outcomes |= {p: KeyOutcome(keys[p], "pending", *_ALREADY_PENDING) for p in found.unsynced}
+        if found.new:
+            pushed = self._push_group(connections, {index: [rows[p] for p in found.new]}, requests)[index]
+            if pushed.status == "error":  # the new records could not be written: nothing of the request was
+                return replace(
+                    pushed, outcomes=[KeyOutcome(key, "error", pushed.reason, pushed.message) for key in keys]
+                )
+            outcomes |= dict(zip(found.new, pushed.outcomes, strict=True))
+        return _result(self.mapping, [outcomes[position] for position in range(len(rows))], None)
 
     def _send(self, connections: HeldConnections, raw: pl.DataFrame) -> tuple[list[KeyOutcome], SyncError | None]:
         """Claim the rows just inserted, upsert them into the target, commit their flags (`tasks.batch`): the

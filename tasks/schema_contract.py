@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import ConfigError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import sync_schema, utc_now
+from zonesync.tasks.bookkeeping import missing_table, sync_schema, utc_now
 from zonesync.tasks.catalog import (
     MappingTables,
     has_unique_key,
@@ -99,10 +99,8 @@ def accepted_shape(intranet: Engine | Connection, mapping: str) -> Accepted | No
 
 
 def _missing_table(exc: sa.exc.DBAPIError, mapping: str) -> Exception:
-    text = str(exc.orig).lower()
-    if "sync_schema" in text and ("exist" in text or "no such table" in text):
-        return ConfigError("the bookkeeping table sync_schema is missing: run `zonesync init`", mapping=mapping)
-    return translate(exc, what="reading the accepted shape (sync_schema)", mapping=mapping)
+    missing = missing_table(exc, sync_schema, mapping)
+    return missing or translate(exc, what="reading the accepted shape (sync_schema)", mapping=mapping)
 
 
 def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note: str) -> None:

@@ -21,6 +21,7 @@ from zonesync.flows.cli.support import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     age,
+    api_server_options,
     console,
     errors,
     friendly_errors,
@@ -190,6 +191,7 @@ def api(
     uvicorn.run(
         "zonesync.deployments.api:create_app", factory=True, host=host, port=port, workers=workers,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None, ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        **api_server_options(),
     )  # fmt: skip
 
 

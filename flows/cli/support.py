@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from datetime import date
@@ -123,3 +124,20 @@ def print_quarantine(limit: int = 20) -> None:
         key = declared[row["mapping"]].shown_record_key(row["record_key"])
         table.add_row(row["mapping"], key, row["reason"], row["detail"], str(row["attempts"]))
     console.print(table)
+
+
+def api_server_options() -> dict[str, Any]:
+    """uvicorn's options for `zonesync api`: the protocol with time limits and the access log filter of
+    `deployments/server.py` (named by import path: the command line stands below the deployments layer), and the
+    connection cap."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    from zonesync.schemas.settings import get_settings
+
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config.setdefault("filters", {})["bounded_access_line"] = {
+        "()": "zonesync.deployments.server.BoundedAccessLine"
+    }
+    log_config["handlers"]["access"]["filters"] = ["bounded_access_line"]
+    return {"http": "zonesync.deployments.server:TimedHttpTools",
+            "limit_concurrency": get_settings().api_max_connections, "log_config": log_config}  # fmt: skip

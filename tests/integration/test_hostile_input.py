@@ -87,7 +87,9 @@ DATABASE_WORDS = ("constraint failed", "violates", "pkey", "duplicate entry", "f
 def test_refusals_say_why_in_zonesync_words_with_a_code(demo: ZonePair) -> None:
     assert push_records("merchants", [merchant(1)]).status == "success"
 
-    again = push_records("merchants", [merchant(1)])
+    again = push_records(
+        "merchants", [merchant(1, status="I")]
+    )  # the key holds other values (identical: already there)
     same_email = push_records("merchants", [merchant(2, email="m1@example.com")])  # a unique index of the target
 
     assert (again.status, again.reason) == ("error", "duplicate_key")

@@ -18,6 +18,7 @@ import uvicorn
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors, mapped, rows, source_rows, target_rows
 from zonesync.deployments.api import create_app
+from zonesync.deployments.server import protocol_options
 from zonesync.schemas import settings
 from zonesync.schemas.api_clients import SCOPES, Scope, new_client
 from zonesync.schemas.examples import MERCHANTS
@@ -60,7 +61,7 @@ def serve() -> Iterator[httpx.Client]:
 
 def serve_app(app: object, headers: Mapping[str, str] | None = None) -> Iterator[httpx.Client]:
     """Serve `app` on a free loopback port in a thread; yield a client (sending `headers`); stop the server."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **protocol_options()))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -4,7 +4,10 @@ without a client's key, none outside its scopes, and oversized requests refused 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -229,3 +232,52 @@ def test_a_refusal_is_logged_in_one_line_whatever_the_path(
 
     [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("refused")]
     assert "\n" not in line and "no valid key" in line and "400 invalid_path" in line
+
+
+def test_a_revoked_client_is_refused_within_seconds_and_a_broken_file_opens_nothing(demo: ZonePair) -> None:
+    """Revocation without a restart: the clients file is read again when it changes (`watched_clients.py`)."""
+    with declared_clients(("kept", None), ("revoked", None)) as [kept, revoked]:
+        path = Path(os.environ["ZONESYNC_API_CLIENTS_FILE"])
+        declared = path.read_text(encoding="utf-8").splitlines()
+        for http in serve_app(create_app()):
+
+            def status(key: str, merchant_id: int, http: httpx.Client = http) -> int:
+                return post_as(http, key, RECORD % (merchant_id, "A")).status_code
+
+            assert (status(kept, 1), status(revoked, 2)) == (201, 201)
+            path.write_text(declared[0] + "\n", encoding="utf-8")  # the line of `revoked` removed
+            assert _within_seconds(lambda: status(revoked, 3) == 401)
+            assert status(kept, 4) == 201  # the others are served all along
+            path.write_text("clients.kept = { not toml", encoding="utf-8")
+            assert _within_seconds(lambda: status(kept, 5) == 401)  # invalid: no key, never "no authentication"
+            path.unlink()
+            assert status(kept, 6) == 401 and status(revoked, 7) == 401
+            path.write_text("\n".join(declared) + "\n", encoding="utf-8")
+            assert _within_seconds(lambda: status(kept, 8) == 201)
+    written = {r["merchant_id"] for r in rows(demo.intranet, "merchant")}
+    assert written >= {1, 2, 4, 8} and not written & {6, 7}  # 3 and 5 were sent until refused
+
+
+def _within_seconds(condition: Callable[[], bool], seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def post_as(http: httpx.Client, key: str, body: str) -> httpx.Response:
+    return http.post("/mappings/merchants/records", content=body, headers=_as(key))
+
+
+def test_a_client_is_shown_only_the_mappings_it_may_use(anonymous: httpx.Client, keys: dict[str, str]) -> None:
+    pusher = anonymous.get("/openapi.json", headers=_as(keys["pusher"])).json()
+    everything = anonymous.get("/openapi.json", headers=_as(keys["all"])).json()
+
+    assert set(pusher["paths"]) == {"/health", "/mappings/merchants/records"}
+    assert set(pusher["paths"]["/mappings/merchants/records"]) == {"post"}
+    shown = json.dumps(pusher)
+    assert "/mappings/payments" not in shown and "customer_name" not in shown  # the payments record shape
+    assert set(everything["paths"]["/mappings/payments/records"]) == {"post", "patch"}
+    assert anonymous.get("/docs", headers=_as(keys["pusher"])).status_code == 200
