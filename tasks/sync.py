@@ -2,7 +2,7 @@
 
 Each batch is carried as `tasks.batch` describes: its unchanged rows are claimed (flagged and locked in an
 open source transaction), written to the target, and the source transaction commits. Three things overlap,
-each on its own connection: reading (and preparing) batch k+1, claiming batch k and delivering batch k-1. A crash at any
+each on its own connection: reading batch k+1, claiming batch k and delivering batch k-1. A crash at any
 point leaves rows unflagged (to be sent again), never flagged wrongly. At most three batches are held in
 memory.
 """
@@ -17,27 +17,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import polars as pl
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
-from zonesync.tasks.batch import (
-    BatchCarrier,
-    BatchRecord,
-    Claim,
-    Phase,
-    Prepared,
-    SourceSide,
-    TargetSide,
-    no_phase,
-)  # fmt: skip
+from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
 from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.extract import UnsyncedReader, last_key
 from zonesync.tasks.failures import translate
 from zonesync.tasks.schema_contract import watched_source, watched_target
 from zonesync.tasks.shape_watch import ShapeWatch
-from zonesync.tasks.validate import no_rejects
 
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
 # Wraps each step of the syncs started in this context (the benchmarks measure the phases through it).
@@ -132,10 +123,9 @@ def _run(
         record=record, phase=phase, watch=watch,
     )  # fmt: skip
 
-    def read(after: tuple[Any, ...] | None) -> Prepared:
+    def read(after: tuple[Any, ...] | None) -> pl.DataFrame:
         with phase("read"):
-            raw = _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
-        return carrier.prepare(raw) if raw.height else Prepared(raw, raw, no_rejects())  # the end: nothing to do
+            return _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
 
     def deliver(claim: Claim) -> None:
         outcome = carrier.deliver(claim)
@@ -146,13 +136,13 @@ def _run(
         result.batches += 1
         on_batch(result)
 
-    _pipeline(read, carrier.claim, deliver, carrier, mapping, overlap=source_dialect.row_locks, full=batch_size,
-              result=result)  # fmt: skip
+    _pipeline(read, lambda raw: carrier.claim(carrier.prepare(raw)), deliver, carrier, mapping,
+              overlap=source_dialect.row_locks, full=batch_size, result=result)  # fmt: skip
 
 
 def _pipeline(
-    read: Callable[[tuple[Any, ...] | None], Prepared],
-    claim: Callable[[Prepared], Claim],
+    read: Callable[[tuple[Any, ...] | None], pl.DataFrame],
+    claim: Callable[[pl.DataFrame], Claim],
     deliver: Callable[[Claim], None],
     carrier: BatchCarrier,
     mapping: SyncMapping,
@@ -161,17 +151,14 @@ def _pipeline(
     full: int,
     result: MappingSyncResult,
 ) -> None:
-    """Read (and prepare) batch k+1, claim batch k and deliver batch k-1 at once (each on its own connection). The
-    claims are the critical path (each waits for the rows' locks and flags them), so everything that can be done
-    before a claim is done on the reading thread. Without row locks (SQLite locks the whole file) a claim waits for
-    the previous delivery instead of overlapping it."""
+    """Read batch k+1, claim batch k and deliver batch k-1 at once (each on its own connection). Without row locks
+    (SQLite locks the whole file) a claim waits for the previous delivery instead of overlapping it."""
     reader_pool, claimer_pool = _workers()
-    next_read: Future[Prepared] | None = reader_pool.submit(read, None)
+    next_read: Future[pl.DataFrame] | None = reader_pool.submit(read, None)
     claiming: Future[Claim] | None = None
     try:
         while next_read is not None:
-            prepared = next_read.result()
-            raw = prepared.raw
+            raw = next_read.result()
             if raw.is_empty():
                 break
             next_read = reader_pool.submit(read, last_key(raw, mapping)) if raw.height >= full else None
@@ -180,7 +167,7 @@ def _pipeline(
             if previous is not None and not overlap:
                 deliver(previous)
                 previous = None
-            claiming = claimer_pool.submit(claim, prepared)
+            claiming = claimer_pool.submit(claim, raw)
             if previous is not None:
                 deliver(previous)
         if claiming is not None:
