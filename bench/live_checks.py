@@ -39,7 +39,7 @@ def checks_off() -> Iterator[None]:
     saved = (ShapeWatch.baseline, ShapeWatch.verify, ShapeWatch.check_now, Dialect.inexact_rows,
              schema_contract.enforce)  # fmt: skip
     ShapeWatch.baseline = ShapeWatch.verify = ShapeWatch.check_now = nothing  # type: ignore[method-assign]
-    Dialect.inexact_rows = lambda _self, _table, frame, row: inexact_rows_of({}, frame, row)  # type: ignore[method-assign]
+    Dialect.inexact_rows = lambda _self, _table, frame, row, *_: inexact_rows_of({}, frame, row)  # type: ignore[method-assign]
     schema_contract.enforce = lambda *_args: Comparison()  # type: ignore[assignment]
     try:
         yield
@@ -103,6 +103,12 @@ def _report(console: Any, runs: list[Any]) -> int:
               for case in ("checks-on", "checks-off")}  # fmt: skip
     for case, seconds in engine.items():
         console.print(f"{case}: engine s {', '.join(f'{s:.2f}' for s in seconds)}")
+        phases = [run.detail["phase_seconds"] for run in runs if run.case == case and run.verified]
+        if phases:
+            means = {name: statistics.fmean(p.get(name, 0.0) for p in phases) for name in phases[0]}
+            console.print(f"{case}: mean phase s " + ", ".join(f"{n} {v:.2f}" for n, v in means.items()))
+        cpu = [run.cpu_seconds for run in runs if run.case == case and run.verified]
+        console.print(f"{case}: process CPU s {', '.join(f'{c:.2f}' for c in cpu)}")
     if all(engine.values()):
         on, off = engine["checks-on"], engine["checks-off"]
         console.print(

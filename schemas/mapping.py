@@ -54,6 +54,7 @@ class TargetColumn:
     dtype: pl.DataType
     nullable: bool
     is_key: bool
+    longest: int | None = None  # the most characters a valid text holds (the model's str_length or isin checks)
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,15 @@ class SyncMapping:
                 dtype = _polars_dtype(column.dtype, hints.get(name))
             except MappingError as exc:
                 raise MappingError(f"column {name!r}: {exc}", mapping=self.name) from None
-            columns.append(TargetColumn(name, sources.get(name, name), dtype, bool(column.nullable), name in self.keys))
+            columns.append(TargetColumn(name, sources.get(name, name), dtype, bool(column.nullable), name in self.keys,
+                                        _longest_text(column.checks)))  # fmt: skip
         return tuple(columns)
+
+    @cached_property
+    def longest_texts(self) -> Mapping[str, int]:
+        """Target column -> the most characters its valid values hold, where the model bounds it (a live column
+        at least that long cannot cut a valid value: its check is skipped)."""
+        return MappingProxyType({c.name: c.longest for c in self.columns if c.longest is not None})
 
     @property
     def target_columns(self) -> tuple[str, ...]:
@@ -252,6 +260,20 @@ class SyncMapping:
                 self._fail(f"sensitive column {name!r} is not a column of {self.model.__name__}")
             if name in self.reconcile_by:
                 self._fail(f"sensitive column {name!r} cannot be a reconcile_by column: the report shows its values")
+
+
+def _longest_text(checks: list[Any]) -> int | None:
+    """The most characters a value passing these checks can have, or None when they set no bound."""
+    bounds = []
+    for check in checks:
+        statistics = getattr(check, "statistics", None) or {}
+        if check.name == "str_length":
+            bound = statistics.get("exact_value") or statistics.get("max_value")
+            if isinstance(bound, int):
+                bounds.append(bound)
+        elif check.name == "isin" and all(isinstance(v, str) for v in statistics.get("allowed_values") or [None]):
+            bounds.append(max(len(value) for value in statistics["allowed_values"]))
+    return min(bounds, default=None)
 
 
 def _polars_dtype(pandera_dtype: Any, hint: Any) -> pl.DataType:

@@ -144,7 +144,7 @@ class BatchCarrier:
             checked = split_valid(exact, self.mapping)
             valid = checked.valid
             # Values the target database itself would store altered (a SQLite NUMERIC column: 15 digits).
-            inexact = self.target.dialect.inexact_rows(self.target.table, valid, ROW)
+            inexact = self.target.dialect.inexact_rows(self.target.table, valid, ROW, self.mapping.longest_texts)
             if inexact.height:
                 valid = valid.join(inexact.select(ROW), on=ROW, how="anti")
             losses = [rejects(frame, "type_loss") for frame in (shaped.losses, inexact) if frame.height]

@@ -12,10 +12,11 @@ logs, artifacts and HTTP answers.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal
+from types import MappingProxyType
 from typing import Any, Literal
 
 import polars as pl
@@ -27,6 +28,7 @@ from zonesync.tasks.dialects.core import DialectCore
 Kind = Literal["decimal", "integer", "timestamp", "text"]
 _MICROSECOND_DIGITS = 6
 _CHECKED_ONE_BY_ONE = 64  # up to this many rows, values are checked in Python (a push); more, by polars
+_NO_BOUNDS: Mapping[str, int] = MappingProxyType({})
 _MAX_SHAPES = 4096  # reflected columns whose shapes a dialect remembers
 _EXACT = Context(prec=2000)  # normalizes any decimal a column holds without rounding it
 _ASTRAL = r"[\x{10000}-\x{10FFFF}]"  # characters outside the Basic Multilingual Plane (4 bytes in UTF-8)
@@ -43,6 +45,8 @@ class Rule:
     # Whether a batch column of this type can hold a value the rule catches (a decimal(18,2) cannot have more
     # decimals than a numeric(18,2) keeps): the usual batch is then not scanned for it.
     needed: Callable[[pl.DataType], bool] = lambda _dtype: True
+    # A text rule that only a value longer than this catches (a valid value no longer cannot meet it).
+    longer_than: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class ColumnShape:
         length = self.length
         if length is not None:
             found.append(Rule("text", lambda v, _: v.str.len_chars() > length, lambda v: len(v) > length,
-                              f"holds {length} character(s); the text is longer"))  # fmt: skip
+                              f"holds {length} character(s); the text is longer", longer_than=length))  # fmt: skip
             if self.padded:
                 found.append(Rule("text", lambda v, _: v.str.len_chars() < length, lambda v: len(v) < length,
                                   f"pads a shorter text with blanks to {length} character(s)"))  # fmt: skip
@@ -202,10 +206,13 @@ def _kind_of_value(value: Any) -> Kind | None:
     return "integer" if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: str) -> pl.DataFrame:
+def inexact_rows_of(
+    shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: str, longest: Mapping[str, int] = _NO_BOUNDS
+) -> pl.DataFrame:
     """The rows of `frame` (by its `row` column) that columns of these shapes would store altered, with why: value
     by value for a few rows (a push: building the expressions would cost more than the push's statements), as
-    one polars select for a batch."""
+    one polars select for a batch. `longest`: the most characters a column's values can have (the model's checks
+    passed): a length rule they cannot meet is not scanned for."""
     if frame.height <= _CHECKED_ONE_BY_ONE:
         return _inexact_one_by_one(shapes, frame, row)
     checks = []
@@ -214,7 +221,7 @@ def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: st
         if shape is None or kind is None:
             continue
         found = [(rule.altered(pl.col(name), dtype).fill_null(False), rule.why) for rule in shape.rules
-                 if rule.kind == kind and rule.needed(dtype)]  # fmt: skip
+                 if rule.kind == kind and _scanned(rule, dtype, longest.get(name))]  # fmt: skip
         checks += [(altered, f"column {name!r}: the live column {shape.type_name} {why}") for altered, why in found]
     if not checks or frame.is_empty():
         return pl.DataFrame(schema={row: pl.UInt32, "detail": pl.String})
@@ -222,6 +229,13 @@ def inexact_rows_of(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: st
                            ignore_nulls=True)  # fmt: skip
     found_rows = frame.select(pl.col(row), detail.alias("detail"))
     return found_rows.filter(pl.col("detail").is_not_null() & (pl.col("detail") != ""))
+
+
+def _scanned(rule: Rule, dtype: pl.DataType, longest: int | None) -> bool:
+    """Whether a batch column of `dtype` whose values have at most `longest` characters can meet the rule."""
+    if longest is not None and rule.longer_than is not None and longest <= rule.longer_than:
+        return False
+    return rule.needed(dtype)
 
 
 def _inexact_one_by_one(shapes: dict[str, ColumnShape], frame: pl.DataFrame, row: str) -> pl.DataFrame:
@@ -270,10 +284,13 @@ class Exactness(DialectCore):
             shape = shapes[column] = self.column_shape(column)
         return shape
 
-    def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
-        """The rows of `frame` (by its `row` column) that `table` as it is would store altered, with the detail."""
+    def inexact_rows(
+        self, table: sa.Table, frame: pl.DataFrame, row: str, longest: Mapping[str, int] = _NO_BOUNDS
+    ) -> pl.DataFrame:
+        """The rows of `frame` (by its `row` column) that `table` as it is would store altered, with the detail
+        (`longest`: see `inexact_rows_of`)."""
         shapes = {name: self.shape_of(table.c[name]) for name in frame.columns if name in table.c}
-        return inexact_rows_of(shapes, frame, row)
+        return inexact_rows_of(shapes, frame, row, longest)
 
     def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
         """Why `column` cannot hold `value` (as bound for it) exactly, or None: checked before any write."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
 import polars as pl
@@ -213,9 +214,11 @@ class SQLiteDialect(Dialect):
             return f"{_NUMERIC_LIMIT}; this value has {_significant_digits(value)}"
         return None
 
-    def inexact_rows(self, table: sa.Table, frame: pl.DataFrame, row: str) -> pl.DataFrame:
+    def inexact_rows(
+        self, table: sa.Table, frame: pl.DataFrame, row: str, longest: Mapping[str, int] = MappingProxyType({})
+    ) -> pl.DataFrame:
         """Rows with a decimal beyond 15 significant digits for a column of NUMERIC affinity."""
-        found = super().inexact_rows(table, frame, row)
+        found = super().inexact_rows(table, frame, row, longest)
         for name, dtype in frame.schema.items():
             if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name]):
                 found = pl.concat([found, _too_many_digits(frame, name, row)])

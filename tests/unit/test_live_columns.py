@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from tests.unit.test_dialects import dialect
-from zonesync.tasks.dialects.exactness import ColumnShape
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.tasks.dialects.exactness import ColumnShape, inexact_rows_of
 
 ROW = "row"
 T = datetime(2026, 3, 4, 10, 0, 1, 123457, tzinfo=UTC)
@@ -169,3 +170,17 @@ def test_init_names_every_live_column_narrower_than_the_model(
 def test_a_shape_with_no_limits_alters_nothing() -> None:
     assert ColumnShape("text").value_alteration("anything at all") is None
     assert ColumnShape("text").rules == ()
+
+
+def test_a_length_the_model_already_bounds_is_not_scanned_and_a_wider_model_is() -> None:
+    """A batch is checked against a live varchar(n) only where the model lets a value be longer than n."""
+    frame = pl.DataFrame({"__row": pl.Series([0, 1], dtype=pl.UInt32), "name": ["short", "x" * 12]})
+    shapes = {"name": ColumnShape("varchar(10)", length=10)}
+    many = pl.concat([frame] * 50).with_columns(pl.int_range(100, dtype=pl.UInt32).alias("__row"))
+
+    assert inexact_rows_of(shapes, many, "__row", {"name": 100})["__row"].to_list() == list(range(1, 100, 2))
+    assert inexact_rows_of(shapes, many.filter(pl.col("name") == "short"), "__row", {"name": 10}).is_empty()
+
+
+def test_the_longest_valid_text_comes_from_the_models_checks() -> None:
+    assert MERCHANTS.longest_texts == {"name": 100, "status": 1, "email": 200}
