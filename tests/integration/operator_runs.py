@@ -6,7 +6,9 @@ ZONESYNC_* settings of a demo zone pair and PREFECT_API_URL of a server; test_au
 - an end-day check quarantines invalid payments, so the zones differ for the day (`zonesync.reconciliation.differs`);
 - an end-day check while another machine's run holds its job fails (`zonesync.end-day.failed`);
 - a retry sync after the target's fee column became an integer stops the merchants mapping
-  (`zonesync.schema.broken`).
+  (`zonesync.schema.broken`);
+- one client address passes the HTTP API's failed-key limit (`zonesync.api.auth-refused`: the guard's own
+  counter, fed as the guard feeds it for each wrong key).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tests.integration.helpers import execute, seed
+from zonesync.deployments.auth_limit import FailedAuthLimit
 from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.tasks import demo_data
@@ -24,6 +27,7 @@ from zonesync.tasks.engines import get_engine
 from zonesync.tasks.lease import mapping_lease
 
 ELSEWHERE = "another-host:4242:0badcafe"  # a holder on another machine: only its expiry frees its lease
+FLOODING_ADDRESS = "192.0.2.7"  # a documentation address (RFC 5737)
 
 
 def held_elsewhere(lease: str, expires_in: float) -> None:
@@ -52,6 +56,11 @@ def main() -> None:
     fee_becomes_an_integer()
     seed(get_engine("intranet"), "merchant", demo_data.merchants(21).tail(1), ("merchant_id",))
     assert retry_sync(mappings=["merchants"]).mappings[0].status == "error"
+
+    limit = FailedAuthLimit(3)
+    for _ in range(3):
+        limit.failed(FLOODING_ADDRESS)
+    assert limit.retry_after(FLOODING_ADDRESS) is not None
 
 
 def fee_becomes_an_integer() -> None:

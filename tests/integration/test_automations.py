@@ -28,6 +28,7 @@ EVENTS = {  # each automation watching what an operator must act on, and the eve
     "zonesync: end-day check failed": "zonesync.end-day.failed",
     "zonesync: lease taken over": "zonesync.lease.taken-over",
     "zonesync: schema change stopped a mapping": "zonesync.schema.broken",
+    "zonesync: failed keys flood the API": "zonesync.api.auth-refused",
 }
 
 
@@ -38,7 +39,7 @@ def create_automations(env: dict[str, str]) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
-    assert "Created 6 automation(s)" in created.stdout, created.stdout
+    assert "Created 7 automation(s)" in created.stdout, created.stdout
 
 
 @SQLITE_ONLY
@@ -75,6 +76,7 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run(
         ("zonesync.end-day.failed", "zonesync.job.end-day-check"),
         ("zonesync.lease.taken-over", "zonesync.lease.mapping:merchants"),
         ("zonesync.schema.broken", "zonesync.mapping.merchants"),
+        ("zonesync.api.auth-refused", f"zonesync.api.client-address.{operator_runs.FLOODING_ADDRESS}"),
     }, json.dumps(events)
     quarantined = emitted["zonesync.rows.quarantined", "zonesync.mapping.merchants"]
     assert quarantined["count"] == 1 and quarantined["job"] == "retry-sync", quarantined

@@ -214,7 +214,7 @@ def test_the_shipped_automations_are_what_prefect_automation_create_accepts() ->
 
     assert names == ["zonesync: rows quarantined", "zonesync: end-day check failed", "zonesync: zones differ",
                      "zonesync: lease taken over", "zonesync: schema change stopped a mapping",
-                     "zonesync: crash zombie flow runs"]  # fmt: skip
+                     "zonesync: failed keys flood the API", "zonesync: crash zombie flow runs"]  # fmt: skip
 
 
 def test_the_zombie_automation_waits_for_every_final_state_zonesync_names() -> None:
