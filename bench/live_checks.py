@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from bench.retry_sync import DEFAULT_PG_URL, ROOT, Config, prepare_prefect
@@ -85,17 +85,12 @@ def _run(config: Config) -> int:
             for number in range(1, config.repeat + 1):
                 order = ("on", "off") if number % 2 else ("off", "on")
                 for checks in order:
-                    with checks_off() if checks == "off" else _as_is():
+                    with checks_off() if checks == "off" else nullcontext():
                         bench._full_zonesync(f"checks-{checks}", BENCH_PAYMENTS, number, config.rows, batch_size)
     finally:
         dispose_engines()
         database.drop_databases(pair)
     return _report(console, bench.runs)
-
-
-@contextmanager
-def _as_is() -> Iterator[None]:
-    yield
 
 
 def _report(console: Any, runs: list[Any]) -> int:
