@@ -239,7 +239,7 @@ def count_batch(conn: Connection, job_id: int, counts: JobCounts) -> None:
     )
 
 
-def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str) -> JobCounts:
+def finish_job(bind: Engine | Connection, job_id: int, status: JobStatus, message: str) -> JobCounts:
     """Write a batch job's final status (its counts were added batch by batch); return its counts."""
 
     def finish(conn: Connection) -> JobCounts:
@@ -255,7 +255,7 @@ def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str) -> 
         ).one()
         return JobCounts(*row)
 
-    return in_transaction(engine, finish)
+    return in_transaction(bind, finish)  # or in the caller's, on its connection
 
 
 def running_jobs(engine: Engine) -> list[int]:

@@ -84,8 +84,11 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up."""
-        statement = sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
-        in_transaction(self.engine, lambda conn: conn.execute(statement))
+        in_transaction(self.engine, self.release_in)
+
+    def release_in(self, conn: Connection) -> None:
+        """Give the lease up within the caller's transaction (with the change the lease guarded)."""
+        conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder))
 
     def _until(self) -> object:
         return utc_now() + timedelta(seconds=self.ttl)

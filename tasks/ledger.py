@@ -26,6 +26,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchRecord
 from zonesync.tasks.bookkeeping import JobCounts, JobStatus, batch_job, utc_now
+from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.failures import translate
 from zonesync.tasks.lease import Lease, kept_alive
@@ -94,19 +95,16 @@ def job_ledger(intranet: Engine, job_name: str, business_date: date) -> Iterator
         raise translate(exc, what="writing the batch_job row in the intranet zone") from exc
     try:
         with kept_alive(lease):
-            try:
-                yield entry
-            except BaseException as exc:
-                entry.status = "FAILED"
-                entry.message = "; ".join(part for part in (entry.message, f"run aborted: {exc}") if part)
-                try:
-                    _finish(intranet, entry)
-                except SyncError as lost:  # the run's own failure is the one to raise; the lost status is logged
-                    get_run_logger().error("%s", lost)
-                raise
-            _finish(intranet, entry)
-    finally:
-        _release(lease)
+            yield entry
+    except BaseException as exc:
+        entry.status = "FAILED"
+        entry.message = "; ".join(part for part in (entry.message, f"run aborted: {exc}") if part)
+        try:
+            _finish(intranet, entry, lease)
+        except SyncError as lost:  # the run's own failure is the one to raise; the lost status is logged
+            get_run_logger().error("%s", lost)
+        raise
+    _finish(intranet, entry, lease)
 
 
 def close_abandoned(intranet: Engine) -> list[str]:
@@ -117,9 +115,10 @@ def close_abandoned(intranet: Engine) -> list[str]:
         if not lease.try_acquire():
             continue  # its run is alive
         try:
-            counts = bookkeeping.finish_job(intranet, job_id, "ABORTED", ABANDONED)
-        finally:
-            lease.release()
+            counts = _closed(intranet, job_id, "ABORTED", ABANDONED, lease)
+        except BaseException:
+            _release(lease)  # the row stays RUNNING for the next run to close
+            raise
         closed.append(f"batch_job {job_id} was left RUNNING by a run that stopped: closed as ABORTED "
                       f"({counts.synced} rows synced, {counts.failed} quarantined)")  # fmt: skip
     return closed
@@ -149,15 +148,30 @@ def start_job(intranet: Engine, job_name: str, business_date: date) -> tuple[Job
     return in_transaction(intranet, start)
 
 
-def _finish(intranet: Engine, entry: JobEntry) -> None:
+def _finish(intranet: Engine, entry: JobEntry, lease: Lease) -> None:
+    """Write the run's final status; when that fails, give the lease up anyway (or it expires by itself)."""
     try:
-        entry.counts = bookkeeping.finish_job(intranet, entry.id, entry.status, entry.message)
+        entry.counts = _closed(intranet, entry.id, entry.status, entry.message, lease)
     except Exception as exc:
+        _release(lease)
         raise translate(exc, what=f"writing the final status {entry.status} of batch_job {entry.id}") from exc
+
+
+def _closed(intranet: Engine, job_id: int, status: JobStatus, message: str, lease: Lease) -> JobCounts:
+    """The final status and the release of the row's lease, in one transaction: a process killed at any moment
+    leaves either a RUNNING row with its lease (closed by the next run) or a finished row without one."""
+
+    def close(conn: Connection) -> JobCounts:
+        counts = bookkeeping.finish_job(conn, job_id, status, message)
+        checkpoint("ledger:closing")
+        lease.release_in(conn)
+        return counts
+
+    return in_transaction(intranet, close)
 
 
 def _release(lease: Lease) -> None:
     try:
         lease.release()
-    except Exception as exc:  # it expires by itself; the next run sees the row finished, not RUNNING
+    except Exception as exc:  # it expires by itself; the next run sees the row RUNNING and closes it
         logger.warning("could not release %s: %s", lease.name, translate(exc, what="releasing the lease"))

@@ -131,6 +131,29 @@ def test_an_end_day_batch_killed_between_its_two_commits_is_counted_once(demo: Z
     assert flagged > 0 and [job["rows_synced"] for job in jobs] == [flagged, 0]
 
 
+FINISHING_CHILD = """
+from datetime import date
+from zonesync.tasks.engines import get_engine
+from zonesync.tasks.ledger import job_ledger
+
+with job_ledger(get_engine("intranet"), "retry-sync", date.today()) as entry:
+    entry.status = "SUCCESS"
+"""
+
+
+def test_a_run_killed_while_writing_its_final_status_leaves_no_lease_behind(demo: ZonePair) -> None:
+    """The final status and the release of the row's lease commit together: a kill between them leaves the row
+    RUNNING with its lease, which the next run closes — never a finished row whose lease nobody frees."""
+    env = os.environ | {"ZONESYNC_FAULT": "ledger:closing"}
+    assert subprocess.run([sys.executable, "-c", FINISHING_CHILD], env=env, check=False).returncode == 70
+    assert [job["status"] for job in rows(demo.intranet, "batch_job")] == ["RUNNING"]
+
+    closed = close_abandoned(get_engine("intranet"))
+
+    assert len(closed) == 1 and [job["status"] for job in rows(demo.intranet, "batch_job")] == ["ABORTED"]
+    assert rows(demo.intranet, "sync_lease") == []
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_counts_add_up_over_the_attempts_of_a_task_prefect_retries(demo: ZonePair) -> None:
     """A transient failure in the second batch: Prefect runs the task again, which sends the rest."""
