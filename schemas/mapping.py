@@ -148,6 +148,15 @@ class SyncMapping:
             return (self.version_column,)
         return tuple(column.source for column in self.columns if not column.is_key)
 
+    @property
+    def carried_source_columns(self) -> tuple[str, ...]:
+        """The source columns zonesync reads and may change: the mapped ones, the flag, the version and the
+        eligibility filter's. Every other column of the source table stays in its zone: a push inserts it with
+        its record, and nothing in zonesync reads it back or changes it (the generated grants allow neither)."""
+        names = [*(column.source for column in self.columns), self.flag_column, self.version_column,
+                 *(self.eligible or {})]  # fmt: skip
+        return tuple(dict.fromkeys(name for name in names if name))
+
     def source_column(self, target_column: str) -> str:
         """The source column that feeds a target column."""
         return next(column.source for column in self.columns if column.name == target_column)

@@ -123,7 +123,10 @@ class BatchCarrier:
     source: SourceSide
     target: TargetSide
     intranet: Engine
+    # The scheduled runs resolve the quarantine entries of rows that land and reopen those of rows refused again;
+    # a push, an update and recovery only record refusals (the HTTP API's role may not touch resolved_at).
     resolve_open_errors: bool = False
+    reopen_errors: bool = False
     record: BatchRecord | None = None
     phase: Phase = no_phase
     watch: ShapeWatch | None = None  # sees the tables' catalog change before each commit (tasks/schema_contract.py)
@@ -247,7 +250,7 @@ class BatchCarrier:
 
         def write(conn: Connection) -> int:
             with self.phase("quarantine"):
-                quarantined = quarantine_rows(conn, raw, outcome.refused, self.mapping)
+                quarantined = quarantine_rows(conn, raw, outcome.refused, self.mapping, reopen=self.reopen_errors)
                 if self.resolve_open_errors and outcome.landed.height:
                     landed = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
                     bookkeeping.resolve(conn, self.mapping.name, record_keys(landed, self.mapping).to_list())
@@ -294,8 +297,11 @@ def record_keys(raw: pl.DataFrame, mapping: SyncMapping) -> pl.Series:
     return bookkeeping.record_keys(renamed, mapping.keys)
 
 
-def quarantine_rows(bind: Engine | Connection, raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping) -> int:
-    """Record the refused rows of a batch in sync_error (one row per record, reasons joined)."""
+def quarantine_rows(
+    bind: Engine | Connection, raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping, *, reopen: bool = False
+) -> int:
+    """Record the refused rows of a batch in sync_error (one row per record, reasons joined; `reopen`: see
+    `bookkeeping.quarantine`)."""
     if refused.is_empty():
         return 0
     rows = raw.with_row_index(ROW).join(refused, on=ROW, how="inner")
@@ -304,6 +310,6 @@ def quarantine_rows(bind: Engine | Connection, raw: pl.DataFrame, refused: pl.Da
         pl.col("reason").first(), pl.col("detail").str.join("; ")
     )
     try:
-        return bookkeeping.quarantine(bind, mapping, merged)
+        return bookkeeping.quarantine(bind, mapping, merged, reopen=reopen)
     except Exception as exc:
         raise translate(exc, what="recording quarantined rows in sync_error", mapping=mapping.name) from exc

@@ -5,7 +5,7 @@ Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every bac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -97,6 +97,7 @@ api_audit = sa.Table(
     sa.Column("records", sa.Integer, nullable=False),
     sa.Column("record_keys", sa.Text, nullable=False),  # JSON array of the keys (the first AUDITED_KEYS)
     sa.Index("ix_api_audit_at", "at"),
+    implicit_returning=False,  # written, never read back, by the HTTP API (its role may only INSERT)
 )  # fmt: skip
 
 # The HTTP entry point's idempotency keys (tasks/idempotency.py): the first answer to each client's key.
@@ -150,20 +151,27 @@ def record_keys(frame: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
     return frame.select(pl.struct(list(keys)).struct.json_encode().alias("record_key")).to_series()
 
 
-def quarantine(bind: Engine | Connection, mapping: SyncMapping, rejected: pl.DataFrame) -> int:
-    """Record rejected rows (record_key, reason, detail); a record seen before gets attempts + 1 and reopens."""
+# The columns a quarantine that does not reopen inserts (MariaDB checks UPDATE of each of them in its
+# INSERT ... ON DUPLICATE KEY UPDATE; the grants of the HTTP API's role follow this list).
+QUARANTINE_INSERTS = ("mapping", "direction", "record_key", "reason", "detail", "first_seen", "last_seen", "attempts")
+
+
+def quarantine(bind: Engine | Connection, mapping: SyncMapping, rejected: pl.DataFrame, *, reopen: bool = False) -> int:
+    """Record rejected rows (record_key, reason, detail); a record seen before gets attempts + 1, and with
+    `reopen` (the scheduled runs) its entry opens again if it had been resolved."""
     if rejected.is_empty():
         return 0
     now = utc_now()
+    reopened = {"resolved_at": None} if reopen else {}  # not even inserted otherwise (see QUARANTINE_INSERTS)
     rows = [
         {"mapping": mapping.name, "direction": mapping.direction, "record_key": key, "reason": reason,
-         "detail": detail, "first_seen": now, "last_seen": now, "attempts": 1, "resolved_at": None}
+         "detail": detail, "first_seen": now, "last_seen": now, "attempts": 1, **reopened}
         for key, reason, detail in rejected.select("record_key", "reason", "detail").unique("record_key").iter_rows()
     ]  # fmt: skip
     statement = dialect_for(bind.engine).insert_or_update(
         sync_error,
         keys=("mapping", "record_key"),
-        replace=("reason", "detail", "last_seen", "resolved_at"),
+        replace=("reason", "detail", "last_seen", *reopened),
         extra={"attempts": sync_error.c.attempts + sa.literal_column("1")},  # no bind: PyMySQL batches
     )
     in_transaction(bind, lambda conn: conn.execute(statement, rows))  # or in the caller's, on its connection
@@ -294,7 +302,12 @@ def open_errors(engine: Engine, mappings: Sequence[str], limit: int = 20) -> lis
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def missing_tables(engine: Engine) -> list[str]:
-    """Bookkeeping tables that `zonesync init` has not created yet."""
+# What the flows and the command line use (the api_* tables are the HTTP API's; on MariaDB a role sees only the
+# tables it holds a privilege on, so each checks for its own).
+FLOW_TABLES = ("batch_job", "sync_error", "sync_intent", "sync_lease", "sync_schema")
+
+
+def missing_tables(engine: Engine, names: Iterable[str] = FLOW_TABLES) -> list[str]:
+    """Which of these bookkeeping tables `zonesync init` has not created yet."""
     existing = set(sa.inspect(engine).get_table_names())
-    return [name for name in metadata.tables if name not in existing]
+    return [name for name in names if name not in existing]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
 import polars as pl
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.already_there import sent_again
+from zonesync.tasks.already_there import instant, key_in, sent_again
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
 from zonesync.tasks.checkpoints import checkpoint
 from zonesync.tasks.dialects import Dialect, dialect_for
@@ -39,6 +40,7 @@ _ALREADY_THERE = ("already_there", "identical to the record already in both zone
 _ALREADY_PENDING = ("already_there", "identical to the record already in the source zone; the cron retry carries it")
 _UNFLAGGED_REASONS = (_NOT_FLAGGED[0], _CHANGED[0], _ALREADY_THERE[0])
 _DUPLICATE = "duplicate_key"
+_READ_BACK_CHUNK = 1000  # keys per SELECT when inserted rows are read back
 PushStatus = Literal["success", "pending", "error"]
 Stage = Literal["source", "target", "flag"]
 
@@ -107,7 +109,7 @@ class Pusher:
         """The target table (reflected once it can be, and again after a change), both held to the schema contract."""
         if self._target is None:
             self._target = watched_target(self.watch, self.mapping, self.intranet, self.reader.table,
-                                          self.source_dialect, self.target_dialect)  # fmt: skip
+                                          self.source_dialect, self.target_dialect, scheduled=False)  # fmt: skip
         return self._target
 
     @property
@@ -280,7 +282,7 @@ def insert_returning(
     def insert(conn: Connection) -> list[Sequence[Any]]:
         stored: list[Sequence[Any]] = [()] * len(rows)
         for positions in _by_column_set(rows):
-            inserted = conn.execute(statement, [rows[position] for position in positions]).all()
+            inserted = _inserted(conn, dialect, statement, [rows[position] for position in positions], reader)
             for position, row in zip(positions, inserted, strict=True):
                 stored[position] = row
         verify(conn)
@@ -291,6 +293,33 @@ def insert_returning(
     except Exception as exc:
         raise translate(exc, what=f"insert into {reader.table.name!r}", mapping=reader.mapping.name) from exc
     return dialect.frame_from_rows(stored, reader.dtypes)
+
+
+def _inserted(
+    conn: Connection, dialect: Dialect, statement: sa.Insert, rows: list[dict[str, Any]], reader: UnsyncedReader
+) -> Sequence[Sequence[Any]]:
+    """INSERT rows that set the same columns; the rows as stored, in the order given: RETURNING them, or read
+    back by key in the same transaction where RETURNING would need SELECT of a column zonesync may not read
+    (MariaDB checks every inserted column; the generated grants give only the carried ones)."""
+    if not dialect.returning_reads_inserted_columns or set(rows[0]) <= set(reader.mapping.carried_source_columns):
+        return conn.execute(statement, rows).all()
+    conn.execute(sa.insert(reader.table), rows)
+    names = reader.mapping.source_keys
+    read = reader.select()
+    width = len(read.selected_columns)
+    query = read.add_columns(*(reader.table.c[name] for name in names))
+    keys = [tuple(row[name] for name in names) for row in rows]
+    found: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for start in range(0, len(keys), _READ_BACK_CHUNK):
+        chunk = keys[start : start + _READ_BACK_CHUNK]
+        for row in conn.execute(query.where(key_in(reader.table, names, chunk))):
+            found[_instants(tuple(row[width:]))] = tuple(row[:width])
+    return [found[_instants(key)] for key in keys]
+
+
+def _instants(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A key as it compares (and hashes) with the stored one: a timestamp by its instant."""
+    return tuple(instant(value) if isinstance(value, datetime) else value for value in key)
 
 
 def _by_column_set(rows: list[dict[str, Any]]) -> list[list[int]]:

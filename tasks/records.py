@@ -252,6 +252,11 @@ def coerce_update(
     unknown = sorted(str(name) for name in changes if name not in table.c)
     if unknown:
         raise fail(f"unknown column(s) {', '.join(map(repr, unknown))} in table {table.name!r}", "unknown_column")
+    kept_inside = sorted(set(changes) - set(mapping.carried_source_columns))
+    if kept_inside:
+        names = ", ".join(map(repr, kept_inside))
+        raise fail(f"column(s) {names} stay in the {mapping.source_zone} zone: zonesync neither reads nor changes "
+                   f"them (change them in {table.name!r} directly)", "unknown_column")  # fmt: skip
     return _converted(table, mapping, dict(key), refusal), _converted(table, mapping, dict(changes), refusal)
 
 

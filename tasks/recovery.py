@@ -29,7 +29,7 @@ def recover_intents(intranet: Engine) -> list[str]:
     """Repair the updates a crash left unfinished; return one line per intent repaired."""
     from zonesync.schemas.registry import all_mappings
 
-    if missing := missing_tables(intranet):
+    if missing := missing_tables(intranet, ("sync_intent", "sync_lease")):
         raise ConfigError(
             f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
         )

@@ -10,6 +10,11 @@ At a run's start the live shape is compared with the accepted one (`tasks/schema
   The ALTER that broke it may have rewritten rows already synced (a narrowed column rounds them in place): once
   the table is mended or the change accepted, the mapping's synced rows are marked unsynced and checked again.
 
+Only the scheduled runs (the retry sync, the end-day check) and operators change an accepted shape. A push, an
+update and recovery hold the tables to it in the same way, and record only a first shape and a break: after a
+compatible change they proceed and the next scheduled run records it (the HTTP API's role may not change what
+is accepted).
+
 Between a run's start and each batch's commit the tables are watched more cheaply (`tasks/shape_watch.py`).
 """
 
@@ -121,15 +126,21 @@ def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note
         raise translate(exc, what="recording the accepted shape (sync_schema)", mapping=mapping) from exc
 
 
-def enforce(intranet: Engine, mapping: SyncMapping, live: MappingShape, source: Engine) -> Comparison:
-    """At a run's start: accept a first or compatible shape, stop on a breaking change (see the module docstring).
+def enforce(
+    intranet: Engine, mapping: SyncMapping, live: MappingShape, source: Engine, *, scheduled: bool = True
+) -> Comparison:
+    """At a run's start: accept a first or compatible shape, stop on a breaking change (see the module docstring;
+    not `scheduled`: a push, an update, recovery, which record only a break).
 
     A table that broke its mapping and was then mended (the change undone, a dropped column added back) may have
     lost or changed the values of rows already synced: its synced rows are marked unsynced, to be checked again.
     """
     accepted = accepted_shape(intranet, mapping.name)
     if accepted is None:
-        accept(intranet, mapping.name, live, by="zonesync", note=FIRST_SEEN)
+        if scheduled:
+            accept(intranet, mapping.name, live, by="zonesync", note=FIRST_SEEN)
+        else:
+            _record_first(intranet, mapping.name, live)
         return Comparison()
     if accepted.shape == live and accepted.broken_at is None:
         return Comparison()
@@ -139,6 +150,8 @@ def enforce(intranet: Engine, mapping: SyncMapping, live: MappingShape, source: 
             _mark_broken(intranet, mapping.name)
         emit_schema_change(mapping.name, found.breaking, broken=True)
         raise SchemaBreak(mapping.name, found.breaking)
+    if not scheduled:
+        return found  # the next scheduled run records it (and checks a mended table's synced rows again)
     note = describe(found)
     if accepted.broken_at is not None:
         note += f"\nmended after the break of {accepted.broken_at:%Y-%m-%d %H:%M:%S} UTC: "
@@ -156,14 +169,26 @@ def watched_source(watch: ShapeWatch, mapping: SyncMapping, dialect: Dialect) ->
 
 
 def watched_target(watch: ShapeWatch, mapping: SyncMapping, intranet: Engine, source: sa.Table,
-                   source_dialect: Dialect, target_dialect: Dialect) -> sa.Table:  # fmt: skip
+                   source_dialect: Dialect, target_dialect: Dialect, *, scheduled: bool) -> sa.Table:  # fmt: skip
     """A mapping's target table as it is now, watched like the source, with both tables held to the contract
     (`enforce`: a breaking change raises SchemaBreak). A target column gone is the contract's to judge first."""
     watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
     target = target_table(mapping, target_dialect.engine, require=False)
     enforce(intranet, mapping, mapping_shape(mapping, source, target, source_dialect, target_dialect),
-            source_dialect.engine)  # fmt: skip
+            source_dialect.engine, scheduled=scheduled)  # fmt: skip
     return require_target_columns(mapping, target)
+
+
+def _record_first(intranet: Engine, mapping: str, shape: MappingShape) -> None:
+    """Record a mapping's first shape with an INSERT alone (the HTTP API's role may not change a recorded one)."""
+    values = {"mapping": mapping, "fingerprint": shape.fingerprint, "shape": shape.to_json(), "accepted_at": utc_now(),
+              "accepted_by": "zonesync", "note": FIRST_SEEN}  # fmt: skip
+    try:
+        in_transaction(intranet, lambda conn: conn.execute(sa.insert(sync_schema).values(values)))
+    except sa.exc.IntegrityError:  # another run recorded its first shape at the same moment: theirs stands
+        return
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, what="recording the first shape (sync_schema)", mapping=mapping) from exc
 
 
 def _mark_broken(intranet: Engine, mapping: str) -> None:

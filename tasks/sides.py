@@ -46,7 +46,9 @@ class Sides:
         source_dialect, target_dialect = dialect_for(source_engine), dialect_for(target_engine)
         watch = ShapeWatch(mapping.name)
         source = watched_source(watch, mapping, source_dialect)
-        target = watched_target(watch, mapping, get_engine("intranet"), source, source_dialect, target_dialect)
+        target = watched_target(
+            watch, mapping, get_engine("intranet"), source, source_dialect, target_dialect, scheduled=False
+        )
         reader = UnsyncedReader(mapping, source_dialect, source)
         return cls(mapping, source, target, source_dialect, target_dialect, reader, watch)
 

@@ -116,11 +116,13 @@ def _run(
     result.pending_at_start = result.pending_at_start or pending
     if pending == 0:
         return  # an empty backlog costs one count: the target is not even looked at
-    target = watched_target(watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect)
+    target = watched_target(
+        watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect, scheduled=True
+    )
     carrier = BatchCarrier(
         mapping, SourceSide(reader.table, source_dialect, reader.dtypes), TargetSide(target, target_dialect),
         zones.intranet, resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,
-        record=record, phase=phase, watch=watch,
+        reopen_errors=True, record=record, phase=phase, watch=watch,
     )  # fmt: skip
 
     def read(after: tuple[Any, ...] | None) -> pl.DataFrame:

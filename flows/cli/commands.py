@@ -369,24 +369,32 @@ def status() -> None:
 @friendly_errors
 def grants(
     zone: Annotated[str | None, typer.Option(help="Only this zone: intranet or internet (default: both).")] = None,
+    part: Annotated[
+        str, typer.Option("--for", help="Whose privileges: flows (flows, commands, recover) or api (the HTTP API).")
+    ] = "flows",
     role: Annotated[
-        str, typer.Option(help="The role (MariaDB: user, or 'user'@'host') the flows run as.")
-    ] = "zonesync",
+        str | None,
+        typer.Option(help="The role (MariaDB: user, or 'user'@'host'); default zonesync, or zonesync_api --for api."),
+    ] = None,
 ) -> None:
-    """Print the least privileges the flows, the HTTP API and `recover` need, as GRANT statements per zone.
+    """Print the least privileges the flows or the HTTP API need, as GRANT statements per zone.
 
-    Run them as the tables' owner; `zonesync init` (tables, triggers) runs as the owner too."""
+    Give the API its own role: it may push and update, not write the batch jobs or resolve quarantined records.
+    Run the statements as the tables' owner; `zonesync init` (tables, triggers) runs as the owner too."""
     from zonesync.schemas.registry import all_mappings
     from zonesync.schemas.settings import ZONES
     from zonesync.tasks.engines import describe, get_engine
-    from zonesync.tasks.grants import grant_statements
+    from zonesync.tasks.grants import PARTS, grant_statements
 
     if zone is not None and zone not in ZONES:
         raise ConfigError(f"--zone {zone!r}: choose intranet or internet")
+    if part not in PARTS:
+        raise ConfigError(f"--for {part!r}: choose flows or api")
+    who = role or ("zonesync_api" if part == "api" else "zonesync")
     for name in [z for z in ZONES if zone in (None, z)]:
         engine = get_engine(name)
-        print(f"-- the {name} zone ({describe(engine)}): run as the tables' owner")
-        for statement in grant_statements(name, engine, all_mappings().values(), role):
+        print(f"-- the {name} zone ({describe(engine)}), {part} role {who}: run as the tables' owner")
+        for statement in grant_statements(name, engine, all_mappings().values(), who, part):
             print(statement)
 
 

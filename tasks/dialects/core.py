@@ -23,6 +23,7 @@ class DialectCore:
     small_batch: ClassVar[int] = 100  # up to this many rows, bound statements beat a temporary table
     supports_partial_index: ClassVar[bool] = True
     row_locks: ClassVar[bool] = True  # two transactions may claim different rows at once
+    returning_reads_inserted_columns: ClassVar[bool] = False  # RETURNING needs SELECT only of what it returns
     connecting: ClassVar[Connecting] = Connecting()
     errors: ClassVar[DriverErrors] = DriverErrors()
 

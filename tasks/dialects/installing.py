@@ -37,25 +37,33 @@ PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 @dataclass
 class TableGrant:
-    """What a role may do to one table: whole-table privileges, and UPDATE of some columns only."""
+    """What a role may do to one table: whole-table privileges, and SELECT or UPDATE of some columns only."""
 
     table: sa.Table
     privileges: set[str] = field(default_factory=set)
+    select_columns: set[str] = field(default_factory=set)
     update_columns: set[str] = field(default_factory=set)
+    upserted_columns: set[str] = field(default_factory=set)  # what an INSERT ... ON CONFLICT UPDATE inserts
 
-    def allow(self, *privileges: str, update: Iterable[str] = ()) -> None:
+    def allow(
+        self, *privileges: str, select: Iterable[str] = (), update: Iterable[str] = (), upsert: Iterable[str] = ()
+    ) -> None:
         self.privileges.update(privileges)
+        self.select_columns.update(select)
         self.update_columns.update(update)
+        self.upserted_columns.update(upsert)
 
     @property
     def ordered(self) -> list[str]:
         """The whole-table privileges in the usual order."""
         return [privilege for privilege in PRIVILEGE_ORDER if privilege in self.privileges]
 
-    @property
-    def columns_to_update(self) -> list[str]:
-        """The columns granted UPDATE one by one (none when the whole table is)."""
-        return [] if "UPDATE" in self.privileges else sorted(self.update_columns)
+    def by_column(self, upsert_updates_inserted: bool = False) -> list[tuple[str, list[str]]]:
+        """The privileges granted column by column (where the whole table is not), with their columns; where the
+        database checks UPDATE of every column an upsert inserts (`upsert_updates_inserted`), those too."""
+        updated = self.update_columns | (self.upserted_columns if upsert_updates_inserted else set())
+        limited = {"SELECT": self.select_columns, "UPDATE": updated}
+        return [(p, sorted(columns)) for p, columns in limited.items() if columns and p not in self.privileges]
 
 
 class Installing(Reads):

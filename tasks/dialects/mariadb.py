@@ -204,6 +204,7 @@ class MariaDBDialect(Dialect):
     errors = MariaDBErrors()
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.CHAR()  # MariaDB casts to CHAR, not TEXT
     supports_partial_index: ClassVar[bool] = False
+    returning_reads_inserted_columns: ClassVar[bool] = True  # INSERT ... RETURNING needs SELECT of each one set
     default_fraction_digits = 0  # DATETIME and TIMESTAMP without (n) keep whole seconds
 
     def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
@@ -353,9 +354,10 @@ class MariaDBDialect(Dialect):
         statements = [f"GRANT CREATE TEMPORARY TABLES ON {database}.* TO {who};"]
         for grant in grants:
             table = f"{database}.{quote(grant.table.name)}"
-            statements.append(f"GRANT {', '.join(grant.ordered)} ON {table} TO {who};")
-            if columns := grant.columns_to_update:
-                statements.append(f"GRANT UPDATE ({', '.join(map(quote, columns))}) ON {table} TO {who};")
+            if grant.ordered:
+                statements.append(f"GRANT {', '.join(grant.ordered)} ON {table} TO {who};")
+            for privilege, columns in grant.by_column(upsert_updates_inserted=True):
+                statements.append(f"GRANT {privilege} ({', '.join(map(quote, columns))}) ON {table} TO {who};")
         return statements
 
     def insert(self, table: sa.Table) -> Any:

@@ -305,11 +305,11 @@ class PostgresDialect(Dialect):
             statements.append(f"GRANT USAGE ON SCHEMA {preparer.quote_schema(schema)} TO {who};")
         for grant in grants:
             table = preparer.format_table(grant.table)
-            statements.append(f"GRANT {', '.join(grant.ordered)} ON TABLE {table} TO {who};")
-            if columns := grant.columns_to_update:
-                statements.append(
-                    f"GRANT UPDATE ({', '.join(map(preparer.quote, columns))}) ON TABLE {table} TO {who};"
-                )
+            if grant.ordered:
+                statements.append(f"GRANT {', '.join(grant.ordered)} ON TABLE {table} TO {who};")
+            for privilege, columns in grant.by_column():
+                listed = ", ".join(map(preparer.quote, columns))
+                statements.append(f"GRANT {privilege} ({listed}) ON TABLE {table} TO {who};")
         statements += [f"GRANT USAGE ON SEQUENCE {sequence} TO {who};" for sequence in self._sequences(grants)]
         return statements
 

@@ -72,8 +72,12 @@ def main() -> None:
     retried = retry_sync()
     print("retry", json.dumps(asdict(retried), default=str))
     outcomes["retry"] = {result.mapping: result.status for result in retried.mappings}
-    renamed = {"merchant_name": f"{value} renamed", "tax_id": os.environ["SENTINEL_TAX"][::-1]}
+    renamed = {"merchant_name": f"{value} renamed"}
     outcomes["update"] = show("update", update_with_rollback("merchants", {"merchant_id": 9001}, renamed))["status"]
+    kept_inside = {"merchant_name": value, "tax_id": os.environ["SENTINEL_TAX"][::-1]}  # refused: not carried
+    outcomes["update-refused-kept-inside"] = show(
+        "update", update_with_rollback("merchants", {"merchant_id": 9001}, kept_inside)
+    )["status"]
     outcomes["update-refused-by-model"] = show(
         "update", update_with_rollback("merchants", {"merchant_id": 9001}, {"fee": NEGATIVE_FEE})
     )["status"]

@@ -29,6 +29,10 @@ RECORD = (
     '{"merchant_id": %d, "merchant_name": "Warung 😀", "status": "%s", "fee": 1234567890123456.78, '
     '"tax_id": "NPWP-9", "updated_at": "2026-11-26T10:00:00.123456+07:00"}'
 )
+# A merchant that sets only columns the mapping carries (no tax_id): one zonesync can compare when sent again.
+CARRIED_ONLY = (
+    '{"merchant_id": %d, "merchant_name": "Toko", "status": "%s", "fee": "1.50", "updated_at": "2026-11-26T10:00:00Z"}'
+)
 
 
 @contextmanager

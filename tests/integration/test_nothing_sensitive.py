@@ -176,7 +176,8 @@ def _python_flows(settings: dict[str, str], server: PrefectServer, sentinels: Se
         "push": "success", "push-refused-by-model": "pending", "push-refused-by-target": "pending",
         "push-refused-by-source": "error", "account push": "success", "account push refused-by-model": "pending",
         "retry": {"merchants": "partial", "accounts": "partial"}, "update": "success",
-        "update-refused-by-model": "error", "update-refused-by-target": "error", "account update": "success",
+        "update-refused-kept-inside": "error", "update-refused-by-model": "error", "update-refused-by-target": "error",
+        "account update": "success",
         "account update not found": "error", "end-day": "PARTIAL",
     }, printed[-5000:]  # fmt: skip
     return printed

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping import sync_error
 from zonesync.tasks.dialects import DIALECTS, Dialect, dialect_for
+from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.dialects.mariadb import MariaDBDialect, bound_rows, update_then_insert
 from zonesync.tasks.dialects.postgresql import PostgresDialect
 from zonesync.tasks.dialects.sqlite import SQLiteDialect
@@ -441,4 +442,23 @@ def test_sqlite_has_no_grants_to_print() -> None:
     dialect = dialect_for(sa.create_engine("sqlite://"))
     assert dialect.grant_statements([], "zonesync") == [
         "-- SQLite has no roles or grants: give only zonesync's user write access to the database files."
+    ]
+
+
+def test_a_grant_limits_select_and_update_to_columns_and_widens_update_where_upserts_need_it() -> None:
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("a", sa.Text), sa.Column("b", sa.Text))
+    grant = TableGrant(table)
+    grant.allow("INSERT", select=("id", "a"), update=("a",), upsert=("id", "a", "b"))
+
+    assert grant.ordered == ["INSERT"]
+    assert grant.by_column() == [("SELECT", ["a", "id"]), ("UPDATE", ["a"])]
+    assert grant.by_column(upsert_updates_inserted=True) == [("SELECT", ["a", "id"]), ("UPDATE", ["a", "b", "id"])]
+    grant.allow("SELECT")
+    assert grant.by_column() == [("UPDATE", ["a"])]  # the whole table covers its columns
+
+    mariadb = dialect_for(sa.create_engine("mysql+pymysql://u@127.0.0.1/zone"))
+    assert mariadb.grant_statements([grant], "api") == [
+        "GRANT CREATE TEMPORARY TABLES ON zone.* TO 'api'@'%';",
+        "GRANT SELECT, INSERT ON zone.t TO 'api'@'%';",
+        "GRANT UPDATE (a, b, id) ON zone.t TO 'api'@'%';",
     ]

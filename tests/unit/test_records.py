@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.records import RecordError, coerce_records
+from zonesync.tasks.records import RecordError, coerce_records, coerce_update
 
 
 def merchant_table(dialect: str = "postgresql") -> sa.Table:
@@ -145,3 +145,25 @@ def test_a_refusal_describes_the_value_and_never_quotes_it(change: dict[str, Any
 
     assert said in message
     assert "Ana" not in message and "4242" not in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"tax_id": "NPWP-2"}, "'tax_id' stay in the intranet zone"),
+        ({"email": "a@b.c", "opened_on": "2026-01-01"}, "'opened_on' stay in the intranet zone"),
+        ({"merchant_id": 8}, "cannot be changed by an update"),
+        ({"shoe_size": 44}, "unknown column(s) 'shoe_size'"),
+    ],
+)
+def test_an_update_changes_only_columns_the_mapping_carries(changes: dict[str, Any], words: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        coerce_update(merchant_table(), MERCHANTS, {"merchant_id": 7}, changes)
+
+    assert caught.value.reason == "unknown_column" and words in str(caught.value)
+
+
+def test_the_carried_columns_are_the_mapped_ones_the_flag_and_the_version() -> None:
+    assert set(MERCHANTS.carried_source_columns) == {
+        "merchant_id", "merchant_name", "status", "fee", "email", "updated_at", "is_sync"
+    }  # fmt: skip
