@@ -97,7 +97,6 @@ api_audit = sa.Table(
     sa.Column("records", sa.Integer, nullable=False),
     sa.Column("record_keys", sa.Text, nullable=False),  # JSON array of the keys (the first AUDITED_KEYS)
     sa.Index("ix_api_audit_at", "at"),
-    implicit_returning=False,  # written, never read back, by the HTTP API (its role may only INSERT)
 )  # fmt: skip
 
 # The HTTP entry point's idempotency keys (tasks/idempotency.py): the first answer to each client's key.
