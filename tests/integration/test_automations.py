@@ -16,7 +16,7 @@ import httpx
 from tests.conftest import ZonePair
 from tests.integration import operator_runs
 from tests.integration.console import SQLITE_ONLY, zone_settings
-from tests.torture.procs import PrefectServer, wait_until
+from tests.torture.procs import PrefectServer, WorkerError, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -105,7 +105,21 @@ def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(pref
                 return next((d["id"] for d in found if d["name"] == "zombie"), None)
 
             wait_until(lambda: deployment() is not None, 60, "the served deployment")
-            run = prefect.post(f"/deployments/{deployment()}/create_flow_run", json={}).json()
+            run: dict[str, str] = {}
+            refusals: list[str] = []
+
+            def created() -> bool:  # a busy test server may refuse once (seen: an answer without an id)
+                answer = prefect.post(f"/deployments/{deployment()}/create_flow_run", json={})
+                if answer.status_code == 201 and "id" in answer.json():
+                    run.update(answer.json())
+                    return True
+                refusals.append(f"{answer.status_code} {answer.text[:300]}")
+                return False
+
+            try:
+                wait_until(created, 60, "a flow run of the deployment", interval=1)
+            except WorkerError as exc:
+                raise AssertionError(f"{exc}; the server answered: {refusals}") from None
 
             def state() -> str:
                 return str(prefect.get(f"/flow_runs/{run['id']}").json()["state"]["type"])
