@@ -108,15 +108,18 @@ def _missing_table(exc: sa.exc.DBAPIError, mapping: str) -> Exception:
     return missing or translate(exc, what="reading the accepted shape (sync_schema)", mapping=mapping)
 
 
-def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note: str) -> None:
-    """Record `shape` as the mapping's accepted shape (replacing the one before)."""
+def accept(intranet: Engine, mapping: str, shape: MappingShape, *, by: str, note: str, first: bool = False) -> None:
+    """Record `shape` as the mapping's accepted shape, replacing the one before (`first`: there is none, so an
+    INSERT alone, which the HTTP API's role may run too)."""
     values: dict[str, Any] = {"fingerprint": shape.fingerprint, "shape": shape.to_json(), "accepted_at": utc_now(),
                               "accepted_by": by[:100], "note": note, "broken_at": None}  # fmt: skip
 
     def write(conn: Connection) -> None:
-        updated = conn.execute(sa.update(sync_schema).where(sync_schema.c.mapping == mapping).values(values))
-        if updated.rowcount == 0:
-            conn.execute(sa.insert(sync_schema).values(mapping=mapping, **values))
+        if not first:
+            updated = conn.execute(sa.update(sync_schema).where(sync_schema.c.mapping == mapping).values(values))
+            if updated.rowcount:
+                return
+        conn.execute(sa.insert(sync_schema).values(mapping=mapping, **values))
 
     try:
         in_transaction(intranet, write)
@@ -137,10 +140,7 @@ def enforce(
     """
     accepted = accepted_shape(intranet, mapping.name)
     if accepted is None:
-        if scheduled:
-            accept(intranet, mapping.name, live, by="zonesync", note=FIRST_SEEN)
-        else:
-            _record_first(intranet, mapping.name, live)
+        accept(intranet, mapping.name, live, by="zonesync", note=FIRST_SEEN, first=True)
         return Comparison()
     if accepted.shape == live and accepted.broken_at is None:
         return Comparison()
@@ -177,18 +177,6 @@ def watched_target(watch: ShapeWatch, mapping: SyncMapping, intranet: Engine, so
     enforce(intranet, mapping, mapping_shape(mapping, source, target, source_dialect, target_dialect),
             source_dialect.engine, scheduled=scheduled)  # fmt: skip
     return require_target_columns(mapping, target)
-
-
-def _record_first(intranet: Engine, mapping: str, shape: MappingShape) -> None:
-    """Record a mapping's first shape with an INSERT alone (the HTTP API's role may not change a recorded one)."""
-    values = {"mapping": mapping, "fingerprint": shape.fingerprint, "shape": shape.to_json(), "accepted_at": utc_now(),
-              "accepted_by": "zonesync", "note": FIRST_SEEN}  # fmt: skip
-    try:
-        in_transaction(intranet, lambda conn: conn.execute(sa.insert(sync_schema).values(values)))
-    except sa.exc.IntegrityError:  # another run recorded its first shape at the same moment: theirs stands
-        return
-    except sa.exc.SQLAlchemyError as exc:
-        raise translate(exc, what="recording the first shape (sync_schema)", mapping=mapping) from exc
 
 
 def _mark_broken(intranet: Engine, mapping: str) -> None:
