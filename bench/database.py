@@ -16,8 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.types import exact_decimal, unicode_text, utc_timestamp
 from zonesync.tasks import bookkeeping
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.engines import create_engine, parse_url
+from zonesync.tasks.engines import create_engine, installing_for, parse_url
 
 INTERNAL_COLUMN = "internal_note"
 
@@ -118,7 +117,7 @@ def create_tables(
         bookkeeping.create_bookkeeping(source_engine)
         ddl = None
         if pending_index:
-            ddl = dialect_for(source_engine).recommended_index(source, mapping.source_keys, mapping.flag_column)
+            ddl = installing_for(source_engine).recommended_index(source, mapping.source_keys, mapping.flag_column)
             with source_engine.begin() as conn:
                 conn.exec_driver_sql(ddl)
         return ddl

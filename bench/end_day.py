@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bench.configs import EndDayConfig
 from bench.database import DatabasePair, database_pair, drop_databases, recreate_databases
 from bench.end_day_data import DAY, TIMEZONE, create_zones, fresh_data, verify
 from bench.end_day_report import print_repetition, show, summarise
@@ -40,27 +41,7 @@ from bench.retry_sync import DEFAULT_PG_URL, RESULTS, ROOT, environment, prepare
 
 
 @dataclass(frozen=True)
-class Config:
-    """What to run."""
-
-    rows: int
-    repeat: int
-    pg_url: str
-    prefix: str
-    keep: bool
-    pending_index: bool
-    failed_every: int = 10  # every 10th payment failed: a ninth as many failed rows as eligible ones
-
-    @property
-    def total(self) -> int:
-        """Payments generated so that exactly `rows` of them are eligible."""
-        total = self.rows * self.failed_every // (self.failed_every - 1)
-        while total - total // self.failed_every < self.rows:
-            total += 1
-        return total
-
-
-def parse_args(argv: list[str] | None) -> Config:
+def parse_args(argv: list[str] | None) -> EndDayConfig:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.end_day", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="eligible payments (default 1,000,000)")
@@ -75,11 +56,11 @@ def parse_args(argv: list[str] | None) -> Config:
     rows, repeat = (100_000, 1) if args.quick else (args.rows, args.repeat)
     if rows < 1000 or repeat < 1:
         parser.error("--rows must be at least 1000 and --repeat at least 1")
-    return Config(rows, repeat, args.pg_url, args.db_prefix, args.keep, args.pending_index)
+    return EndDayConfig(rows, repeat, args.pg_url, args.db_prefix, args.keep, args.pending_index)
 
 
 # -- the plan --------------------------------------------------------------------------------------
-def repetition(pair: DatabasePair, config: Config, rep: int) -> dict[str, Any]:
+def repetition(pair: DatabasePair, config: EndDayConfig, rep: int) -> dict[str, Any]:
     """Fresh data, floor (+ reconcile alone), fresh data, first and second end-day run; each verified."""
     runs: dict[str, Any] = {"repetition": rep}
     fresh_data(pair, config)
@@ -115,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(config)
 
 
-def _run(config: Config) -> int:
+def _run(config: EndDayConfig) -> int:
     pair = database_pair(config.pg_url, config.prefix)
     revision = product_revision()
     dirty = len(revision["product_code_uncommitted_changes"])
@@ -147,7 +128,7 @@ def _run(config: Config) -> int:
     return 1 if summary["failed_repetitions"] else 0
 
 
-def _measure(pair: DatabasePair, config: Config) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _measure(pair: DatabasePair, config: EndDayConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fresh zones, the Prefect server, an untimed warm-up, then every repetition; the setup facts and the runs."""
     recreate_databases(pair)
     os.environ["ZONESYNC_INTERNET_URL"] = pair.url(pair.source_db).render_as_string(hide_password=False)

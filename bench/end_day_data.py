@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from bench.configs import EndDayConfig
 from bench.database import DatabasePair
-
-if TYPE_CHECKING:
-    from bench.end_day import Config
 
 DAY = date(2026, 11, 25)
 TIMEZONE = "Asia/Jakarta"  # DAY is [2026-11-24 17:00, 2026-11-25 17:00) UTC
@@ -30,12 +27,11 @@ COLUMNS = ("payment_id", "reference", "merchant_id", "account", "amount", "curre
            "customer_name", "created_at", "updated_at")  # fmt: skip
 
 
-def create_zones(pair: DatabasePair, config: Config) -> str | None:
+def create_zones(pair: DatabasePair, config: EndDayConfig) -> str | None:
     """Demo payment tables in both zones, bookkeeping in the intranet; the pending-index DDL used, if any."""
     from zonesync.schemas.examples.tables import internet_tables, intranet_tables
     from zonesync.tasks import bookkeeping
-    from zonesync.tasks.dialects import dialect_for
-    from zonesync.tasks.engines import create_engine
+    from zonesync.tasks.engines import create_engine, installing_for
 
     internet, intranet = create_engine(pair.url(pair.source_db)), create_engine(pair.url(pair.target_db))
     try:
@@ -44,7 +40,9 @@ def create_zones(pair: DatabasePair, config: Config) -> str | None:
         bookkeeping.create_bookkeeping(intranet)
         if not config.pending_index:
             return None
-        ddl = dialect_for(internet).recommended_index(internet_tables().tables["payment"], ("payment_id",), "is_sync")
+        ddl = installing_for(internet).recommended_index(
+            internet_tables().tables["payment"], ("payment_id",), "is_sync"
+        )
         with internet.begin() as conn:
             conn.exec_driver_sql(ddl)
         return ddl
@@ -53,7 +51,7 @@ def create_zones(pair: DatabasePair, config: Config) -> str | None:
         intranet.dispose()
 
 
-def fresh_data(pair: DatabasePair, config: Config) -> None:
+def fresh_data(pair: DatabasePair, config: EndDayConfig) -> None:
     """Empty intranet table and ledger, newly generated internet payments; VACUUM ANALYZE and CHECKPOINT."""
     step = 86_400_000_000 // (config.total + 1)  # microseconds between payments: all within the business date
     generate = sql.SQL(_GENERATE).format(every=config.failed_every, step=step, total=config.total)

@@ -21,15 +21,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from bench.retry_sync import DEFAULT_PG_URL, ROOT, Config, prepare_prefect
+from bench.configs import RetrySyncConfig
+from bench.retry_sync import DEFAULT_PG_URL, ROOT, prepare_prefect
 
 
 @contextmanager
 def checks_off() -> Iterator[None]:
     """The live-table checks made no-ops, for the runs measured without them."""
     from zonesync.tasks import schema_contract
-    from zonesync.tasks.dialects.base import Dialect
     from zonesync.tasks.dialects.exactness import inexact_rows_of
+    from zonesync.tasks.dialects.surface import Dialect
     from zonesync.tasks.schema_shape import Comparison
     from zonesync.tasks.shape_watch import ShapeWatch
 
@@ -58,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    config = Config(args.rows, args.pairs, None, args.pg_url, args.db_prefix, False, True, None)
+    config = RetrySyncConfig(args.rows, args.pairs, None, args.pg_url, args.db_prefix, False, True, None)
     with tempfile.TemporaryDirectory(prefix="zs-bench-prefect-") as home:
         prepare_prefect(home)
         return _run(config)
 
 
-def _run(config: Config) -> int:
+def _run(config: RetrySyncConfig) -> int:
     from prefect.testing.utilities import prefect_test_harness
     from rich.console import Console
 

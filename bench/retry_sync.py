@@ -28,33 +28,19 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.configs import RetrySyncConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@dataclass(frozen=True)
-class Config:
-    """What to run."""
-
-    rows: int
-    repeat: int
-    batch_size: int | None
-    pg_url: str
-    prefix: str
-    keep: bool
-    pending_index: bool
-    fillfactor: int | None
-    incremental_every: int = 100
-    scaling_divisor: int = 10
-
-
-def parse_args(argv: list[str] | None) -> Config:
+def parse_args(argv: list[str] | None) -> RetrySyncConfig:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.retry_sync", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="source rows (default 1,000,000)")
@@ -86,7 +72,7 @@ def parse_args(argv: list[str] | None) -> Config:
         parser.error("--rows must be at least 1000")
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    return Config(
+    return RetrySyncConfig(
         rows, repeat, args.batch_size, args.pg_url, args.db_prefix, args.keep, args.pending_index, args.fillfactor
     )
 
@@ -107,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(config)
 
 
-def _run(config: Config) -> int:
+def _run(config: RetrySyncConfig) -> int:
     from rich.console import Console
 
     from bench.measure import MB, current_rss, max_rss
@@ -188,7 +174,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _write_results(config: Config, batch_size: int, bench: Any, summary: dict[str, Any]) -> Path:
+def _write_results(config: RetrySyncConfig, batch_size: int, bench: Any, summary: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"retry_sync-{stamp}-{config.rows}.json"

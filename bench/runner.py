@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
 from bench import database
+from bench.configs import RetrySyncConfig
 from bench.floor import FloorMode, floor_sync
 from bench.mappings import BENCH_PAYMENTS, BENCH_PAYMENTS_SMALL
 from bench.measure import MB, PhaseTimer, Run, Stopwatch, current_rss
 from zonesync.schemas.mapping import SyncMapping
-
-if TYPE_CHECKING:
-    from bench.retry_sync import Config
 
 _SERVER_SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "synchronous_commit", "fsync",
                     "max_wal_size", "wal_level", "max_parallel_workers_per_gather")  # fmt: skip
@@ -39,7 +37,7 @@ def configure_zonesync(pair: database.DatabasePair, batch_size: int | None) -> i
 class Bench:
     """Runs every measurement of one benchmark invocation and keeps the runs."""
 
-    def __init__(self, pair: database.DatabasePair, config: Config, console: Console) -> None:
+    def __init__(self, pair: database.DatabasePair, config: RetrySyncConfig, console: Console) -> None:
         self.pair = pair
         self.config = config
         self.console = console

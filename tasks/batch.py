@@ -31,7 +31,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.checkpoints import checkpoint
-from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.failures import translate
 from zonesync.tasks.load import upsert_rows

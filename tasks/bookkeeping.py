@@ -17,8 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.types import row_id, utc_wall_clock
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.engines import dialect_for, in_transaction
 
 JobStatus = Literal["RUNNING", "SUCCESS", "NO_RECORD", "PARTIAL", "FAILED", "SKIPPED", "ABORTED"]
 _RESOLVE_CHUNK = 1000

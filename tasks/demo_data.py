@@ -14,8 +14,7 @@ from sqlalchemy.engine import Engine
 
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks import bookkeeping
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.engines import dialect_for, in_transaction
 
 BASE_TIME = datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=UTC)
 INVALID_MERCHANTS = {13: "empty name", 42: "status 'X'", 77: "negative fee"}

@@ -21,10 +21,14 @@ from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_ur
 from zonesync.schemas.errors import DIAGNOSIS, NO_ANSWER, ConfigError, TransientSyncError
 from zonesync.schemas.settings import Settings, Zone, get_settings
 from zonesync.tasks import breaker
-from zonesync.tasks.dialects import dialect_class, supported_names
+from zonesync.tasks.dialects import database, supported_names
 from zonesync.tasks.dialects.connecting import SilenceWatch
+from zonesync.tasks.dialects.installing import Installing
+from zonesync.tasks.dialects.limits import Limits
+from zonesync.tasks.dialects.reconciling import Reconciling
+from zonesync.tasks.dialects.surface import Database, Dialect
 from zonesync.tasks.failures import diagnosis, translate
-from zonesync.tasks.limits import HEALTH_SECONDS, EngineProfile, Limits, default_label, profiles
+from zonesync.tasks.limits import HEALTH_SECONDS, EngineProfile, default_label, label_of, limits_of, profiles
 from zonesync.tasks.retrying import retry_delay
 
 _engines: dict[tuple[Zone, str, Limits], Engine] = {}
@@ -43,11 +47,11 @@ def parse_url(raw: str, *, setting: str) -> URL:
         url = make_url(raw)
     except Exception:
         raise ConfigError(f"{setting} is not a valid database URL (expected e.g. postgresql://user@host/db)") from None
-    dialect = dialect_class(url.get_backend_name())
-    if dialect is None:
+    found = database(url.get_backend_name())
+    if found is None:
         supported = ", ".join(supported_names())
         raise ConfigError(f"{setting} uses unsupported database {url.get_backend_name()!r} (supported: {supported})")
-    return dialect.connecting.normalize(url, setting)
+    return found.connecting.normalize(url, setting)
 
 
 def zone_setting(zone: Zone) -> str:
@@ -65,8 +69,8 @@ def require_zone_database(zone: Zone) -> None:
     """A ConfigError when the zone's database is a file that is not there: connecting would create an empty one
     (the default SQLite paths are relative to the working directory; only `init` and the demo create them)."""
     url = zone_url(zone)
-    dialect = dialect_class(url.get_backend_name())
-    missing = dialect.connecting.missing(url) if dialect else None
+    found = database(url.get_backend_name())
+    missing = found.connecting.missing(url) if found else None
     if missing:
         raise ConfigError(
             f"{zone_setting(zone)}: no database at {missing}: run `zonesync init` where it should be (a relative "
@@ -113,12 +117,12 @@ def create_engine(
     `pool_timeout` is how long a checkout waits for a free pooled connection (SQLAlchemy's default, 30 s).
     """
     limits = limits or Limits.from_settings()
-    dialect = dialect_class(url.get_backend_name())
-    if dialect is None:
+    found = database(url.get_backend_name())
+    if found is None:
         raise ConfigError(
             f"unsupported database {url.get_backend_name()!r} (supported: {', '.join(supported_names())})"
         )
-    connecting = dialect.connecting
+    connecting = found.connecting
     connecting.prepare(url)
     # The warmest connection first (idle ones can time out).
     kwargs: dict[str, Any] = {"pool_use_lifo": True, "pool_timeout": pool_timeout}
@@ -130,6 +134,29 @@ def create_engine(
     sa.event.listen(engine, "handle_error", _diagnose(profile, watchdog))
     _ping_when_idle(engine)
     return engine
+
+
+def database_of(engine: Engine) -> Database:
+    """The supported database an engine talks to."""
+    found = database(engine.dialect.name)
+    if found is None:
+        raise ConfigError(f"unsupported database {engine.dialect.name!r} (supported: {', '.join(supported_names())})")
+    return found
+
+
+def dialect_for(engine: Engine) -> Dialect:
+    """The engine's hot-path dialect, handed the limits the engine was created with and its database's label."""
+    return database_of(engine).dialect(engine, limits_of(engine), label_of(engine))
+
+
+def installing_for(engine: Engine) -> Installing:
+    """What `zonesync init` and `zonesync grants` install or advise on the engine's database."""
+    return database_of(engine).installing(dialect_for(engine))
+
+
+def reconciling_for(engine: Engine) -> Reconciling:
+    """The canonical-text and hash expressions of the engine's database, for the reconciliation."""
+    return database_of(engine).reconciling
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import has_unique_key, polars_hint
-from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.dialects.surface import Dialect
 
 
 @dataclass

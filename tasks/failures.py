@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy.exc as sa_exc
 
 from zonesync.schemas.errors import SyncError, TerminalSyncError, TransientSyncError, short_message
-from zonesync.tasks.dialects import driver_errors
+from zonesync.tasks.dialects import driver_errors_for
 from zonesync.tasks.limits import EngineProfile
 
 # PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
@@ -27,7 +27,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
-        errors = driver_errors(_original(exc))
+        errors = driver_errors_for(_original(exc))
         if errors is None:
             return False
         disconnected = isinstance(exc, sa_exc.OperationalError) and errors.is_disconnect(_original(exc))
@@ -37,20 +37,20 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_lock_conflict(exc: BaseException) -> bool:
     """A deadlock or a lock timeout: worth running again (`is_transient` says so too)."""
-    errors = driver_errors(_original(exc))
+    errors = driver_errors_for(_original(exc))
     return errors is not None and (errors.is_deadlock(_original(exc)) or errors.is_lock_timeout(_original(exc)))
 
 
 def is_deadlock(exc: BaseException) -> bool:
     """The database chose the transaction as a deadlock's victim: rolled back whole, it may run again at once."""
-    errors = driver_errors(_original(exc))
+    errors = driver_errors_for(_original(exc))
     return errors is not None and errors.is_deadlock(_original(exc))
 
 
 def row_error_kind(exc: BaseException) -> str | None:
     """'IntegrityError' or 'DataError' when the error (or the driver error it wraps) refuses some row's values."""
     original = _original(exc)
-    errors = driver_errors(original)
+    errors = driver_errors_for(original)
     if errors is not None and errors.is_row_level(original):
         return "IntegrityError"
     for error in (exc, original):
@@ -70,7 +70,7 @@ def refusal_reason(exc: BaseException) -> str:
     if is_transient(cause):
         return "unavailable"
     original = _original(cause)
-    errors = driver_errors(original)
+    errors = driver_errors_for(original)
     return (errors.refusal(original) if errors else None) or "database_error"
 
 
@@ -99,7 +99,7 @@ def translate(exc: BaseException, *, what: str, mapping: str | None = None) -> S
 
 def diagnosis(original: BaseException, profile: EngineProfile, *, connecting: bool) -> tuple[str, bool] | None:
     """The clear line for a driver error that is about a limit, and whether the server went silent; else None."""
-    errors = driver_errors(original)
+    errors = driver_errors_for(original)
     lines = (errors.message(original) if errors else str(original)).strip().splitlines()
     first = lines[0].strip() if lines else type(original).__name__
     lowered = first.lower()

@@ -41,8 +41,8 @@ from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import Zone
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.catalog import source_table, target_table
-from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.dialects.installing import TableGrant
+from zonesync.tasks.engines import installing_for
 
 Part = Literal["flows", "api"]
 PARTS: tuple[Part, ...] = ("flows", "api")
@@ -101,4 +101,4 @@ def grant_statements(
     zone: Zone, engine: Engine, mappings: Iterable[SyncMapping], role: str, part: Part = "flows"
 ) -> list[str]:
     """The GRANT statements of one zone for one part of zonesync, in its database's own syntax."""
-    return dialect_for(engine).grant_statements(zone_grants(zone, engine, mappings, part), role)
+    return installing_for(engine).grant_statements(zone_grants(zone, engine, mappings, part), role)

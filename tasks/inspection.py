@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import has_unique_key, mapping_tables, reflect_table
-from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import dialect_for, installing_for
 
 
 @dataclass
@@ -53,8 +53,9 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
     # Live columns narrower than the model: their values are refused or quarantined (type_loss) if they do not fit.
     check.warnings += dialect.column_warnings(tables.source, {c.source: c.dtype for c in mapping.columns})
     check.warnings += dialect_for(target).column_warnings(tables.target, {c.name: c.dtype for c in mapping.columns})
-    check.advice.append(dialect.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
-    check.advice.extend(dialect.table_advice(tables.source))
+    installing = installing_for(source)
+    check.advice.append(installing.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
+    check.advice.extend(installing.table_advice(tables.source))
     return check
 
 

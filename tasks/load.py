@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import RefusedValue, SyncError, short_message
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.engines import in_transaction
 from zonesync.tasks.failures import is_transient, row_error_kind, translate
 from zonesync.tasks.transform import ROW

@@ -23,8 +23,8 @@ from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.already_there import instant, key_in, sent_again
 from zonesync.tasks.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
 from zonesync.tasks.checkpoints import checkpoint
-from zonesync.tasks.dialects import Dialect, dialect_for
-from zonesync.tasks.engines import HeldConnections, get_engine, in_transaction
+from zonesync.tasks.dialects.surface import Dialect
+from zonesync.tasks.engines import HeldConnections, dialect_for, get_engine, in_transaction
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.failures import refusal_reason, translate
 from zonesync.tasks.records import RecordError, coerce_records, json_friendly

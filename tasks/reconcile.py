@@ -24,7 +24,6 @@ from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import source_table, target_table
-from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.reconcile_queries import (
     ZoneView,
     bucket_query,
@@ -63,8 +62,8 @@ def reconcile_mapping(
     started = time.perf_counter()
     window = business_date if mapping.business_date_column else None
     views = (
-        zone_view(mapping, "source", source_table(mapping, source), dialect_for(source), window, timezone),
-        zone_view(mapping, "target", target_table(mapping, target), dialect_for(target), window, timezone),
+        zone_view(mapping, "source", source_table(mapping, source), source, window, timezone),
+        zone_view(mapping, "target", target_table(mapping, target), target, window, timezone),
     )
     source_groups, target_groups = in_both(views, totals_query, "counting rows per group")
     groups = merge_groups(mapping, source_groups, target_groups)

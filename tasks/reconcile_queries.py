@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.dialects.reconciling import Reconciling
+from zonesync.tasks.engines import reconciling_for
 from zonesync.tasks.failures import translate
 
 FIELD_SEPARATOR = "\x1f"
@@ -32,7 +34,8 @@ class ZoneView:
 
     mapping: SyncMapping
     role: Role
-    dialect: Dialect
+    engine: Engine
+    reconciling: Reconciling
     table: sa.Table
     window: tuple[sa.ColumnElement[bool], ...]
     eligible: sa.ColumnElement[bool] | None
@@ -59,8 +62,8 @@ class ZoneView:
     def fetch(self, query: sa.Select[Any], what: str) -> list[Sequence[Any]]:
         """Run a query returning few rows; a driver error becomes a SyncError naming the zone."""
         try:
-            with self.dialect.engine.connect() as conn:
-                self.dialect.prepare_reconcile(conn)
+            with self.engine.connect() as conn:
+                self.reconciling.prepare_reconcile(conn)
                 return list(conn.execute(query))
         except sa.exc.SQLAlchemyError as exc:
             what = f"reconciliation ({what} of {self.table.name!r} in the {self.zone} zone)"
@@ -76,14 +79,15 @@ def _key_value(value: Any, dtype: pl.DataType) -> Any:
 
 
 def zone_view(
-    mapping: SyncMapping, role: Role, table: sa.Table, dialect: Dialect, day: date | None, timezone: str
+    mapping: SyncMapping, role: Role, table: sa.Table, engine: Engine, day: date | None, timezone: str
 ) -> ZoneView:
     """A zone's side of a mapping, restricted to a business date (None: the whole table)."""
-    view = ZoneView(mapping, role, dialect, table, (), None)
+    reconciling = reconciling_for(engine)
+    view = ZoneView(mapping, role, engine, reconciling, table, (), None)
     eligible = None
     if role == "source" and mapping.eligible:
         eligible = sa.and_(*(table.c[name] == value for name, value in mapping.eligible.items()))
-    return ZoneView(mapping, role, dialect, table, _window(view, day, timezone), eligible)
+    return ZoneView(mapping, role, engine, reconciling, table, _window(view, day, timezone), eligible)
 
 
 def _window(view: ZoneView, day: date | None, timezone: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -91,11 +95,11 @@ def _window(view: ZoneView, day: date | None, timezone: str) -> tuple[sa.ColumnE
     name = view.mapping.business_date_column
     if day is None or name is None:
         return ()
-    column, dialect = view.column(name), view.dialect
+    column, reconciling = view.column(name), view.reconciling
     if _dtype(view.mapping, name) == pl.Date:
-        return (column == dialect.date_bound(day),)
+        return (column == reconciling.date_bound(day),)
     start, end = business_window(day, timezone)
-    return column >= dialect.moment_bound(start, column), column < dialect.moment_bound(end, column)
+    return column >= reconciling.moment_bound(start, column), column < reconciling.moment_bound(end, column)
 
 
 def business_window(day: date, timezone: str) -> tuple[datetime, datetime]:
@@ -110,35 +114,37 @@ def _dtype(mapping: SyncMapping, name: str) -> pl.DataType:
     return next(column.dtype for column in mapping.columns if column.name == name)
 
 
-def canonical_text(dialect: Dialect, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[str]:
+def canonical_text(
+    reconciling: Reconciling, column: sa.ColumnElement[Any], dtype: pl.DataType
+) -> sa.ColumnElement[str]:
     """A value as the text every database renders alike; NULL stays NULL."""
     if dtype == pl.Boolean:
         text: sa.ColumnElement[Any] = sa.case((column.is_(None), sa.null()), (column == sa.true(), "1"), else_="0")
     elif isinstance(dtype, pl.Decimal):
-        text = dialect.decimal_text(column, dtype.scale or 0)
+        text = reconciling.decimal_text(column, dtype.scale or 0)
     elif dtype.is_float():
-        text = dialect.decimal_text(column, FLOAT_SCALE)
+        text = reconciling.decimal_text(column, FLOAT_SCALE)
     elif isinstance(dtype, pl.Datetime):
-        text = dialect.timestamp_text(column)
+        text = reconciling.timestamp_text(column)
     elif dtype == pl.Date:
-        text = dialect.date_text(column)
+        text = reconciling.date_text(column)
     else:
         text = column
-    return dialect.as_text(text)
+    return reconciling.as_text(text)
 
 
-def row_text(dialect: Dialect, texts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+def row_text(reconciling: Reconciling, texts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
     """Canonical texts joined into one: fields '1' + text when present, '0' when NULL, separated by 0x1F."""
     present, absent = sa.literal("1", sa.String()), sa.literal("0", sa.String())
-    fields = [sa.func.coalesce(dialect.concat([present, text]), absent, type_=sa.String()) for text in texts]
+    fields = [sa.func.coalesce(reconciling.concat([present, text]), absent, type_=sa.String()) for text in texts]
     separator = sa.literal(FIELD_SEPARATOR, sa.String())
-    return dialect.concat([part for field in fields for part in (separator, field)][1:])
+    return reconciling.concat([part for field in fields for part in (separator, field)][1:])
 
 
 def digest(view: ZoneView, names: Sequence[str]) -> sa.ColumnElement[str]:
     """MD5 of the canonical text of some (target-named) columns."""
-    texts = [canonical_text(view.dialect, view.column(name), _dtype(view.mapping, name)) for name in names]
-    return view.dialect.md5(row_text(view.dialect, texts))
+    texts = [canonical_text(view.reconciling, view.column(name), _dtype(view.mapping, name)) for name in names]
+    return view.reconciling.md5(row_text(view.reconciling, texts))
 
 
 def _rows(view: ZoneView, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
@@ -154,7 +160,7 @@ def totals_query(view: ZoneView) -> sa.Select[Any]:
     """
     mapping = view.mapping
     columns: list[sa.ColumnElement[Any]] = [
-        canonical_text(view.dialect, view.column(name), _dtype(mapping, name)).label(f"g{i}")
+        canonical_text(view.reconciling, view.column(name), _dtype(mapping, name)).label(f"g{i}")
         for i, name in enumerate(mapping.reconcile_by)
     ]
     if view.eligible is not None:
@@ -164,7 +170,7 @@ def totals_query(view: ZoneView) -> sa.Select[Any]:
     dated = query.subquery("dated")
     group = [column for column in dated.c if column.name.startswith("g") or column.name == "eligible"]
     sums = [
-        view.dialect.exact_sum(dated.c[f"a{i}"], _dtype(mapping, name)).label(f"s{i}")
+        view.reconciling.exact_sum(dated.c[f"a{i}"], _dtype(mapping, name)).label(f"s{i}")
         for i, name in enumerate(mapping.amount_columns)
     ]
     return sa.select(*group, sa.func.count().label("rows"), *sums).select_from(dated).group_by(*group)
@@ -182,7 +188,8 @@ def bucket_query(view: ZoneView, buckets: int) -> sa.Select[Any]:
     """Per bucket of key hash: row count and the sum of 32-bit row-hash prefixes."""
     hashed = hashed_rows(view)
     parts = sa.select(
-        (view.dialect.hash32(hashed.c.kh) % buckets).label("bucket"), view.dialect.hash32(hashed.c.rh).label("part")
+        (view.reconciling.hash32(hashed.c.kh) % buckets).label("bucket"),
+        view.reconciling.hash32(hashed.c.rh).label("part"),
     ).subquery("parts")
     return sa.select(parts.c.bucket, sa.func.count(), sa.func.sum(parts.c.part)).group_by(parts.c.bucket)
 
@@ -192,5 +199,5 @@ def detail_query(view: ZoneView, buckets: int, selected: Sequence[int], *, limit
     hashed = hashed_rows(view)
     query = sa.select(*(c for c in hashed.c if c.name.startswith("k") and c.name != "kh"), hashed.c.kh, hashed.c.rh)
     if buckets > 1:
-        query = query.where((view.dialect.hash32(hashed.c.kh) % buckets).in_(list(selected)))
+        query = query.where((view.reconciling.hash32(hashed.c.kh) % buckets).in_(list(selected)))
     return query if limit is None else query.order_by(hashed.c.kh).limit(limit)

@@ -41,8 +41,8 @@ from zonesync.tasks.catalog import (
     source_table,
     target_table,
 )
-from zonesync.tasks.dialects import Dialect, dialect_for
-from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.dialects.surface import Dialect
+from zonesync.tasks.engines import dialect_for, in_transaction
 from zonesync.tasks.events import emit_schema_change
 from zonesync.tasks.failures import translate
 from zonesync.tasks.schema_shape import GONE, Change, Comparison, MappingShape, compare, mapping_shape

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import Zone
-from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.dialects.surface import Dialect
 
 Family = Literal["integer", "decimal", "float", "timestamp", "timestamptz", "date", "text", "boolean", "other"]
 Verdict = Literal["compatible", "breaking"]

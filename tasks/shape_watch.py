@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from zonesync.schemas.errors import SyncError, TerminalSyncError
 from zonesync.schemas.settings import Zone
-from zonesync.tasks.dialects import Dialect
+from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.failures import translate
 
 

@@ -14,8 +14,8 @@ from zonesync.schemas.errors import TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks.batch import BatchCarrier, BatchOutcome, SourceSide, TargetSide
-from zonesync.tasks.dialects import Dialect, dialect_for
-from zonesync.tasks.engines import get_engine
+from zonesync.tasks.dialects.surface import Dialect
+from zonesync.tasks.engines import dialect_for, get_engine
 from zonesync.tasks.extract import UnsyncedReader
 from zonesync.tasks.records import column_value
 from zonesync.tasks.schema_contract import watched_source, watched_target

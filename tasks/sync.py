@@ -24,7 +24,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks import bookkeeping
 from zonesync.tasks.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
-from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import dialect_for
 from zonesync.tasks.extract import UnsyncedReader, last_key
 from zonesync.tasks.failures import translate
 from zonesync.tasks.schema_contract import watched_source, watched_target

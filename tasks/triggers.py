@@ -16,9 +16,8 @@ from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.catalog import source_table
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.dialects.base import VersionKind, WritersTrigger
-from zonesync.tasks.engines import in_transaction
+from zonesync.tasks.dialects.installing import VersionKind, WritersTrigger
+from zonesync.tasks.engines import in_transaction, installing_for
 from zonesync.tasks.failures import translate
 
 
@@ -34,7 +33,7 @@ def install_writers_trigger(mapping: SyncMapping, engine: Engine) -> str:
     """(Re)install the trigger on the mapping's source table; one line saying what it enforces."""
     spec = writers_trigger(mapping, source_table(mapping, engine))
     try:
-        statements = dialect_for(engine).writers_trigger(spec)
+        statements = installing_for(engine).writers_trigger(spec)
         in_transaction(engine, lambda conn: [conn.exec_driver_sql(statement) for statement in statements])
     except Exception as exc:
         raise translate(exc, what=f"installing trigger {spec.name}", mapping=mapping.name) from exc

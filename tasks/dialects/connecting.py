@@ -4,12 +4,13 @@ database module describes its own in a subclass; `zonesync.tasks.engines` applie
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy.engine import URL, Engine
 
 from zonesync.schemas.errors import ConfigError
-from zonesync.tasks.limits import Limits
+from zonesync.tasks.dialects.limits import Limits
 
 # URL parameters that settings own: a URL may not set them behind the settings' back.
 _SETTING_OWNED = {"connect_timeout": "ZONESYNC_CONNECT_TIMEOUT", "timeout": "ZONESYNC_LOCK_TIMEOUT"}
@@ -22,7 +23,7 @@ class SilenceWatch(Protocol):
     cut: set[int]
 
 
-class Connecting:
+class Connecting(ABC):
     """Connection rules of one database; the defaults suit a server that takes no URL parameters."""
 
     url_names: ClassVar[tuple[str, ...]] = ()  # the URL schemes (and SQLAlchemy dialect names) it answers to
@@ -56,7 +57,7 @@ class Connecting:
             if not isinstance(value, str):
                 raise ConfigError(f"{setting}: URL parameter {name!r} is given more than once")
 
-    def prepare(self, url: URL) -> None:
+    def prepare(self, url: URL) -> None:  # noqa: B027 (an optional hook: most databases need nothing)
         """Anything to do before the first connection (SQLite creates the file's directory)."""
 
     def missing(self, url: URL) -> str | None:
@@ -72,9 +73,9 @@ class Connecting:
         """Engine hooks the database needs (pragmas, a bounded connect); a watch over silent servers, if any."""
         return None
 
+    @abstractmethod
     def connectorx_url(self, url: URL, limits: Limits) -> str:
         """The URL connectorx expects (no '+driver'), carrying the limits it can take."""
-        raise NotImplementedError
 
     def connectorx_query(self, sql: str, limits: Limits) -> str:
         """The SQL connectorx runs for `sql` (MariaDB adds its session limits: connectorx runs no init command)."""

@@ -1,7 +1,8 @@
-"""What every capability of a dialect shares: the engine, the statement cache, and the database's traits."""
+"""What every capability of the hot path shares: the engine with its limits, the statement cache, the traits."""
 
 from __future__ import annotations
 
+from abc import ABC
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -10,25 +11,28 @@ from sqlalchemy.engine import Engine
 
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors
+from zonesync.tasks.dialects.limits import Limits
 
 UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
 CLAIM_ROW = "zonesync_row"  # the position of a guard row, loaded beside it so the rows claimed can be told
 
 
-class DialectCore:
-    """A database's traits and how zonesync connects to it and reads its errors."""
+class DialectCore(ABC):
+    """A database's traits, how zonesync connects to it and reads its errors, and the engine it works on."""
 
     name: ClassVar[str] = "base"
+    connecting: ClassVar[Connecting]
+    errors: ClassVar[DriverErrors]
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
     small_batch: ClassVar[int] = 100  # up to this many rows, bound statements beat a temporary table
-    supports_partial_index: ClassVar[bool] = True
     row_locks: ClassVar[bool] = True  # two transactions may claim different rows at once
     returning_reads_inserted_columns: ClassVar[bool] = False  # RETURNING needs SELECT only of what it returns
-    connecting: ClassVar[Connecting] = Connecting()
-    errors: ClassVar[DriverErrors] = DriverErrors()
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, limits: Limits, label: str) -> None:
+        """`limits`: the engine's bounded waits; `label`: how errors name its database ('the internet zone')."""
         self.engine = engine
+        self.limits = limits
+        self.label = label
         # Bound statements by what shapes them: built (and compiled, by SQLAlchemy's cache) once per shape.
         self._statements: dict[tuple[Any, ...], Any] = {}
 

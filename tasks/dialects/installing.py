@@ -1,7 +1,12 @@
-"""What `zonesync init` installs or advises on a database: the writers'-contract trigger, indexes, storage."""
+"""What `zonesync init` and `zonesync grants` install or advise on a database: the writers'-contract trigger,
+privileges, indexes, storage.
+
+Used only by triggers, grants and inspection, so it is its own object per database, built on the engine's
+dialect (the pending-rows index must match the dialect's own spelling of "not synced")."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -66,16 +71,20 @@ class TableGrant:
         return [(p, sorted(columns)) for p, columns in limited.items() if columns and p not in self.privileges]
 
 
-class Installing(Reads):
-    """DDL and advice; the trigger is each database's own."""
+class Installing(ABC):
+    """DDL and advice for one database; the trigger and the grants are each database's own."""
 
+    def __init__(self, dialect: Reads) -> None:
+        self.dialect = dialect
+        self.engine = dialect.engine
+
+    @abstractmethod
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """DDL that (re)installs the writers'-contract trigger of a source table (idempotent)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
         """The statements that give `role` these privileges, and what bulk loads and generated ids need."""
-        raise NotImplementedError
 
     def table_advice(self, table: sa.Table) -> list[str]:
         """Storage settings that make flagging cheaper on this database (none by default)."""
@@ -87,7 +96,7 @@ class Installing(Reads):
         index = sa.Index(
             f"ix_{table.name}_{flag_column}_pending"[:63],
             *(table.c[key] for key in keys),
-            postgresql_where=self.not_synced(flag),
-            sqlite_where=self.not_synced(flag),
+            postgresql_where=self.dialect.not_synced(flag),
+            sqlite_where=self.dialect.not_synced(flag),
         )
         return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"

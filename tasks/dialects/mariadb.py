@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,13 +19,20 @@ from sqlalchemy.dialects.mysql import BINARY, CHAR, MEDIUMINT, TINYINT
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
-from zonesync.schemas.errors import ConfigError, KeyCollision, RefusedValue
-from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
+from zonesync.schemas.errors import ConfigError, RefusedValue
 from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
 from zonesync.tasks.dialects.exactness import ColumnShape, integer_range
-from zonesync.tasks.dialects.installing import TableGrant
-from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
+from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
+from zonesync.tasks.dialects.limits import Limits, milliseconds, whole_seconds
+from zonesync.tasks.dialects.reconciling import Reconciling
+from zonesync.tasks.dialects.surface import Database, Dialect
+from zonesync.tasks.dialects.update_then_insert import UpdateThenInsert
+
+# Read without importing this module (see the package): the names its URLs use, the packages its driver raises.
+URL_NAMES = ("mariadb", "mysql")
+DRIVER_PACKAGES = ("pymysql",)
 
 # TLS as the MySQL client names it (--ssl-mode, --ssl-ca), for PyMySQL and connectorx alike. Measured against a
 # private MariaDB: both encrypt with `required`; with `verify_ca` both refuse a certificate from another CA; with
@@ -59,7 +66,6 @@ def pymysql_tls(url: URL) -> dict[str, Any]:
 class MariaDBConnecting(Connecting):
     """PyMySQL with session limits set at connect, socket timeouts for a silent server, and LOAD DATA allowed."""
 
-    url_names = ("mariadb", "mysql")
     driver = "pymysql"
     replaced_drivers = frozenset({"mysqldb", "mariadbconnector"})
     url_parameters = frozenset({"ssl_mode", "ssl_ca"})
@@ -196,8 +202,8 @@ class MariaDBErrors(DriverErrors):
         return None
 
 
-class MariaDBDialect(Dialect):
-    """MariaDB's reads, writes and DDL (MySQL 8 shares them)."""
+class MariaDBDialect(UpdateThenInsert, Dialect):
+    """MariaDB's reads, writes (LOAD DATA, then update-then-insert) and checks; MySQL 8 shares them."""
 
     name: ClassVar[str] = "mariadb"
     connecting = MariaDBConnecting()
@@ -207,25 +213,20 @@ class MariaDBDialect(Dialect):
     returning_reads_inserted_columns: ClassVar[bool] = True  # INSERT ... RETURNING needs SELECT of each one set
     default_fraction_digits = 0  # DATETIME and TIMESTAMP without (n) keep whole seconds
 
-    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
-        """information_schema.COLUMNS of the one table (type, nullability, default, character set, collation,
-        key): ~0.45 ms."""
-        found = conn.execute(_CATALOG_SIGNATURE, {"schema": table.schema, "table": table.name})
-        return tuple(tuple(row) for row in found)
+    # -- reading --
+    def keyset_after(self, keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """(a > x) OR (a = x AND b > y) ...: MariaDB does not use an index for row-value comparisons."""
+        branches = []
+        for position in range(len(keys)):
+            equal = [keys[i] == values[i] for i in range(position)]
+            branches.append(sa.and_(*equal, keys[position] > values[position]))
+        return sa.or_(*branches)
 
-    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
-        """As SQLAlchemy's types say, with MariaDB's own: DATETIME(fsp), TINYINT and MEDIUMINT, UNSIGNED; CHAR
-        gives texts back without trailing blanks; utf8mb3 (the column's, or the table's by default) holds no emoji."""
-        shape, sql_type = super().column_shape(column), column.type
-        if isinstance(sql_type, sa.DateTime):
-            return replace(shape, fraction_digits=getattr(sql_type, "fsp", None) or 0)
-        if isinstance(sql_type, sa.Integer):
-            return replace(shape, integer_range=_integer_range(sql_type))
-        if isinstance(sql_type, sa.String):
-            return replace(shape, trims_trailing_blanks=isinstance(sql_type, sa.CHAR),
-                           astral=_charset(column) not in ("utf8mb3", "utf8"))  # fmt: skip
-        return shape
+    def key_range(self, table: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> sa.ColumnElement[bool]:
+        """Single keys only: MariaDB cannot use an index for row-value comparisons anyway."""
+        return super().key_range(table, frame, keys) if len(keys) == 1 else sa.true()
 
+    # -- writing --
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """UTC wall-clock text for timestamps (connections run in UTC); 0/1 for booleans."""
         converted = []
@@ -238,18 +239,6 @@ class MariaDBDialect(Dialect):
             elif dtype == pl.Boolean:
                 converted.append(pl.col(name).cast(pl.Int8))
         return frame.with_columns(converted)
-
-    def keyset_after(self, keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-        """(a > x) OR (a = x AND b > y) ...: MariaDB does not use an index for row-value comparisons."""
-        branches = []
-        for position in range(len(keys)):
-            equal = [keys[i] == values[i] for i in range(position)]
-            branches.append(sa.and_(*equal, keys[position] > values[position]))
-        return sa.or_(*branches)
-
-    def key_range(self, table: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> sa.ColumnElement[bool]:
-        """Single keys only: MariaDB cannot use an index for row-value comparisons anyway."""
-        return super().key_range(table, frame, keys) if len(keys) == 1 else sa.true()
 
     def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
         """LOAD DATA LOCAL INFILE; any warning (truncation, bad value) fails the load instead of passing."""
@@ -281,9 +270,23 @@ class MariaDBDialect(Dialect):
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
 
-    def supports_two_phase(self) -> bool:
-        """XA transactions (InnoDB)."""
-        return True
+    def insert(self, table: sa.Table) -> Any:
+        """MySQL's INSERT construct."""
+        return mysql_insert(table)
+
+    def new_values(self, statement: Any) -> Any:
+        """VALUES(col) on MariaDB (it has no `AS new` row alias)."""
+        return statement.inserted
+
+    def on_conflict_update(
+        self,
+        statement: Any,
+        keys: Sequence[str],
+        set_: dict[str, Any],
+        where: sa.ColumnElement[bool] | None = None,
+    ) -> sa.Insert:
+        """ON DUPLICATE KEY UPDATE (never REPLACE, which deletes and reinserts); unchanged rows cost nothing."""
+        return statement.on_duplicate_key_update(set_)
 
     def bind_form(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Bound rows in MariaDB's terms: UTC wall-clock timestamps, 0/1 booleans."""
@@ -300,24 +303,71 @@ class MariaDBDialect(Dialect):
             return sa.cast(column, BINARY()).is_not_distinct_from(sa.cast(value, BINARY()))
         return column.is_not_distinct_from(value)
 
-    def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> int:
-        """UPDATE the keys that exist (a join), then INSERT the ones that do not (an anti-join).
+    # -- exactness --
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """As SQLAlchemy's types say, with MariaDB's own: DATETIME(fsp), TINYINT and MEDIUMINT, UNSIGNED; CHAR
+        gives texts back without trailing blanks; utf8mb3 (the column's, or the table's by default) holds no emoji."""
+        shape, sql_type = super().column_shape(column), column.type
+        if isinstance(sql_type, sa.DateTime):
+            return replace(shape, fraction_digits=getattr(sql_type, "fsp", None) or 0)
+        if isinstance(sql_type, sa.Integer):
+            return replace(shape, integer_range=_integer_range(sql_type))
+        if isinstance(sql_type, sa.String):
+            return replace(shape, trims_trailing_blanks=isinstance(sql_type, sa.CHAR),
+                           astral=_charset(column) not in ("utf8mb3", "utf8"))  # fmt: skip
+        return shape
 
-        Not ON DUPLICATE KEY UPDATE: it fires on *any* unique index, so a row clashing with another row's
-        unique column would silently overwrite that other row. These two statements raise instead, and the
-        clashing row is isolated and quarantined. A few rows (a push) are joined as a derived table of bound
-        values; more are bulk-loaded into a temporary table (creating one costs milliseconds).
-        """
-        if frame.height <= self.small_batch:
-            rows: sa.Table | sa.Subquery = bound_rows(target, self.encode(frame))
-        else:
-            rows = self.load_temp(conn, "zonesync_upsert", target, frame)
-        if any(isinstance(target.c[key].type, sa.String) for key in keys):
-            _refuse_key_collisions(conn, target, rows, keys, self.same_value)
-        changed = sum(int(conn.execute(s).rowcount) for s in update_then_insert(target, rows, keys, self.same_value))
-        if isinstance(rows, sa.Table):
-            rows.drop(conn)
-        return changed
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """information_schema.COLUMNS of the one table (type, nullability, default, character set, collation,
+        key): ~0.45 ms."""
+        found = conn.execute(_CATALOG_SIGNATURE, {"schema": table.schema, "table": table.name})
+        return tuple(tuple(row) for row in found)
+
+    # -- transactions --
+    def supports_two_phase(self) -> bool:
+        """XA transactions (InnoDB)."""
+        return True
+
+
+class MariaDBReconciling(Reconciling):
+    """MariaDB's canonical text: DATE_FORMAT of the UTC wall clock, utf8mb4 bytes, CONCAT, CONV for hashes."""
+
+    def as_text(self, expression: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """utf8mb4 with a binary collation: the bytes PostgreSQL and Python hash, and no mix-of-collations error."""
+        return sa.cast(expression, CHAR(charset="utf8mb4")).collate("utf8mb4_bin")
+
+    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DATE_FORMAT of the stored UTC wall clock (sessions run with time_zone '+00:00')."""
+        return sa.func.date_format(column, "%Y-%m-%d %H:%i:%s.%f")
+
+    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DATE_FORMAT(d, '%Y-%m-%d')."""
+        return sa.func.date_format(column, "%Y-%m-%d")
+
+    def concat(self, parts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+        """CONCAT(a, b, ...): one call (`||` is OR here)."""
+        return sa.func.concat(*parts, type_=sa.String())
+
+    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+        """CONV of the first 8 hex digits to an unsigned integer."""
+        return sa.cast(sa.func.conv(sa.func.left(digest, 8), 16, 10), sa.BigInteger())
+
+    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DATETIME holds the UTC wall clock."""
+        return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
+
+
+class MariaDBInstalling(Installing):
+    """MariaDB's trigger (BEFORE UPDATE, text compared as bytes), grants, and the flag-first index."""
+
+    def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
+        """MariaDB has no partial indexes: lead with the flag so unsynced rows are one range."""
+        index = sa.Index(
+            f"ix_{table.name}_{flag_column}_pending"[:63],
+            table.c[flag_column],
+            *(table.c[key] for key in keys),
+        )
+        return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"
 
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """A BEFORE UPDATE trigger that corrects NEW; text compared as bytes (collations call 'a ' and 'A' equal)."""
@@ -360,57 +410,6 @@ class MariaDBDialect(Dialect):
                 statements.append(f"GRANT {privilege} ({', '.join(map(quote, columns))}) ON {table} TO {who};")
         return statements
 
-    def insert(self, table: sa.Table) -> Any:
-        """MySQL's INSERT construct."""
-        return mysql_insert(table)
-
-    def new_values(self, statement: Any) -> Any:
-        """VALUES(col) on MariaDB (it has no `AS new` row alias)."""
-        return statement.inserted
-
-    def on_conflict_update(
-        self,
-        statement: Any,
-        keys: Sequence[str],
-        set_: dict[str, Any],
-        where: sa.ColumnElement[bool] | None = None,
-    ) -> sa.Insert:
-        """ON DUPLICATE KEY UPDATE (never REPLACE, which deletes and reinserts); unchanged rows cost nothing."""
-        return statement.on_duplicate_key_update(set_)
-
-    def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
-        """MariaDB has no partial indexes: lead with the flag so unsynced rows are one range."""
-        index = sa.Index(
-            f"ix_{table.name}_{flag_column}_pending"[:63],
-            table.c[flag_column],
-            *(table.c[key] for key in keys),
-        )
-        return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"
-
-    def as_text(self, expression: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
-        """utf8mb4 with a binary collation: the bytes PostgreSQL and Python hash, and no mix-of-collations error."""
-        return sa.cast(expression, CHAR(charset="utf8mb4")).collate("utf8mb4_bin")
-
-    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """DATE_FORMAT of the stored UTC wall clock (sessions run with time_zone '+00:00')."""
-        return sa.func.date_format(column, "%Y-%m-%d %H:%i:%s.%f")
-
-    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """DATE_FORMAT(d, '%Y-%m-%d')."""
-        return sa.func.date_format(column, "%Y-%m-%d")
-
-    def concat(self, parts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
-        """CONCAT(a, b, ...): one call (`||` is OR here)."""
-        return sa.func.concat(*parts, type_=sa.String())
-
-    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
-        """CONV of the first 8 hex digits to an unsigned integer."""
-        return sa.cast(sa.func.conv(sa.func.left(digest, 8), 16, 10), sa.BigInteger())
-
-    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """DATETIME holds the UTC wall clock."""
-        return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
-
 
 def _integer_range(sql_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | None:
     bits = 8 if isinstance(sql_type, TINYINT) else 24 if isinstance(sql_type, MEDIUMINT) else None
@@ -427,50 +426,4 @@ def _charset(column: sa.Column[Any]) -> str | None:
     return charset if isinstance(charset, str) else None
 
 
-def bound_rows(target: sa.Table, frame: pl.DataFrame) -> sa.Subquery:
-    """The rows as a derived table: a SELECT of bound values per row, UNION ALL."""
-    rows = [
-        sa.select(*(sa.literal(value, target.c[name].type).label(name) for name, value in row.items()))
-        for row in frame.iter_rows(named=True)
-    ]
-    return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).subquery("zonesync_rows")
-
-
-def _refuse_key_collisions(
-    conn: Connection, target: sa.Table, rows: sa.Table | sa.Subquery, keys: Sequence[str],
-    same: Callable[..., sa.ColumnElement[bool]],
-) -> None:  # fmt: skip
-    """Raise KeyCollision when a row's key finds a stored key that its collation calls equal but whose bytes
-    differ ('k' and 'k ', 'K'): the join on the key would overwrite that other row. (Rows of one batch that
-    collide with each other fail the INSERT on the unique key; split apart, they meet here.)"""
-    collision = (
-        sa.select(*(rows.c[key] for key in keys), *(target.c[key].label(f"stored_{key}") for key in keys))
-        .join(target, sa.and_(*(target.c[key] == rows.c[key] for key in keys)))
-        .where(sa.not_(sa.and_(*(same(target.c[key], rows.c[key]) for key in keys))))
-        .limit(1)
-    )
-    found = conn.execute(collision).first()
-    if found is not None:
-        sent, stored = found[: len(keys)], found[len(keys) :]
-        raise KeyCollision(
-            f"the target's collation does not tell key {tuple(sent)!r} from the stored key {tuple(stored)!r} "
-            "(trailing blanks, letter case): it cannot hold both"
-        )
-
-
-def update_then_insert(
-    target: sa.Table, rows: sa.Table | sa.Subquery, keys: Sequence[str], same: Callable[..., sa.ColumnElement[bool]]
-) -> list[sa.Executable]:
-    """UPDATE the target rows whose key is among `rows` and that differ (`same`: exact equality), then INSERT the
-    `rows` whose key the target lacks: their row counts add up to the rows inserted or changed."""
-    same_key = [target.c[key] == rows.c[key] for key in keys]
-    updates = {column.name: column for column in rows.columns if column.name not in keys}
-    new_rows = sa.select(*rows.columns).where(~sa.exists().where(*same_key))
-    insert = sa.insert(target).from_select([column.name for column in rows.columns], new_rows)
-    if not updates:
-        return [insert]
-    differs = sa.or_(*(sa.not_(same(target.c[name], column)) for name, column in updates.items()))
-    return [sa.update(target).where(*same_key, differs).values(updates), insert]
-
-
-DIALECT = MariaDBDialect
+DATABASE = Database(MariaDBDialect, MariaDBReconciling(), MariaDBInstalling)

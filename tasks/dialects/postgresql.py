@@ -18,13 +18,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from zonesync.schemas.errors import ConfigError
-from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
 from zonesync.tasks.dialects.exactness import ColumnShape
-from zonesync.tasks.dialects.installing import TableGrant
+from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
+from zonesync.tasks.dialects.limits import Limits, milliseconds, whole_seconds
 from zonesync.tasks.dialects.postgresql_watchdog import Watchdog
-from zonesync.tasks.limits import Limits, milliseconds, whole_seconds
+from zonesync.tasks.dialects.reconciling import Reconciling
+from zonesync.tasks.dialects.surface import Database, Dialect
+
+# Read without importing this module (see the package): the names its URLs use, the packages its driver raises.
+URL_NAMES = ("postgresql", "postgres")
+DRIVER_PACKAGES = ("psycopg",)
 
 _COPY_CHUNK = 8 * 1024 * 1024
 _TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS.US"
@@ -46,7 +52,6 @@ _CATALOG_SIGNATURE = sa.text(
 class PostgresConnecting(Connecting):
     """psycopg with the server enforcing the statement and lock limits, and a watchdog for a silent server."""
 
-    url_names = ("postgresql", "postgres")
     aliases = {"postgres": "postgresql"}
     driver = "psycopg"
     replaced_drivers = frozenset({"psycopg2"})
@@ -141,12 +146,36 @@ class PostgresErrors(DriverErrors):
 
 
 class PostgresDialect(Dialect):
-    """PostgreSQL's reads, writes and DDL."""
+    """PostgreSQL's reads (connectorx), writes (COPY into a temporary table, then one statement) and checks."""
 
     name: ClassVar[str] = "postgresql"
     connecting = PostgresConnecting()
     errors = PostgresErrors()
-    max_decimal_precision: ClassVar[int] = 1000
+
+    # -- writing --
+    def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Timestamps as text with their offset; everything else as polars writes it."""
+        return frame.with_columns(
+            pl.col(name).dt.strftime(UTC_TEXT_FORMAT + ("%:z" if dtype.time_zone else ""))
+            for name, dtype in frame.schema.items()
+            if isinstance(dtype, pl.Datetime)
+        )
+
+    def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+        """COPY ... FROM STDIN in CSV: strings always quoted so '' and NULL stay apart."""
+        preparer = conn.dialect.identifier_preparer
+        columns = ", ".join(preparer.quote(name) for name in frame.columns)
+        command = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+        buffer = io.BytesIO()  # written once, sent in slices of it: no second copy of the batch's text
+        frame.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
+        payload = buffer.getbuffer()
+        raw: Any = conn.connection.dbapi_connection
+        try:
+            with raw.cursor() as cursor, cursor.copy(command) as copy:
+                for start in range(0, len(payload), _COPY_CHUNK):
+                    copy.write(payload[start : start + _COPY_CHUNK])
+        finally:
+            payload.release()
 
     def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
         """An unlogged-by-nature temporary table, dropped at commit."""
@@ -161,46 +190,9 @@ class PostgresDialect(Dialect):
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
 
-    def supports_two_phase(self) -> bool:
-        """Only with `max_prepared_transactions > 0` (the default is 0, and changing it needs a restart)."""
-        if self._two_phase is None:
-            with self.engine.connect() as conn:
-                self._two_phase = int(conn.exec_driver_sql("SHOW max_prepared_transactions").scalar_one()) > 0
-        return self._two_phase
-
-    _two_phase: bool | None = None
-
-    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
-        """As the live column says, and text with a NUL character: PostgreSQL text cannot hold one."""
-        if isinstance(value, str) and "\x00" in value:
-            return "PostgreSQL text cannot hold a NUL character (\\u0000)"
-        return super().refusal(column, value)
-
-    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
-        """pg_attribute (type with its modifier, NOT NULL, default, collation) and the primary key: ~0.25 ms."""
-        name = conn.dialect.identifier_preparer.format_table(table)
-        return tuple(tuple(row) for row in conn.execute(_CATALOG_SIGNATURE, {"table": name}))
-
-    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
-        """As SQLAlchemy's types say; char(n) pads a shorter text with blanks (and bpchar equality hides it)."""
-        shape = super().column_shape(column)
-        if isinstance(column.type, sa.CHAR) and column.type.length:
-            return replace(shape, padded=True)
-        return shape
-
-    def table_advice(self, table: sa.Table) -> list[str]:
-        """The alternative for tables synced mostly in bulk: in-place (HOT) flag updates.
-
-        Any index that mentions the flag column, the partial index included, makes every flag update write
-        new index entries; free space on each page lets it stay on the page instead. Measured on 1M rows:
-        the sync took 10.1 s with this instead of 14.1 s with the partial index, but reading a small
-        backlog then scans the table.
-        """
-        name = self.engine.dialect.identifier_preparer.format_table(table)
-        return [
-            "-- or, for a table synced mostly in bulk: no pending index, and in-place flag updates:",
-            f"-- ALTER TABLE {name} SET (fillfactor = 70); VACUUM FULL {name};",
-        ]
+    def insert(self, table: sa.Table) -> Any:
+        """PostgreSQL's INSERT construct."""
+        return pg_insert(table)
 
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> int:
         """A large batch is COPYed straight into the target when it holds no key of the batch's range (the
@@ -226,6 +218,7 @@ class PostgresDialect(Dialect):
         box = [target.c[key].between(low[i], high[i]) for i, key in enumerate(keys)]
         return conn.execute(sa.select(sa.literal(1)).select_from(target).where(*box).limit(1)).first() is None
 
+    # -- claiming --
     def claim(
         self,
         conn: Connection,
@@ -243,29 +236,82 @@ class PostgresDialect(Dialect):
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         return super().claim(conn, source, flag_column, guard, keys, dtypes)
 
-    def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Timestamps as text with their offset; everything else as polars writes it."""
-        return frame.with_columns(
-            pl.col(name).dt.strftime(UTC_TEXT_FORMAT + ("%:z" if dtype.time_zone else ""))
-            for name, dtype in frame.schema.items()
-            if isinstance(dtype, pl.Datetime)
-        )
+    # -- exactness --
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """As SQLAlchemy's types say; char(n) pads a shorter text with blanks (and bpchar equality hides it)."""
+        shape = super().column_shape(column)
+        if isinstance(column.type, sa.CHAR) and column.type.length:
+            return replace(shape, padded=True)
+        return shape
 
-    def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
-        """COPY ... FROM STDIN in CSV: strings always quoted so '' and NULL stay apart."""
-        preparer = conn.dialect.identifier_preparer
-        columns = ", ".join(preparer.quote(name) for name in frame.columns)
-        command = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
-        buffer = io.BytesIO()  # written once, sent in slices of it: no second copy of the batch's text
-        frame.write_csv(buffer, include_header=False, null_value="\\N", quote_style="non_numeric")
-        payload = buffer.getbuffer()
-        raw: Any = conn.connection.dbapi_connection
-        try:
-            with raw.cursor() as cursor, cursor.copy(command) as copy:
-                for start in range(0, len(payload), _COPY_CHUNK):
-                    copy.write(payload[start : start + _COPY_CHUNK])
-        finally:
-            payload.release()
+    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
+        """As the live column says, and text with a NUL character: PostgreSQL text cannot hold one."""
+        if isinstance(value, str) and "\x00" in value:
+            return "PostgreSQL text cannot hold a NUL character (\\u0000)"
+        return super().refusal(column, value)
+
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """pg_attribute (type with its modifier, NOT NULL, default, collation) and the primary key: ~0.25 ms."""
+        name = conn.dialect.identifier_preparer.format_table(table)
+        return tuple(tuple(row) for row in conn.execute(_CATALOG_SIGNATURE, {"table": name}))
+
+    # -- transactions --
+    _two_phase: bool | None = None
+
+    def supports_two_phase(self) -> bool:
+        """Only with `max_prepared_transactions > 0` (the default is 0, and changing it needs a restart)."""
+        if self._two_phase is None:
+            with self.engine.connect() as conn:
+                self._two_phase = int(conn.exec_driver_sql("SHOW max_prepared_transactions").scalar_one()) > 0
+        return self._two_phase
+
+
+class PostgresReconciling(Reconciling):
+    """PostgreSQL's canonical text: to_char in UTC, numerics as wide as 1000 digits, md5 built in."""
+
+    max_decimal_precision: ClassVar[int] = 1000
+
+    def prepare_reconcile(self, conn: Connection) -> None:
+        """JIT off for this transaction only: compiling the hashing query took a third of its time at 1M rows."""
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
+    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """to_char of the UTC wall clock: timestamptz converted, a plain timestamp taken as UTC."""
+        moment = sa.func.timezone("UTC", column) if _has_time_zone(column) else column
+        return sa.func.to_char(moment, _TIMESTAMP_FORMAT)
+
+    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """to_char(d, 'YYYY-MM-DD')."""
+        return sa.func.to_char(column, "YYYY-MM-DD")
+
+    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+        """('x' || first 8 hex digits)::bit(32)::bigint: 0 .. 2^32 - 1 (bit(32) to bigint does not sign-extend)."""
+        bits = sa.cast(sa.literal("x", sa.String()) + sa.func.substr(digest, 1, 8), BIT(32))
+        return sa.cast(bits, sa.BigInteger())
+
+    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """timestamptz for timestamptz columns; the UTC wall clock for plain timestamps."""
+        if _has_time_zone(column):
+            return sa.literal(moment, sa.DateTime(timezone=True))
+        return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
+
+
+class PostgresInstalling(Installing):
+    """PostgreSQL's trigger (a PL/pgSQL function), grants (with the sequences behind generated ids), advice."""
+
+    def table_advice(self, table: sa.Table) -> list[str]:
+        """The alternative for tables synced mostly in bulk: in-place (HOT) flag updates.
+
+        Any index that mentions the flag column, the partial index included, makes every flag update write
+        new index entries; free space on each page lets it stay on the page instead. Measured on 1M rows:
+        the sync took 10.1 s with this instead of 14.1 s with the partial index, but reading a small
+        backlog then scans the table.
+        """
+        name = self.engine.dialect.identifier_preparer.format_table(table)
+        return [
+            "-- or, for a table synced mostly in bulk: no pending index, and in-place flag updates:",
+            f"-- ALTER TABLE {name} SET (fillfactor = 70); VACUUM FULL {name};",
+        ]
 
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """A PL/pgSQL function run BEFORE UPDATE FOR EACH ROW, which corrects NEW."""
@@ -329,33 +375,5 @@ class PostgresDialect(Dialect):
             }
         return sorted(found)
 
-    def insert(self, table: sa.Table) -> Any:
-        """PostgreSQL's INSERT construct."""
-        return pg_insert(table)
 
-    def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """to_char of the UTC wall clock: timestamptz converted, a plain timestamp taken as UTC."""
-        moment = sa.func.timezone("UTC", column) if _has_time_zone(column) else column
-        return sa.func.to_char(moment, _TIMESTAMP_FORMAT)
-
-    def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """to_char(d, 'YYYY-MM-DD')."""
-        return sa.func.to_char(column, "YYYY-MM-DD")
-
-    def prepare_reconcile(self, conn: Connection) -> None:
-        """JIT off for this transaction only: compiling the hashing query took a third of its time at 1M rows."""
-        conn.exec_driver_sql("SET LOCAL jit = off")
-
-    def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
-        """('x' || first 8 hex digits)::bit(32)::bigint: 0 .. 2^32 - 1 (bit(32) to bigint does not sign-extend)."""
-        bits = sa.cast(sa.literal("x", sa.String()) + sa.func.substr(digest, 1, 8), BIT(32))
-        return sa.cast(bits, sa.BigInteger())
-
-    def moment_bound(self, moment: datetime, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """timestamptz for timestamptz columns; the UTC wall clock for plain timestamps."""
-        if _has_time_zone(column):
-            return sa.literal(moment, sa.DateTime(timezone=True))
-        return sa.literal(moment.replace(tzinfo=None), sa.DateTime())
-
-
-DIALECT = PostgresDialect
+DATABASE = Database(PostgresDialect, PostgresReconciling(), PostgresInstalling)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -9,11 +10,10 @@ from typing import Any, TypeVar
 import connectorx as cx
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from zonesync.schemas.errors import NoAnswer
 from zonesync.tasks.dialects.core import DialectCore
-from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, label_of, limits_of
+from zonesync.tasks.dialects.limits import STATEMENT_GRACE_SECONDS, Limits
 
 T = TypeVar("T")
 
@@ -74,10 +74,10 @@ class Reads(DialectCore):
         connectorx gets the engine's limits (its URL and, on MariaDB, the query carry them) and is waited for at
         most the connect and statement limits plus the grace (a server that never answers: NoAnswer).
         """
-        limits = limits_of(self.engine)
-        url = self.connecting.connectorx_url(self.engine.url, limits)
-        sql = self.connecting.connectorx_query(self.render(query), limits)
-        frame = read_within_deadline(self.engine, lambda: cx.read_sql(url, sql, return_type="polars"))
+        url = self.connecting.connectorx_url(self.engine.url, self.limits)
+        sql = self.connecting.connectorx_query(self.render(query), self.limits)
+        read = functools.partial(cx.read_sql, url, sql, return_type="polars")
+        frame = read_within_deadline(read, self.limits, self.label)
         return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)  # type: ignore[return-value]
 
     def frame_from_rows(self, rows: Sequence[Sequence[Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -88,15 +88,14 @@ class Reads(DialectCore):
                                   if dtype == pl.Null)  # fmt: skip
 
 
-def read_within_deadline(engine: Engine, read: Callable[[], T]) -> T:
-    """Run a connectorx read of `engine`'s database, waiting for it at most the connect and statement limits
-    plus the grace; then a NoAnswer error (transient) says which zone did not answer.
+def read_within_deadline(read: Callable[[], T], limits: Limits, label: str) -> T:
+    """Run a connectorx read, waiting for it at most the connect and statement `limits` plus the grace; then a
+    NoAnswer error (transient) says which zone did not answer (`label`: 'the internet zone').
 
     connectorx cannot be interrupted, so the read runs in a daemon thread and is left behind if it never returns
     (holding its connection until the process ends). A daemon thread never holds up the interpreter's exit,
     where a ThreadPoolExecutor's worker would: those are joined at exit.
     """
-    limits = limits_of(engine)
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
 
@@ -111,7 +110,7 @@ def read_within_deadline(engine: Engine, read: Callable[[], T]) -> T:
     threading.Thread(target=run, name="zonesync-read", daemon=True).start()
     if not done.wait(limits.connect + limits.deadline):
         raise NoAnswer(
-            f"reading from {label_of(engine)} took longer than ZONESYNC_STATEMENT_TIMEOUT={limits.statement:g}s "
+            f"reading from {label} took longer than ZONESYNC_STATEMENT_TIMEOUT={limits.statement:g}s "
             f"(+ {STATEMENT_GRACE_SECONDS:g}s, + ZONESYNC_CONNECT_TIMEOUT={limits.connect:g}s to connect): no answer"
         )
     succeeded, value = outcome[0]

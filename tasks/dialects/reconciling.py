@@ -1,9 +1,14 @@
-"""Reconciliation: one canonical text per value and one hash, computed alike on every database."""
+"""Reconciliation: one canonical text per value and one hash, computed alike on every database.
+
+Used only by the reconciliation's queries, so it is its own object per database (no engine: expressions only,
+and the one hook that readies a connection for them).
+"""
 
 from __future__ import annotations
 
 import functools
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
@@ -12,15 +17,14 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from zonesync.tasks.dialects.core import DialectCore
 
-
-class Reconciling(DialectCore):
+class Reconciling(ABC):
     """The expressions the reconciliation queries are built from."""
 
+    text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
     max_decimal_precision: ClassVar[int] = 65
 
-    def prepare_reconcile(self, conn: Connection) -> None:
+    def prepare_reconcile(self, conn: Connection) -> None:  # noqa: B027 (an optional hook)
         """Ready a connection for the reconciliation queries (SQLite registers its functions)."""
 
     def as_text(self, expression: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
@@ -31,13 +35,13 @@ class Reconciling(DialectCore):
         """Exactly `scale` decimals; the widest precision, so an oversized value differs instead of failing."""
         return sa.cast(column, sa.Numeric(self.max_decimal_precision, scale))
 
+    @abstractmethod
     def timestamp_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC."""
-        raise NotImplementedError
 
+    @abstractmethod
     def date_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """'YYYY-MM-DD'."""
-        raise NotImplementedError
 
     def concat(self, parts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
         """Text concatenation (NULL if any part is NULL)."""
@@ -47,9 +51,9 @@ class Reconciling(DialectCore):
         """The MD5 digest of UTF-8 text as 32 lowercase hex digits."""
         return sa.func.md5(text, type_=sa.String())
 
+    @abstractmethod
     def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
         """The first 8 hex digits of a digest as a non-negative integer."""
-        raise NotImplementedError
 
     def exact_sum(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
         """SUM without rounding (numeric / DECIMAL arithmetic on servers)."""

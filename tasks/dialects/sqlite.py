@@ -23,12 +23,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from zonesync.schemas.errors import ConfigError
-from zonesync.tasks.dialects.base import UTC_TEXT_FORMAT, Dialect, WritersTrigger
 from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached
 from zonesync.tasks.dialects.exactness import ColumnShape
-from zonesync.tasks.dialects.installing import TableGrant
-from zonesync.tasks.limits import Limits, milliseconds
+from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
+from zonesync.tasks.dialects.limits import Limits, milliseconds
+from zonesync.tasks.dialects.reconciling import Reconciling
+from zonesync.tasks.dialects.surface import Database, Dialect
+
+# Read without importing this module (see the package): the names its URLs use, the packages its driver raises.
+URL_NAMES = ("sqlite",)
+DRIVER_PACKAGES = ("sqlite3",)
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
 _MAX_COMPILATIONS = 256
@@ -127,8 +133,6 @@ class _DecimalSum:
 class SQLiteConnecting(Connecting):
     """A file given by an absolute path, in WAL mode, with the lock limit as its busy timeout."""
 
-    url_names = ("sqlite",)
-
     def normalize(self, url: URL, setting: str) -> URL:
         self.check_query(url, setting)
         if not url.database or url.database == ":memory:":
@@ -185,7 +189,7 @@ class SQLiteErrors(DriverErrors):
 
 
 class SQLiteDialect(Dialect):
-    """SQLite's reads, writes and DDL."""
+    """SQLite's reads (stdlib driver, not connectorx), writes (executemany in one transaction) and checks."""
 
     name: ClassVar[str] = "sqlite"
     connecting = SQLiteConnecting()
@@ -193,52 +197,20 @@ class SQLiteDialect(Dialect):
     small_batch: ClassVar[int] = sys.maxsize  # no COPY here: bound statements in one transaction are the fast path
     row_locks: ClassVar[bool] = False  # a writer locks the whole file
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: Engine, limits: Limits, label: str) -> None:
+        super().__init__(engine, limits, label)
         self._compilations: dict[int, tuple[sa.Executable, Any]] = {}
 
-    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
-        """A SQLite column keeps what it is given whatever its declared type (no length, scale or precision), but
-        for numbers in a column of NUMERIC affinity (`refusal`, `inexact_rows`)."""
-        return ColumnShape(str(column.type).lower())
-
-    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
-        """pragma_table_xinfo: every column's declared type, NOT NULL, default and key position."""
-        found = conn.execute(sa.text('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(:t)'),
-                             {"t": table.name})  # fmt: skip
-        return tuple(tuple(row) for row in found)
-
-    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
-        """A decimal with more significant digits than a NUMERIC-affinity column keeps (it becomes a float)."""
-        if isinstance(value, Decimal) and _numeric_affinity(column) and _significant_digits(value) > _REAL_DIGITS:
-            return f"{_NUMERIC_LIMIT}; this value has {_significant_digits(value)}"
-        return None
-
-    def inexact_rows(
-        self, table: sa.Table, frame: pl.DataFrame, row: str, longest: Mapping[str, int] = MappingProxyType({})
-    ) -> pl.DataFrame:
-        """Rows with a decimal beyond 15 significant digits for a column of NUMERIC affinity."""
-        found = super().inexact_rows(table, frame, row, longest)
-        for name, dtype in frame.schema.items():
-            if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name]):
-                found = pl.concat([found, _too_many_digits(frame, name, row)])
-        return found.unique(row, keep="first", maintain_order=True)
-
-    def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
-        """Columns of NUMERIC affinity that a mapping declares as exact decimals."""
-        return [
-            f"column {name!r} of {table.name!r} ({table.c[name].type}) keeps {_REAL_DIGITS} significant digits "
-            "exactly: a value with more is refused; declare the column TEXT (zonesync's exact_decimal type does) "
-            "to keep every digit"
-            for name, dtype in columns.items()
-            if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name])
-        ]
-
+    # -- reading --
     def read_expression(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
         """Decimals, dates and timestamps as their stored text, so nothing passes through a float."""
         if isinstance(dtype, _TEXT_READ_TYPES):
             return sa.cast(column, sa.Text)
         return column
+
+    def not_synced(self, flag: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Spelled so connectorx's SQL parser accepts it (it cannot parse `IS NOT 1`)."""
+        return sa.or_(flag.is_(None), flag == sa.false())
 
     def read_frame(self, query: sa.Select[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
         """Read through the stdlib driver with bound parameters.
@@ -259,10 +231,7 @@ class SQLiteDialect(Dialect):
         stored = {name: _stored_type(dtype) for name, dtype in schema.items()}
         return pl.DataFrame([tuple(row) for row in rows], schema=stored, orient="row")
 
-    def not_synced(self, flag: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        """Spelled so connectorx's SQL parser accepts it (it cannot parse `IS NOT 1`)."""
-        return sa.or_(flag.is_(None), flag == sa.false())
-
+    # -- writing --
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Exact text for decimals and timestamps, 0/1 for booleans: what stdlib sqlite3 binds safely."""
         converted = []
@@ -276,16 +245,17 @@ class SQLiteDialect(Dialect):
                 converted.append(pl.col(name).cast(pl.Int8))
         return frame.with_columns(converted)
 
+    def insert(self, table: sa.Table) -> Any:
+        """SQLite's INSERT construct."""
+        return sqlite_insert(table)
+
+    def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+        """No bulk-load command here: one executemany of plain tuples (as fast as SQLite takes rows)."""
+        self.execute_bound(conn, sa.insert(table).values({name: sa.bindparam(name) for name in frame.columns}), frame)
+
     def bind_form(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Exact text for decimals and timestamps, 0/1 for booleans (`encode`)."""
         return self.encode(frame)
-
-    @staticmethod
-    def same_value(column: sa.ColumnElement[Any], value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        """Text compared byte for byte, whatever collation (NOCASE, RTRIM) the column declares."""
-        if isinstance(column.type, sa.String):
-            return column.collate("BINARY").is_not_distinct_from(value)
-        return column.is_not_distinct_from(value)
 
     def execute_bound(self, conn: Connection, statement: sa.Executable, frame: pl.DataFrame) -> int:
         """Compiled once, run through the stdlib cursor with plain tuples (3x SQLAlchemy's own executemany)."""
@@ -311,39 +281,55 @@ class SQLiteDialect(Dialect):
             )
         return compiled[1]
 
-    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
-        """An AFTER UPDATE trigger (SQLite's cannot change NEW) that updates the row again by its key; that update
-        does not fire it again (recursive triggers are off by default). Text compared byte for byte."""
-        quote = self.engine.dialect.identifier_preparer.quote
-        changed = " OR ".join(f"OLD.{quote(c)} IS NOT NEW.{quote(c)} COLLATE BINARY" for c in spec.watched)
-        flag = quote(spec.flag)
-        sets = [f"{flag} = CASE WHEN OLD.{flag} AND NEW.{flag} THEN 0 ELSE NEW.{flag} END"]
-        if spec.version and spec.version_kind:
-            version = quote(spec.version)
-            now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-            bumped = {
-                "integer": f"OLD.{version} + 1",
-                "text_timestamp": f"{now} || '000+00:00'",  # milliseconds, padded to the demo's microseconds
-            }.get(spec.version_kind, f"{now} || '000'")
-            sets.append(f"{version} = CASE WHEN NEW.{version} IS OLD.{version} THEN {bumped} ELSE NEW.{version} END")
-        table = self.engine.dialect.identifier_preparer.format_table(spec.table)
-        by_key = " AND ".join(f"{quote(k)} = NEW.{quote(k)}" for k in spec.keys)
-        name = quote(spec.name)
+    @staticmethod
+    def same_value(column: sa.ColumnElement[Any], value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Text compared byte for byte, whatever collation (NOCASE, RTRIM) the column declares."""
+        if isinstance(column.type, sa.String):
+            return column.collate("BINARY").is_not_distinct_from(value)
+        return column.is_not_distinct_from(value)
+
+    # -- exactness --
+    def column_shape(self, column: sa.Column[Any]) -> ColumnShape:
+        """A SQLite column keeps what it is given whatever its declared type (no length, scale or precision), but
+        for numbers in a column of NUMERIC affinity (`refusal`, `inexact_rows`)."""
+        return ColumnShape(str(column.type).lower())
+
+    def inexact_rows(
+        self, table: sa.Table, frame: pl.DataFrame, row: str, longest: Mapping[str, int] = MappingProxyType({})
+    ) -> pl.DataFrame:
+        """Rows with a decimal beyond 15 significant digits for a column of NUMERIC affinity."""
+        found = super().inexact_rows(table, frame, row, longest)
+        for name, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name]):
+                found = pl.concat([found, _too_many_digits(frame, name, row)])
+        return found.unique(row, keep="first", maintain_order=True)
+
+    def refusal(self, column: sa.Column[Any], value: Any) -> str | None:
+        """A decimal with more significant digits than a NUMERIC-affinity column keeps (it becomes a float)."""
+        if isinstance(value, Decimal) and _numeric_affinity(column) and _significant_digits(value) > _REAL_DIGITS:
+            return f"{_NUMERIC_LIMIT}; this value has {_significant_digits(value)}"
+        return None
+
+    def catalog_signature(self, conn: Connection, table: sa.Table) -> tuple[tuple[Any, ...], ...]:
+        """pragma_table_xinfo: every column's declared type, NOT NULL, default and key position."""
+        found = conn.execute(sa.text('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(:t)'),
+                             {"t": table.name})  # fmt: skip
+        return tuple(tuple(row) for row in found)
+
+    def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
+        """Columns of NUMERIC affinity that a mapping declares as exact decimals."""
         return [
-            f"DROP TRIGGER IF EXISTS {name}",
-            f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN {changed} "
-            f"BEGIN UPDATE {table} SET {', '.join(sets)} WHERE {by_key}; END",
+            f"column {name!r} of {table.name!r} ({table.c[name].type}) keeps {_REAL_DIGITS} significant digits "
+            "exactly: a value with more is refused; declare the column TEXT (zonesync's exact_decimal type does) "
+            "to keep every digit"
+            for name, dtype in columns.items()
+            if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name])
         ]
 
-    def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
-        """SQLite has no roles: whoever can write the file can do anything to it."""
-        return ["-- SQLite has no roles or grants: give only zonesync's user write access to the database files."]
 
-    def insert(self, table: sa.Table) -> Any:
-        """SQLite's INSERT construct."""
-        return sqlite_insert(table)
+class SQLiteReconciling(Reconciling):
+    """SQLite's canonical text: Python functions where SQLite has none (md5) or stores text (decimals, timestamps)."""
 
-    # -- reconciliation: Python functions where SQLite has none (md5) or stores text (decimals, timestamps) --
     def prepare_reconcile(self, conn: Connection) -> None:
         """Register the reconciliation functions on this connection."""
         raw: Any = conn.connection.dbapi_connection
@@ -392,4 +378,36 @@ class SQLiteDialect(Dialect):
         return sa.literal(day.isoformat(), sa.String())
 
 
-DIALECT = SQLiteDialect
+class SQLiteInstalling(Installing):
+    """SQLite's trigger (AFTER UPDATE: its triggers cannot change NEW); it has no grants."""
+
+    def writers_trigger(self, spec: WritersTrigger) -> list[str]:
+        """An AFTER UPDATE trigger (SQLite's cannot change NEW) that updates the row again by its key; that update
+        does not fire it again (recursive triggers are off by default). Text compared byte for byte."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        changed = " OR ".join(f"OLD.{quote(c)} IS NOT NEW.{quote(c)} COLLATE BINARY" for c in spec.watched)
+        flag = quote(spec.flag)
+        sets = [f"{flag} = CASE WHEN OLD.{flag} AND NEW.{flag} THEN 0 ELSE NEW.{flag} END"]
+        if spec.version and spec.version_kind:
+            version = quote(spec.version)
+            now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+            bumped = {
+                "integer": f"OLD.{version} + 1",
+                "text_timestamp": f"{now} || '000+00:00'",  # milliseconds, padded to the demo's microseconds
+            }.get(spec.version_kind, f"{now} || '000'")
+            sets.append(f"{version} = CASE WHEN NEW.{version} IS OLD.{version} THEN {bumped} ELSE NEW.{version} END")
+        table = self.engine.dialect.identifier_preparer.format_table(spec.table)
+        by_key = " AND ".join(f"{quote(k)} = NEW.{quote(k)}" for k in spec.keys)
+        name = quote(spec.name)
+        return [
+            f"DROP TRIGGER IF EXISTS {name}",
+            f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN {changed} "
+            f"BEGIN UPDATE {table} SET {', '.join(sets)} WHERE {by_key}; END",
+        ]
+
+    def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
+        """SQLite has no roles: whoever can write the file can do anything to it."""
+        return ["-- SQLite has no roles or grants: give only zonesync's user write access to the database files."]
+
+
+DATABASE = Database(SQLiteDialect, SQLiteReconciling(), SQLiteInstalling)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,9 +22,9 @@ class Writes(DialectCore):
         """Values in the form the bulk-load path of this database reads exactly."""
         return frame
 
+    @abstractmethod
     def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
         """Load an encoded frame into a (temporary) table as fast as this database allows."""
-        raise NotImplementedError
 
     def temp_table(self, name: str, like: sa.Table, columns: Sequence[str]) -> sa.Table:
         """A temporary table with the given columns of `like` (an integer for CLAIM_ROW), without constraints."""
@@ -43,9 +44,9 @@ class Writes(DialectCore):
         return temp
 
     # The three statement primitives every dialect provides; the statements below are built from them.
+    @abstractmethod
     def insert(self, table: sa.Table) -> Any:
         """This database's INSERT construct (with its conflict clause methods)."""
-        raise NotImplementedError
 
     def new_values(self, statement: Any) -> Any:
         """The pseudo-table of proposed row values: `excluded` (PostgreSQL, SQLite)."""

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping import batch_job, sync_error
-from zonesync.tasks.dialects import dialect_for
+from zonesync.tasks.engines import dialect_for
 from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
 
 Key = tuple[Any, ...]

@@ -26,7 +26,6 @@ from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks import reconcile
 from zonesync.tasks.demo_data import merchants
-from zonesync.tasks.dialects import dialect_for
 from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
 from zonesync.tasks.reconcile_queries import ZoneView, canonical_text, digest, zone_view
 
@@ -226,7 +225,7 @@ def test_canonical_text_and_hashes_are_the_same_everywhere(zones: ZonePair) -> N
     view = _view(zones.internet, "zs_exact")
     names = EXACT_VALUES.target_columns
     texts: list[sa.ColumnElement[Any]] = [
-        canonical_text(view.dialect, view.column(n), c.dtype).label(n)
+        canonical_text(view.reconciling, view.column(n), c.dtype).label(n)
         for n, c in zip(names, EXACT_VALUES.columns, strict=True)
     ]
     query = sa.select(*texts, digest(view, names).label("rh")).order_by(view.column("item_id"))
@@ -243,7 +242,7 @@ def test_canonical_text_and_hashes_are_the_same_everywhere(zones: ZonePair) -> N
 
 
 def _view(engine: Engine, table: str) -> ZoneView:
-    return zone_view(EXACT_VALUES, "target", reflect(engine, table), dialect_for(engine), None, "UTC")
+    return zone_view(EXACT_VALUES, "target", reflect(engine, table), engine, None, "UTC")
 
 
 def test_a_missing_table_is_one_clear_error(zones: ZonePair) -> None:

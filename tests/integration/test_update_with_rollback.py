@@ -20,8 +20,7 @@ from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, seed
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks import demo_data
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.engines import get_engine
+from zonesync.tasks.engines import dialect_for, get_engine
 from zonesync.tasks.push import push_records
 from zonesync.tasks.update import recover, update_record
 

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.engines import get_engine
+from zonesync.tasks.engines import dialect_for, get_engine
 
 NOW = "@now"
 Emit = Callable[[dict[str, Any]], None]

@@ -1,17 +1,15 @@
-"""The house rules of the source tree (docs/architecture.md): arrows run one way, and every database difference
-lives in its module under tasks/dialects/."""
+"""The house rules of the source tree (docs/architecture.md): arrows run one way (bench/ above everything, the
+dialects below the rest of tasks/), and every database difference lives in its module under tasks/dialects/."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import pytest
-
-from zonesync.tasks.dialects import DIALECTS, supported_names
-
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("schemas", "tasks", "flows", "deployments")  # each may import only those before it
+LAYERS = ("schemas", "tasks", "flows", "deployments", "bench")  # each may import only those before it
+PACKAGE_LAYERS = LAYERS[:-1]  # the zonesync package; bench/ measures it from outside
+DIALECTS = "zonesync.tasks.dialects"
 BACKEND_NAMES = {"postgresql", "postgres", "mariadb", "mysql", "sqlite"}
 DRIVERS = {"psycopg", "psycopg2", "pymysql", "sqlite3", "connectorx"}
 # Column storage per database is declared with SQLAlchemy's with_variant, in one place.
@@ -19,17 +17,19 @@ STORAGE_DECLARATIONS = ROOT / "schemas" / "types.py"
 
 
 def _modules() -> dict[str, Path]:
-    """Every module of the package by dotted name (zonesync.tasks.load ...)."""
+    """Every module of the package by dotted name (zonesync.tasks.load ...), and the benchmarks' (bench.floor ...)."""
     found = {}
     for layer in LAYERS:
         for path in sorted((ROOT / layer).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            name = ".".join(("zonesync", *parts)).removesuffix(".__init__")
+            prefix = ("zonesync",) if layer in PACKAGE_LAYERS else ()
+            name = ".".join((*prefix, *parts)).removesuffix(".__init__")
             found[name] = path
     return found
 
 
 MODULES = _modules()
+PACKAGE = {module: path for module, path in MODULES.items() if module.startswith("zonesync.")}
 
 
 def _imports(path: Path) -> set[str]:
@@ -45,7 +45,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _layer(module: str) -> str:
-    return module.split(".")[1]
+    return module.split(".")[1] if module.startswith("zonesync.") else module.split(".")[0]
+
+
+def _ours(imported: str) -> bool:
+    return imported.startswith(("zonesync.", "bench."))
 
 
 def test_each_layer_imports_only_the_layers_below_it() -> None:
@@ -53,8 +57,21 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     for module, path in MODULES.items():
         allowed = LAYERS[: LAYERS.index(_layer(module)) + 1]
         for imported in _imports(path):
-            if imported.startswith("zonesync.") and _layer(imported) not in allowed:
+            if _ours(imported) and _layer(imported) not in allowed:
                 wrong.append(f"{module} imports {imported}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_dialects_import_only_the_declarations_and_themselves() -> None:
+    """tasks/dialects/ is the bottom of tasks/: it is handed what it needs (an engine's limits and label) and
+    learns nothing from a module above it."""
+    wrong = [
+        f"{module} imports {imported}"
+        for module, path in MODULES.items()
+        if module.startswith(DIALECTS)
+        for imported in _imports(path)
+        if imported.startswith("zonesync.") and not imported.startswith((DIALECTS, "zonesync.schemas"))
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -99,7 +116,7 @@ def test_the_cycle_finder_finds_one() -> None:
 
 
 def _outside_dialects() -> list[tuple[str, Path]]:
-    return [(m, p) for m, p in MODULES.items() if not m.startswith("zonesync.tasks.dialects")]
+    return [(m, p) for m, p in MODULES.items() if not m.startswith(DIALECTS) and not m.startswith("bench.")]
 
 
 def test_no_module_outside_the_dialects_imports_a_database_driver() -> None:
@@ -124,16 +141,6 @@ def test_no_module_outside_the_dialects_names_a_database() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("module", ["postgresql", "mariadb", "sqlite"])
-def test_each_database_module_is_found_by_itself(module: str) -> None:
-    """No registry to edit: a module with a DIALECT is a supported database, under every name it answers to."""
-    path = ROOT / "tasks" / "dialects" / f"{module}.py"
-    assert "DIALECT = " in path.read_text()
-    dialect = next(cls for cls in set(DIALECTS.values()) if cls.__module__.endswith(f".{module}"))
-    assert set(dialect.connecting.url_names) <= set(supported_names())
-    assert all(DIALECTS[name] is dialect for name in dialect.connecting.url_names)
-
-
 def _calls(path: Path, method: str) -> int:
     tree = ast.parse(path.read_text())
     return sum(
@@ -145,16 +152,16 @@ def _calls(path: Path, method: str) -> int:
 def test_transactions_are_opened_in_one_place() -> None:
     """`engines.in_transaction` opens them; only the two held open while the other zone is written (a claim, the
     update's source row) open their own, and two-phase commit its prepared ones."""
-    opened = {module: _calls(path, "begin") for module, path in MODULES.items() if _calls(path, "begin")}
+    opened = {module: _calls(path, "begin") for module, path in PACKAGE.items() if _calls(path, "begin")}
     assert opened == {"zonesync.tasks.engines": 1, "zonesync.tasks.batch": 1, "zonesync.tasks.update": 1}
-    prepared = {module for module, path in MODULES.items() if _calls(path, "begin_twophase")}
+    prepared = {module for module, path in PACKAGE.items() if _calls(path, "begin_twophase")}
     assert prepared == {"zonesync.tasks.twophase"}
 
 
 def test_the_flows_do_not_depend_on_the_command_line() -> None:
     users = {
         module
-        for module, path in MODULES.items()
+        for module, path in PACKAGE.items()
         if not module.startswith("zonesync.flows.cli")
         and any(n.startswith("zonesync.flows.cli") for n in _imports(path))
     }
@@ -170,7 +177,7 @@ def test_no_flow_or_task_lets_prefect_persist_its_result() -> None:
 
     declared = {
         f"{module}.{name}": value
-        for module in MODULES
+        for module in PACKAGE
         if not module.endswith("__main__")
         for name, value in vars(importlib.import_module(module)).items()
         if isinstance(value, Flow | Task) and value.fn.__module__ == module

@@ -18,11 +18,12 @@ from sqlalchemy.engine import URL, Engine
 from zonesync.schemas.errors import ConfigError, NoAnswer
 from zonesync.schemas.settings import get_settings
 from zonesync.tasks import breaker, engines, limits
-from zonesync.tasks.dialects import dialect_class, dialect_for, reading
+from zonesync.tasks.dialects import database, reading
+from zonesync.tasks.dialects import limits as dialect_limits
+from zonesync.tasks.dialects.limits import STATEMENT_GRACE_SECONDS, Limits
 from zonesync.tasks.dialects.reading import read_within_deadline
-from zonesync.tasks.engines import create_engine, parse_url
+from zonesync.tasks.engines import create_engine, dialect_for, parse_url
 from zonesync.tasks.failures import diagnosis, is_transient, translate
-from zonesync.tasks.limits import STATEMENT_GRACE_SECONDS, Limits
 
 LIMITS = Limits(connect=3.5, statement=4.25, lock=1.5)
 PG = "postgresql://sync:s3cret@db:5432/pay"
@@ -31,9 +32,9 @@ MY = "mysql://sync:s3cret@db:3306/pay"
 
 def connect_args(url: URL, limits: Limits) -> dict[str, Any]:
     """What the URL's database gives its driver."""
-    dialect = dialect_class(url.get_backend_name())
-    assert dialect is not None
-    return dialect.connecting.connect_args(url, limits)
+    found = database(url.get_backend_name())
+    assert found is not None
+    return found.connecting.connect_args(url, limits)
 
 
 def connectorx_url(engine: Engine) -> str:
@@ -234,13 +235,14 @@ def test_a_connect_timeout_names_the_zone_and_the_setting() -> None:
 def test_a_read_that_never_returns_is_given_up_after_its_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(limits, "STATEMENT_GRACE_SECONDS", 0.1)  # the deadline
+    monkeypatch.setattr(dialect_limits, "STATEMENT_GRACE_SECONDS", 0.1)  # the deadline
     monkeypatch.setattr(reading, "STATEMENT_GRACE_SECONDS", 0.1)  # its message
     engine = create_engine(parse_url(PG, setting="S"), zone="internet", limits=Limits(0.2, 0.3, 1))
+    dialect = dialect_for(engine)  # handed the engine's limits and label when built
     never = threading.Event()
     started = time.monotonic()
     with pytest.raises(NoAnswer) as info:
-        read_within_deadline(engine, never.wait)
+        read_within_deadline(never.wait, dialect.limits, dialect.label)
     assert 0.55 <= time.monotonic() - started < 2
     assert str(info.value) == (
         "reading from the internet zone took longer than ZONESYNC_STATEMENT_TIMEOUT=0.3s "
@@ -253,10 +255,9 @@ def test_a_read_that_never_returns_is_given_up_after_its_deadline(
 
 
 def test_a_read_within_its_deadline_returns_its_value_or_raises_its_error() -> None:
-    engine = create_engine(parse_url(PG, setting="S"), limits=LIMITS)
-    assert read_within_deadline(engine, lambda: 42) == 42
+    assert read_within_deadline(lambda: 42, LIMITS, "the internet zone") == 42
     with pytest.raises(ZeroDivisionError):
-        read_within_deadline(engine, lambda: 1 / 0)
+        read_within_deadline(lambda: 1 / 0, LIMITS, "the internet zone")
 
 
 # -- the circuit breaker -----------------------------------------------------------------------------------------

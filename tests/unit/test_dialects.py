@@ -13,11 +13,13 @@ import sqlalchemy as sa
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping import sync_error
-from zonesync.tasks.dialects import DIALECTS, Dialect, dialect_for
-from zonesync.tasks.dialects.installing import TableGrant
-from zonesync.tasks.dialects.mariadb import MariaDBDialect, bound_rows, update_then_insert
+from zonesync.tasks.dialects.installing import Installing, TableGrant
+from zonesync.tasks.dialects.mariadb import MariaDBDialect
 from zonesync.tasks.dialects.postgresql import PostgresDialect
 from zonesync.tasks.dialects.sqlite import SQLiteDialect
+from zonesync.tasks.dialects.surface import Dialect
+from zonesync.tasks.dialects.update_then_insert import bound_rows, update_then_insert
+from zonesync.tasks.engines import dialect_for, installing_for
 from zonesync.tasks.extract import UnsyncedReader
 
 URLS = {
@@ -29,7 +31,11 @@ ON_CONFLICT = ("postgresql", "sqlite")
 
 
 def dialect(name: str) -> Dialect:
-    return DIALECTS[name](sa.create_engine(URLS[name]))
+    return dialect_for(sa.create_engine(URLS[name]))
+
+
+def installing(name: str) -> Installing:
+    return installing_for(sa.create_engine(URLS[name]))
 
 
 def sql(name: str, statement: sa.ClauseElement, **kwargs: object) -> str:
@@ -239,12 +245,12 @@ def test_three_part_keyset_on_mariadb_has_one_branch_per_key() -> None:
     ],
 )
 def test_recommended_index(name: str, expected: str) -> None:
-    assert dialect(name).recommended_index(FLAGS, ["a", "b"], "is_sync") == expected
+    assert installing(name).recommended_index(FLAGS, ["a", "b"], "is_sync") == expected
 
 
 def test_recommended_index_name_fits_63_characters() -> None:
     long_table = sa.Table("t" * 60, sa.MetaData(), sa.Column("a", sa.Integer), sa.Column("is_sync", sa.Boolean))
-    ddl = dialect("postgresql").recommended_index(long_table, ["a"], "is_sync")
+    ddl = installing("postgresql").recommended_index(long_table, ["a"], "is_sync")
     index_name = ddl.split()[2]
     assert len(index_name) == 63
     assert index_name.startswith("ix_ttt")
@@ -438,9 +444,20 @@ def test_encode_keeps_nulls_and_text(name: str) -> None:
     assert frame.columns == sample().columns
 
 
+def test_sqlite_loads_a_temporary_table_with_one_executemany() -> None:
+    """SQLite has no bulk-load command: a batch beyond the bound path would go through `bulk_load` all the same."""
+    engine = sa.create_engine("sqlite://")
+    frame = pl.DataFrame(
+        {"shop_id": [1, 2], "fee": [Decimal("1.50"), None]}, schema={"shop_id": pl.Int64, "fee": pl.Decimal(18, 2)}
+    )
+    with engine.begin() as conn:
+        temp = dialect_for(engine).load_temp(conn, "zonesync_upsert", shop_table(), frame)
+        rows = conn.execute(sa.select(temp).order_by(temp.c.shop_id)).all()
+    assert [tuple(row) for row in rows] == [(1, Decimal("1.50")), (2, None)]
+
+
 def test_sqlite_has_no_grants_to_print() -> None:
-    dialect = dialect_for(sa.create_engine("sqlite://"))
-    assert dialect.grant_statements([], "zonesync") == [
+    assert installing_for(sa.create_engine("sqlite://")).grant_statements([], "zonesync") == [
         "-- SQLite has no roles or grants: give only zonesync's user write access to the database files."
     ]
 
@@ -456,7 +473,7 @@ def test_a_grant_limits_select_and_update_to_columns_and_widens_update_where_ups
     grant.allow("SELECT")
     assert grant.by_column() == [("UPDATE", ["a"])]  # the whole table covers its columns
 
-    mariadb = dialect_for(sa.create_engine("mysql+pymysql://u@127.0.0.1/zone"))
+    mariadb = installing_for(sa.create_engine("mysql+pymysql://u@127.0.0.1/zone"))
     assert mariadb.grant_statements([grant], "api") == [
         "GRANT CREATE TEMPORARY TABLES ON zone.* TO 'api'@'%';",
         "GRANT SELECT, INSERT ON zone.t TO 'api'@'%';",

@@ -13,8 +13,15 @@ from pydantic import SecretStr
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import Settings
 from zonesync.tasks import engines
-from zonesync.tasks.dialects import dialect_for
-from zonesync.tasks.engines import create_engine, describe, in_transaction, parse_url, zone_setting, zone_url
+from zonesync.tasks.engines import (
+    create_engine,
+    describe,
+    dialect_for,
+    in_transaction,
+    parse_url,
+    zone_setting,
+    zone_url,
+)
 from zonesync.tasks.limits import limits_of
 
 
