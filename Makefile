@@ -20,16 +20,10 @@ demo: $(STAMP)  ## run the demo on the embedded SQLite default
 test: $(STAMP)  ## run the tests (PostgreSQL/MariaDB too when ZONESYNC_TEST_*_URL are set)
 	$(BIN)/python -m pytest
 
-# mypy cannot follow the import hook that maps zonesync.<folder> to <folder>/ in an editable install: it reads
-# the package through symlinks instead.
-TYPING := .typing/zonesync
-
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	mkdir -p $(TYPING)
-	for package in flows tasks schemas deployments; do ln -sfn ../../$$package $(TYPING)/$$package; done
-	MYPYPATH=.typing $(BIN)/mypy -p zonesync.flows -p zonesync.tasks -p zonesync.schemas -p zonesync.deployments
+	$(BIN)/mypy -p zonesync.flows -p zonesync.tasks -p zonesync.schemas -p zonesync.deployments
 
 bench: $(STAMP)  ## 1M-row PostgreSQL benchmark against the pure-database floor
 	$(BIN)/python -m bench.retry_sync
@@ -61,4 +55,4 @@ fuzz: $(STAMP)  ## long HTTP fuzzing and property runs (hostile input); prints t
 		$(BIN)/python -m pytest -p no:cacheprovider -q -s --timeout 0 tests/integration/test_properties.py
 
 clean:
-	rm -rf $(VENV) .zonesync .pytest_cache .ruff_cache .mypy_cache .typing
+	rm -rf $(VENV) .zonesync .pytest_cache .ruff_cache .mypy_cache

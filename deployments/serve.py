@@ -29,7 +29,11 @@ def to_deployment(spec: DeploymentSpec) -> RunnerDeployment:
         description=spec.description,
         tags=list(spec.tags),
     )
-    return cast(RunnerDeployment, deployment)  # async-dispatched: called from sync code it returns the value
+    deployment = cast(RunnerDeployment, deployment)  # async-dispatched: called from sync code it returns the value
+    # As declared: what Prefect infers from the module's file depends on the way it was found (in the repository,
+    # through the zonesync/ links when the working directory is on sys.path, as tests and `python -m` have it).
+    deployment.entrypoint = spec.entrypoint
+    return deployment
 
 
 def build_deployments() -> list[RunnerDeployment]:

@@ -17,9 +17,9 @@ from zonesync.tasks.engines import get_engine, zone_url
 from zonesync.tasks.lease import Lease, kept_alive, mapping_lease
 from zonesync.tasks.ledger import batch_recorder
 from zonesync.tasks.prefect_options import task_options
+from zonesync.tasks.recovery import recover_intents
 from zonesync.tasks.report import BatchProgress
 from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
-from zonesync.tasks.update import recover
 
 LEASE_SECONDS = 120  # renewed by a keeper thread; a crashed run elsewhere blocks the mapping at most this long
 # What the failed attempts of a sync task run did, by task run id: Prefect's retry goes on from there.
@@ -47,7 +47,7 @@ def require_bookkeeping() -> Engine:
 def prepare_intranet() -> Engine:
     """The intranet engine, once its bookkeeping tables exist and interrupted updates are repaired."""
     intranet = require_bookkeeping()
-    for line in recover(intranet):  # updates a crash left half-done are repaired before anything else
+    for line in recover_intents(intranet):  # updates a crash left half-done are repaired before anything else
         get_run_logger().warning("recovered an interrupted update: %s", line)
     return intranet
 

@@ -59,7 +59,7 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
     intranet = get_engine("intranet")
     shown_key = {name: json_friendly(value) for name, value in key.items()} if isinstance(key, dict) else {}
     try:
-        recover(intranet)
+        recover_intents(intranet)
         sides = Sides.of(mapping)
         typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes, sides.source_dialect.refusal)
         with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS, keep_alive=True):
@@ -267,8 +267,3 @@ def _upsert_target(sides: Sides, stored_after: pl.DataFrame) -> None:
     except Exception as exc:
         raise translate(exc, what=f"upsert into {sides.mapping.target_zone} table {sides.target.name!r}",
                         mapping=sides.mapping.name) from exc  # fmt: skip
-
-
-def recover(intranet: Engine) -> list[str]:
-    """Repair the updates a crash left unfinished; return one line per intent repaired (tasks/recovery.py)."""
-    return recover_intents(intranet)

@@ -314,7 +314,7 @@ def recover() -> None:
     died (the flows do both too, when they start)."""
     from zonesync.tasks.engines import get_engine
     from zonesync.tasks.ledger import close_abandoned
-    from zonesync.tasks.update import recover as recover_intents
+    from zonesync.tasks.recovery import recover_intents
 
     intranet = get_engine("intranet")
     repaired = recover_intents(intranet)

@@ -21,7 +21,8 @@ from zonesync.tasks.bookkeeping import sync_lease
 from zonesync.tasks.checkpoints import interleaved
 from zonesync.tasks.engines import get_engine
 from zonesync.tasks.push import push_records
-from zonesync.tasks.update import recover, update_record
+from zonesync.tasks.recovery import recover_intents
+from zonesync.tasks.update import update_record
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko", "status": "A", "fee": "1.00", "updated_at": "2026-11-26T10:00:00Z",
@@ -86,14 +87,14 @@ def test_recover_never_undoes_an_update_that_is_still_running(synced: ZonePair) 
 
     def recover_meanwhile() -> None:
         execute(synced.intranet, sa.delete(sync_lease))  # the paused update's lease has expired
-        recover(get_engine("intranet"))
+        recover_intents(get_engine("intranet"))
 
     with interleaved("update:flag-cleared", recover_meanwhile):
         result = update_record(MERCHANTS, KEY, {"fee": "77.77"})
 
     source = agree(synced)
     assert source["__flag"] and result.status == "success" and source["fee"] == Decimal("77.77")
-    assert recover(get_engine("intranet")) == []
+    assert recover_intents(get_engine("intranet")) == []
 
 
 @pytest.mark.parametrize("change", ["trailing blank", "case"])

@@ -22,7 +22,8 @@ from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks import demo_data
 from zonesync.tasks.engines import dialect_for, get_engine
 from zonesync.tasks.push import push_records
-from zonesync.tasks.update import recover, update_record
+from zonesync.tasks.recovery import recover_intents
+from zonesync.tasks.update import update_record
 
 MERCHANT = SYNCED_MERCHANT
 KEY = {"merchant_id": 1}
@@ -102,7 +103,7 @@ def test_a_source_failure_changes_neither_zone_and_leaves_nothing_to_recover(syn
 
     assert result.status == "error" and result.message.startswith("refused by the source")
     assert zones_agree(synced)["name"] == "Toko Lama"
-    assert recover(synced.intranet) == []  # the intent was closed at once, not left for recovery to guess at
+    assert recover_intents(synced.intranet) == []  # the intent was closed at once, not left for recovery to guess at
 
 
 def test_an_update_that_would_make_a_row_ineligible_is_refused(demo: ZonePair) -> None:
@@ -131,11 +132,11 @@ def test_a_process_killed_between_the_commits_is_repaired_by_recover(
     killed = crash_during_update(fault)
     assert killed.returncode == 70  # died at the fault point, between two commits
 
-    repaired = recover(get_engine("intranet"))
+    repaired = recover_intents(get_engine("intranet"))
 
     assert len(repaired) == 1
     assert zones_agree(synced)["name"] == expected_name
-    assert recover(get_engine("intranet")) == []
+    assert recover_intents(get_engine("intranet")) == []
 
 
 def require_two_phase(pair: ZonePair) -> None:
@@ -177,7 +178,7 @@ def test_in_doubt_prepared_transactions_after_a_crash_are_resolved_by_recover(
     killed = crash_during_update(fault)
     assert killed.returncode == 70  # died holding prepared transactions on both sides
 
-    repaired = recover(get_engine("intranet"))
+    repaired = recover_intents(get_engine("intranet"))
 
     assert len(repaired) == 1 and "in-doubt" in repaired[0]
     assert zones_agree(two_phase)["name"] == expected_name
@@ -206,7 +207,7 @@ def test_two_phase_commit_across_postgresql_and_mariadb(
         assert update_record(MERCHANTS, KEY, {"merchant_name": "Toko Baru"}).status == "success"
     else:
         assert crash_during_update(fault).returncode == 70
-        assert len(recover(get_engine("intranet"))) == 1
+        assert len(recover_intents(get_engine("intranet"))) == 1
 
     assert zones_agree(mixed_two_phase)["name"] == expected_name
 
@@ -226,6 +227,6 @@ def test_a_source_that_refuses_the_flag_leaves_both_zones_as_they_were(
     assert target_rows(synced.internet, MERCHANTS)[(1,)]["name"] == "Toko Lama"
     on_table = " ON merchant" if synced.intranet_backend == "postgresql" else ""
     execute(synced.intranet, f"DROP TRIGGER refuse_flag{on_table}")
-    assert recover(get_engine("intranet")) == []  # closed as rolled back at once
+    assert recover_intents(get_engine("intranet")) == []  # closed as rolled back at once
     source = source_rows(synced.intranet, MERCHANTS)[(1,)]
     assert source["name"] == "Toko Lama" and not source["__flag"]  # unflagged until the cron retry sends it

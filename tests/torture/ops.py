@@ -112,12 +112,9 @@ def _typed(value: Any, dtype: pl.DataType) -> Any:
 
 def recover(**_: Any) -> list[str]:
     """`zonesync recover`: repair interrupted updates."""
-    try:
-        from zonesync.tasks.update import recover as repair
-    except ImportError:  # moved to its own module
-        from zonesync.tasks.recovery import recover as repair  # type: ignore[no-redef]
+    from zonesync.tasks.recovery import recover_intents
 
-    return list(repair(get_engine("intranet")))
+    return recover_intents(get_engine("intranet"))
 
 
 def lock(zone: str, table: str, key: dict[str, Any], hold: float, emit: Emit, **_: Any) -> str:
