@@ -15,8 +15,8 @@ from sqlalchemy.engine import URL, make_url
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.types import exact_decimal, unicode_text, utc_timestamp
-from zonesync.tasks import bookkeeping
-from zonesync.tasks.engines import create_engine, installing_for, parse_url
+from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.zones.engines import create_engine, installing_for, parse_url
 
 INTERNAL_COLUMN = "internal_note"
 

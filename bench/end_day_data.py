@@ -30,8 +30,8 @@ COLUMNS = ("payment_id", "reference", "merchant_id", "account", "amount", "curre
 def create_zones(pair: DatabasePair, config: EndDayConfig) -> str | None:
     """Demo payment tables in both zones, bookkeeping in the intranet; the pending-index DDL used, if any."""
     from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-    from zonesync.tasks import bookkeeping
-    from zonesync.tasks.engines import create_engine, installing_for
+    from zonesync.tasks.bookkeeping import tables as bookkeeping
+    from zonesync.tasks.zones.engines import create_engine, installing_for
 
     internet, intranet = create_engine(pair.url(pair.source_db)), create_engine(pair.url(pair.target_db))
     try:

@@ -46,8 +46,8 @@ def floor_end_day(pair: DatabasePair) -> FloorTiming:
 def reconcile_alone(pair: DatabasePair) -> tuple[float, bool]:
     """`reconcile_mapping` called directly in this process (no Prefect): seconds and whether the zones agree."""
     from zonesync.schemas.examples import PAYMENTS
-    from zonesync.tasks.engines import create_engine
-    from zonesync.tasks.reconcile import reconcile_mapping
+    from zonesync.tasks.reconcile.compare import reconcile_mapping
+    from zonesync.tasks.zones.engines import create_engine
 
     internet, intranet = create_engine(pair.url(pair.source_db)), create_engine(pair.url(pair.target_db))
     try:

@@ -28,11 +28,11 @@ from bench.retry_sync import DEFAULT_PG_URL, ROOT, prepare_prefect
 @contextmanager
 def checks_off() -> Iterator[None]:
     """The live-table checks made no-ops, for the runs measured without them."""
-    from zonesync.tasks import schema_contract
     from zonesync.tasks.dialects.exactness import inexact_rows_of
     from zonesync.tasks.dialects.surface import Dialect
-    from zonesync.tasks.schema_shape import Comparison
-    from zonesync.tasks.shape_watch import ShapeWatch
+    from zonesync.tasks.schema import contract as schema_contract
+    from zonesync.tasks.schema.shape import Comparison
+    from zonesync.tasks.schema.watch import ShapeWatch
 
     def nothing(*_args: Any, **_kwargs: Any) -> None:
         return None
@@ -72,7 +72,7 @@ def _run(config: RetrySyncConfig) -> int:
     from bench import database
     from bench.mappings import BENCH_PAYMENTS
     from bench.runner import Bench, configure_zonesync
-    from zonesync.tasks.engines import dispose_engines
+    from zonesync.tasks.zones.engines import dispose_engines
 
     console = Console(width=200)
     pair = database.database_pair(config.pg_url, config.prefix)

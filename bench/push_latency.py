@@ -48,8 +48,8 @@ RECORD = (  # formatted with the key twice: the demo target allows one merchant 
 def _configure(intranet: str, internet: str) -> None:
     from zonesync.schemas.registry import _registry
     from zonesync.schemas.settings import get_settings
-    from zonesync.tasks.demo_data import reset_demo_zones
-    from zonesync.tasks.engines import dispose_engines, get_engine
+    from zonesync.tasks.setup.demo_data import reset_demo_zones
+    from zonesync.tasks.zones.engines import dispose_engines, get_engine
 
     os.environ.update(ZONESYNC_INTRANET_URL=intranet, ZONESYNC_INTERNET_URL=internet)
     os.environ["ZONESYNC_MAPPING_MODULES"] = "zonesync.schemas.examples"
@@ -141,7 +141,7 @@ def _timed(calls: int, call: Callable[[int], None], keys: Iterator[int]) -> list
 
 def _bare_statements(requests: int, keys: Iterator[int]) -> dict[str, float]:
     """The floor: a push's three statements through the driver, no HTTP, no validation."""
-    from zonesync.tasks.engines import get_engine
+    from zonesync.tasks.zones.engines import get_engine
 
     intranet, internet = get_engine("intranet"), get_engine("internet")
     source, target = (sa.Table("merchant", sa.MetaData(), autoload_with=e) for e in (intranet, internet))
@@ -314,7 +314,7 @@ def _measure_on_server(name: str, server_url: str, args: argparse.Namespace) -> 
         urls = [server.set(database=db).render_as_string(hide_password=False) for db in names]
         measure(name, (urls[0], urls[1]), args)
     finally:
-        from zonesync.tasks.engines import dispose_engines
+        from zonesync.tasks.zones.engines import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:

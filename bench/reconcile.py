@@ -22,8 +22,9 @@ from psycopg import sql
 from bench.database import DatabasePair, database_pair, drop_databases, recreate_databases
 from zonesync.schemas.examples import PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks.engines import create_engine
-from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
+from zonesync.tasks.reconcile.compare import reconcile_mapping
+from zonesync.tasks.results import Reconciliation
+from zonesync.tasks.zones.engines import create_engine
 
 DAY = date(2026, 11, 25)
 TIMEZONE = "Asia/Jakarta"  # DAY is [2026-11-24 17:00, 2026-11-25 17:00) UTC

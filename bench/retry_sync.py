@@ -126,7 +126,7 @@ def _run(config: RetrySyncConfig) -> int:
             bench.run_all(batch_size)
             bench.setup_facts["worker_process"] = bench.worker_process(batch_size)
     finally:
-        from zonesync.tasks.engines import dispose_engines
+        from zonesync.tasks.zones.engines import dispose_engines
 
         dispose_engines()
         if not config.keep:

@@ -23,7 +23,7 @@ def configure_zonesync(pair: database.DatabasePair, batch_size: int | None) -> i
     """Point zonesync's settings at the benchmark databases and mappings; return the batch size to use."""
     from zonesync.schemas.registry import _registry
     from zonesync.schemas.settings import get_settings
-    from zonesync.tasks.engines import dispose_engines
+    from zonesync.tasks.zones.engines import dispose_engines
 
     os.environ["ZONESYNC_MAPPING_MODULES"] = "bench.mappings"
     os.environ["ZONESYNC_INTRANET_URL"] = pair.url(pair.source_db).render_as_string(hide_password=False)
@@ -167,7 +167,7 @@ class Bench:
 
     def _zonesync(self, case: str, mapping: SyncMapping, rep: int, rows: int, batch_size: int) -> None:
         from zonesync.flows.retry_sync import retry_sync
-        from zonesync.tasks.sync import PHASE_HOOK
+        from zonesync.tasks.sync.run import PHASE_HOOK
 
         problems: list[str] = []
         detail: dict[str, Any] = {}

@@ -35,14 +35,15 @@ from zonesync.schemas.errors import SyncError, scrub, short_message
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
 from zonesync.schemas.settings import ZONES, Zone, get_settings
-from zonesync.tasks.audit import AuditEntry, record
-from zonesync.tasks.docs import record_schema, update_schema
-from zonesync.tasks.engines import get_engine, health_engine
-from zonesync.tasks.events import emit_push_event, events_enabled
-from zonesync.tasks.limits import HEALTH_SECONDS
-from zonesync.tasks.push import Pusher, PushResult
-from zonesync.tasks.records import parse_json
-from zonesync.tasks.update import update_record
+from zonesync.tasks.bookkeeping.audit import AuditEntry, record
+from zonesync.tasks.push.pusher import Pusher
+from zonesync.tasks.push.records import parse_json
+from zonesync.tasks.reporting.events import emit_push_event, events_enabled
+from zonesync.tasks.results import PushResult
+from zonesync.tasks.setup.mapping_docs import record_schema, update_schema
+from zonesync.tasks.update.rollback import update_record
+from zonesync.tasks.zones.engines import get_engine, health_engine
+from zonesync.tasks.zones.profiles import HEALTH_SECONDS
 
 logger = get_logger("zonesync.api")
 PUSH_STATUS = {"success": 201, "pending": 202}
@@ -263,8 +264,8 @@ class Coalescer:
 
 
 class AuditTrail:
-    """Records each answered write (`tasks/audit.py`) before it is answered; entries that arrive while a write
-    is under way go together in the next one (one statement for many concurrent requests)."""
+    """Records each answered write (`tasks/bookkeeping/audit.py`) before it is answered; entries that arrive while
+    a write is under way go together in the next one (one statement for many concurrent requests)."""
 
     def __init__(self, intranet: sa.Engine) -> None:
         self.intranet = intranet

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from prefect.logging import get_logger
 
-from zonesync.tasks.events import emit_auth_refused
+from zonesync.tasks.reporting.events import emit_auth_refused
 
 WINDOW_SECONDS = 60.0
 MAX_ADDRESSES = 100_000  # addresses remembered at once (a flood from many addresses cannot grow memory unbounded)

@@ -1,5 +1,5 @@
 """The HTTP entry point's `Idempotency-Key` header: a write sent again with the same key gets its first answer
-again (`tasks/idempotency.py` keeps the answers and says which request may be served)."""
+again (`tasks/bookkeeping/idempotency.py` keeps the answers and says which request may be served)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prefect.logging import get_logger
 from starlette.concurrency import run_in_threadpool
 
 from zonesync.schemas.errors import SyncError
-from zonesync.tasks.idempotency import IdempotencyKeys, Refusal, Replay, request_sha256, valid_key
+from zonesync.tasks.bookkeeping.idempotency import IdempotencyKeys, Refusal, Replay, request_sha256, valid_key
 
 HEADER = "idempotency-key"
 REPLAYED = {"idempotent-replayed": "true"}

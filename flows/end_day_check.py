@@ -10,22 +10,26 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.states import State
 
 from zonesync.flows.outcomes import flow_with_outcome, job_state
 from zonesync.schemas.errors import SyncError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.schemas.registry import get_mapping
 from zonesync.schemas.settings import get_settings
-from zonesync.tasks.end_day import JOB_NAME, EndDayReport, previous_business_date, publish_end_day
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.events import emit_end_day_failed, emit_quarantined, emit_zones_differ
-from zonesync.tasks.lease import holding
-from zonesync.tasks.ledger import JobEntry, job_ledger
-from zonesync.tasks.prefect_options import task_options
-from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
-from zonesync.tasks.steps import check_run_settings, failure_message, outcome, prepare_intranet, sync_mapping
+from zonesync.tasks.bookkeeping.lease import holding
+from zonesync.tasks.bookkeeping.ledger import JobEntry, job_ledger
+from zonesync.tasks.prefect_tasks import (
+    check_run_settings,
+    failure_message,
+    outcome,
+    prepare_intranet,
+    reconcile,
+    sync_mapping,
+)
+from zonesync.tasks.reporting.end_day import JOB_NAME, previous_business_date, publish_end_day
+from zonesync.tasks.reporting.events import emit_end_day_failed, emit_quarantined
+from zonesync.tasks.results import EndDayReport
 
 JOB_LEASE = f"job:{JOB_NAME}"  # one end-day check at a time, however it was started
 JOB_LEASE_SECONDS = 300  # kept alive while the run lives; a crashed run elsewhere blocks the next one this long
@@ -37,20 +41,6 @@ class EndDayFailed(TerminalSyncError):
     def __init__(self, report: EndDayReport) -> None:
         super().__init__(f"end-day check {report.business_date} failed: {report.message}")
         self.report = report
-
-
-@task(name="reconcile-mapping", **task_options())
-def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
-    """Compare both zones for the business date: totals per group, and the keys missing or different."""
-    mapping = get_mapping(mapping_name)
-    found = reconcile_mapping(
-        mapping, business_date, get_engine(mapping.source_zone), get_engine(mapping.target_zone),
-        timezone=get_settings().business_timezone,
-    )  # fmt: skip
-    log = get_run_logger().info if found.ok else get_run_logger().warning
-    log("%s: reconciliation of %s: %s", mapping.name, business_date, found.headline())
-    emit_zones_differ(found)
-    return found
 
 
 def checked(report: EndDayReport) -> State:

@@ -15,7 +15,8 @@ from prefect.states import State
 from zonesync.flows.outcomes import PENDING, REFUSED, completed, failed
 from zonesync.flows.parameters import flow_keeping_out
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.push import PushResult, push_records
+from zonesync.tasks.push.pusher import push_records
+from zonesync.tasks.results import PushResult
 
 
 def pushed(result: PushResult) -> State:

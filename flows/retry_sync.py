@@ -7,50 +7,19 @@ ends that mapping's run with an error status while the other mappings still run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prefect.states import State
 
 from zonesync.flows.outcomes import flow_with_outcome, job_state
 from zonesync.schemas.settings import BatchSize, get_settings
-from zonesync.tasks.bookkeeping import JobStatus
-from zonesync.tasks.events import emit_quarantined
-from zonesync.tasks.ledger import job_ledger, job_status
-from zonesync.tasks.report import publish_summary
-from zonesync.tasks.steps import check_run_settings, outcome, prepare_intranet, sync_mapping
-from zonesync.tasks.sync import MappingSyncResult
+from zonesync.tasks.bookkeeping.ledger import job_ledger
+from zonesync.tasks.prefect_tasks import check_run_settings, outcome, prepare_intranet, sync_mapping
+from zonesync.tasks.reporting.events import emit_quarantined
+from zonesync.tasks.reporting.sync_run import publish_summary
+from zonesync.tasks.results import SyncReport
 
 FLOW_KEY = "retry-sync"
-
-
-@dataclass
-class SyncReport:
-    """The result of a retry sync run: one entry per mapping."""
-
-    mappings: list[MappingSyncResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No mapping ended with an error."""
-        return all(result.status != "error" for result in self.mappings)
-
-    def total(self, count: str) -> int:
-        """The sum of one count (read, upserted, flagged, quarantined, changed_in_flight) over mappings."""
-        return sum(getattr(result, count) for result in self.mappings)
-
-    def __getitem__(self, mapping: str) -> MappingSyncResult:
-        return next(result for result in self.mappings if result.mapping == mapping)
-
-    def job_status(self) -> JobStatus:
-        """The batch_job status this run earns."""
-        return job_status(self.mappings)
-
-    def headline(self) -> str:
-        """One line: the counts, and which mappings failed."""
-        counts = ", ".join(f"{self.total(count)} {count}" for count in ("read", "upserted", "flagged", "quarantined"))
-        failed = [result.mapping for result in self.mappings if result.status == "error"]
-        return counts + (f"; failed: {', '.join(failed)}" if failed else "")
 
 
 def synced(report: SyncReport) -> State:

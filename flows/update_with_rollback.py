@@ -15,7 +15,8 @@ from prefect.states import State
 from zonesync.flows.outcomes import ROLLED_BACK, completed, failed
 from zonesync.flows.parameters import flow_keeping_out
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.update import UpdateResult, update_record
+from zonesync.tasks.results import UpdateResult
+from zonesync.tasks.update.rollback import update_record
 
 
 def updated(result: UpdateResult) -> State:

@@ -1,7 +1,7 @@
 """One error hierarchy for zonesync: transient errors are retried, terminal ones are reported.
 
 Driver exceptions are translated at the boundary with `raise translate(...) from exc`
-(`zonesync.tasks.failures`, which asks the database's dialect what the driver's exception means); the
+(`zonesync.tasks.zones.failures`, which asks the database's dialect what the driver's exception means); the
 translated message never contains a connection URL or password.
 """
 
@@ -72,7 +72,7 @@ class NoAnswer(TransientSyncError):
 
 
 # A driver exception about a limit (a timeout, a silent server) carries its clear line in this attribute, set
-# by the engine that knows the limit (tasks/engines.py); `short_message` prefers it to the driver's text.
+# by the engine that knows the limit (tasks/zones/engines.py); `short_message` prefers it to the driver's text.
 DIAGNOSIS = "zonesync_diagnosis"
 # Set (true) with it when the server went silent for the whole limit: the work is not run again at once.
 NO_ANSWER = "zonesync_no_answer"

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     two_phase: bool = True
 
     # Bounded waits (seconds), applied to every connection of every backend and to connectorx reads
-    # (tasks/engines.py). A 20k-row batch statement takes a few seconds and a 1M-row reconciliation query
+    # (tasks/zones/engines.py). A 20k-row batch statement takes a few seconds and a 1M-row reconciliation query
     # about 10 s, so 300 s only ends statements that are stuck; a lock held for 30 s is a conflict, not a queue.
     connect_timeout: float = Field(default=10, gt=0, le=3600)
     statement_timeout: float = Field(default=300, gt=0, le=86_400)
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # Refused before they are read (413): a body longer than this, a request with more records than this.
     api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
     api_max_records: int = Field(default=5_000, ge=1, le=1_000_000)
-    # How long the answer to a client's Idempotency-Key is kept (tasks/idempotency.py).
+    # How long the answer to a client's Idempotency-Key is kept (tasks/bookkeeping/idempotency.py).
     api_idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 90)
     # Failed authentications per client address per minute before it is answered 429 (deployments/auth_limit.py).
     api_max_failed_auth: int = Field(default=30, ge=1, le=1_000_000)

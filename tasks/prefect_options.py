@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 
-from zonesync.tasks.retrying import task_retries
+from zonesync.tasks.zones.retrying import task_retries
 
 FLOW_OPTIONS: dict[str, Any] = {"persist_result": False}
 

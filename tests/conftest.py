@@ -109,7 +109,7 @@ class ThrowawayServers:
 
     def _create(self, backend: str) -> ServerDatabases:
         from zonesync.schemas.errors import short_message
-        from zonesync.tasks.engines import parse_url
+        from zonesync.tasks.zones.engines import parse_url
 
         env = SERVER_ENV[backend]
         raw = os.environ.get(env)
@@ -163,7 +163,7 @@ def servers() -> Iterator[ThrowawayServers]:
     """Throw-away databases on the PostgreSQL and MariaDB servers, created lazily, dropped at the end."""
     created = ThrowawayServers()
     yield created
-    from zonesync.tasks.engines import dispose_engines
+    from zonesync.tasks.zones.engines import dispose_engines
 
     dispose_engines()
     created.drop_all()
@@ -182,7 +182,7 @@ class ZonePair:
     internet: Engine = field(init=False)
 
     def __post_init__(self) -> None:
-        from zonesync.tasks.engines import create_engine, parse_url
+        from zonesync.tasks.zones.engines import create_engine, parse_url
 
         self.intranet = create_engine(parse_url(self.intranet_url, setting="ZONESYNC_INTRANET_URL"))
         self.internet = create_engine(parse_url(self.internet_url, setting="ZONESYNC_INTERNET_URL"))
@@ -220,7 +220,7 @@ def _zone_url(servers: ThrowawayServers, backend: str, zone: str, tmp_path: Path
 
 def make_pair(servers: ThrowawayServers, intranet: str, internet: str, tmp_path: Path) -> ZonePair:
     """Empty intranet and internet databases on the given backends, with the bookkeeping tables."""
-    from zonesync.tasks.bookkeeping import create_bookkeeping
+    from zonesync.tasks.bookkeeping.tables import create_bookkeeping
 
     intranet_url, intranet_secret = _zone_url(servers, intranet, "intranet", tmp_path)
     internet_url, internet_secret = _zone_url(servers, internet, "internet", tmp_path)
@@ -258,7 +258,7 @@ def any_zones(servers: ThrowawayServers, request: pytest.FixtureRequest, tmp_pat
 def use_zones(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Point zonesync's settings (ZONESYNC_* env vars) at a zone pair; caches are cleared before and after."""
     from zonesync.schemas import registry, settings
-    from zonesync.tasks import engines
+    from zonesync.tasks.zones import engines
 
     def reset() -> None:
         settings.get_settings.cache_clear()

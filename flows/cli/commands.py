@@ -45,7 +45,7 @@ _NEED_NO_DATABASE = {"init", "demo", "mappings", "api-key"}
 def _zones_exist(context: typer.Context) -> None:
     """Refuse a command whose zone database is not there, rather than create an empty one (one line, exit 2)."""
     from zonesync.schemas.settings import ZONES
-    from zonesync.tasks.engines import require_zone_database
+    from zonesync.tasks.zones.engines import require_zone_database
 
     if context.invoked_subcommand in _NEED_NO_DATABASE:
         return
@@ -72,10 +72,10 @@ def init(
 ) -> None:
     """Create the bookkeeping tables and check every mapping against the live databases."""
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks.bookkeeping import create_bookkeeping
-    from zonesync.tasks.engines import describe, get_engine
-    from zonesync.tasks.inspection import check_mapping
-    from zonesync.tasks.triggers import install_writers_trigger
+    from zonesync.tasks.bookkeeping.tables import create_bookkeeping
+    from zonesync.tasks.setup.inspection import check_mapping
+    from zonesync.tasks.setup.triggers import install_writers_trigger
+    from zonesync.tasks.zones.engines import describe, get_engine
 
     registered = all_mappings()  # a mapping module that cannot be imported: one line, before anything is created
     intranet = get_engine("intranet")
@@ -114,7 +114,7 @@ def retry(
     (another run holds the job); 1: failed.
     """
     from zonesync.flows.retry_sync import retry_sync
-    from zonesync.tasks.steps import check_run_settings, require_bookkeeping
+    from zonesync.tasks.prefect_tasks import check_run_settings, require_bookkeeping
 
     check_run_settings("intranet_to_internet", mapping or None)  # before a Prefect run starts
     require_bookkeeping()
@@ -268,7 +268,7 @@ def end_day(business_date: BusinessDate = None, mapping: Mappings = None) -> Non
     Exit code 0: success or no record; 3: partial (rows quarantined or zones differ); 1: failed.
     """
     from zonesync.flows.end_day_check import EndDayFailed, end_day_check
-    from zonesync.tasks.steps import check_run_settings, require_bookkeeping
+    from zonesync.tasks.prefect_tasks import check_run_settings, require_bookkeeping
 
     day = parse_date(business_date) if business_date else None
     check_run_settings("internet_to_intranet", mapping or None)  # before a Prefect run starts
@@ -291,9 +291,10 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
     """
     from zonesync.schemas.registry import select_mappings
     from zonesync.schemas.settings import get_settings
-    from zonesync.tasks.end_day import previous_business_date
-    from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.reconcile import reconcile_mapping
+    from zonesync.tasks.reconcile.compare import reconcile_mapping
+    from zonesync.tasks.reconcile.report import reconciliation_markdown
+    from zonesync.tasks.reporting.end_day import previous_business_date
+    from zonesync.tasks.zones.engines import get_engine
 
     settings = get_settings()
     day = parse_date(business_date) if business_date else previous_business_date(settings.business_timezone)
@@ -301,7 +302,7 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
     for selected in select_mappings(None, mapping or None):
         source, target = get_engine(selected.source_zone), get_engine(selected.target_zone)
         found = reconcile_mapping(selected, day, source, target, timezone=settings.business_timezone)
-        console.print(Markdown(found.markdown()))
+        console.print(Markdown(reconciliation_markdown(found)))
         agree &= found.ok
     if not agree:
         raise typer.Exit(EXIT_PARTIAL)
@@ -312,9 +313,9 @@ def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> N
 def recover() -> None:
     """Repair updates that a crash left between their two commits, and close the batch_job rows of runs that
     died (the flows do both too, when they start)."""
-    from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.ledger import close_abandoned
-    from zonesync.tasks.recovery import recover_intents
+    from zonesync.tasks.bookkeeping.ledger import close_abandoned
+    from zonesync.tasks.update.recovery import recover_intents
+    from zonesync.tasks.zones.engines import get_engine
 
     intranet = get_engine("intranet")
     repaired = recover_intents(intranet)
@@ -331,10 +332,10 @@ def status() -> None:
     batch jobs."""
     from zonesync.flows.retry_sync import FLOW_KEY as RETRY
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks import bookkeeping
-    from zonesync.tasks.end_day import JOB_NAME as END_DAY
-    from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.inspection import backlog
+    from zonesync.tasks.bookkeeping import tables as bookkeeping
+    from zonesync.tasks.reporting.end_day import JOB_NAME as END_DAY
+    from zonesync.tasks.setup.inspection import backlog
+    from zonesync.tasks.zones.engines import get_engine
 
     intranet = get_engine("intranet")
     if missing := bookkeeping.missing_tables(intranet):
@@ -383,8 +384,8 @@ def grants(
     Run the statements as the tables' owner; `zonesync init` (tables, triggers) runs as the owner too."""
     from zonesync.schemas.registry import all_mappings
     from zonesync.schemas.settings import ZONES
-    from zonesync.tasks.engines import describe, get_engine
-    from zonesync.tasks.grants import PARTS, grant_statements
+    from zonesync.tasks.setup.grants import PARTS, grant_statements
+    from zonesync.tasks.zones.engines import describe, get_engine
 
     if zone is not None and zone not in ZONES:
         raise ConfigError(f"--zone {zone!r}: choose intranet or internet")
@@ -407,8 +408,8 @@ def audit(
 ) -> None:
     """The HTTP API's audit trail: which client wrote which keys, when, with which outcome."""
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks.audit import recent
-    from zonesync.tasks.steps import require_bookkeeping
+    from zonesync.tasks.bookkeeping.audit import recent
+    from zonesync.tasks.prefect_tasks import require_bookkeeping
 
     entries = recent(require_bookkeeping(), client=client, mapping=mapping, limit=limit)
     table = Table("at (UTC)", "client", "mapping", "operation", "status", "outcome", "records", "keys",
@@ -433,7 +434,7 @@ def mappings(
 ) -> None:
     """List the registered mappings (or print their data-mapping documentation)."""
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks.docs import mappings_markdown
+    from zonesync.tasks.setup.mapping_docs import mappings_markdown
 
     registered = all_mappings()
     if markdown:
@@ -451,7 +452,7 @@ def demo() -> None:
     """Run the whole story on the embedded SQLite default: push, retry, update with rollback, end-day check."""
     from zonesync.flows.cli.demo import run_demo
     from zonesync.schemas.settings import ZONES
-    from zonesync.tasks.engines import zone_url
+    from zonesync.tasks.zones.engines import zone_url
 
     for zone in ZONES:
         url = zone_url(zone)

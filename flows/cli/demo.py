@@ -11,7 +11,8 @@ from zonesync.flows.retry_sync import SyncReport, retry_sync
 from zonesync.flows.update_with_rollback import update_with_rollback
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.registry import all_mappings
-from zonesync.tasks.demo_data import (
+from zonesync.tasks.results import EndDayReport
+from zonesync.tasks.setup.demo_data import (
     DEMO_BUSINESS_DATE,
     INVALID_MERCHANTS,
     INVALID_PAYMENTS,
@@ -20,9 +21,8 @@ from zonesync.tasks.demo_data import (
     reset_demo_zones,
     seed_demo,
 )
-from zonesync.tasks.end_day import EndDayReport
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.inspection import check_mapping
+from zonesync.tasks.setup.inspection import check_mapping
+from zonesync.tasks.zones.engines import get_engine
 
 Say = Callable[[str], None]
 

@@ -22,8 +22,8 @@ app = typer.Typer(help="Show and accept changes of the mapped tables (the schema
 
 def schema_state(mapping: SyncMapping) -> str:
     """The schema contract's word on a mapping, for `zonesync status` (`ok`, `N breaking change(s)`, ...)."""
-    from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.schema_contract import schema_report
+    from zonesync.tasks.schema.contract import schema_report
+    from zonesync.tasks.zones.engines import get_engine
 
     engines = (get_engine("intranet"), get_engine(mapping.source_zone), get_engine(mapping.target_zone))
     try:
@@ -44,8 +44,8 @@ def diff(
     Exit code 0: no breaking change; 3: a mapping is stopped by a breaking change (accept it or undo it).
     """
     from zonesync.schemas.registry import all_mappings, get_mapping
-    from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.schema_contract import schema_report
+    from zonesync.tasks.schema.contract import schema_report
+    from zonesync.tasks.zones.engines import get_engine
 
     chosen = [get_mapping(name) for name in mapping] if mapping else list(all_mappings().values())
     broken = False
@@ -76,8 +76,8 @@ def accept(
     """Accept a mapping's tables as they are now: the mapping runs with them again (values that its columns would
     alter are still refused or quarantined, never rounded)."""
     from zonesync.schemas.registry import get_mapping
-    from zonesync.tasks.engines import get_engine
-    from zonesync.tasks.schema_contract import accept_live, operator
+    from zonesync.tasks.schema.contract import accept_live, operator
+    from zonesync.tasks.zones.engines import get_engine
 
     one = get_mapping(mapping)
     engines = (get_engine("intranet"), get_engine(one.source_zone), get_engine(one.target_zone))

@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from zonesync.schemas.errors import ConfigError, SyncError
-from zonesync.tasks.failures import translate
+from zonesync.tasks.zones.failures import translate
 
 console = Console(width=max(120, Console().width))
 errors = Console(stderr=True, soft_wrap=True)
@@ -77,7 +77,7 @@ def parse_date(text: str) -> date:
 
 def parse_json(text: str, what: str) -> Any:
     """JSON with exact decimals (`tasks.records.parse_json`); a problem is one clear line."""
-    from zonesync.tasks.records import parse_json as parse
+    from zonesync.tasks.push.records import parse_json as parse
 
     try:
         return parse(text)
@@ -115,8 +115,8 @@ def print_sync_report(report: Any, title: str = "Retry sync") -> None:
 def print_quarantine(limit: int = 20) -> None:
     """The open quarantine (sync_error rows not resolved yet), newest first."""
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks.bookkeeping import open_errors
-    from zonesync.tasks.engines import get_engine
+    from zonesync.tasks.bookkeeping.tables import open_errors
+    from zonesync.tasks.zones.engines import get_engine
 
     table = Table("mapping", "record key", "reason", "detail", "attempts", title="Open quarantine (sync_error)")
     declared = all_mappings()

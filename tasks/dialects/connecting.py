@@ -1,6 +1,6 @@
 """How zonesync connects to one kind of database: the names its URLs use, the driver, the URL parameters it
 passes on, the arguments and hooks that bound every wait, and the URL and query connectorx is given. Each
-database module describes its own in a subclass; `zonesync.tasks.engines` applies it."""
+database module describes its own in a subclass; `zonesync.tasks.zones.engines` applies it."""
 
 from __future__ import annotations
 

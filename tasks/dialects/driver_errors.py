@@ -1,6 +1,6 @@
 """What a database driver's exceptions mean: worth retrying, a lock conflict, why a row was refused, which limit
 was reached. Each database module describes its driver's codes (SQLSTATEs, error numbers, messages) in a
-subclass; `zonesync.tasks.failures` asks the one whose driver raised the exception."""
+subclass; `zonesync.tasks.zones.failures` asks the one whose driver raised the exception."""
 
 from __future__ import annotations
 

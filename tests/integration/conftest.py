@@ -14,7 +14,7 @@ from tests.integration.helpers import create
 from tests.torture.procs import PrefectServer
 from zonesync.schemas import settings
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks.push import push_records
+from zonesync.tasks.push.pusher import push_records
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import batch_job, sync_error
-from zonesync.tasks.engines import dialect_for
-from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
+from zonesync.tasks.bookkeeping.tables import batch_job, sync_error
+from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.zones.engines import dialect_for
 
 Key = tuple[Any, ...]
 

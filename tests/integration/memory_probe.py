@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from tests.integration.mappings import NOTES
 from tests.integration.tables import source_tables, target_tables
-from zonesync.tasks.bookkeeping import create_bookkeeping
-from zonesync.tasks.engines import create_engine, parse_url
-from zonesync.tasks.sync import Zones, sync_mapping_rows
+from zonesync.tasks.bookkeeping.tables import create_bookkeeping
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.zones.engines import create_engine, parse_url
 
 BODY_CHARS = 1000
 _FILL = sa.text(

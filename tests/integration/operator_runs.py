@@ -21,10 +21,10 @@ from tests.integration.helpers import execute, seed
 from zonesync.deployments.auth_limit import FailedAuthLimit
 from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
 from zonesync.flows.retry_sync import retry_sync
-from zonesync.tasks import demo_data
-from zonesync.tasks.bookkeeping import sync_lease, utc_now
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.lease import mapping_lease
+from zonesync.tasks.bookkeeping.lease import mapping_lease
+from zonesync.tasks.bookkeeping.tables import sync_lease, utc_now
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.zones.engines import get_engine
 
 ELSEWHERE = "another-host:4242:0badcafe"  # a holder on another machine: only its expiry frees its lease
 FLOODING_ADDRESS = "192.0.2.7"  # a documentation address (RFC 5737)

@@ -21,11 +21,11 @@ from tests.conftest import ServerDatabases, ThrowawayServers, ZonePair, backend_
 from tests.netfault import FreezableProxy, Tarpit
 from zonesync.schemas import settings
 from zonesync.schemas.errors import NoAnswer, SyncError
-from zonesync.tasks import engines
 from zonesync.tasks.dialects.limits import STATEMENT_GRACE_SECONDS, Limits
 from zonesync.tasks.dialects.postgresql_watchdog import WATCHDOG_TICK_SECONDS
-from zonesync.tasks.engines import create_engine, dialect_for, in_transaction
-from zonesync.tasks.failures import is_lock_conflict, is_transient, translate
+from zonesync.tasks.zones import engines
+from zonesync.tasks.zones.engines import create_engine, dialect_for, in_transaction
+from zonesync.tasks.zones.failures import is_lock_conflict, is_transient, translate
 
 SMALL = Limits(connect=2, statement=2, lock=1)
 SLACK = 3.0  # a loaded 2-core machine: how much later than its limit a wait may end

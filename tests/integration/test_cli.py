@@ -35,10 +35,11 @@ from tests.integration.helpers import (
 )
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import bookkeeping, demo_data
+from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.setup import demo_data
 
 DOWN_URL = f"postgresql://zs_user:{SECRET}@127.0.0.1:1/zonesync"  # nothing listens on port 1
-DEMO_DAY = "2026-11-25"  # tasks/demo_data.py dates every demo payment on this day (UTC)
+DEMO_DAY = "2026-11-25"  # tasks/setup/demo_data.py dates every demo payment on this day (UTC)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tests.conftest import ZonePair
 from tests.integration.console import SQLITE_ONLY, Cli, Run
 from tests.integration.helpers import rows, source_rows, target_rows
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks import demo_data
+from zonesync.tasks.setup import demo_data
 
 MERCHANT: dict[str, Any] = dict(demo_data.NEW_MERCHANT)
 BAD_VALUES = {

@@ -8,8 +8,8 @@ import pytest
 from tests.conftest import ZonePair, backend_param
 from tests.integration.console import Cli
 from tests.integration.helpers import execute, seed
-from zonesync.tasks import demo_data
-from zonesync.tasks.schema_contract import accepted_shape
+from zonesync.tasks.schema.contract import accepted_shape
+from zonesync.tasks.setup import demo_data
 
 POSTGRESQL_ONLY = pytest.mark.parametrize("backend", [backend_param("postgresql")])
 

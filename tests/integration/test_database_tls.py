@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.torture.clusters import PrivateMariaDB, PrivatePostgres
-from zonesync.tasks.engines import create_engine, dialect_for, parse_url
+from zonesync.tasks.zones.engines import create_engine, dialect_for, parse_url
 
 # The session's own encryption: pg_stat_ssl says whether the connection asking is encrypted.
 IS_ENCRYPTED = (

@@ -27,7 +27,7 @@ from prefect.settings import PREFECT_API_URL
 from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import execute, flag_value, rows, seed
 from zonesync.deployments.schedules import PREFECT_FILE, PROJECT_DIR, WORK_POOL, deployment_specs
-from zonesync.tasks import demo_data
+from zonesync.tasks.setup import demo_data
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

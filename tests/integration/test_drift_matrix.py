@@ -36,10 +36,10 @@ from tests.integration.helpers import (
 from tests.torture.checker import check_rows
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import demo_data
-from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.schema_contract import accept_live
-from zonesync.tasks.sync import MappingSyncResult
+from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.schema.contract import accept_live
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.zones.checkpoints import interleaved
 
 Backend = Literal["sqlite", "postgresql", "mariadb"]
 FITTING_FEE, MISFIT_FEE = Decimal("3.00"), Decimal("123456789.15")  # the misfit: neither (18,1) nor (10,2)

@@ -24,11 +24,11 @@ from tests.conftest import ZonePair
 from tests.integration.helpers import errors_by_key, flow_run_artifacts, jobs, mapped, seed, source_rows, target_rows
 from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
 from zonesync.schemas.examples import PAYMENTS
-from zonesync.tasks import demo_data
-from zonesync.tasks.end_day import EndDayReport
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.lease import Lease
-from zonesync.tasks.steps import sync_mapping
+from zonesync.tasks.bookkeeping.lease import Lease
+from zonesync.tasks.prefect_tasks import sync_mapping
+from zonesync.tasks.results import EndDayReport
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.zones.engines import get_engine
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -176,7 +176,7 @@ def test_the_internet_zone_down_fails_the_run_visibly_with_the_reason_in_the_led
     password = "Sup3r-s3cret-pw"
     monkeypatch.setenv("ZONESYNC_INTERNET_URL", f"postgresql://zonesync:{password}@127.0.0.1:1/internet")
     from zonesync.schemas.settings import get_settings
-    from zonesync.tasks.engines import dispose_engines
+    from zonesync.tasks.zones.engines import dispose_engines
 
     get_settings.cache_clear()
     dispose_engines()

@@ -11,7 +11,7 @@ from tests.integration.helpers import create, seed, sync
 from tests.integration.mappings import NOTES
 from tests.integration.tables import source_tables, target_tables
 from zonesync.schemas.errors import TransientSyncError
-from zonesync.tasks.engines import create_engine, parse_url
+from zonesync.tasks.zones.engines import create_engine, parse_url
 
 
 def test_missing_target_column_names_table_and_column(zones: ZonePair) -> None:

@@ -17,12 +17,12 @@ from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, sync, target_rows
 from tests.integration.mappings import NOTES
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.bookkeeping import sync_lease
-from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.push import push_records
-from zonesync.tasks.recovery import recover_intents
-from zonesync.tasks.update import update_record
+from zonesync.tasks.bookkeeping.tables import sync_lease
+from zonesync.tasks.push.pusher import push_records
+from zonesync.tasks.update.recovery import recover_intents
+from zonesync.tasks.update.rollback import update_record
+from zonesync.tasks.zones.checkpoints import interleaved
+from zonesync.tasks.zones.engines import get_engine
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko", "status": "A", "fee": "1.00", "updated_at": "2026-11-26T10:00:00Z",

@@ -19,7 +19,7 @@ from tests.integration.helpers import rows, target_rows, unreachable_url
 from tests.integration.test_http_api import serve
 from zonesync.schemas import settings
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks import engines
+from zonesync.tasks.zones import engines
 
 JSON = {"content-type": "application/json"}
 RECORDS = "/mappings/merchants/records"

@@ -18,10 +18,10 @@ from tests.integration.mappings import EXACT_VALUES
 from tests.integration.tables import source_tables, target_tables
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.inspection import check_mapping
-from zonesync.tasks.push import Pusher, push_records
-from zonesync.tasks.update import update_record
+from zonesync.tasks.push.pusher import Pusher, push_records
+from zonesync.tasks.setup.inspection import check_mapping
+from zonesync.tasks.update.rollback import update_record
+from zonesync.tasks.zones.engines import get_engine
 
 BAD_TIMESTAMPS = [
     "0001-01-01T00:00:00+14:00",  # before year 1 once in UTC

@@ -23,7 +23,7 @@ from zonesync.schemas import settings
 from zonesync.schemas.api_clients import SCOPES, Scope, new_client
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.registry import all_mappings
-from zonesync.tasks import engines
+from zonesync.tasks.zones import engines
 
 RECORD = (
     '{"merchant_id": %d, "merchant_name": "Warung 😀", "status": "%s", "fee": 1234567890123456.78, '

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from tests.conftest import ZonePair
 from tests.integration.helpers import rows
 from tests.integration.test_http_api import CARRIED_ONLY, RECORD, serve
-from zonesync.tasks import idempotency
-from zonesync.tasks.bookkeeping import api_idempotency
-from zonesync.tasks.idempotency import IdempotencyKeys, Refusal, Replay
+from zonesync.tasks.bookkeeping import idempotency
+from zonesync.tasks.bookkeeping.idempotency import IdempotencyKeys, Refusal, Replay
+from zonesync.tasks.bookkeeping.tables import api_idempotency
 
 JSON = {"content-type": "application/json"}
 

@@ -36,9 +36,10 @@ from tests.integration.tables import collated_note_tables, loose_merchant_source
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks import demo_data
-from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.sync import PHASE_HOOK, MappingSyncResult
+from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.sync.run import PHASE_HOOK
+from zonesync.tasks.zones.checkpoints import interleaved
 
 
 def _order_lines(pair: ZonePair, *, refused: bool = False) -> set[tuple[object, ...]]:

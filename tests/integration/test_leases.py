@@ -15,11 +15,11 @@ from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, target_rows
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks import update
-from zonesync.tasks.bookkeeping import sync_lease
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.lease import Lease, LeaseLost, holding, mapping_lease
-from zonesync.tasks.push import push_records
+from zonesync.tasks.bookkeeping.lease import Lease, LeaseLost, holding, mapping_lease
+from zonesync.tasks.bookkeeping.tables import sync_lease
+from zonesync.tasks.push.pusher import push_records
+from zonesync.tasks.update import rollback as update
+from zonesync.tasks.zones.engines import get_engine
 
 MERCHANT = {
     "merchant_id": 1,

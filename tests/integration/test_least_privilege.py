@@ -18,9 +18,9 @@ from tests.integration.test_http_api import CARRIED_ONLY, RECORD, post, serve
 from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.registry import all_mappings
-from zonesync.tasks import demo_data
-from zonesync.tasks.demo_data import DEMO_BUSINESS_DATE
-from zonesync.tasks.grants import Part, grant_statements
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.setup.demo_data import DEMO_BUSINESS_DATE
+from zonesync.tasks.setup.grants import Part, grant_statements
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_harness"),

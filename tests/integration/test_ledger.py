@@ -19,21 +19,21 @@ from tests.integration.helpers import execute, rows, seed, source_rows, unflagge
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.errors import TransientSyncError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
-from zonesync.tasks import demo_data
-from zonesync.tasks.bookkeeping import batch_job
-from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.lease import Lease, mapping_lease
-from zonesync.tasks.ledger import batch_recorder, close_abandoned, start_job
-from zonesync.tasks.sync import Zones, sync_mapping_rows
+from zonesync.tasks.bookkeeping.lease import Lease, mapping_lease
+from zonesync.tasks.bookkeeping.ledger import batch_recorder, close_abandoned, start_job
+from zonesync.tasks.bookkeeping.tables import batch_job
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.zones.checkpoints import interleaved
+from zonesync.tasks.zones.engines import get_engine
 
 CHILD = """
 import time
 from datetime import date
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.ledger import batch_recorder, start_job
-from zonesync.tasks.sync import Zones, sync_mapping_rows
+from zonesync.tasks.zones.engines import get_engine
+from zonesync.tasks.bookkeeping.ledger import batch_recorder, start_job
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
 
 intranet, internet = get_engine("intranet"), get_engine("internet")
 entry, _lease = start_job(intranet, "retry-sync", date.today())
@@ -102,9 +102,9 @@ def test_a_run_that_loses_its_lease_stops_with_an_error_that_keeps_its_counts(de
 END_DAY_CHILD = """
 from datetime import date
 from zonesync.schemas.examples import PAYMENTS
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.ledger import batch_recorder, start_job
-from zonesync.tasks.sync import Zones, sync_mapping_rows
+from zonesync.tasks.zones.engines import get_engine
+from zonesync.tasks.bookkeeping.ledger import batch_recorder, start_job
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
 
 intranet, internet = get_engine("intranet"), get_engine("internet")
 entry, _lease = start_job(intranet, "end-day-check", date.today())
@@ -133,8 +133,8 @@ def test_an_end_day_batch_killed_between_its_two_commits_is_counted_once(demo: Z
 
 FINISHING_CHILD = """
 from datetime import date
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.ledger import job_ledger
+from zonesync.tasks.zones.engines import get_engine
+from zonesync.tasks.bookkeeping.ledger import job_ledger
 
 with job_ledger(get_engine("intranet"), "retry-sync", date.today()) as entry:
     entry.status = "SUCCESS"

@@ -22,10 +22,10 @@ from tests.integration.helpers import (
     target_rows,
 )
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks import demo_data
-from zonesync.tasks.push import push_records
-from zonesync.tasks.schema_contract import accept_live
-from zonesync.tasks.update import update_record
+from zonesync.tasks.push.pusher import push_records
+from zonesync.tasks.schema.contract import accept_live
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.update.rollback import update_record
 
 SERVERS = [backend_param("postgresql"), backend_param("mariadb")]
 FEE = pl.Decimal(18, 2)

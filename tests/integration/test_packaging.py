@@ -70,7 +70,7 @@ def test_an_installed_zonesync_runs_the_demo_from_a_project_with_its_own_tasks_a
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
     imported = subprocess.run(
-        [python, "-c", "import zonesync.flows.retry_sync, zonesync.deployments.api, zonesync.tasks.push as p; "
+        [python, "-c", "import zonesync.flows.retry_sync, zonesync.deployments.api, zonesync.tasks.push.pusher as p; "
          "print(p.__file__)"],
         cwd=project, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -29,8 +29,8 @@ from tests.integration.helpers import create, errors_by_key, mapped, reflect, so
 from tests.integration.mappings import EXACT_VALUES, NOTES
 from tests.integration.tables import source_tables, target_tables
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import sync_error
-from zonesync.tasks.push import Pusher
+from zonesync.tasks.bookkeeping.tables import sync_error
+from zonesync.tasks.push.pusher import Pusher
 
 EXAMPLES = int(os.environ.get("ZONESYNC_PROPERTY_EXAMPLES", "25"))
 ROWS = int(os.environ.get("ZONESYNC_PROPERTY_ROWS", "12"))

@@ -31,9 +31,10 @@ from zonesync.flows.realtime_push import realtime_push
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas import settings
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks import engines
-from zonesync.tasks.push import KeyOutcome, Pusher, push_records
-from zonesync.tasks.sync import MappingSyncResult, Zones, sync_mapping_rows
+from zonesync.tasks.push.pusher import Pusher, push_records
+from zonesync.tasks.results import KeyOutcome, MappingSyncResult
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.zones import engines
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1,

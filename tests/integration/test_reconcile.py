@@ -24,10 +24,12 @@ from tests.integration.tables import target_tables
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import reconcile
-from zonesync.tasks.demo_data import merchants
-from zonesync.tasks.reconcile import Reconciliation, reconcile_mapping
-from zonesync.tasks.reconcile_queries import ZoneView, canonical_text, digest, zone_view
+from zonesync.tasks.reconcile import compare as reconcile
+from zonesync.tasks.reconcile.compare import reconcile_mapping
+from zonesync.tasks.reconcile.queries import ZoneView, canonical_text, digest, zone_view
+from zonesync.tasks.reconcile.report import reconciliation_markdown
+from zonesync.tasks.results import Reconciliation
+from zonesync.tasks.setup.demo_data import merchants
 
 DAY = date(2026, 11, 25)
 TZ = "Asia/Jakarta"
@@ -103,7 +105,7 @@ def test_identical_zones_agree_through_the_fast_path(any_zones: ZonePair) -> Non
 
     found = run(any_zones)
 
-    assert found.ok, found.markdown()
+    assert found.ok, reconciliation_markdown(found)
     assert found.comparison.fast_path
     assert (found.comparison.source_rows, found.comparison.target_rows) == (6, 6)  # 1, 2, 3, 5, 6, 9
     s_idr = Decimal(BIG) + Decimal("0.01") + Decimal("10.00") + Decimal("3.33")
@@ -145,7 +147,7 @@ def test_each_difference_is_reported_in_its_category(any_zones: ZonePair) -> Non
         4, Decimal(BIG) + Decimal("13.34"), 4, Decimal("123456789012345.66") + Decimal("53.33")
     )  # fmt: skip
     assert [g.values for g in found.groups if not g.matches] == [("S", "IDR")]
-    assert "payment_id=100" in found.markdown()
+    assert "payment_id=100" in reconciliation_markdown(found)
 
 
 def test_more_differences_than_the_list_limit(zones: ZonePair, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,7 +172,7 @@ def test_more_differences_than_the_list_limit(zones: ZonePair, monkeypatch: pyte
         assert {k[0] for k in c.missing_in_target_keys} <= set(range(1, 11))
         assert {k[0] for k in c.only_in_target_keys} <= set(range(101, 111))
         assert {k[0] for k in c.different_keys} <= set(range(11, 21))
-        assert "(first 3)" in found.markdown()
+        assert "(first 3)" in reconciliation_markdown(found)
     assert (first.comparison.buckets, bucketed.comparison.buckets) == (1, 30)
 
 

@@ -1,4 +1,4 @@
-"""The one retry policy (tasks/retrying.py) on real servers and the real Prefect engine: each kind of failure is
+"""The one retry policy (tasks/zones/retrying.py) on real servers and the real Prefect engine: each kind of failure is
 run again by one layer only, so a deadlock is tried 4 times in all, not 4 per Prefect attempt (12)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import errors, jobs, rows, seed
 from zonesync.flows.retry_sync import SyncReport, retry_sync
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import demo_data
-from zonesync.tasks.retrying import DEADLOCK_ATTEMPTS
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.zones.retrying import DEADLOCK_ATTEMPTS
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

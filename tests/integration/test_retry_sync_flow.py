@@ -33,7 +33,7 @@ from tests.integration.tables import broken_tables, loose_merchant_source
 from zonesync.flows.retry_sync import SyncReport, retry_sync
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import demo_data
+from zonesync.tasks.setup import demo_data
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

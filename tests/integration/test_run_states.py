@@ -17,10 +17,8 @@ from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.realtime_push import realtime_push
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.flows.update_with_rollback import update_with_rollback
-from zonesync.tasks import demo_data
-from zonesync.tasks.end_day import EndDayReport
-from zonesync.tasks.push import PushResult
-from zonesync.tasks.update import UpdateResult
+from zonesync.tasks.results import EndDayReport, PushResult, UpdateResult
+from zonesync.tasks.setup import demo_data
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), SQLITE_ONLY]
 

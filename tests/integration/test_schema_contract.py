@@ -17,10 +17,10 @@ import pytest
 from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import assert_nothing_lost, errors, execute, seed, source_rows, sync, target_rows
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks import demo_data
-from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.engines import get_engine
-from zonesync.tasks.schema_contract import FIRST_SEEN, accept_live, schema_report
+from zonesync.tasks.schema.contract import FIRST_SEEN, accept_live, schema_report
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.zones.checkpoints import interleaved
+from zonesync.tasks.zones.engines import get_engine
 
 SERVERS = [backend_param("postgresql"), backend_param("mariadb")]
 NARROW_FEE = {
@@ -164,7 +164,7 @@ def test_a_change_during_a_run_rolls_the_batch_in_flight_back(synced_once: ZoneP
 
 @pytest.mark.parametrize("backend", SERVERS, indirect=True)
 def test_an_update_after_a_breaking_change_is_refused_with_the_change(synced_once: ZonePair) -> None:
-    from zonesync.tasks.update import update_record
+    from zonesync.tasks.update.rollback import update_record
 
     demo = synced_once
     execute(demo.internet, NARROW_FEE[demo.internet_backend])
@@ -218,8 +218,8 @@ def post(client, body: str):  # type: ignore[no-untyped-def]
 
 
 def test_no_false_alarm_over_repeated_runs_pushes_and_updates_without_ddl(synced_once: ZonePair) -> None:
-    from zonesync.tasks.push import push_records
-    from zonesync.tasks.update import update_record
+    from zonesync.tasks.push.pusher import push_records
+    from zonesync.tasks.update.rollback import update_record
 
     demo = synced_once
     first = report(demo).accepted

@@ -21,9 +21,9 @@ from tests.integration.helpers import assert_nothing_lost, execute, seed, sync, 
 from tests.torture.clusters import PrivateMariaDB, PrivatePostgres
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import demo_data
-from zonesync.tasks.bookkeeping import create_bookkeeping
-from zonesync.tasks.reconcile import reconcile_mapping
+from zonesync.tasks.bookkeeping.tables import create_bookkeeping
+from zonesync.tasks.reconcile.compare import reconcile_mapping
+from zonesync.tasks.setup import demo_data
 
 pytestmark = [pytest.mark.backend("postgresql"), pytest.mark.backend("mariadb")]
 

@@ -19,11 +19,11 @@ from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import REFUSE_FLAG, create, execute, mapped, seed, source_rows, target_rows
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks import demo_data
-from zonesync.tasks.engines import dialect_for, get_engine
-from zonesync.tasks.push import push_records
-from zonesync.tasks.recovery import recover_intents
-from zonesync.tasks.update import update_record
+from zonesync.tasks.push.pusher import push_records
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.update.recovery import recover_intents
+from zonesync.tasks.update.rollback import update_record
+from zonesync.tasks.zones.engines import dialect_for, get_engine
 
 MERCHANT = SYNCED_MERCHANT
 KEY = {"merchant_id": 1}

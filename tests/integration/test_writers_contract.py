@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, rows, source_rows, sync, target_rows
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.checkpoints import interleaved
-from zonesync.tasks.push import push_records
-from zonesync.tasks.triggers import install_writers_trigger
-from zonesync.tasks.update import update_record
+from zonesync.tasks.push.pusher import push_records
+from zonesync.tasks.setup.triggers import install_writers_trigger
+from zonesync.tasks.update.rollback import update_record
+from zonesync.tasks.zones.checkpoints import interleaved
 
 MERCHANT: dict[str, Any] = {
     "merchant_id": 1, "merchant_name": "Toko", "status": "A", "fee": "1.00", "updated_at": "2026-11-26T10:00:00Z",

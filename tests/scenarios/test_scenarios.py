@@ -20,7 +20,8 @@ from zonesync.flows.retry_sync import retry_sync
 from zonesync.flows.update_with_rollback import update_with_rollback
 from zonesync.schemas import settings
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
-from zonesync.tasks import demo_data, engines
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.zones import engines
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from tests.conftest import ZonePair
 from tests.integration.helpers import Key, errors_by_key, mapped, rows, source_rows, target_rows
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import batch_job, sync_intent, sync_lease
+from zonesync.tasks.bookkeeping.tables import batch_job, sync_intent, sync_lease
 
 FINISHED = {"SUCCESS", "NO_RECORD", "PARTIAL", "FAILED", "SKIPPED", "ABORTED"}
 SHOWN_KEYS = 5  # keys listed per violation line

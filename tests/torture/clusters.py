@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.torture.procs import free_port, wait_until
-from zonesync.tasks.engines import parse_url
+from zonesync.tasks.zones.engines import parse_url
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MARIADBD = "/usr/sbin/mariadbd"

@@ -13,7 +13,7 @@ from typing import Any
 from tests.conftest import ZonePair
 from tests.torture.ops import NOW
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks.demo_data import (
+from zonesync.tasks.setup.demo_data import (
     DEMO_BUSINESS_DATE,
     INVALID_MERCHANTS,
     INVALID_PAYMENTS,

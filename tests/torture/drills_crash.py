@@ -10,7 +10,7 @@ from tests.torture.checker import Baseline
 from tests.torture.data import BUSINESS_DATE, push_batches, update_items, valid_keys
 from tests.torture.procs import Worker
 from tests.torture.trial import BATCH, Trial
-from zonesync.tasks.bookkeeping import batch_job
+from zonesync.tasks.bookkeeping.tables import batch_job
 
 
 def crash_retry(trial: Trial) -> list[str]:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.engines import dialect_for, get_engine
+from zonesync.tasks.zones.engines import dialect_for, get_engine
 
 NOW = "@now"
 Emit = Callable[[dict[str, Any]], None]
@@ -56,7 +56,7 @@ def endday(business_date: str, mappings: list[str], **_: Any) -> dict[str, Any]:
 
 def push(mapping: str, batches: list[list[dict[str, Any]]], pause: float = 0.0, **_: Any) -> list[str]:
     """Real-time pushes, one per batch of records; the status of each."""
-    from zonesync.tasks.push import push_records
+    from zonesync.tasks.push.pusher import push_records
 
     answers = []
     for records in batches:
@@ -68,7 +68,7 @@ def push(mapping: str, batches: list[list[dict[str, Any]]], pause: float = 0.0, 
 
 def update(mapping: str, items: list[dict[str, Any]], pause: float = 0.0, **_: Any) -> list[str]:
     """Updates with rollback, one per {key, changes}; the status (and reason) of each."""
-    from zonesync.tasks.update import update_record
+    from zonesync.tasks.update.rollback import update_record
 
     answers = []
     for item in items:
@@ -112,7 +112,7 @@ def _typed(value: Any, dtype: pl.DataType) -> Any:
 
 def recover(**_: Any) -> list[str]:
     """`zonesync recover`: repair interrupted updates."""
-    from zonesync.tasks.recovery import recover_intents
+    from zonesync.tasks.update.recovery import recover_intents
 
     return recover_intents(get_engine("intranet"))
 

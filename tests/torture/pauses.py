@@ -42,7 +42,7 @@ def armed(emit: Emit) -> Iterator[None]:
     if not point:
         yield
         return
-    from zonesync.tasks.checkpoints import interleaved
+    from zonesync.tasks.zones.checkpoints import interleaved
 
     try:
         with interleaved(CHECKPOINTS.get(point, point), lambda: pause_point(point, emit)):

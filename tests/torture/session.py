@@ -19,7 +19,7 @@ from tests.conftest import ThrowawayServers, ZonePair, make_pair
 from tests.torture.checker import prepared_transactions
 from tests.torture.clusters import PrivateCluster, Tarpit, private_cluster
 from tests.torture.procs import PrefectServer, WorkerPool
-from zonesync.tasks.bookkeeping import sync_intent
+from zonesync.tasks.bookkeeping.tables import sync_intent
 
 Pairing = tuple[str, str]  # (intranet backend, internet backend)
 

@@ -26,11 +26,16 @@ from tests.torture import pauses
 from tests.torture.ops import OPERATIONS
 from zonesync.flows import end_day_check, retry_sync
 from zonesync.schemas import registry, settings
-from zonesync.tasks import engines, lease, push, steps, sync, update  # noqa: F401 (push, sync: loaded once, warm)
+from zonesync.tasks import prefect_tasks
+from zonesync.tasks.bookkeeping import lease
+from zonesync.tasks.push import pusher  # noqa: F401 (loaded once, warm)
+from zonesync.tasks.sync import run  # noqa: F401 (loaded once, warm)
+from zonesync.tasks.update import rollback
+from zonesync.tasks.zones import engines
 
 _write_lock = threading.Lock()
 _ORIGINAL = {
-    "lease": steps.LEASE_SECONDS,
+    "lease": prefect_tasks.LEASE_SECONDS,
     "retry_task": retry_sync.sync_mapping,
     "endday_task": end_day_check.sync_mapping,
     "reconcile": end_day_check.reconcile,
@@ -57,7 +62,7 @@ def shorten_update_lease() -> None:
         short = os.environ.get("TORTURE_UPDATE_LEASE_SECONDS")
         return original_holding(engine, name, ttl=float(short) if short else ttl, **kwargs)
 
-    for module in (update, sys.modules.get("zonesync.tasks.recovery")):
+    for module in (rollback, sys.modules.get("zonesync.tasks.update.recovery")):
         if module is not None and hasattr(module, "holding"):
             module.holding = holding
 
@@ -73,7 +78,7 @@ def apply_env(env: dict[str, str | None]) -> None:
     registry._registry.cache_clear()
     engines.dispose_engines()
     short = os.environ.get("TORTURE_LEASE_SECONDS")
-    steps.LEASE_SECONDS = float(short) if short else _ORIGINAL["lease"]  # type: ignore[assignment]
+    prefect_tasks.LEASE_SECONDS = float(short) if short else _ORIGINAL["lease"]  # type: ignore[assignment]
     fast = os.environ.get("TORTURE_FAST_RETRIES") == "1"
     delays = {"retry_delay_seconds": [0.5, 1.0]}
     retry_sync.sync_mapping = _ORIGINAL["retry_task"].with_options(**delays) if fast else _ORIGINAL["retry_task"]

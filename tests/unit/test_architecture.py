@@ -17,7 +17,7 @@ STORAGE_DECLARATIONS = ROOT / "schemas" / "types.py"
 
 
 def _modules() -> dict[str, Path]:
-    """Every module of the package by dotted name (zonesync.tasks.load ...), and the benchmarks' (bench.floor ...)."""
+    """Every module of the package by dotted name (zonesync.tasks.sync.load ...), and the benchmarks' (bench.floor)."""
     found = {}
     for layer in LAYERS:
         for path in sorted((ROOT / layer).rglob("*.py")):
@@ -115,6 +115,19 @@ def test_the_cycle_finder_finds_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
+def test_tasks_is_rooms_by_concern_with_the_shared_types_and_prefect_tasks_beside_them() -> None:
+    """tasks/ holds its rooms (subpackages) and three modules: the result types, the Prefect tasks, the options
+    zonesync gives Prefect. A new module goes into the room of its concern."""
+    loose = sorted(path.name for path in (ROOT / "tasks").glob("*.py"))
+    assert loose == ["__init__.py", "prefect_options.py", "prefect_tasks.py", "results.py"]
+
+
+def test_the_result_types_are_a_leaf() -> None:
+    """What runs produce is read by reporting, the ledger and the flows: it depends on no code that produces it."""
+    imported = {name for name in _imports(MODULES["zonesync.tasks.results"]) if name.startswith("zonesync.")}
+    assert {name for name in imported if not name.startswith("zonesync.schemas")} == set()
+
+
 def _outside_dialects() -> list[tuple[str, Path]]:
     return [(m, p) for m, p in MODULES.items() if not m.startswith(DIALECTS) and not m.startswith("bench.")]
 
@@ -153,9 +166,13 @@ def test_transactions_are_opened_in_one_place() -> None:
     """`engines.in_transaction` opens them; only the two held open while the other zone is written (a claim, the
     update's source row) open their own, and two-phase commit its prepared ones."""
     opened = {module: _calls(path, "begin") for module, path in PACKAGE.items() if _calls(path, "begin")}
-    assert opened == {"zonesync.tasks.engines": 1, "zonesync.tasks.batch": 1, "zonesync.tasks.update": 1}
+    assert opened == {
+        "zonesync.tasks.zones.engines": 1,
+        "zonesync.tasks.sync.batch": 1,
+        "zonesync.tasks.update.rollback": 1,
+    }
     prepared = {module for module, path in PACKAGE.items() if _calls(path, "begin_twophase")}
-    assert prepared == {"zonesync.tasks.twophase"}
+    assert prepared == {"zonesync.tasks.update.twophase"}
 
 
 def test_the_flows_do_not_depend_on_the_command_line() -> None:
@@ -183,4 +200,6 @@ def test_no_flow_or_task_lets_prefect_persist_its_result() -> None:
         if isinstance(value, Flow | Task) and value.fn.__module__ == module
     }
     assert len([name for name, value in declared.items() if isinstance(value, Flow)]) == 4
+    tasks = {name.rpartition(".")[0] for name, value in declared.items() if isinstance(value, Task)}
+    assert tasks == {"zonesync.tasks.prefect_tasks"}  # one home for Prefect tasks
     assert {name: value.persist_result for name, value in declared.items() if value.persist_result is not False} == {}

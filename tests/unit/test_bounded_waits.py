@@ -17,13 +17,13 @@ from sqlalchemy.engine import URL, Engine
 
 from zonesync.schemas.errors import ConfigError, NoAnswer
 from zonesync.schemas.settings import get_settings
-from zonesync.tasks import breaker, engines, limits
 from zonesync.tasks.dialects import database, reading
 from zonesync.tasks.dialects import limits as dialect_limits
 from zonesync.tasks.dialects.limits import STATEMENT_GRACE_SECONDS, Limits
 from zonesync.tasks.dialects.reading import read_within_deadline
-from zonesync.tasks.engines import create_engine, dialect_for, parse_url
-from zonesync.tasks.failures import diagnosis, is_transient, translate
+from zonesync.tasks.zones import breaker, engines, profiles
+from zonesync.tasks.zones.engines import create_engine, dialect_for, parse_url
+from zonesync.tasks.zones.failures import diagnosis, is_transient, translate
 
 LIMITS = Limits(connect=3.5, statement=4.25, lock=1.5)
 PG = "postgresql://sync:s3cret@db:5432/pay"
@@ -38,11 +38,11 @@ def connect_args(url: URL, limits: Limits) -> dict[str, Any]:
 
 
 def connectorx_url(engine: Engine) -> str:
-    return dialect_for(engine).connecting.connectorx_url(engine.url, limits.limits_of(engine))
+    return dialect_for(engine).connecting.connectorx_url(engine.url, profiles.limits_of(engine))
 
 
 def connectorx_query(engine: Engine, sql: str) -> str:
-    return dialect_for(engine).connecting.connectorx_query(sql, limits.limits_of(engine))
+    return dialect_for(engine).connecting.connectorx_query(sql, profiles.limits_of(engine))
 
 
 # -- settings ----------------------------------------------------------------------------------------------------
@@ -107,9 +107,9 @@ def test_sqlite_waits_for_a_lock_as_long_as_the_lock_timeout(tmp_path: Path) -> 
 def test_create_engine_takes_the_settings_limits_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZONESYNC_LOCK_TIMEOUT", "7")
     engine = create_engine(parse_url(PG, setting="S"), zone="internet")
-    assert limits.limits_of(engine).lock == 7
-    assert limits.label_of(engine) == "the internet zone"
-    assert limits.label_of(sa.create_engine(parse_url(PG, setting="S"))) == "the postgresql database at db:5432"
+    assert profiles.limits_of(engine).lock == 7
+    assert profiles.label_of(engine) == "the internet zone"
+    assert profiles.label_of(sa.create_engine(parse_url(PG, setting="S"))) == "the postgresql database at db:5432"
 
 
 # -- what connectorx is given ------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_a_repeated_url_parameter_is_refused_without_its_value() -> None:
 
 
 # -- clear lines -------------------------------------------------------------------------------------------------
-PROFILE = limits.EngineProfile("the internet zone", LIMITS)
+PROFILE = profiles.EngineProfile("the internet zone", LIMITS)
 
 
 @pytest.mark.parametrize(

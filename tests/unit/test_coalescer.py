@@ -11,7 +11,8 @@ from typing import Any, cast
 import pytest
 
 from zonesync.deployments.api import Coalescer
-from zonesync.tasks.push import KeyOutcome, Pusher, PushResult
+from zonesync.tasks.push.pusher import Pusher
+from zonesync.tasks.results import KeyOutcome, PushResult
 
 
 class RecordingPusher:

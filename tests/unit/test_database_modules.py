@@ -67,7 +67,8 @@ PROBE = textwrap.dedent(
     import polars as pl
     import sqlalchemy as sa
     from zonesync.schemas.errors import ConfigError
-    from zonesync.tasks import dialects, engines
+    from zonesync.tasks import dialects
+    from zonesync.tasks.zones import engines
     assert dialects.__file__.startswith(sys.argv[1]), dialects.__file__
     print("supported:", ", ".join(dialects.supported_names()))
     try:

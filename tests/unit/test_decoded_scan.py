@@ -14,7 +14,7 @@ from prefect.results import ResultStore
 from prefect.serializers import Serializer
 
 from tests.integration.decoded import decoded_forms
-from zonesync.tasks.push import KeyOutcome, PushResult
+from zonesync.tasks.results import KeyOutcome, PushResult
 
 SENTINEL = "AcctSentinel0123456789"
 

@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import sync_error
+from zonesync.tasks.bookkeeping.tables import sync_error
 from zonesync.tasks.dialects.installing import Installing, TableGrant
 from zonesync.tasks.dialects.mariadb import MariaDBDialect
 from zonesync.tasks.dialects.postgresql import PostgresDialect
 from zonesync.tasks.dialects.sqlite import SQLiteDialect
 from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.dialects.update_then_insert import bound_rows, update_then_insert
-from zonesync.tasks.engines import dialect_for, installing_for
-from zonesync.tasks.extract import UnsyncedReader
+from zonesync.tasks.sync.extract import UnsyncedReader
+from zonesync.tasks.zones.engines import dialect_for, installing_for
 
 URLS = {
     "postgresql": "postgresql+psycopg://sync@db/pay",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
-from zonesync.tasks.docs import mapping_markdown, mappings_markdown
+from zonesync.tasks.setup.mapping_docs import mapping_markdown, mappings_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import Settings
-from zonesync.tasks import engines
-from zonesync.tasks.engines import (
+from zonesync.tasks.zones import engines
+from zonesync.tasks.zones.engines import (
     create_engine,
     describe,
     dialect_for,
@@ -22,7 +22,7 @@ from zonesync.tasks.engines import (
     zone_setting,
     zone_url,
 )
-from zonesync.tasks.limits import limits_of
+from zonesync.tasks.zones.profiles import limits_of
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from zonesync.schemas.errors import (
     scrub,
     short_message,
 )
-from zonesync.tasks.failures import is_transient, translate
-from zonesync.tasks.retrying import DEADLOCK_ATTEMPTS, retry_delay, retry_task
+from zonesync.tasks.zones.failures import is_transient, translate
+from zonesync.tasks.zones.retrying import DEADLOCK_ATTEMPTS, retry_delay, retry_task
 
 
 def wrapped(kind: type[sa_exc.DBAPIError], driver_error: Exception, **kwargs: object) -> sa_exc.DBAPIError:
@@ -181,7 +181,7 @@ def test_mapping_errors_are_config_errors() -> None:
     assert issubclass(ConfigError, TerminalSyncError)
 
 
-# -- the one retry policy (tasks/retrying.py) -------------------------------------------------------------
+# -- the one retry policy (tasks/zones/retrying.py) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

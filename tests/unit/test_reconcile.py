@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.dialects.sqlite import _date_text, _decimal_text, _DecimalSum, _hash32, _md5, _timestamp_text
-from zonesync.tasks.reconcile import bucket_count, merge_groups
-from zonesync.tasks.reconcile_queries import (
+from zonesync.tasks.reconcile.compare import bucket_count, merge_groups
+from zonesync.tasks.reconcile.queries import (
     ZoneView,
     bucket_query,
     business_window,
@@ -22,7 +22,8 @@ from zonesync.tasks.reconcile_queries import (
     totals_query,
     zone_view,
 )
-from zonesync.tasks.reconcile_report import GroupTotals, Reconciliation, RowComparison
+from zonesync.tasks.reconcile.report import reconciliation_markdown, reconciliation_rows
+from zonesync.tasks.results import GroupTotals, Reconciliation, RowComparison
 
 URLS = {
     "postgresql": "postgresql+psycopg://sync@db/pay",
@@ -158,13 +159,13 @@ def report(*, different: int = 0) -> Reconciliation:
 def test_report_renders_markdown_and_json_rows() -> None:
     """Pipes escaped, decimals as strings, capped key lists say so, rows serialise to JSON."""
     assert report().ok and not report(different=3).ok
-    text = report(different=3).markdown()
+    text = reconciliation_markdown(report(different=3))
     assert "## Reconciliation of payments: 2026-11-25 (Asia/Jakarta)" in text
     assert "| status | currency | eligible | rows | amount | match |" in text
     assert "| S\\|x | IDR | yes | 2 / 2 | 12.50 / 12.50 | yes |" in text
     assert "| F | NULL | no | 1 / 0 | 1.00 / 0.00 | yes |" in text
     assert "Keys different: 3 (first 2): ref=a\\|0, ref=a\\|1" in text
-    rows = report(different=3).rows()
+    rows = reconciliation_rows(report(different=3))
     assert json.loads(json.dumps(rows)) == rows
     assert rows[0]["source_amount"] == "12.50" and rows[0]["group"] == "status=S|x, currency=IDR"
     assert [row["kind"] for row in rows] == ["totals", "totals", "different", "different"]

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.records import RecordError, coerce_records, coerce_update
+from zonesync.tasks.push.records import RecordError, coerce_records, coerce_update
 
 
 def merchant_table(dialect: str = "postgresql") -> sa.Table:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.artifact_layout import clipped_tables, table_widths
-from zonesync.tasks.report import escape_inline, results_markdown
-from zonesync.tasks.sync import MappingSyncResult
+from zonesync.tasks.reporting.sync_run import escape_inline, results_markdown
+from zonesync.tasks.results import MappingSyncResult
 
 
 def test_counts_are_lines_that_no_width_clips() -> None:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from zonesync.tasks.schema_shape import ColumnFacts, MappingShape, TableFacts, compare
+from zonesync.tasks.schema.shape import ColumnFacts, MappingShape, TableFacts, compare
 
 FEE = ColumnFacts("numeric(18, 2)", "decimal", nullable=False, has_default=False, precision=18, scale=2)
 AT = ColumnFacts("timestamp with time zone", "timestamptz", nullable=False, has_default=False, fraction_digits=6)

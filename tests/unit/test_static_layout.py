@@ -75,10 +75,12 @@ def test_every_zonesync_import_in_the_repository_resolves_from_the_source_alone(
 
 def test_the_resolver_notices_a_missing_module_or_name(tmp_path: Path) -> None:
     probe = ROOT / "tests" / "unit" / "static_layout_probe.py"
-    probe.write_text("from zonesync.tasks.engines import no_such_name\nfrom zonesync.tasks.no_such_module import x\n")
+    probe.write_text(
+        "from zonesync.tasks.zones.engines import no_such_name\nfrom zonesync.tasks.no_such_module import x\n"
+    )
     try:
         assert _unresolved(probe) == [
-            "tests/unit/static_layout_probe.py: from zonesync.tasks.engines import no_such_name",
+            "tests/unit/static_layout_probe.py: from zonesync.tasks.zones.engines import no_such_name",
             "tests/unit/static_layout_probe.py: from zonesync.tasks.no_such_module",
         ]
     finally:

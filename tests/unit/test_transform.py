@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.transform import ROW, to_target_schema
+from zonesync.tasks.sync.transform import ROW, to_target_schema
 
 
 class Shop(pa.DataFrameModel):

@@ -12,8 +12,9 @@ import pytest
 
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.transform import ROW
-from zonesync.tasks.validate import REJECT_SCHEMA, split_valid
+from zonesync.tasks.sync.rejects import REJECT_SCHEMA
+from zonesync.tasks.sync.transform import ROW
+from zonesync.tasks.sync.validate import split_valid
 
 GOOD = {
     "merchant_id": 1,

@@ -19,9 +19,9 @@ from pandera.api.polars.types import PolarsData
 
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks import validate
-from zonesync.tasks.transform import ROW
-from zonesync.tasks.validate import Validated, accepts, compile_model, split_valid
+from zonesync.tasks.sync import validate
+from zonesync.tasks.sync.transform import ROW
+from zonesync.tasks.sync.validate import Validated, accepts, compile_model, split_valid
 
 
 class Wide(pa.DataFrameModel):

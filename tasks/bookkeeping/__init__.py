@@ -1,0 +1,1 @@
+"""The bookkeeping tables in the intranet zone and what keeps them: ledger, leases, audit, idempotency."""

@@ -1,0 +1,140 @@
+"""Every Prefect task zonesync declares, and the run preparation shared by the scheduled flows (retry sync,
+end-day check). A task is one mapping's step, never one row or one batch's fraction of it."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import get_run_logger, runtime, task
+from prefect.states import State
+from sqlalchemy.engine import Engine
+
+from zonesync.schemas.errors import ConfigError, SyncError
+from zonesync.schemas.mapping import Direction, SyncMapping
+from zonesync.schemas.registry import get_mapping, select_mappings
+from zonesync.schemas.settings import ZONES, get_settings
+from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.bookkeeping.lease import Lease, kept_alive, mapping_lease
+from zonesync.tasks.bookkeeping.ledger import batch_recorder
+from zonesync.tasks.prefect_options import task_options
+from zonesync.tasks.reconcile.compare import reconcile_mapping
+from zonesync.tasks.reporting.events import emit_zones_differ
+from zonesync.tasks.reporting.sync_run import BatchProgress
+from zonesync.tasks.results import MappingSyncResult, Reconciliation
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.update.recovery import recover_intents
+from zonesync.tasks.zones.engines import get_engine, zone_url
+
+LEASE_SECONDS = 120  # renewed by a keeper thread; a crashed run elsewhere blocks the mapping at most this long
+# What the failed attempts of a sync task run did, by task run id: Prefect's retry goes on from there.
+_attempts: dict[str, MappingSyncResult] = {}
+
+
+def check_run_settings(direction: Direction, names: list[str] | None) -> list[SyncMapping]:
+    """Fail fast on unknown mappings and bad zone URLs; return the selected mappings."""
+    selected = select_mappings(direction, names)
+    for zone in ZONES:
+        zone_url(zone)
+    return selected
+
+
+def require_bookkeeping() -> Engine:
+    """The intranet engine; a ConfigError when `zonesync init` has not created the bookkeeping tables."""
+    intranet = get_engine("intranet")
+    if missing := bookkeeping.missing_tables(intranet):
+        raise ConfigError(
+            f"bookkeeping tables {', '.join(missing)} are missing in the intranet zone: run `zonesync init`"
+        )
+    return intranet
+
+
+def prepare_intranet() -> Engine:
+    """The intranet engine, once its bookkeeping tables exist and interrupted updates are repaired."""
+    intranet = require_bookkeeping()
+    for line in recover_intents(intranet):  # updates a crash left half-done are repaired before anything else
+        get_run_logger().warning("recovered an interrupted update: %s", line)
+    return intranet
+
+
+@task(name="sync-mapping", **task_options())
+def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int | None = None) -> MappingSyncResult:
+    """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect, the counts of
+    every attempt adding up); each batch is counted in the run's batch_job row as it commits."""
+    mapping = get_mapping(mapping_name)
+    zones = Zones(
+        source=get_engine(mapping.source_zone),
+        target=get_engine(mapping.target_zone),
+        intranet=get_engine("intranet"),
+    )
+    progress = BatchProgress(mapping, flow_key)
+    lease = Lease(zones.intranet, mapping_lease(mapping.name), LEASE_SECONDS)
+    if not lease.try_acquire():  # an overlapping run is syncing this mapping: harmless, nothing to do here
+        busy = f"{lease.name} is busy: another zonesync run is working on it"
+        result = MappingSyncResult(mapping=mapping.name, status="skipped", message=busy)
+    else:
+        result = _sync_holding(mapping, zones, lease, batch_size, job_id, progress)
+    progress.finish(result)
+    logger = get_run_logger()
+    log = logger.error if result.status == "error" else logger.info
+    log(
+        "%s: %s — read %s, upserted %s, flagged %s, quarantined %s, changed in flight %s (%.2fs) %s",
+        mapping.name, result.status, result.read, result.upserted, result.flagged, result.quarantined,
+        result.changed_in_flight, result.seconds, result.message,
+    )  # fmt: skip
+    return result
+
+
+def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: int, job_id: int | None,
+                  progress: BatchProgress) -> MappingSyncResult:  # fmt: skip
+    """Sync while holding the mapping's lease (renewed by a keeper, even while a statement waits); a lease lost
+    meanwhile stops the run at its next batch with an error that keeps what was done."""
+    task_run = str(runtime.task_run.id or "")
+    result = _attempts.pop(task_run, None) or MappingSyncResult(mapping=mapping.name)  # earlier attempts' counts
+    record = batch_recorder(job_id) if job_id is not None else None
+
+    def on_batch(result: MappingSyncResult) -> None:
+        lease.renew()  # LeaseLost if another run took it (the keeper renews it between batches too)
+        progress(result)
+
+    try:
+        with kept_alive(lease):
+            return sync_mapping_rows(mapping, zones, batch_size, on_batch=on_batch, record=record, result=result)
+    except SyncError:  # transient (the others end the run with an error result): Prefect retries the task
+        _attempts[task_run] = result
+        raise
+    finally:
+        lease.release()
+
+
+def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:
+    """A sync task's result, or an error result carrying the exception's message (and what its attempts did)."""
+    if state.is_completed():
+        return state.result()
+    done = _attempts.pop(str(state.state_details.task_run_id or ""), None)
+    result = done or MappingSyncResult(mapping=mapping)
+    result.status, result.message = "error", failure_message(state)
+    return result
+
+
+def failure_message(state: State[Any]) -> str:
+    """Why a task run did not complete: its exception's message."""
+    try:
+        state.result()
+    except Exception as exc:
+        return str(exc)
+    return f"task ended {state.type.value}"
+
+
+@task(name="reconcile-mapping", **task_options())
+def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
+    """Compare both zones for the business date: totals per group, and the keys missing or different."""
+    mapping = get_mapping(mapping_name)
+    found = reconcile_mapping(
+        mapping, business_date, get_engine(mapping.source_zone), get_engine(mapping.target_zone),
+        timezone=get_settings().business_timezone,
+    )  # fmt: skip
+    log = get_run_logger().info if found.ok else get_run_logger().warning
+    log("%s: reconciliation of %s: %s", mapping.name, business_date, found.headline())
+    emit_zones_differ(found)
+    return found

@@ -1,0 +1,1 @@
+"""The real-time push: records from applications made ready, carried, and answered per key."""

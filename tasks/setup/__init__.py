@@ -1,0 +1,1 @@
+"""What `zonesync init`, `grants`, `mappings` and the demo install, print or seed."""

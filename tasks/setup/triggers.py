@@ -1,0 +1,55 @@
+"""The writers' contract, enforced in the database (`zonesync init --triggers`).
+
+Applications that change a row of a mapped source table must, in the same statement, set its flag back to
+false and move its version column on; zonesync relies on both (a change that keeps the flag true is never sent,
+one that keeps the version looks unchanged in flight). For applications that cannot be trusted to, a trigger
+on each source table does it for them: an UPDATE that changes a mapped column of a row whose flag stays true
+sets the flag false, and one that leaves the version column as it was moves it on. zonesync's own writes pass
+untouched: claiming changes only the flag, and an update with rollback clears the flag before it changes values.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.dialects.installing import VersionKind, WritersTrigger
+from zonesync.tasks.schema.catalog import source_table
+from zonesync.tasks.zones.engines import in_transaction, installing_for
+from zonesync.tasks.zones.failures import translate
+
+
+def writers_trigger(mapping: SyncMapping, source: sa.Table) -> WritersTrigger:
+    """The trigger a mapping's source table needs: the mapped columns it watches, its flag and version."""
+    keys, version = mapping.source_keys, mapping.version_column
+    watched = tuple(c.source for c in mapping.columns if c.source not in keys and c.source != version)
+    kind = _version_kind(mapping, source) if version else None
+    return WritersTrigger(source, watched, mapping.flag_column, tuple(keys), version if kind else None, kind)
+
+
+def install_writers_trigger(mapping: SyncMapping, engine: Engine) -> str:
+    """(Re)install the trigger on the mapping's source table; one line saying what it enforces."""
+    spec = writers_trigger(mapping, source_table(mapping, engine))
+    try:
+        statements = installing_for(engine).writers_trigger(spec)
+        in_transaction(engine, lambda conn: [conn.exec_driver_sql(statement) for statement in statements])
+    except Exception as exc:
+        raise translate(exc, what=f"installing trigger {spec.name}", mapping=mapping.name) from exc
+    bump = f", and moves {spec.version} on" if spec.version else ""
+    return f"{spec.name} on {mapping.source_table}: an update that changes a mapped column resets {spec.flag}{bump}"
+
+
+def _version_kind(mapping: SyncMapping, source: sa.Table) -> VersionKind | None:
+    """How the version column moves on: + 1, or now (in the column's own form); None if it is neither."""
+    assert mapping.version_column is not None
+    column_type = source.c[mapping.version_column].type
+    if isinstance(column_type, sa.Integer):
+        return "integer"
+    if isinstance(column_type, sa.DateTime):
+        return "timestamptz" if column_type.timezone else "timestamp"
+    declared = next((c.dtype for c in mapping.columns if c.source == mapping.version_column), None)
+    if isinstance(column_type, sa.String) and isinstance(declared, pl.Datetime):
+        return "text_timestamp"  # SQLite keeps exact timestamps as ISO text
+    return None

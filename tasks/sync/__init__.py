@@ -1,0 +1,1 @@
+"""One mapping's rows carried batch by batch: read, transform, validate, claim, write, flag."""

@@ -1,0 +1,178 @@
+"""The sync engine: read unsynced rows, transform, validate, upsert, flag, quarantine — batch by batch.
+
+Each batch is carried as `tasks.batch` describes: its unchanged rows are claimed (flagged and locked in an
+open source transaction), written to the target, and the source transaction commits. Three things overlap,
+each on its own connection: reading batch k+1, claiming batch k and delivering batch k-1. A crash at any
+point leaves rows unflagged (to be sent again), never flagged wrongly. At most three batches are held in
+memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from sqlalchemy.engine import Engine
+
+from zonesync.schemas.errors import SyncError
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.schema.contract import watched_source, watched_target
+from zonesync.tasks.schema.watch import ShapeWatch
+from zonesync.tasks.sync.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
+from zonesync.tasks.sync.extract import UnsyncedReader, last_key
+from zonesync.tasks.zones.engines import dialect_for
+from zonesync.tasks.zones.failures import translate
+
+# Wraps each step of the syncs started in this context (the benchmarks measure the phases through it).
+PHASE_HOOK: ContextVar[Phase] = ContextVar("zonesync_phase_hook", default=no_phase)
+
+
+@dataclass(frozen=True)
+class Zones:
+    """The engines a sync needs: where rows come from, where they go, where bookkeeping lives."""
+
+    source: Engine
+    target: Engine
+    intranet: Engine
+
+
+def sync_mapping_rows(
+    mapping: SyncMapping,
+    zones: Zones,
+    batch_size: int,
+    on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
+    record: BatchRecord | None = None,
+    result: MappingSyncResult | None = None,
+) -> MappingSyncResult:
+    """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message
+    (transient ones are raised, for a retry, once `result` holds what this attempt did).
+
+    `record` runs in the transaction that commits each batch's flags when the intranet zone is the source;
+    `result` carries the counts of earlier attempts of the same run. `PHASE_HOOK` wraps each step (read,
+    transform, upsert, flag, quarantine): how a benchmark measures them from outside."""
+    result = result or MappingSyncResult(mapping=mapping.name)
+    result.status, result.message = "success", ""
+    started, earlier = time.perf_counter(), result.seconds
+    try:
+        _run(mapping, zones, batch_size, result, on_batch, record, PHASE_HOOK.get())
+    except SyncError as exc:
+        result.status, result.message = "error", str(exc)
+        if exc.transient:
+            raise
+    finally:
+        result.seconds = earlier + time.perf_counter() - started
+        result.settle()
+    return result
+
+
+def _run(
+    mapping: SyncMapping,
+    zones: Zones,
+    batch_size: int,
+    result: MappingSyncResult,
+    on_batch: Callable[[MappingSyncResult], None],
+    record: BatchRecord | None,
+    phase: Phase,
+) -> None:
+    source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
+    watch = ShapeWatch(mapping.name)
+    reader = UnsyncedReader(mapping, source_dialect, watched_source(watch, mapping, source_dialect))
+    with phase("read"):
+        pending = _guarded(reader.count_pending, mapping, "counting unsynced rows")
+    result.pending_at_start = result.pending_at_start or pending
+    if pending == 0:
+        return  # an empty backlog costs one count: the target is not even looked at
+    target = watched_target(
+        watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect, scheduled=True
+    )
+    carrier = BatchCarrier(
+        mapping, SourceSide(reader.table, source_dialect, reader.dtypes), TargetSide(target, target_dialect),
+        zones.intranet, resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,
+        reopen_errors=True, record=record, phase=phase, watch=watch,
+    )  # fmt: skip
+
+    def read(after: tuple[Any, ...] | None) -> pl.DataFrame:
+        with phase("read"):
+            return _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
+
+    def deliver(claim: Claim) -> None:
+        outcome = carrier.deliver(claim)
+        result.upserted += outcome.landed.height
+        result.flagged += outcome.landed.height
+        result.changed_in_flight += outcome.changed.height
+        result.quarantined += outcome.quarantined
+        result.batches += 1
+        on_batch(result)
+
+    _pipeline(read, lambda raw: carrier.claim(carrier.prepare(raw)), deliver, carrier, mapping,
+              overlap=source_dialect.row_locks, full=batch_size, result=result)  # fmt: skip
+
+
+def _pipeline(
+    read: Callable[[tuple[Any, ...] | None], pl.DataFrame],
+    claim: Callable[[pl.DataFrame], Claim],
+    deliver: Callable[[Claim], None],
+    carrier: BatchCarrier,
+    mapping: SyncMapping,
+    *,
+    overlap: bool,
+    full: int,
+    result: MappingSyncResult,
+) -> None:
+    """Read batch k+1, claim batch k and deliver batch k-1 at once (each on its own connection). Without row locks
+    (SQLite locks the whole file) a claim waits for the previous delivery instead of overlapping it."""
+    reader_pool, claimer_pool = _workers()
+    next_read: Future[pl.DataFrame] | None = reader_pool.submit(read, None)
+    claiming: Future[Claim] | None = None
+    try:
+        while next_read is not None:
+            raw = next_read.result()
+            if raw.is_empty():
+                break
+            next_read = reader_pool.submit(read, last_key(raw, mapping)) if raw.height >= full else None
+            result.read += raw.height
+            previous, claiming = (claiming.result() if claiming else None), None
+            if previous is not None and not overlap:
+                deliver(previous)
+                previous = None
+            claiming = claimer_pool.submit(claim, raw)
+            if previous is not None:
+                deliver(previous)
+        if claiming is not None:
+            last, claiming = claiming.result(), None
+            deliver(last)
+    finally:
+        if next_read is not None and not next_read.cancel():
+            next_read.exception()  # wait: a read still running must not outlive the run
+        if claiming is not None and claiming.exception() is None:
+            carrier.abandon(claiming.result())  # the run failed: the claimed rows stay unflagged
+
+
+@functools.cache
+def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """One read-ahead thread and one claiming thread for the whole process.
+
+    Reused across runs (and mappings run one after another): new threads per run each get their own malloc
+    arena, and the process grew by tens of MB per run until MALLOC_ARENA_MAX was set.
+    """
+    return (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-claim"),
+    )
+
+
+def _guarded(action: Callable[[], Any], mapping: SyncMapping, what: str) -> Any:
+    try:
+        return action()
+    except SyncError:
+        raise
+    except Exception as exc:
+        raise translate(exc, what=f"{what} in the {mapping.source_zone} zone", mapping=mapping.name) from exc
