@@ -28,7 +28,7 @@ from bench.retry_sync import DEFAULT_PG_URL, ROOT, prepare_prefect
 @contextmanager
 def checks_off() -> Iterator[None]:
     """The live-table checks made no-ops, for the runs measured without them."""
-    from zonesync.tasks.dialects.exactness import inexact_rows_of
+    from zonesync.tasks.dialects.column_shapes import inexact_rows_of
     from zonesync.tasks.dialects.surface import Dialect
     from zonesync.tasks.schema import contract as schema_contract
     from zonesync.tasks.schema.shape import Comparison

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, get_origin, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 import pandera.polars as pa
 import polars as pl
 
 from zonesync.schemas.errors import MappingError
+from zonesync.schemas.model_columns import longest_text, polars_dtype
 from zonesync.schemas.settings import Zone
 
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
@@ -27,10 +28,6 @@ HIDDEN = "***"  # a sensitive key column's value, wherever a key is shown outsid
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # whole text only: fullmatch
 _MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_SCALAR_DTYPES = (
-    pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64,
-    pl.Float32, pl.Float64, pl.Boolean, pl.String, pl.Date,
-)  # fmt: skip
 _KEY_DTYPES = (
     pl.Int8,
     pl.Int16,
@@ -112,11 +109,11 @@ class SyncMapping:
         columns = []
         for name, column in schema.columns.items():
             try:
-                dtype = _polars_dtype(column.dtype, hints.get(name))
+                dtype = polars_dtype(column.dtype, hints.get(name))
             except MappingError as exc:
                 raise MappingError(f"column {name!r}: {exc}", mapping=self.name) from None
             columns.append(TargetColumn(name, sources.get(name, name), dtype, bool(column.nullable), name in self.keys,
-                                        _longest_text(column.checks)))  # fmt: skip
+                                        longest_text(column.checks)))  # fmt: skip
         return tuple(columns)
 
     @cached_property
@@ -269,34 +266,3 @@ class SyncMapping:
                 self._fail(f"sensitive column {name!r} is not a column of {self.model.__name__}")
             if name in self.reconcile_by:
                 self._fail(f"sensitive column {name!r} cannot be a reconcile_by column: the report shows its values")
-
-
-def _longest_text(checks: list[Any]) -> int | None:
-    """The most characters a value passing these checks can have, or None when they set no bound."""
-    bounds = []
-    for check in checks:
-        statistics = getattr(check, "statistics", None) or {}
-        if check.name == "str_length":
-            bound = statistics.get("exact_value") or statistics.get("max_value")
-            if isinstance(bound, int):
-                bounds.append(bound)
-        elif check.name == "isin" and all(isinstance(v, str) for v in statistics.get("allowed_values") or [None]):
-            bounds.append(max(len(value) for value in statistics["allowed_values"]))
-    return min(bounds, default=None)
-
-
-def _polars_dtype(pandera_dtype: Any, hint: Any) -> pl.DataType:
-    """The concrete polars type of a model column; only types that can be carried exactly are allowed."""
-    dtype = getattr(pandera_dtype, "type", pandera_dtype)
-    if isinstance(dtype, type):
-        dtype = dtype()
-    if isinstance(dtype, pl.Decimal):
-        # pandera turns a bare `pl.Decimal` into Decimal(28, 0): every fraction would then be type_loss.
-        if dtype.precision is None or get_origin(hint) is not Annotated:
-            raise MappingError("a decimal needs its precision and scale: Annotated[pl.Decimal, 18, 2]")
-        return dtype
-    if isinstance(dtype, pl.Datetime):
-        return pl.Datetime(dtype.time_unit or "us", dtype.time_zone)
-    if isinstance(dtype, _SCALAR_DTYPES):
-        return dtype
-    raise MappingError(f"unsupported column type {dtype}: use integers, floats, bool, text, decimal, date or datetime")

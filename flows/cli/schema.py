@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from zonesync.flows.cli.support import EXIT_CLEAN, EXIT_PARTIAL, console, friendly_errors
+from zonesync.flows.cli.support import EXIT_CLEAN, EXIT_PARTIAL, console, friendly_errors, zone_databases_must_exist
 from zonesync.schemas.errors import SyncError
 
 if TYPE_CHECKING:  # the declarations import polars and pandera: `zonesync --help` should not pay for them
@@ -33,6 +33,7 @@ def schema_state(mapping: SyncMapping) -> str:
 
 
 @app.command()
+@zone_databases_must_exist
 @friendly_errors
 def diff(
     mapping: Annotated[
@@ -68,6 +69,7 @@ def diff(
 
 
 @app.command()
+@zone_databases_must_exist
 @friendly_errors
 def accept(
     mapping: Annotated[str, typer.Argument(help="The mapping whose live tables become its accepted shape.")],

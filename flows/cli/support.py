@@ -1,21 +1,24 @@
-"""What the `zonesync` commands share: consoles, one-line errors, JSON input, report printing."""
+"""What the `zonesync` commands share: consoles, one-line errors, options, JSON input, report printing.
+
+Imported by every command at start-up, so it imports no database, Prefect or dataframe code at module level:
+what a function needs beyond typer and rich, it imports when it runs.
+"""
 
 from __future__ import annotations
 
 import copy
 import functools
+import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from zonesync.schemas.errors import ConfigError, SyncError
-from zonesync.tasks.zones.failures import translate
 
 console = Console(width=max(120, Console().width))
 errors = Console(stderr=True, soft_wrap=True)
@@ -30,6 +33,23 @@ EXIT_PARTIAL = 3  # done in part: rows quarantined or pending, zones that differ
 _JOB_EXIT_CODES = {"SUCCESS": EXIT_CLEAN, "NO_RECORD": EXIT_CLEAN, "PARTIAL": EXIT_PARTIAL, "SKIPPED": EXIT_PARTIAL}
 
 
+BusinessDate = Annotated[
+    str | None, typer.Option("--date", help="Business date, YYYY-MM-DD (default: the day that ended last).")
+]
+Mappings = Annotated[list[str] | None, typer.Option("--mapping", "-m", help="Only this mapping (repeatable).")]
+
+
+def _at_most_max_batch_size(value: int | None) -> int | None:
+    from zonesync.schemas.settings import MAX_BATCH_SIZE  # read when the option is given, not at start-up
+
+    if value is not None and value > MAX_BATCH_SIZE:
+        raise typer.BadParameter(f"{value} is more than {MAX_BATCH_SIZE:,} rows")
+    return value
+
+
+BatchSizeOption = Annotated[int | None, typer.Option(min=1, callback=_at_most_max_batch_size, help="Rows per batch.")]
+
+
 def job_exit_code(status: str) -> int:
     """The exit code of a run whose batch_job status is `status`."""
     return _JOB_EXIT_CODES.get(status, EXIT_FAILED)
@@ -42,12 +62,42 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except SQLAlchemyError as exc:
-            errors.print(f"[red]error:[/] {translate(exc, what='database access')}")
-            raise typer.Exit(EXIT_FAILED) from None
         except SyncError as exc:
             errors.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
+        except Exception as exc:
+            if not _database_error(exc):
+                raise
+            from zonesync.tasks.zones.failures import translate
+
+            errors.print(f"[red]error:[/] {translate(exc, what='database access')}")
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _database_error(exc: Exception) -> bool:
+    """An SQLAlchemy error (only a command that loaded SQLAlchemy can raise one: it is not imported to tell)."""
+    loaded = sys.modules.get("sqlalchemy.exc")
+    return loaded is not None and isinstance(exc, loaded.SQLAlchemyError)
+
+
+def zone_databases_must_exist(command: F) -> F:
+    """Refuse the command when a zone's database is not there, rather than create an empty one (one line, exit 2).
+    Checked once the command's arguments are parsed: a usage mistake loads no database code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from zonesync.schemas.settings import ZONES
+        from zonesync.tasks.zones.engines import require_zone_database
+
+        try:
+            for zone in ZONES:
+                require_zone_database(zone)
+        except ConfigError as exc:
+            errors.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_USAGE) from None
+        return command(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
@@ -100,6 +150,13 @@ def age(delta: Any) -> str:
     return f"{seconds}s"
 
 
+def print_markdown(text: str) -> None:
+    """A Markdown report (the end-day summary, a reconciliation) on the console."""
+    from rich.markdown import Markdown
+
+    console.print(Markdown(text))
+
+
 def print_sync_report(report: Any, title: str = "Retry sync") -> None:
     """A sync report as a table, with error messages below it."""
     columns = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
@@ -115,7 +172,7 @@ def print_sync_report(report: Any, title: str = "Retry sync") -> None:
 def print_quarantine(limit: int = 20) -> None:
     """The open quarantine (sync_error rows not resolved yet), newest first."""
     from zonesync.schemas.registry import all_mappings
-    from zonesync.tasks.bookkeeping.tables import open_errors
+    from zonesync.tasks.bookkeeping.quarantine import open_errors
     from zonesync.tasks.zones.engines import get_engine
 
     table = Table("mapping", "record key", "reason", "detail", "attempts", title="Open quarantine (sync_error)")

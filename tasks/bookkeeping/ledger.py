@@ -23,11 +23,10 @@ from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import SyncError
-from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.bookkeeping.jobs import BatchRecord, JobCounts, count_batch, finish_job, running_jobs
 from zonesync.tasks.bookkeeping.lease import Lease, kept_alive
-from zonesync.tasks.bookkeeping.tables import JobCounts, batch_job, utc_now
+from zonesync.tasks.bookkeeping.tables import batch_job, utc_now
 from zonesync.tasks.results import JobStatus, MappingSyncResult, job_status
-from zonesync.tasks.sync.batch import BatchRecord
 from zonesync.tasks.zones.checkpoints import checkpoint
 from zonesync.tasks.zones.engines import in_transaction
 from zonesync.tasks.zones.failures import translate
@@ -66,7 +65,7 @@ def batch_recorder(job_id: int) -> BatchRecord:
     """What each batch of a run adds to its batch_job row, inside the transaction that commits the batch."""
 
     def record(conn: Connection, read: int, synced: int, failed: int) -> None:
-        bookkeeping.count_batch(conn, job_id, JobCounts(read, synced, failed))
+        count_batch(conn, job_id, JobCounts(read, synced, failed))
 
     return record
 
@@ -98,7 +97,7 @@ def job_ledger(intranet: Engine, job_name: str, business_date: date) -> Iterator
 def close_abandoned(intranet: Engine) -> list[str]:
     """Close (ABORTED) the RUNNING batch_job rows whose run is gone: its lease expired or its process died here."""
     closed = []
-    for job_id in bookkeeping.running_jobs(intranet):
+    for job_id in running_jobs(intranet):
         lease = Lease(intranet, job_lease(job_id), JOB_LEASE_SECONDS)
         if not lease.try_acquire():
             continue  # its run is alive
@@ -150,7 +149,7 @@ def _closed(intranet: Engine, job_id: int, status: JobStatus, message: str, leas
     leaves either a RUNNING row with its lease (closed by the next run) or a finished row without one."""
 
     def close(conn: Connection) -> JobCounts:
-        counts = bookkeeping.finish_job(conn, job_id, status, message)
+        counts = finish_job(conn, job_id, status, message)
         checkpoint("ledger:closing")
         lease.release_in(conn)
         return counts

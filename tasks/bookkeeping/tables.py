@@ -5,22 +5,14 @@ Times are stored as naive UTC (`timestamp` / DATETIME(6)), the same on every bac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
-import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from zonesync.schemas.errors import ConfigError
-from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.types import row_id, utc_wall_clock
-from zonesync.tasks.results import JobStatus
-from zonesync.tasks.zones.engines import dialect_for, in_transaction
-
-_RESOLVE_CHUNK = 1000
 
 metadata = sa.MetaData()
 TIMESTAMP = utc_wall_clock()
@@ -142,162 +134,6 @@ def create_bookkeeping(engine: Engine) -> list[str]:
     existing = set(sa.inspect(engine).get_table_names())
     metadata.create_all(engine, checkfirst=True)
     return [name for name in metadata.tables if name not in existing]
-
-
-def record_keys(frame: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
-    """Canonical JSON of each row's key columns (the `record_key` of sync_error)."""
-    return frame.select(pl.struct(list(keys)).struct.json_encode().alias("record_key")).to_series()
-
-
-# The columns a quarantine that does not reopen inserts (MariaDB checks UPDATE of each of them in its
-# INSERT ... ON DUPLICATE KEY UPDATE; the grants of the HTTP API's role follow this list).
-QUARANTINE_INSERTS = ("mapping", "direction", "record_key", "reason", "detail", "first_seen", "last_seen", "attempts")
-
-
-def quarantine(bind: Engine | Connection, mapping: SyncMapping, rejected: pl.DataFrame, *, reopen: bool = False) -> int:
-    """Record rejected rows (record_key, reason, detail); a record seen before gets attempts + 1, and with
-    `reopen` (the scheduled runs) its entry opens again if it had been resolved."""
-    if rejected.is_empty():
-        return 0
-    now = utc_now()
-    reopened = {"resolved_at": None} if reopen else {}  # not even inserted otherwise (see QUARANTINE_INSERTS)
-    rows = [
-        {"mapping": mapping.name, "direction": mapping.direction, "record_key": key, "reason": reason,
-         "detail": detail, "first_seen": now, "last_seen": now, "attempts": 1, **reopened}
-        for key, reason, detail in rejected.select("record_key", "reason", "detail").unique("record_key").iter_rows()
-    ]  # fmt: skip
-    statement = dialect_for(bind.engine).insert_or_update(
-        sync_error,
-        keys=("mapping", "record_key"),
-        replace=("reason", "detail", "last_seen", *reopened),
-        extra={"attempts": sync_error.c.attempts + sa.literal_column("1")},  # no bind: PyMySQL batches
-    )
-    in_transaction(bind, lambda conn: conn.execute(statement, rows))  # or in the caller's, on its connection
-    return len(rows)
-
-
-def count_open_errors(engine: Engine, mapping: str | None = None) -> int:
-    """Quarantined records not resolved yet (of one mapping, or all)."""
-    query = sa.select(sa.func.count()).select_from(sync_error).where(sync_error.c.resolved_at.is_(None))
-    if mapping is not None:
-        query = query.where(sync_error.c.mapping == mapping)
-    with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-def oldest_open_error(engine: Engine, mapping: str) -> datetime | None:
-    """When the longest-waiting open quarantined record of a mapping was first refused (UTC), or None."""
-    query = sa.select(sa.func.min(sync_error.c.first_seen)).where(
-        sync_error.c.mapping == mapping, sync_error.c.resolved_at.is_(None)
-    )
-    with engine.connect() as conn:
-        first = conn.execute(query).scalar_one()
-    return first.replace(tzinfo=UTC) if first is not None else None
-
-
-def last_finished(engine: Engine, job_name: str) -> datetime | None:
-    """When the latest finished run of a job ended (UTC), or None."""
-    query = sa.select(sa.func.max(batch_job.c.finished_at)).where(batch_job.c.job_name == job_name)
-    with engine.connect() as conn:
-        last = conn.execute(query).scalar_one()
-    return last.replace(tzinfo=UTC) if last is not None else None
-
-
-def resolve(bind: Engine | Connection, mapping: str, keys: Sequence[str]) -> int:
-    """Mark the open errors of these record keys resolved (they have synced since)."""
-    now = utc_now()
-
-    def resolve_chunks(conn: Connection) -> int:
-        resolved = 0
-        for start in range(0, len(keys), _RESOLVE_CHUNK):
-            chunk = list(keys[start : start + _RESOLVE_CHUNK])
-            result = conn.execute(
-                sa.update(sync_error)
-                .where(sync_error.c.mapping == mapping, sync_error.c.resolved_at.is_(None))
-                .where(sync_error.c.record_key.in_(chunk))
-                .values(resolved_at=now)
-            )
-            resolved += int(result.rowcount)
-        return resolved
-
-    return in_transaction(bind, resolve_chunks)  # or in the caller's, on its connection
-
-
-@dataclass
-class JobCounts:
-    """What a batch job did, for its `batch_job` row."""
-
-    eligible: int = 0
-    synced: int = 0
-    failed: int = 0
-
-
-def count_batch(conn: Connection, job_id: int, counts: JobCounts) -> None:
-    """Add one batch's counts to its job's row (in the transaction that commits the batch, where possible)."""
-    conn.execute(
-        sa.update(batch_job)
-        .where(batch_job.c.id == job_id)
-        .values(
-            rows_eligible=batch_job.c.rows_eligible + counts.eligible,
-            rows_synced=batch_job.c.rows_synced + counts.synced,
-            rows_failed=batch_job.c.rows_failed + counts.failed,
-        )
-    )
-
-
-def finish_job(bind: Engine | Connection, job_id: int, status: JobStatus, message: str) -> JobCounts:
-    """Write a batch job's final status (its counts were added batch by batch); return its counts."""
-
-    def finish(conn: Connection) -> JobCounts:
-        conn.execute(
-            sa.update(batch_job)
-            .where(batch_job.c.id == job_id, batch_job.c.status == "RUNNING")
-            .values(status=status, finished_at=utc_now(), message=message[:4000])
-        )
-        row = conn.execute(
-            sa.select(batch_job.c.rows_eligible, batch_job.c.rows_synced, batch_job.c.rows_failed).where(
-                batch_job.c.id == job_id
-            )
-        ).one()
-        return JobCounts(*row)
-
-    return in_transaction(bind, finish)  # or in the caller's, on its connection
-
-
-def running_jobs(engine: Engine) -> list[int]:
-    """The ids of batch_job rows still RUNNING (live runs, or runs that were killed)."""
-    with engine.connect() as conn:
-        return list(conn.execute(sa.select(batch_job.c.id).where(batch_job.c.status == "RUNNING")).scalars())
-
-
-def recent_jobs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
-    """The latest batch_job rows, newest first."""
-    query = sa.select(batch_job).order_by(batch_job.c.id.desc()).limit(limit)
-    with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def jobs_for(engine: Engine, job_name: str, business_date: date) -> list[dict[str, Any]]:
-    """Every batch_job row of one job for one business date, oldest first."""
-    query = (
-        sa.select(batch_job)
-        .where(batch_job.c.job_name == job_name, batch_job.c.business_date == business_date)
-        .order_by(batch_job.c.id)
-    )
-    with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def open_errors(engine: Engine, mappings: Sequence[str], limit: int = 20) -> list[dict[str, Any]]:
-    """The most recently seen unresolved quarantine rows of some mappings."""
-    query = (
-        sa.select(sync_error)
-        .where(sync_error.c.mapping.in_(list(mappings)), sync_error.c.resolved_at.is_(None))
-        .order_by(sync_error.c.last_seen.desc(), sync_error.c.id.desc())
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
 
 
 # What the flows and the command line use (the api_* tables are the HTTP API's; on MariaDB a role sees only the

@@ -7,12 +7,11 @@ parsed exactly; written as canonical text.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, cast
@@ -23,10 +22,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from zonesync.schemas.errors import ConfigError
+from zonesync.tasks.dialects import sqlite_functions
+from zonesync.tasks.dialects.column_shapes import ColumnShape
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached
-from zonesync.tasks.dialects.exactness import ColumnShape
 from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
 from zonesync.tasks.dialects.limits import Limits, milliseconds
 from zonesync.tasks.dialects.reconciling import Reconciling
@@ -38,7 +38,6 @@ DRIVER_PACKAGES = ("sqlite3",)
 
 _TEXT_READ_TYPES = (pl.Decimal, pl.Datetime, pl.Date)
 _MAX_COMPILATIONS = 256
-_EXACT = Context(prec=2000, rounding=ROUND_HALF_UP)  # half away from zero, as PostgreSQL and MariaDB round
 
 
 # A column of NUMERIC (or REAL) affinity stores a decimal as a REAL, which gives back 15 significant digits.
@@ -70,64 +69,6 @@ def _stored_type(dtype: pl.DataType) -> pl.DataType:
     if dtype == pl.Boolean:
         return pl.Int64()
     return dtype
-
-
-def _md5(text: str | None) -> str | None:
-    return None if text is None else hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
-def _hash32(digest: str | None) -> int | None:
-    return None if digest is None else int(digest[:8], 16)
-
-
-def _number(value: Any) -> Decimal:
-    """A stored number (text, integer or float) as a Decimal; floats at 15 digits, as PostgreSQL casts them."""
-    return Decimal(f"{value:.15g}") if isinstance(value, float) else Decimal(str(value).strip())
-
-
-def _decimal_text(value: Any, scale: int) -> str | None:
-    if value is None:
-        return None
-    try:
-        rounded = _EXACT.quantize(_number(value), Decimal(1).scaleb(-scale))
-    except InvalidOperation:
-        return str(value)  # not a number: compared as stored, so it shows up as a difference
-    return f"{rounded if rounded else abs(rounded):f}"  # no "-0.00"
-
-
-def _timestamp_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(sep=" ", timespec="microseconds")
-
-
-def _date_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(str(value)[:10]).isoformat()
-    except ValueError:
-        return str(value)
-
-
-class _DecimalSum:
-    """SUM over stored decimal text without passing through a float."""
-
-    def __init__(self) -> None:
-        self.total: Decimal | None = None
-
-    def step(self, value: Any) -> None:
-        if value is not None:
-            self.total = _EXACT.add(self.total or Decimal(0), _number(value))
-
-    def finalize(self) -> str | None:
-        return None if self.total is None else f"{self.total:f}"
 
 
 class SQLiteConnecting(Connecting):
@@ -334,14 +275,14 @@ class SQLiteReconciling(Reconciling):
         """Register the reconciliation functions on this connection."""
         raw: Any = conn.connection.dbapi_connection
         for name, arity, function in (
-            ("zonesync_md5", 1, _md5),
-            ("zonesync_hash32", 1, _hash32),
-            ("zonesync_decimal", 2, _decimal_text),
-            ("zonesync_timestamp", 1, _timestamp_text),
-            ("zonesync_date", 1, _date_text),
+            ("zonesync_md5", 1, sqlite_functions.md5),
+            ("zonesync_hash32", 1, sqlite_functions.hash32),
+            ("zonesync_decimal", 2, sqlite_functions.decimal_text),
+            ("zonesync_timestamp", 1, sqlite_functions.timestamp_text),
+            ("zonesync_date", 1, sqlite_functions.date_text),
         ):
             raw.create_function(name, arity, function, deterministic=True)
-        raw.create_aggregate("zonesync_decimal_sum", 1, _DecimalSum)
+        raw.create_aggregate("zonesync_decimal_sum", 1, sqlite_functions.DecimalSum)
 
     def decimal_text(self, column: sa.ColumnElement[Any], scale: int) -> sa.ColumnElement[Any]:
         """The stored text (or number) rounded to exactly `scale` decimals."""

@@ -7,41 +7,45 @@ what the flag compares against are the stored values, not the caller's spelling 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
 from prefect.logging import get_logger
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.dialects.surface import Dialect
-from zonesync.tasks.push.already_there import instant, key_in, sent_again
+from zonesync.tasks.push.already_there import sent_again
+from zonesync.tasks.push.answers import (
+    ALREADY_PENDING,
+    ALREADY_THERE,
+    CHANGED,
+    NOT_FLAGGED,
+    json_keys,
+    outcomes_of,
+    push_result,
+    source_failed,
+    target_failed,
+)
 from zonesync.tasks.push.records import RecordError, coerce_records, json_friendly
-from zonesync.tasks.results import KeyOutcome, PushResult, Stage
+from zonesync.tasks.push.source_insert import insert_returning
+from zonesync.tasks.results import KeyOutcome, PushResult
 from zonesync.tasks.schema.contract import SchemaBreak, watched_source, watched_target
 from zonesync.tasks.schema.watch import SchemaChanged, ShapeWatch
-from zonesync.tasks.sync.batch import BatchCarrier, SourceSide, TargetSide, quarantine_rows
+from zonesync.tasks.sync.batch import BatchCarrier, SourceSide, TargetSide
 from zonesync.tasks.sync.extract import UnsyncedReader
-from zonesync.tasks.sync.rejects import REJECT_SCHEMA, no_rejects
+from zonesync.tasks.sync.rejects import no_rejects
 from zonesync.tasks.sync.transform import ROW
 from zonesync.tasks.zones.checkpoints import checkpoint
-from zonesync.tasks.zones.engines import HeldConnections, dialect_for, get_engine, in_transaction
-from zonesync.tasks.zones.failures import refusal_reason, translate
+from zonesync.tasks.zones.engines import HeldConnections, dialect_for, get_engine
+from zonesync.tasks.zones.failures import refusal_reason
 
 logger = get_logger("zonesync.push")
-_NOT_FLAGGED = ("not_flagged", "in the source zone; the cron retry carries it")
-_CHANGED = ("changed_in_flight", "changed in the source before it reached the target: its newer values are carried")
-_ALREADY_THERE = ("already_there", "identical to the record already in both zones: nothing written again")
-_ALREADY_PENDING = ("already_there", "identical to the record already in the source zone; the cron retry carries it")
-_UNFLAGGED_REASONS = (_NOT_FLAGGED[0], _CHANGED[0], _ALREADY_THERE[0])
 _DUPLICATE = "duplicate_key"
-_READ_BACK_CHUNK = 1000  # keys per SELECT when inserted rows are read back
 
 
 def push_records(mapping_name: str, records: Sequence[dict[str, Any]]) -> PushResult:
@@ -125,12 +129,12 @@ class Pusher:
         try:
             table = self.reader.table
         except SyncError as exc:
-            return rows, {i: _source_failed(self.mapping, requests[i], refusal_reason(exc), exc) for i in indexes}
+            return rows, {i: source_failed(self.mapping, requests[i], refusal_reason(exc), exc) for i in indexes}
         for index in indexes:
             try:
                 rows[index] = coerce_records(table, self.mapping, requests[index], self.source_dialect.refusal)
             except RecordError as exc:
-                results[index] = _source_failed(self.mapping, requests[index], exc.reason, exc)
+                results[index] = source_failed(self.mapping, requests[index], exc.reason, exc)
         return rows, results
 
     def forget_tables(self) -> None:
@@ -154,7 +158,7 @@ class Pusher:
         except SchemaChanged as exc:
             self.forget_tables()
             if again:
-                return {index: _source_failed(self.mapping, requests[index], "schema_changed", exc) for index in group}
+                return {index: source_failed(self.mapping, requests[index], "schema_changed", exc) for index in group}
             checked, refused = self._checked(requests, group)
             return refused | (self._push_group(connections, checked, requests, again=True) if checked else {})
         except SyncError as exc:
@@ -164,12 +168,12 @@ class Pusher:
             (index,) = group
             reason = refusal_reason(exc)
             again_sent = self._sent_again(connections, index, group[index], requests) if reason == _DUPLICATE else None
-            return {index: again_sent or _source_failed(self.mapping, requests[index], reason, exc)}
+            return {index: again_sent or source_failed(self.mapping, requests[index], reason, exc)}
         checkpoint("push:inserted")
         outcomes, stage_error = self._send(connections, raw)
         results, start = {}, 0
         for index, rows in group.items():
-            results[index] = _result(self.mapping, outcomes[start : start + len(rows)], stage_error)
+            results[index] = push_result(self.mapping, outcomes[start : start + len(rows)], stage_error)
             start += len(rows)
         return results
 
@@ -187,8 +191,8 @@ class Pusher:
         if found is None:
             return None
         keys = [{name: json_friendly(row[name]) for name in self.mapping.source_keys} for row in rows]
-        outcomes = {p: KeyOutcome(keys[p], "success", *_ALREADY_THERE) for p in found.synced}
-        outcomes |= {p: KeyOutcome(keys[p], "pending", *_ALREADY_PENDING) for p in found.unsynced}
+        outcomes = {p: KeyOutcome(keys[p], "success", *ALREADY_THERE) for p in found.synced}
+        outcomes |= {p: KeyOutcome(keys[p], "pending", *ALREADY_PENDING) for p in found.unsynced}
         if found.new:
             pushed = self._push_group(connections, {index: [rows[p] for p in found.new]}, requests)[index]
             if pushed.status == "error":  # the new records could not be written: nothing of the request was
@@ -196,28 +200,28 @@ class Pusher:
                     pushed, outcomes=[KeyOutcome(key, "error", pushed.reason, pushed.message) for key in keys]
                 )
             outcomes |= dict(zip(found.new, pushed.outcomes, strict=True))
-        return _result(self.mapping, [outcomes[position] for position in range(len(rows))], None)
+        return push_result(self.mapping, [outcomes[position] for position in range(len(rows))], None)
 
     def _send(self, connections: HeldConnections, raw: pl.DataFrame) -> tuple[list[KeyOutcome], SyncError | None]:
         """Claim the rows just inserted, upsert them into the target, commit their flags (`tasks.batch`): the
         outcome of each row, and the error that stopped a step."""
-        keys = _keys(raw, self.mapping)
+        keys = json_keys(raw, self.mapping)
         try:
             target = connections.get(self.target_engine, self.mapping.target_zone)
             carrier = self.carrier
         except SyncError as exc:
             self._forget_if_changed(exc)
-            return _target_failed(raw, keys, self.mapping, self.intranet, exc), exc
+            return target_failed(raw, keys, self.mapping, self.intranet, exc), exc
         try:
             claim = carrier.claim(carrier.prepare(raw), connections.get(self.source_engine, self.mapping.source_zone))
         except SyncError as exc:  # inserted, but the source could not be flagged now: the cron retry carries it
-            return _outcomes(keys, no_rejects(), dict.fromkeys(range(raw.height), _NOT_FLAGGED)), exc
+            return outcomes_of(keys, no_rejects(), dict.fromkeys(range(raw.height), NOT_FLAGGED)), exc
         try:
             outcome = carrier.deliver(claim, target)
         except SyncError as exc:
             self._forget_if_changed(exc)
-            return _target_failed(raw, keys, self.mapping, self.intranet, exc), exc
-        return _outcomes(keys, outcome.refused, dict.fromkeys(outcome.changed[ROW].to_list(), _CHANGED)), None
+            return target_failed(raw, keys, self.mapping, self.intranet, exc), exc
+        return outcomes_of(keys, outcome.refused, dict.fromkeys(outcome.changed[ROW].to_list(), CHANGED)), None
 
     def _forget_if_changed(self, exc: SyncError) -> None:
         """A table changed, or broke the schema contract: the next request reflects and examines both again."""
@@ -242,128 +246,3 @@ def _rounds(requests: dict[int, list[dict[str, Any]]], keys: Sequence[str]) -> l
 
 def _joined(group: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [row for rows in group.values() for row in rows]
-
-
-def insert_returning(
-    dialect: Dialect, statement: sa.Insert, rows: list[dict[str, Any]], reader: UnsyncedReader, bind: Connection,
-    verify: Callable[[Connection], None],
-) -> pl.DataFrame:  # fmt: skip
-    """INSERT the rows in one transaction with `statement` (`Pusher.insert`), returning them as stored and in the
-    order given (read the way the retry sync reads); `verify` runs before the commit (the table is as reflected)."""
-
-    def insert(conn: Connection) -> list[Sequence[Any]]:
-        stored: list[Sequence[Any]] = [()] * len(rows)
-        for positions in _by_column_set(rows):
-            inserted = _inserted(conn, dialect, statement, [rows[position] for position in positions], reader)
-            for position, row in zip(positions, inserted, strict=True):
-                stored[position] = row
-        verify(conn)
-        return stored
-
-    try:
-        stored = in_transaction(bind, insert)
-    except Exception as exc:
-        raise translate(exc, what=f"insert into {reader.table.name!r}", mapping=reader.mapping.name) from exc
-    return dialect.frame_from_rows(stored, reader.dtypes)
-
-
-def _inserted(
-    conn: Connection, dialect: Dialect, statement: sa.Insert, rows: list[dict[str, Any]], reader: UnsyncedReader
-) -> Sequence[Sequence[Any]]:
-    """INSERT rows that set the same columns; the rows as stored, in the order given: RETURNING them, or read
-    back by key in the same transaction where RETURNING would need SELECT of a column zonesync may not read
-    (MariaDB checks every inserted column; the generated grants give only the carried ones)."""
-    if not dialect.returning_reads_inserted_columns or set(rows[0]) <= set(reader.mapping.carried_source_columns):
-        return conn.execute(statement, rows).all()
-    conn.execute(sa.insert(reader.table), rows)
-    names = reader.mapping.source_keys
-    read = reader.select()
-    width = len(read.selected_columns)
-    query = read.add_columns(*(reader.table.c[name] for name in names))
-    keys = [tuple(row[name] for name in names) for row in rows]
-    found: dict[tuple[Any, ...], Sequence[Any]] = {}
-    for start in range(0, len(keys), _READ_BACK_CHUNK):
-        chunk = keys[start : start + _READ_BACK_CHUNK]
-        for row in conn.execute(query.where(key_in(reader.table, names, chunk))):
-            found[_instants(tuple(row[width:]))] = tuple(row[:width])
-    return [found[_instants(key)] for key in keys]
-
-
-def _instants(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A key as it compares (and hashes) with the stored one: a timestamp by its instant."""
-    return tuple(instant(value) if isinstance(value, datetime) else value for value in key)
-
-
-def _by_column_set(rows: list[dict[str, Any]]) -> list[list[int]]:
-    """Positions of the rows grouped by the columns they set (an executemany needs one shape), first-seen order."""
-    groups: dict[frozenset[str], list[int]] = {}
-    for position, row in enumerate(rows):
-        groups.setdefault(frozenset(row), []).append(position)
-    return list(groups.values())
-
-
-def _source_failed(mapping: SyncMapping, records: object, reason: str, exc: SyncError) -> PushResult:
-    """Nothing was written anywhere: every record (whose key can be told) is an error."""
-    if exc.public:  # a database's refusal: its own words go to the log only
-        logger.warning("%s: source insert refused (%s): %s", mapping.name, reason, exc)
-    sent = records if isinstance(records, list) else []
-    keys = [{k: json_friendly(r.get(k)) for k in mapping.source_keys} for r in sent if isinstance(r, dict)]
-    outcomes = [KeyOutcome(key, "error", reason, exc.for_caller) for key in keys]
-    return PushResult(mapping.name, "error", "source", reason, exc.for_caller, outcomes)
-
-
-def _keys(raw: pl.DataFrame, mapping: SyncMapping) -> list[dict[str, Any]]:
-    """Each stored row's key, by source column name, JSON-friendly."""
-    names = mapping.source_keys
-    values = zip(*(raw.get_column(name).to_list() for name in names), strict=True)
-    return [{name: json_friendly(value) for name, value in zip(names, row, strict=True)} for row in values]
-
-
-def _target_failed(
-    raw: pl.DataFrame, keys: list[dict[str, Any]], mapping: SyncMapping, intranet: Engine, exc: SyncError
-) -> list[KeyOutcome]:
-    """The target could not be written at all: every record is quarantined (if the intranet answers) and pending."""
-    refused = pl.DataFrame({ROW: range(raw.height), "reason": "target_error", "detail": str(exc)}, schema=REJECT_SCHEMA)
-    try:
-        quarantine_rows(intranet, raw, refused, mapping)
-    except SyncError as bookkeeping_error:  # the rows stay unflagged: the cron retry carries them either way
-        logger.warning("%s: could not record the pending rows in sync_error: %s", mapping.name, bookkeeping_error)
-    return _outcomes(keys, refused, {})
-
-
-# What a caller is told about a row the target database refused (sync_error keeps the database's own message).
-_TARGET_REFUSALS = {
-    "constraint": "the target table does not accept the row (a unique or check constraint); it waits in sync_error",
-    "target_error": "the target zone did not take the row; it waits in sync_error for the cron retry",
-}
-
-
-def _outcomes(
-    keys: list[dict[str, Any]], refused: pl.DataFrame, unflagged: dict[int, tuple[str, str]]
-) -> list[KeyOutcome]:
-    """Per row: success if it reached the target and was flagged; otherwise pending, with its reason."""
-    reasons = {
-        row: (reason, _TARGET_REFUSALS.get(reason, detail)) for row, reason, detail in refused.iter_rows()
-    } | unflagged
-    return [
-        KeyOutcome(key, "pending", *reasons[row]) if row in reasons else KeyOutcome(key, "success")
-        for row, key in enumerate(keys)
-    ]
-
-
-def _result(mapping: SyncMapping, outcomes: list[KeyOutcome], stage_error: SyncError | None) -> PushResult:
-    """Success only if every record reached the target and was flagged; otherwise pending, with reasons per key."""
-    pending = [outcome for outcome in outcomes if outcome.status == "pending"]
-    if not pending:
-        return PushResult(
-            mapping.name, "success", message=f"{len(outcomes)} record(s) in both zones", outcomes=outcomes
-        )
-    stage: Stage = "flag" if all(outcome.reason in _UNFLAGGED_REASONS for outcome in pending) else "target"
-    if stage_error is not None:
-        logger.warning("%s: records pending at stage %s: %s", mapping.name, stage, stage_error)
-    message = (
-        stage_error.for_caller
-        if stage_error
-        else f"{len(pending)} of {len(outcomes)} record(s) pending: the cron retry carries them"
-    )
-    return PushResult(mapping.name, "pending", stage, pending[0].reason, message, outcomes)

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_UI_URL
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.bookkeeping import jobs
 from zonesync.tasks.reconcile.report import reconciliation_markdown, reconciliation_rows
 from zonesync.tasks.reporting.sync_run import escape_inline, quarantine_markdown, result_rows, results_markdown
 from zonesync.tasks.results import EndDayReport
@@ -49,9 +49,7 @@ def summary_markdown(report: EndDayReport, intranet: Engine | None) -> str:
 def _earlier_runs(intranet: Engine, report: EndDayReport) -> list[str]:
     """The other runs for the same business date, linked to their flow runs when the Prefect UI is known."""
     try:
-        runs = [
-            job for job in bookkeeping.jobs_for(intranet, JOB_NAME, report.business_date) if job["id"] != report.job_id
-        ]
+        runs = [job for job in jobs.jobs_for(intranet, JOB_NAME, report.business_date) if job["id"] != report.job_id]
     except SQLAlchemyError:  # the intranet zone is down: the summary still reports what this run knows
         return ["", "(earlier runs unknown: the intranet zone could not be read)"]
     if not runs:

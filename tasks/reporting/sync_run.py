@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
-from zonesync.tasks.bookkeeping.tables import open_errors
+from zonesync.tasks.bookkeeping.quarantine import open_errors
 from zonesync.tasks.results import MappingSyncResult
 
 RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import Zone
 from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.bookkeeping.quarantine import QUARANTINE_INSERTS
 from zonesync.tasks.dialects.installing import TableGrant
 from zonesync.tasks.schema.catalog import source_table, target_table
 from zonesync.tasks.zones.engines import installing_for
@@ -88,7 +89,7 @@ def zone_grants(zone: Zone, engine: Engine, mappings: Iterable[SyncMapping], par
         for name, privileges in _BOOKKEEPING[part].items():
             grant(bookkeeping.metadata.tables[name]).allow(*privileges)
         if part == "api":
-            grant(bookkeeping.sync_error).allow(update=_ERROR_UPDATES, upsert=bookkeeping.QUARANTINE_INSERTS)
+            grant(bookkeeping.sync_error).allow(update=_ERROR_UPDATES, upsert=QUARANTINE_INSERTS)
             grant(bookkeeping.sync_schema).allow(update=("broken_at",))  # a break it sees is recorded at once
     return sorted(grants.values(), key=lambda g: g.table.name)
 

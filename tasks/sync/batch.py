@@ -29,7 +29,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.bookkeeping.jobs import BatchRecord
+from zonesync.tasks.bookkeeping.quarantine import quarantine_rows, resolve, source_record_keys
 from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.schema.watch import ShapeWatch
 from zonesync.tasks.sync.load import upsert_rows
@@ -46,11 +47,6 @@ Phase = Callable[[str], AbstractContextManager[object]]  # wraps each step, by n
 
 def no_phase(_name: str) -> AbstractContextManager[object]:
     return nullcontext()
-
-
-# Run inside the transaction that commits a batch's flags when the intranet zone is its source (a batch_job
-# count commits with the rows it counts): (connection, rows read, rows flagged, rows quarantined).
-BatchRecord = Callable[[Connection, int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -254,7 +250,7 @@ class BatchCarrier:
                 quarantined = quarantine_rows(conn, raw, outcome.refused, self.mapping, reopen=self.reopen_errors)
                 if self.resolve_open_errors and outcome.landed.height:
                     landed = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
-                    bookkeeping.resolve(conn, self.mapping.name, record_keys(landed, self.mapping).to_list())
+                    resolve(conn, self.mapping.name, source_record_keys(landed, self.mapping).to_list())
                 if self.record is not None:
                     synced = outcome.landed.height if self._bookkeeping_in_source else 0  # else counted in the target
                     self.record(conn, raw.height, synced, quarantined)
@@ -290,27 +286,3 @@ class BatchCarrier:
 
     def _error(self, exc: BaseException, what: str) -> SyncError:
         return translate(exc, what=f"{what} in the {self.mapping.source_zone} zone", mapping=self.mapping.name)
-
-
-def record_keys(raw: pl.DataFrame, mapping: SyncMapping) -> pl.Series:
-    """Record keys (sync_error.record_key) named by target key columns, valued as read from the source."""
-    renamed = raw.select(pl.col(c.source).alias(c.name) for c in mapping.key_columns)
-    return bookkeeping.record_keys(renamed, mapping.keys)
-
-
-def quarantine_rows(
-    bind: Engine | Connection, raw: pl.DataFrame, refused: pl.DataFrame, mapping: SyncMapping, *, reopen: bool = False
-) -> int:
-    """Record the refused rows of a batch in sync_error (one row per record, reasons joined; `reopen`: see
-    `bookkeeping.quarantine`)."""
-    if refused.is_empty():
-        return 0
-    rows = raw.with_row_index(ROW).join(refused, on=ROW, how="inner")
-    rows = rows.with_columns(record_keys(rows, mapping))
-    merged = rows.group_by("record_key", maintain_order=True).agg(
-        pl.col("reason").first(), pl.col("detail").str.join("; ")
-    )
-    try:
-        return bookkeeping.quarantine(bind, mapping, merged, reopen=reopen)
-    except Exception as exc:
-        raise translate(exc, what="recording quarantined rows in sync_error", mapping=mapping.name) from exc

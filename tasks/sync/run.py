@@ -22,11 +22,12 @@ from sqlalchemy.engine import Engine
 
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping import tables as bookkeeping
+from zonesync.tasks.bookkeeping.jobs import BatchRecord
+from zonesync.tasks.bookkeeping.quarantine import count_open_errors
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.schema.contract import watched_source, watched_target
 from zonesync.tasks.schema.watch import ShapeWatch
-from zonesync.tasks.sync.batch import BatchCarrier, BatchRecord, Claim, Phase, SourceSide, TargetSide, no_phase
+from zonesync.tasks.sync.batch import BatchCarrier, Claim, Phase, SourceSide, TargetSide, no_phase
 from zonesync.tasks.sync.extract import UnsyncedReader, last_key
 from zonesync.tasks.zones.engines import dialect_for
 from zonesync.tasks.zones.failures import translate
@@ -95,7 +96,7 @@ def _run(
     )
     carrier = BatchCarrier(
         mapping, SourceSide(reader.table, source_dialect, reader.dtypes), TargetSide(target, target_dialect),
-        zones.intranet, resolve_open_errors=bookkeeping.count_open_errors(zones.intranet, mapping.name) > 0,
+        zones.intranet, resolve_open_errors=count_open_errors(zones.intranet, mapping.name) > 0,
         reopen_errors=True, record=record, phase=phase, watch=watch,
     )  # fmt: skip
 

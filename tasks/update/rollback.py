@@ -21,9 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.lease import LeaseBusy, holding, mapping_lease
+from zonesync.tasks.bookkeeping.quarantine import source_record_keys
 from zonesync.tasks.push.records import RecordError, coerce_update, column_value, json_friendly
 from zonesync.tasks.results import UpdateResult
-from zonesync.tasks.sync.batch import record_keys
 from zonesync.tasks.sync.transform import ROW, to_target_schema
 from zonesync.tasks.sync.validate import split_valid
 from zonesync.tasks.update.intents import close_intent, open_intent
@@ -225,7 +225,7 @@ def _check_eligible(after_row: pl.DataFrame, mapping: SyncMapping) -> None:
 
 
 def _record_key(row: pl.DataFrame, mapping: SyncMapping) -> str:
-    return str(record_keys(row, mapping)[0])
+    return str(source_record_keys(row, mapping)[0])
 
 
 def _clear_flag(sides: Sides, key: dict[str, Any]) -> None:

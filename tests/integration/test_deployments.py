@@ -198,7 +198,7 @@ def test_each_outcome_of_each_flow_is_its_named_state_on_a_process_worker(
     demo: ZonePair, registered: dict[str, DeploymentResponse]
 ) -> None:
     """Run by a process worker from the registered deployments, each business outcome of each flow ends in its
-    named state (README, "Run states in Prefect") as the server stores it: push Completed / Pending / Refused,
+    named state (docs/flows.md, "Run states in Prefect") as the server stores it: push Completed / Pending / Refused,
     update Completed / RolledBack, retry NoRecord / Completed / Failed (Partial: the test above; Skipped, a race,
     in-process in test_run_states.py), end-day NoRecord / Completed (SUCCESS) / Partial / Failed.
 

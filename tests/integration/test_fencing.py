@@ -1,4 +1,4 @@
-"""Never flagged wrongly, whatever the timing (README "Guarantees" 2 and 9): a writer that is slow rather than dead —
+"""Never flagged wrongly, whatever the timing (docs/guarantees.md, 2 and 9): a writer that is slow rather than dead —
 paused by a GC, a lock or the network — can never put an older value into the other zone over a newer one.
 
 Each test pauses one writer at a named checkpoint and lets another writer run its whole course there, on every

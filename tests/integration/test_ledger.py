@@ -1,4 +1,4 @@
-"""A true ledger (README "Guarantees" 9): every synced row counted in exactly one batch_job row, no row left RUNNING
+"""A true ledger (docs/guarantees.md, 9): every synced row counted in exactly one batch_job row, no row left RUNNING
 after the next run — also when a run is killed — and a run that did nothing because others held its mappings
 says SKIPPED."""
 

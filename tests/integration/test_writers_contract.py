@@ -1,5 +1,5 @@
-"""The writers' contract (README): an application that changes a synced row resets its flag and moves its version
-on. zonesync's own writes honour it, and `zonesync init --triggers` enforces it for applications that do not."""
+"""The writers' contract (docs/mappings.md): an application that changes a synced row resets its flag and moves its
+version on. zonesync's own writes honour it, and `zonesync init --triggers` enforces it for applications that do not."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from zonesync.deployments.api import Coalescer
+from zonesync.deployments.coalescing import Coalescer
 from zonesync.tasks.push.pusher import Pusher
 from zonesync.tasks.results import KeyOutcome, PushResult
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from tests.unit.test_dialects import dialect
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.dialects.exactness import ColumnShape, inexact_rows_of
+from zonesync.tasks.dialects.column_shapes import ColumnShape, inexact_rows_of
 
 ROW = "row"
 T = datetime(2026, 3, 4, 10, 0, 1, 123457, tzinfo=UTC)

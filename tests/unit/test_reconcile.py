@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
-from zonesync.tasks.dialects.sqlite import _date_text, _decimal_text, _DecimalSum, _hash32, _md5, _timestamp_text
+from zonesync.tasks.dialects.sqlite_functions import DecimalSum, date_text, decimal_text, hash32, md5, timestamp_text
 from zonesync.tasks.reconcile.compare import bucket_count, merge_groups
 from zonesync.tasks.reconcile.queries import (
     ZoneView,
@@ -100,27 +100,27 @@ def test_bucket_count_is_bounded() -> None:
 
 def test_sqlite_canonical_text_matches_the_servers() -> None:
     """Decimals at their scale rounded half away from zero, no '-0.00'; timestamps as UTC wall clock."""
-    assert [_decimal_text(v, 2) for v in ("12.5", 12, "-0.001", "1.005", "-1.005", None)] == [
+    assert [decimal_text(v, 2) for v in ("12.5", 12, "-0.001", "1.005", "-1.005", None)] == [
         "12.50", "12.00", "0.00", "1.01", "-1.01", None,
     ]  # fmt: skip
-    assert _decimal_text("123456789012345678901234567890.125", 2) == "123456789012345678901234567890.13"
-    assert _decimal_text(0.1, 6) == "0.100000"
-    assert _decimal_text("n/a", 2) == "n/a"
-    assert _timestamp_text("2026-11-25 09:00:00.123456+00:00") == "2026-11-25 09:00:00.123456"
-    assert _timestamp_text("2026-11-25T16:00:00+07:00") == "2026-11-25 09:00:00.000000"
-    assert _timestamp_text("2026-11-25 09:00:00") == "2026-11-25 09:00:00.000000"
-    assert (_timestamp_text("garbage"), _timestamp_text(None)) == ("garbage", None)
-    assert (_date_text("2026-02-28"), _date_text(None)) == ("2026-02-28", None)
-    assert _md5("é") == hashlib.md5("é".encode()).hexdigest() and _md5(None) is None
-    assert _hash32("ffffffff00") == 2**32 - 1 and _hash32(None) is None
+    assert decimal_text("123456789012345678901234567890.125", 2) == "123456789012345678901234567890.13"
+    assert decimal_text(0.1, 6) == "0.100000"
+    assert decimal_text("n/a", 2) == "n/a"
+    assert timestamp_text("2026-11-25 09:00:00.123456+00:00") == "2026-11-25 09:00:00.123456"
+    assert timestamp_text("2026-11-25T16:00:00+07:00") == "2026-11-25 09:00:00.000000"
+    assert timestamp_text("2026-11-25 09:00:00") == "2026-11-25 09:00:00.000000"
+    assert (timestamp_text("garbage"), timestamp_text(None)) == ("garbage", None)
+    assert (date_text("2026-02-28"), date_text(None)) == ("2026-02-28", None)
+    assert md5("é") == hashlib.md5("é".encode()).hexdigest() and md5(None) is None
+    assert hash32("ffffffff00") == 2**32 - 1 and hash32(None) is None
 
 
 def test_sqlite_decimal_sum_is_exact() -> None:
-    total = _DecimalSum()
+    total = DecimalSum()
     for value in ("0.10", "0.20", None, "123456789012345.67", 1):
         total.step(value)
     assert total.finalize() == "123456789012346.97"
-    assert _DecimalSum().finalize() is None
+    assert DecimalSum().finalize() is None
 
 
 def test_merge_groups_keeps_ineligible_source_rows_apart() -> None:

@@ -1,0 +1,83 @@
+"""How zonesync connects to PostgreSQL: psycopg with the server enforcing the statement and lock limits, the TLS
+modes both readers (psycopg and connectorx) can honour, and a watchdog for a server that goes silent."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from zonesync.schemas.errors import ConfigError
+from zonesync.tasks.dialects.connecting import Connecting
+from zonesync.tasks.dialects.limits import Limits, milliseconds, whole_seconds
+from zonesync.tasks.dialects.postgresql_watchdog import Watchdog
+
+
+class PostgresConnecting(Connecting):
+    """psycopg with the server enforcing the statement and lock limits, and a watchdog for a silent server."""
+
+    aliases = {"postgres": "postgresql"}
+    driver = "psycopg"
+    replaced_drivers = frozenset({"psycopg2"})
+    # Passed on to psycopg and connectorx alike (both take these, measured with psycopg 3.3 and connectorx 0.4.6).
+    url_parameters = frozenset(
+        {
+            "options", "application_name", "sslmode", "sslrootcert", "sslcert", "sslkey", "channel_binding",
+            "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval", "tcp_user_timeout",
+            "host", "hostaddr",
+        }
+    )  # fmt: skip
+
+    def check_query(self, url: URL, setting: str) -> None:
+        """As the base, and the TLS modes both readers can honour (`CONNECTORX_SSLMODE`)."""
+        super().check_query(url, setting)
+        mode = url.query.get("sslmode")
+        if mode == "verify-full":
+            raise ConfigError(
+                f"{setting}: sslmode=verify-full is not supported: connectorx, which reads the batches, cannot check "
+                "the server's host name; use sslmode=verify-ca with sslrootcert=<the CA's file>"
+            )
+        if mode == "verify-ca" and not url.query.get("sslrootcert"):
+            raise ConfigError(f"{setting}: sslmode=verify-ca needs sslrootcert=<the CA's file> (for connectorx too)")
+        if isinstance(mode, str) and mode not in CONNECTORX_SSLMODE:
+            raise ConfigError(f"{setting}: sslmode={mode!r} is not one of {', '.join(CONNECTORX_SSLMODE)}")
+
+    def connect_args(self, url: URL, limits: Limits) -> dict[str, Any]:
+        return {"connect_timeout": whole_seconds(limits.connect), "options": postgres_options(url, limits)}
+
+    def install(self, engine: Engine, limits: Limits) -> Watchdog:
+        """The watchdog gives up a connection whose server sends nothing within the deadline."""
+        watchdog = Watchdog(limits.deadline)
+        sa.event.listen(engine, "do_connect", watchdog.connect)
+        return watchdog
+
+    def connectorx_url(self, url: URL, limits: Limits) -> str:
+        """The same `options` as the driver (timeouts, the URL's own options, UTC) and the connect timeout."""
+        query = {name: value for name, value in url.query.items() if name != "options" and isinstance(value, str)}
+        query |= {"options": postgres_options(url, limits), "connect_timeout": str(whole_seconds(limits.connect))}
+        if "sslmode" in query:
+            query["sslmode"] = CONNECTORX_SSLMODE[query["sslmode"]]
+        plain = url.set(drivername="postgresql", query={})
+        # Percent-encoded, a space as %20: connectorx does not decode '+' (it read "-c+lock_timeout" as a name).
+        return f"{plain.render_as_string(hide_password=False)}?{urlencode(query, quote_via=quote)}"
+
+
+# libpq's TLS modes and what connectorx 0.4.6 (which knows disable, prefer and require only) is given for each,
+# measured against a TLS-only server: `require` with `sslrootcert` verifies the certificate against that CA, as
+# libpq's `verify-ca` does (and as libpq's own `require` does when a root certificate is given); neither
+# checks the host name, which only libpq's `verify-full` does (refused: connectorx cannot).
+CONNECTORX_SSLMODE = {"disable": "disable", "allow": "prefer", "prefer": "prefer", "require": "require",
+                      "verify-ca": "require"}  # fmt: skip
+
+
+def postgres_options(url: URL, limits: Limits) -> str:
+    """The libpq `options` of a connection: zonesync's timeouts, then the URL's own `options`, then UTC.
+
+    The URL's options come after the timeouts (a zone may tune its own) and before the time zone (every
+    connection runs in UTC). Passed as a connect argument, `options` would otherwise replace the URL's.
+    """
+    theirs = url.query.get("options")
+    ours = f"-c statement_timeout={milliseconds(limits.statement)} -c lock_timeout={milliseconds(limits.lock)}"
+    return " ".join(part for part in (ours, theirs if isinstance(theirs, str) else "", "-c timezone=UTC") if part)
