@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-quick bench-end-day torture fuzz clean
+.PHONY: install demo test test-fast test-slow lint bench bench-quick bench-end-day torture fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,18 @@ install: $(STAMP)  ## create .venv and install zonesync with its dev tools
 demo: $(STAMP)  ## run the demo on the embedded SQLite default
 	$(BIN)/zonesync demo
 
-test: $(STAMP)  ## run the tests (PostgreSQL/MariaDB too when ZONESYNC_TEST_*_URL are set)
-	$(BIN)/python -m pytest
+# Two lanes (docs/testing.md): the fast lane for the everyday loop, the slow lane for what needs whole servers,
+# private clusters or long generated runs. `make test` runs both, as CI does, and names the 25 slowest tests.
+PYTEST := $(BIN)/python -m pytest --durations=25
+
+test: $(STAMP)  ## both lanes (PostgreSQL/MariaDB too when ZONESYNC_TEST_*_URL are set)
+	$(PYTEST)
+
+test-fast: $(STAMP)  ## the fast lane: everything but the slow lane (under 10 minutes)
+	$(PYTEST) -m "not slow"
+
+test-slow: $(STAMP)  ## the slow lane: torture, fuzz and properties, Prefect servers and workers, packaging, clusters
+	$(PYTEST) -m slow
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .

@@ -38,6 +38,38 @@ CROSS_PAIRS = (
 
 _prefect_home: str | None = None
 
+# The slow lane (`make test-slow`; `make test-fast` is everything else, the everyday loop): what needs whole Prefect
+# servers or workers, private clusters, real waits for limits to run out, or long generated runs. `make test`
+# runs both lanes, as CI does. A module, or one test function of a module ("path::function").
+SLOW_LANE = {
+    "tests/torture": "crash, stall and outage drills: real processes, private clusters",
+    "tests/integration/test_bounded_waits.py": "waits for connect, statement and lock limits to run out",
+    "tests/integration/test_database_tls.py": "private TLS-only PostgreSQL and MariaDB clusters",
+    "tests/integration/test_automations.py": "a `prefect server start` of its own: triggers, events, automations",
+    "tests/integration/test_deployments.py": "deployments registered and run by a real process worker",
+    "tests/integration/test_first_hour.py": "the demo and the README's commands with a fresh Prefect home",
+    "tests/integration/test_nothing_sensitive.py": "every flow, persisted results and the API, then Prefect's "
+    "database, logs and answers scanned for a sentinel value",
+    "tests/integration/test_packaging.py": "a wheel built and installed in a fresh virtualenv",
+    "tests/integration/test_http_fuzz.py": "generated HTTP requests (schemathesis)",
+    "tests/integration/test_properties.py": "generated rows on every pairing (hypothesis)",
+    "tests/unit/test_validate_compiled.py::test_generated_batches_get_the_same_result_as_from_pandera": "generated "
+    "batches checked by both validators",
+    "tests/integration/test_least_privilege.py::"
+    "test_the_command_line_flows_and_recover_after_a_crash_run_as_the_role": (
+        "the command line's flows as a restricted role, each with a temporary Prefect server of its own"
+    ),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow lane's tests `slow` (deselected with `-m "not slow"`)."""
+    for item in items:
+        path, _, rest = item.nodeid.partition("::")
+        function = rest.partition("[")[0]
+        if any(path == lane or path.startswith(f"{lane}/") or f"{path}::{function}" == lane for lane in SLOW_LANE):
+            item.add_marker(pytest.mark.slow)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Point Prefect at a throw-away home and keep it offline before anything imports it."""
@@ -193,22 +225,69 @@ class ZonePair:
         self.internet.dispose()
 
 
-def _wipe(engine: Engine) -> None:
-    """Drop every table (and its triggers) so a test starts from an empty database."""
-    names = sa.inspect(engine).get_table_names()
-    if not names:
-        return
+def _wipe(engine: Engine, keep: sa.MetaData | None = None) -> None:
+    """Start a test from an empty database: every table dropped (with its triggers), but the tables of `keep` that
+    are still as this session created them, which are truncated instead (as new: ids from 1; about half the cost
+    of dropping and creating them)."""
+    names = set(sa.inspect(engine).get_table_names())
+    kept = _pristine(engine, keep, names) if keep is not None else []
+    dropped = names - {table.name for table in kept}
     preparer = engine.dialect.identifier_preparer
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(preparer.quote(n) for n in names)} CASCADE")
-        elif engine.dialect.name in ("mysql", "mariadb"):
+        if dropped and engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(preparer.quote(n) for n in dropped)} CASCADE")
+        elif dropped and engine.dialect.name in ("mysql", "mariadb"):
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(preparer.quote(n) for n in names)}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(preparer.quote(n) for n in dropped)}")
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
         else:
-            for name in names:
+            for name in dropped:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(name)}")
+        if kept and engine.dialect.name == "postgresql":  # ids from 1 again, rows in insertion order again
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(preparer.format_table(t) for t in kept)} RESTART IDENTITY")
+        for table in kept if engine.dialect.name != "postgresql" else ():
+            conn.exec_driver_sql(f"TRUNCATE TABLE {preparer.format_table(table)}")
+
+
+# Each kept table's catalog signature (`Dialect.catalog_signature`: columns, types, defaults, key) as this
+# session created it, per database: a table a test altered, or any table of a database holding a trigger, is
+# dropped and created again rather than emptied.
+_as_created: dict[tuple[str, str], tuple[object, ...]] = {}
+
+
+def _pristine(engine: Engine, keep: sa.MetaData, names: set[str]) -> list[sa.Table]:
+    """The tables of `keep` present in `engine`'s database exactly as created (none on SQLite: a file per test)."""
+    from zonesync.tasks.zones.engines import dialect_for
+
+    if engine.dialect.name == "sqlite" or _has_triggers(engine):
+        return []
+    dialect, where = dialect_for(engine), engine.url.render_as_string(hide_password=True)
+    with engine.connect() as conn:
+        return [
+            table
+            for table in keep.sorted_tables
+            if table.name in names and _as_created.get((where, table.name)) == dialect.catalog_signature(conn, table)
+        ]
+
+
+def _has_triggers(engine: Engine) -> bool:
+    query = {
+        "postgresql": "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND n.nspname = current_schema()",
+    }.get(engine.dialect.name, "SELECT count(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")
+    with engine.connect() as conn:
+        return bool(conn.exec_driver_sql(query).scalar())
+
+
+def _remember_as_created(engine: Engine, keep: sa.MetaData) -> None:
+    from zonesync.tasks.zones.engines import dialect_for
+
+    if engine.dialect.name == "sqlite":
+        return
+    dialect, where = dialect_for(engine), engine.url.render_as_string(hide_password=True)
+    with engine.connect() as conn:
+        for table in keep.sorted_tables:
+            _as_created.setdefault((where, table.name), dialect.catalog_signature(conn, table))
 
 
 def _zone_url(servers: ThrowawayServers, backend: str, zone: str, tmp_path: Path) -> tuple[str, tuple[str, ...]]:
@@ -220,14 +299,15 @@ def _zone_url(servers: ThrowawayServers, backend: str, zone: str, tmp_path: Path
 
 def make_pair(servers: ThrowawayServers, intranet: str, internet: str, tmp_path: Path) -> ZonePair:
     """Empty intranet and internet databases on the given backends, with the bookkeeping tables."""
-    from zonesync.tasks.bookkeeping.tables import create_bookkeeping
+    from zonesync.tasks.bookkeeping.tables import create_bookkeeping, metadata
 
     intranet_url, intranet_secret = _zone_url(servers, intranet, "intranet", tmp_path)
     internet_url, internet_secret = _zone_url(servers, internet, "internet", tmp_path)
     pair = ZonePair(intranet, internet, intranet_url, internet_url, tuple(set(intranet_secret + internet_secret)))
-    _wipe(pair.intranet)
+    _wipe(pair.intranet, keep=metadata)
     _wipe(pair.internet)
     create_bookkeeping(pair.intranet)
+    _remember_as_created(pair.intranet, metadata)
     return pair
 
 

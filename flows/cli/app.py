@@ -41,7 +41,7 @@ def main() -> None:
     """Console-script entry point: the exit codes of `support.EXIT_*`, a usage error in one line."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="zonesync")  # also when run as `python -m zonesync.flows.cli`
     except typer.Abort:
         errors.print("aborted")
         sys.exit(EXIT_FAILED)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ZonePair
-from tests.integration.console import Cli, zone_settings
+from tests.integration.console import Cli, InProcessCli, zone_settings
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import create
 from tests.torture.procs import PrefectServer
@@ -46,6 +46,20 @@ def cli(zones: ZonePair, tmp_path: Path) -> Cli:
 def flow_cli(zones: ZonePair, tmp_path: Path, prefect_api: str) -> Cli:
     """The console script pointed at the zone pair and at the session's Prefect server."""
     return Cli(tmp_path, zone_settings(zones), zones.passwords, api_url=prefect_api)
+
+
+@pytest.fixture
+def cli_in_process(zones: ZonePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
+    """`cli`'s commands run in this process: for user mistakes (no interpreter start-up per case)."""
+    return InProcessCli(tmp_path, zone_settings(zones), zones.passwords, monkeypatch=monkeypatch)
+
+
+@pytest.fixture
+def flow_cli_in_process(
+    zones: ZonePair, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> InProcessCli:
+    """`flow_cli`'s commands run in this process, their flows on the session's Prefect server."""
+    return InProcessCli(tmp_path, zone_settings(zones), zones.passwords, api_url=prefect_api, monkeypatch=monkeypatch)
 
 
 @pytest.fixture

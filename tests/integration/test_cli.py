@@ -1,9 +1,11 @@
-"""The `zonesync` console script, run as a real subprocess against real databases.
+"""The `zonesync` console script against real databases.
 
 What a user sees: the exit code, what is printed on stdout and stderr, and what the databases hold afterwards.
 Commands that move data run on SQLite and on one server backend, in turn (the flows behind them are tested on
-all three in their own modules); user mistakes (which must never reach a database) run on SQLite only. Every
-run is checked for leaked passwords; a user mistake is one line on stderr and never a traceback.
+all three in their own modules); user mistakes (which must never reach a database) run on SQLite only. Most
+commands run the script's entry point in this process (`InProcessCli`); the push, a few mistakes and the bare
+command go through the real script. Every run is checked for leaked passwords; a user mistake is one line on
+stderr and never a traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ZonePair
-from tests.integration.console import SECRET, SQLITE_AND_MARIADB, SQLITE_AND_POSTGRESQL, SQLITE_ONLY, Cli, Run
+from tests.integration.console import (
+    SECRET,
+    SQLITE_AND_MARIADB,
+    SQLITE_AND_POSTGRESQL,
+    SQLITE_ONLY,
+    Cli,
+    InProcessCli,
+    Run,
+)
 from tests.integration.helpers import (
     assert_nothing_lost,
     create,
@@ -101,11 +111,11 @@ def test_status_shows_backlog_quarantine_and_jobs(seeded: ZonePair, cli: Cli) ->
 
 
 def test_status_says_how_long_quarantined_rows_have_waited_and_when_each_job_last_ran(
-    seeded: ZonePair, flow_cli: Cli
+    seeded: ZonePair, flow_cli_in_process: InProcessCli
 ) -> None:
-    assert flow_cli("retry").code == 3  # merchants 13, 42 and 77 quarantined
+    assert flow_cli_in_process("retry").code == 3  # merchants 13, 42 and 77 quarantined
 
-    run = flow_cli("status")
+    run = flow_cli_in_process("status")
 
     assert_quiet(run)
     unsynced, quarantined, waiting, last_ran, schema = run.row("merchants")[2:]
@@ -154,8 +164,10 @@ def test_recover_with_nothing_to_do(demo_zones: ZonePair, cli: Cli) -> None:
 
 
 @SQLITE_AND_POSTGRESQL
-def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(seeded: ZonePair, flow_cli: Cli) -> None:
-    run = flow_cli("retry")
+def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(
+    seeded: ZonePair, flow_cli_in_process: InProcessCli
+) -> None:
+    run = flow_cli_in_process("retry")
 
     assert run.code == 3, str(run)  # quarantined rows make the run partial (exit 3), not failed (1)
     assert run.row("merchants")[1:7] == ["partial", "500", "497", "497", "3", "0"]
@@ -174,7 +186,7 @@ def test_retry_syncs_the_demo_merchants_and_quarantines_the_invalid_ones(seeded:
     ]
     assert target_rows(seeded.intranet, PAYMENTS) == {}  # the retry only runs intranet_to_internet mappings
 
-    status = flow_cli("status")
+    status = flow_cli_in_process("status")
 
     assert_quiet(status)
     assert status.row("merchants")[2:4] == ["3", "3"]  # unsynced, open quarantine
@@ -243,12 +255,14 @@ def _synced_merchants(pair: ZonePair, count: int) -> None:
 
 
 @SQLITE_AND_POSTGRESQL
-def test_update_applied_in_both_zones_or_in_neither(demo_zones: ZonePair, flow_cli: Cli) -> None:
+def test_update_applied_in_both_zones_or_in_neither(demo_zones: ZonePair, flow_cli_in_process: InProcessCli) -> None:
     intranet, internet = demo_zones.intranet, demo_zones.internet
     _synced_merchants(demo_zones, 5)
     key = json.dumps({"merchant_id": 2})
 
-    applied = flow_cli("update", "merchants", "--key", key, "--changes", '{"fee": 3.75, "merchant_name": "Neu 😀"}')
+    applied = flow_cli_in_process(
+        "update", "merchants", "--key", key, "--changes", '{"fee": 3.75, "merchant_name": "Neu 😀"}'
+    )
 
     assert applied.code == 0, str(applied)
     assert applied.stdout.startswith('success {"merchant_id": 2}'), str(applied)
@@ -257,13 +271,13 @@ def test_update_applied_in_both_zones_or_in_neither(demo_zones: ZonePair, flow_c
     assert target_rows(internet, MERCHANTS)[(2,)] == mapped(source)
     before = (source_rows(intranet, MERCHANTS), target_rows(internet, MERCHANTS))
 
-    refused = flow_cli("update", "merchants", "--key", key, "--changes", '{"status": "X", "fee": "9.99"}')
+    refused = flow_cli_in_process("update", "merchants", "--key", key, "--changes", '{"status": "X", "fee": "9.99"}')
 
     assert refused.code == 1, str(refused)
     assert refused.stdout.startswith('error {"merchant_id": 2}') and "status" in refused.stdout, str(refused)
     assert (source_rows(intranet, MERCHANTS), target_rows(internet, MERCHANTS)) == before
 
-    missing = flow_cli("update", "merchants", "--key", '{"merchant_id": 99}', "--changes", '{"fee": "1.00"}')
+    missing = flow_cli_in_process("update", "merchants", "--key", '{"merchant_id": 99}', "--changes", '{"fee": "1.00"}')
 
     assert missing.code == 1, str(missing)
     assert "no merchant row" in missing.stdout, str(missing)
@@ -326,25 +340,46 @@ def mistake(request: pytest.FixtureRequest) -> Mistake:
     return request.param
 
 
-@pytest.mark.backend("sqlite")
-def test_a_user_mistake_is_one_line_and_a_non_zero_exit(mistake: Mistake, tmp_path: Path) -> None:
-    # An empty SQLite intranet (no bookkeeping tables) and an internet URL with a password that nothing may print.
-    settings = {
+# A few mistakes also go through the real script: a password in a URL that nothing may print, a driver's error
+# from a real connection attempt, a mapping module that cannot be imported.
+THROUGH_THE_SCRIPT = ("bad-url-with-password", "database-down", "unknown-mapping-module")
+
+
+def _mistake_settings(tmp_path: Path) -> dict[str, str]:
+    """An empty SQLite intranet (no bookkeeping tables) and an internet URL with a password nothing may print."""
+    sqlite3.connect(tmp_path / "intranet.db").close()
+    return {
         "ZONESYNC_INTRANET_URL": f"sqlite:///{tmp_path / 'intranet.db'}",
         "ZONESYNC_INTERNET_URL": DOWN_URL,
         "ZONESYNC_MAPPING_MODULES": "zonesync.schemas.examples",
     }
-    sqlite3.connect(tmp_path / "intranet.db").close()
-    cli = Cli(tmp_path, settings, timeout=60)
 
-    run = cli(*mistake.args, **mistake.env)
 
+def _assert_one_line_mistake(run: Run, mistake: Mistake) -> None:
     assert run.code == mistake.code, str(run)
     assert "Traceback" not in run.stdout + run.stderr, str(run)
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one line on stderr:\n{run}"
     assert mistake.says in lines[0], str(run)
     assert run.stdout.strip() == "", str(run)
+
+
+@pytest.mark.backend("sqlite")
+def test_a_user_mistake_is_one_line_and_a_non_zero_exit(
+    mistake: Mistake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = InProcessCli(tmp_path, _mistake_settings(tmp_path), monkeypatch=monkeypatch)
+
+    _assert_one_line_mistake(cli(*mistake.args, **mistake.env), mistake)
+
+
+@pytest.mark.backend("sqlite")
+@pytest.mark.parametrize("name", THROUGH_THE_SCRIPT)
+def test_a_user_mistake_through_the_real_script_is_one_line(name: str, tmp_path: Path) -> None:
+    mistake = MISTAKES[name]
+    cli = Cli(tmp_path, _mistake_settings(tmp_path), timeout=60)
+
+    _assert_one_line_mistake(cli(*mistake.args, **mistake.env), mistake)
 
 
 # --- end-day and reconcile (SQLite and a server) ---------------------------------------------------------
@@ -368,13 +403,15 @@ def _rewrite(engine: sa.Engine, frame: pl.DataFrame, **values: Any) -> None:
 
 
 @SQLITE_AND_MARIADB
-def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_zones: ZonePair, flow_cli: Cli) -> None:
+def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(
+    demo_zones: ZonePair, flow_cli_in_process: InProcessCli
+) -> None:
     intranet, internet = demo_zones.intranet, demo_zones.internet
     frame, eligible, invalid = _demo_payments()
     assert invalid, "the demo payments are expected to hold invalid successful payments"
     demo_data.write_rows(internet, "payment", frame, ("payment_id",))
 
-    partial = flow_cli("end-day", "--date", DEMO_DAY)
+    partial = flow_cli_in_process("end-day", "--date", DEMO_DAY)
 
     assert partial.code == 3, str(partial)  # quarantined rows: partial
     assert f"End-day check {DEMO_DAY}: PARTIAL" in partial.stdout, str(partial)
@@ -387,7 +424,7 @@ def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_z
     assert (job["job_name"], job["status"], str(job["business_date"])) == ("end-day-check", "PARTIAL", DEMO_DAY)
     assert (job["rows_synced"], job["rows_failed"]) == (len(eligible) - len(invalid), len(invalid))
 
-    differ = flow_cli("reconcile", "--date", DEMO_DAY)
+    differ = flow_cli_in_process("reconcile", "--date", DEMO_DAY)
 
     assert differ.code == 3, str(differ)
     assert "Reconciliation of payments" in differ.stdout and "ZONES DIFFER" in differ.stdout, str(differ)
@@ -397,7 +434,7 @@ def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_z
     for (key,) in invalid:
         _rewrite(internet, frame.filter(pl.col("payment_id") == key), amount=Decimal("12.50"), reference=f"FIX-{key}")
 
-    success = flow_cli("end-day", "--date", DEMO_DAY)
+    success = flow_cli_in_process("end-day", "--date", DEMO_DAY)
 
     assert success.code == 0, str(success)
     assert f"End-day check {DEMO_DAY}: SUCCESS" in success.stdout, str(success)
@@ -406,14 +443,14 @@ def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_z
     assert errors(intranet, "payments", open_only=True) == []
     assert [job["status"] for job in jobs(intranet)] == ["PARTIAL", "SUCCESS"]
 
-    agree = flow_cli("reconcile", "--date", DEMO_DAY)
+    agree = flow_cli_in_process("reconcile", "--date", DEMO_DAY)
 
     assert agree.code == 0, str(agree)
     assert "ZONES DIFFER" not in agree.stdout and agree.stdout.count("zones agree") == 2, str(agree)
 
     # A payment changed behind zonesync's back in the intranet zone: the zones differ again, by that key.
     _rewrite(intranet, frame.filter(pl.col("payment_id") == 3), amount=Decimal("0.01"))
-    changed = flow_cli("reconcile", "--date", DEMO_DAY, "-m", "payments")
+    changed = flow_cli_in_process("reconcile", "--date", DEMO_DAY, "-m", "payments")
 
     assert changed.code == 3, str(changed)
     assert "Reconciliation of merchants" not in changed.stdout
@@ -421,8 +458,10 @@ def test_end_day_syncs_the_days_payments_and_reconcile_compares_the_zones(demo_z
 
 
 @SQLITE_ONLY
-def test_end_day_with_nothing_to_bring_back_is_no_record(demo_zones: ZonePair, flow_cli: Cli) -> None:
-    run = flow_cli("end-day", "--date", DEMO_DAY)
+def test_end_day_with_nothing_to_bring_back_is_no_record(
+    demo_zones: ZonePair, flow_cli_in_process: InProcessCli
+) -> None:
+    run = flow_cli_in_process("end-day", "--date", DEMO_DAY)
 
     assert run.code == 0, str(run)
     assert f"End-day check {DEMO_DAY}: NO_RECORD" in run.stdout, str(run)
@@ -430,12 +469,14 @@ def test_end_day_with_nothing_to_bring_back_is_no_record(demo_zones: ZonePair, f
 
 
 @SQLITE_ONLY
-def test_end_day_that_cannot_run_reports_failed_and_exits_1(demo_zones: ZonePair, flow_cli: Cli) -> None:
+def test_end_day_that_cannot_run_reports_failed_and_exits_1(
+    demo_zones: ZonePair, flow_cli_in_process: InProcessCli
+) -> None:
     frame, _, _ = _demo_payments()
     demo_data.write_rows(demo_zones.internet, "payment", frame, ("payment_id",))
     execute(demo_zones.intranet, "DROP TABLE payment")
 
-    run = flow_cli("end-day", "--date", DEMO_DAY)
+    run = flow_cli_in_process("end-day", "--date", DEMO_DAY)
 
     assert run.code == 1, str(run)
     assert f"End-day check {DEMO_DAY}: FAILED" in run.stdout, str(run)
@@ -458,8 +499,10 @@ def test_end_day_that_cannot_run_reports_failed_and_exits_1(demo_zones: ZonePair
     ],
     ids=["unknown-option", "bad-value", "unknown-command", "missing-argument"],
 )  # fmt: skip
-def test_a_usage_error_is_one_line_and_exit_code_2(cli: Cli, args: tuple[str, ...], line: str) -> None:
-    run = cli(*args)
+def test_a_usage_error_is_one_line_and_exit_code_2(
+    cli_in_process: InProcessCli, args: tuple[str, ...], line: str
+) -> None:
+    run = cli_in_process(*args)
 
     assert (run.code, run.stdout, run.stderr.strip()) == (2, "", line), str(run)
 

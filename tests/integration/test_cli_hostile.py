@@ -1,5 +1,6 @@
-"""The hostile set through the `zonesync` console script (a real subprocess): the same inputs as over HTTP give
-one clear line or the refusal table, the documented exit code, never a traceback, and nothing written."""
+"""The hostile set through the `zonesync` console script: the same inputs as over HTTP give one clear line or the
+refusal table, the documented exit code, never a traceback, and nothing written. The refusals run the script's
+entry point in this process (`InProcessCli`); the 20,000-record file goes through the real script."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ZonePair
-from tests.integration.console import SQLITE_ONLY, Cli, Run
+from tests.integration.console import SQLITE_ONLY, Cli, InProcessCli, Run
 from tests.integration.helpers import rows, source_rows, target_rows
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.tasks.setup import demo_data
@@ -40,9 +41,9 @@ def assert_one_line(run: Run, says: str, code: int = 2) -> None:
 @SQLITE_ONLY
 @pytest.mark.parametrize("bad", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
 def test_a_push_with_a_value_the_zones_cannot_hold_is_refused_with_exit_1(
-    demo_zones: ZonePair, flow_cli: Cli, bad: dict[str, Any]
+    demo_zones: ZonePair, flow_cli_in_process: InProcessCli, bad: dict[str, Any]
 ) -> None:
-    run = flow_cli("push", "merchants", "--json", json.dumps({**MERCHANT, **bad}))
+    run = flow_cli_in_process("push", "merchants", "--json", json.dumps({**MERCHANT, **bad}))
 
     assert run.code == 1, str(run)
     assert_no_traceback(run)
@@ -53,12 +54,12 @@ def test_a_push_with_a_value_the_zones_cannot_hold_is_refused_with_exit_1(
 @SQLITE_ONLY
 @pytest.mark.parametrize("bad", [BAD_VALUES["before-year-1"], BAD_VALUES["after-9999"], {"fee": "1e999999"}])
 def test_an_update_with_a_value_the_zones_cannot_hold_is_refused_with_exit_1(
-    demo_zones: ZonePair, flow_cli: Cli, bad: dict[str, Any]
+    demo_zones: ZonePair, flow_cli_in_process: InProcessCli, bad: dict[str, Any]
 ) -> None:
-    assert flow_cli("push", "merchants", "--json", json.dumps(MERCHANT)).code == 0
+    assert flow_cli_in_process("push", "merchants", "--json", json.dumps(MERCHANT)).code == 0
     before = target_rows(demo_zones.internet, MERCHANTS)
 
-    run = flow_cli("update", "merchants", "--key", '{"merchant_id": 501}', "--changes", json.dumps(bad))
+    run = flow_cli_in_process("update", "merchants", "--key", '{"merchant_id": 501}', "--changes", json.dumps(bad))
 
     assert run.code == 1, str(run)
     assert_no_traceback(run)
@@ -73,18 +74,19 @@ def test_an_update_with_a_value_the_zones_cannot_hold_is_refused_with_exit_1(
      ('{"merchant_id": ' + "9" * 5000 + "}", "more than 4300 digits"), ("[]", "non-empty array")],
     ids=["deep", "nan", "long-number", "empty"],
 )  # fmt: skip
-def test_a_bad_records_file_is_one_line_and_exit_2(demo_zones: ZonePair, cli: Cli, tmp_path: Path, text: str,
-                                                   says: str) -> None:  # fmt: skip
+def test_a_bad_records_file_is_one_line_and_exit_2(
+    demo_zones: ZonePair, cli_in_process: InProcessCli, tmp_path: Path, text: str, says: str
+) -> None:
     (tmp_path / "records.json").write_text(text)
 
-    assert_one_line(cli("push", "merchants", "--file", "records.json"), says)
-    assert_one_line(cli("update", "merchants", "--key", '{"merchant_id": 1}', "--changes", text[:100_000]),
+    assert_one_line(cli_in_process("push", "merchants", "--file", "records.json"), says)
+    assert_one_line(cli_in_process("update", "merchants", "--key", '{"merchant_id": 1}', "--changes", text[:100_000]),
                     "--changes is not valid JSON" if text != "[]" else "must be a JSON object")  # fmt: skip
 
 
 @SQLITE_ONLY
-def test_a_batch_size_beyond_the_cap_is_refused(demo_zones: ZonePair, cli: Cli) -> None:
-    run = cli("retry", "--batch-size", "99999999999999999999")
+def test_a_batch_size_beyond_the_cap_is_refused(demo_zones: ZonePair, cli_in_process: InProcessCli) -> None:
+    run = cli_in_process("retry", "--batch-size", "99999999999999999999")
 
     assert run.code == 2, str(run)
     assert_no_traceback(run)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ZonePair
+from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import rows
 from tests.integration.test_http_api import RECORD, declared_clients, post, serve_app
 from zonesync.deployments.api import create_app
@@ -22,6 +22,9 @@ from zonesync.schemas.api_clients import Scope
 from zonesync.schemas.errors import ConfigError
 
 PUSH_ONLY: dict[str, frozenset[Scope]] = {"merchants": frozenset({"push"})}
+# A request refused at the gate, or a decision made before any database is touched: the backend plays no part,
+# so it runs on one (SQLite); what reaches the zones runs on every backend.
+ONCE = pytest.mark.parametrize("backend", [backend_param("sqlite")])
 
 
 @pytest.fixture
@@ -51,6 +54,7 @@ REQUESTS = [
 ]
 
 
+@ONCE
 @pytest.mark.parametrize(("method", "path"), REQUESTS, ids=[f"{m} {p}" for m, p in REQUESTS])
 @pytest.mark.parametrize(
     "authorization",
@@ -123,6 +127,7 @@ def test_a_write_is_answered_even_when_its_audit_row_cannot_be_written(
     assert len(rows(demo.intranet, "merchant")) == 1
 
 
+@ONCE
 def test_the_openapi_document_declares_the_bearer_key(anonymous: httpx.Client, keys: dict[str, str]) -> None:
     document = anonymous.get("/openapi.json", headers=_as(keys["all"])).json()
 
@@ -145,6 +150,7 @@ def small_limits(demo: ZonePair, monkeypatch: pytest.MonkeyPatch) -> Iterator[ht
         yield from serve_app(create_app(), headers={"authorization": f"Bearer {key}"})
 
 
+@ONCE
 def test_a_body_over_the_limit_is_413_before_it_is_read(small_limits: httpx.Client, demo: ZonePair) -> None:
     big = "[" + ",".join([RECORD % (1, "A")] * 40) + "]"  # ~6 kB, its Content-Length says so
     sent = 0
@@ -166,6 +172,7 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(small_limits: httpx.Clie
     assert rows(demo.intranet, "merchant") == []
 
 
+@ONCE
 def test_more_records_than_the_limit_is_413_naming_it(small_limits: httpx.Client, demo: ZonePair) -> None:
     records = ",".join(RECORD % (key, "A") for key in range(1, 5))
 
@@ -176,6 +183,7 @@ def test_more_records_than_the_limit_is_413_naming_it(small_limits: httpx.Client
     assert rows(demo.intranet, "merchant") == []
 
 
+@ONCE
 def test_an_oversized_stream_is_not_read_to_its_end(keys: dict[str, str], demo: ZonePair) -> None:
     """50 MB offered: the server stops reading at its limit (4 MiB by default), so its memory stays flat."""
     offered = 0
@@ -199,6 +207,7 @@ def test_an_oversized_stream_is_not_read_to_its_end(keys: dict[str, str], demo: 
     assert offered < 20 * 1024 * 1024
 
 
+@ONCE
 def test_the_app_refuses_to_start_without_clients_unless_told_it_is_insecure(
     demo: ZonePair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,6 +227,7 @@ def test_the_app_refuses_to_start_without_clients_unless_told_it_is_insecure(
         )
 
 
+@ONCE
 def test_a_clients_file_naming_an_unknown_mapping_is_refused(demo: ZonePair) -> None:
     typo: dict[str, frozenset[Scope]] = {"merchant": frozenset({"push"})}
     with declared_clients(("typo", typo)), pytest.raises(ConfigError) as refused:
@@ -225,6 +235,7 @@ def test_a_clients_file_naming_an_unknown_mapping_is_refused(demo: ZonePair) -> 
     assert str(refused.value).startswith("ZONESYNC_API_CLIENTS_FILE: scopes on unknown mappings merchant")
 
 
+@ONCE
 def test_a_refusal_is_logged_in_one_line_whatever_the_path(
     anonymous: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -234,6 +245,7 @@ def test_a_refusal_is_logged_in_one_line_whatever_the_path(
     assert "\n" not in line and "no valid key" in line and "400 invalid_path" in line
 
 
+@ONCE
 def test_a_revoked_client_is_refused_within_seconds_and_a_broken_file_opens_nothing(demo: ZonePair) -> None:
     """Revocation without a restart: the clients file is read again when it changes (`watched_clients.py`)."""
     with declared_clients(("kept", None), ("revoked", None)) as [kept, revoked]:
@@ -271,6 +283,7 @@ def post_as(http: httpx.Client, key: str, body: str) -> httpx.Response:
     return http.post("/mappings/merchants/records", content=body, headers=_as(key))
 
 
+@ONCE
 def test_a_client_is_shown_only_the_mappings_it_may_use(anonymous: httpx.Client, keys: dict[str, str]) -> None:
     pusher = anonymous.get("/openapi.json", headers=_as(keys["pusher"])).json()
     everything = anonymous.get("/openapi.json", headers=_as(keys["all"])).json()

@@ -32,7 +32,7 @@ KEY = {"merchant_id": 1}
 def crash_during_update(fault: str) -> subprocess.CompletedProcess[bytes]:
     """Rename merchant 1 in a real subprocess that dies at the fault point, as a killed process would."""
     script = (
-        "from zonesync.schemas.examples import MERCHANTS; from tasks.update import update_record; "
+        "from zonesync.schemas.examples import MERCHANTS; from zonesync.tasks.update.rollback import update_record; "
         "update_record(MERCHANTS, {'merchant_id': 1}, {'merchant_name': 'Toko Baru'})"
     )
     return subprocess.run([sys.executable, "-c", script], env=os.environ | {"ZONESYNC_FAULT": fault}, check=False)

@@ -5,6 +5,8 @@ without installing or running anything. Checked here by reading files only, neve
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +87,28 @@ def test_the_resolver_notices_a_missing_module_or_name(tmp_path: Path) -> None:
         ]
     finally:
         probe.unlink()
+
+
+def test_every_package_folder_is_installed() -> None:
+    """A subpackage missing from pyproject.toml's list is missing from the wheel (the editable install would not
+    show it: its import hook maps the top-level folders only)."""
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = [init.parent.relative_to(ROOT) for name in PACKAGES for init in (ROOT / name).rglob("__init__.py")]
+    assert sorted(listed) == sorted("zonesync." + ".".join(folder.parts) for folder in folders)
+
+
+# Importing a folder as a top-level package (tasks.update for zonesync.tasks.update; also inside a script a test
+# runs) would load a second copy of the module under another name, with its own state: zonesync's modules have
+# one name, `zonesync.<folder>...`.
+TOP_LEVEL_IMPORT = re.compile(rf"\b(?:from|import) (?:{'|'.join(PACKAGES)})(?:\.|\s)")
+
+
+def test_nothing_imports_the_folders_as_top_level_packages() -> None:
+    files = [path for folder in SOURCES for path in sorted((ROOT / folder).rglob("*.py"))]
+    wrong = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if TOP_LEVEL_IMPORT.search(line)
+    ]
+    assert wrong == []
