@@ -13,13 +13,14 @@ from prefect.states import State
 
 from zonesync.flows.outcomes import flow_with_outcome, job_state
 from zonesync.schemas.settings import BatchSize, get_settings
+from zonesync.tasks.bookkeeping.jobs import RETRY_SYNC_JOB
 from zonesync.tasks.bookkeeping.ledger import job_ledger
 from zonesync.tasks.prefect_tasks import check_run_settings, outcome, prepare_intranet, sync_mapping
 from zonesync.tasks.reporting.events import emit_quarantined
 from zonesync.tasks.reporting.sync_run import publish_summary
 from zonesync.tasks.results import SyncReport
 
-FLOW_KEY = "retry-sync"
+FLOW_KEY = RETRY_SYNC_JOB
 
 
 def synced(report: SyncReport) -> State:

@@ -31,11 +31,9 @@ from zonesync.schemas.errors import ConfigError
 def status() -> None:
     """Unsynced rows per mapping, how long its quarantined rows have waited, when its job last ran, and the last
     batch jobs."""
-    from zonesync.flows.retry_sync import FLOW_KEY as RETRY
     from zonesync.schemas.registry import all_mappings
     from zonesync.tasks.bookkeeping import jobs, quarantine
     from zonesync.tasks.bookkeeping import tables as bookkeeping
-    from zonesync.tasks.reporting.end_day import JOB_NAME as END_DAY
     from zonesync.tasks.setup.inspection import backlog
     from zonesync.tasks.zones.engines import get_engine
 
@@ -50,7 +48,7 @@ def status() -> None:
         return f"{age(now - moment)} ago" if moment else otherwise
 
     for mapping in all_mappings().values():
-        job_name = RETRY if mapping.direction == "intranet_to_internet" else END_DAY
+        job_name = jobs.RETRY_SYNC_JOB if mapping.direction == "intranet_to_internet" else jobs.END_DAY_JOB
         table.add_row(
             mapping.name, mapping.direction, str(backlog(mapping, get_engine(mapping.source_zone))),
             str(quarantine.count_open_errors(intranet, mapping.name)),

@@ -17,6 +17,10 @@ from zonesync.tasks.bookkeeping.tables import batch_job, utc_now
 from zonesync.tasks.results import JobStatus
 from zonesync.tasks.zones.engines import in_transaction
 
+# The scheduled jobs' names in `batch_job.job_name` (also their flows' artifact keys): here, where `zonesync status`
+# reads them without loading the flows (and Prefect with them).
+RETRY_SYNC_JOB = "retry-sync"
+END_DAY_JOB = "end-day-check"
 # Run inside the transaction that commits a batch's flags when the intranet zone is its source (a batch_job
 # count commits with the rows it counts): (connection, rows read, rows flagged, rows quarantined).
 BatchRecord = Callable[[Connection, int, int, int], None]

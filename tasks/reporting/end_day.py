@@ -16,11 +16,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from zonesync.tasks.bookkeeping import jobs
+from zonesync.tasks.bookkeeping.jobs import END_DAY_JOB
 from zonesync.tasks.reconcile.report import reconciliation_markdown, reconciliation_rows
 from zonesync.tasks.reporting.sync_run import escape_inline, quarantine_markdown, result_rows, results_markdown
 from zonesync.tasks.results import EndDayReport
 
-JOB_NAME = "end-day-check"
+JOB_NAME = END_DAY_JOB
 
 
 def previous_business_date(timezone: str) -> date:

@@ -15,9 +15,7 @@ Payloads carry counts, keys and zonesync's own words, never a record value.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from prefect.events import emit_event
-from prefect.settings import PREFECT_API_URL
+from typing import Any
 
 from zonesync.schemas.registry import get_mapping
 from zonesync.tasks.results import MappingSyncResult, PushResult, Reconciliation
@@ -28,7 +26,17 @@ _KEYS_IN_EVENT = 100
 
 def events_enabled() -> bool:
     """Only with a Prefect API configured: otherwise the first event would start a temporary server (~10 s)."""
+    from prefect.settings import PREFECT_API_URL  # Prefect loads when an event may be sent (see `_emit`)
+
     return bool(PREFECT_API_URL.value())
+
+
+def _emit(**event: Any) -> None:
+    """Queue an event. Prefect is imported here, not with this module: a command that sends none (`zonesync status`,
+    which reads the schema contract) does not pay a second for it."""
+    from prefect.events import emit_event
+
+    emit_event(**event)
 
 
 def emit_push_event(result: PushResult) -> None:
@@ -36,7 +44,7 @@ def emit_push_event(result: PushResult) -> None:
     if result.status == "error" or not events_enabled():
         return
     mapping = get_mapping(result.mapping)
-    emit_event(
+    _emit(
         event=f"zonesync.push.{result.status}",
         resource={"prefect.resource.id": f"zonesync.mapping.{result.mapping}", "prefect.resource.name": result.mapping},
         payload={
@@ -54,7 +62,7 @@ def _on_mapping(name: str) -> dict[str, str]:
 def emit_quarantined(result: MappingSyncResult, job_name: str, job_id: int | None) -> None:
     """`zonesync.rows.quarantined` on the mapping, when this run refused some of its rows."""
     if result.quarantined and events_enabled():
-        emit_event(
+        _emit(
             event="zonesync.rows.quarantined", resource=_on_mapping(result.mapping),
             payload={"count": result.quarantined, "job": job_name, "batch_job_id": job_id},
         )  # fmt: skip
@@ -64,7 +72,7 @@ def emit_zones_differ(found: Reconciliation) -> None:
     """`zonesync.reconciliation.differs` on the mapping, when its zones disagree."""
     if not found.ok and events_enabled():
         day = found.business_date.isoformat() if found.business_date else None
-        emit_event(
+        _emit(
             event="zonesync.reconciliation.differs", resource=_on_mapping(found.mapping),
             payload={"business_date": day, "found": found.headline()},
         )  # fmt: skip
@@ -73,7 +81,7 @@ def emit_zones_differ(found: Reconciliation) -> None:
 def emit_end_day_failed(business_date: str, job_id: int | None, message: str) -> None:
     """`zonesync.end-day.failed` on the end-day job."""
     if events_enabled():
-        emit_event(
+        _emit(
             event="zonesync.end-day.failed",
             resource={"prefect.resource.id": "zonesync.job.end-day-check", "prefect.resource.name": "end-day-check"},
             payload={"business_date": business_date, "batch_job_id": job_id, "message": message},
@@ -83,7 +91,7 @@ def emit_end_day_failed(business_date: str, job_id: int | None, message: str) ->
 def emit_lease_taken_over(lease: str, previous_holder: str, holder: str, why: str) -> None:
     """`zonesync.lease.taken-over` on the lease, when a run took it from a holder that let it expire or died."""
     if events_enabled():
-        emit_event(
+        _emit(
             event="zonesync.lease.taken-over",
             resource={"prefect.resource.id": f"zonesync.lease.{lease}", "prefect.resource.name": lease},
             payload={"previous_holder": previous_holder, "holder": holder, "why": why},
@@ -93,7 +101,7 @@ def emit_lease_taken_over(lease: str, previous_holder: str, holder: str, why: st
 def emit_schema_change(mapping: str, changes: Sequence[Change], *, broken: bool) -> None:
     """`zonesync.schema.broken` (the mapping stopped) or `zonesync.schema.changed` (accepted) on the mapping."""
     if changes and events_enabled():
-        emit_event(
+        _emit(
             event=f"zonesync.schema.{'broken' if broken else 'changed'}", resource=_on_mapping(mapping),
             payload={"changes": [change.line() for change in changes[:_KEYS_IN_EVENT]]},
         )  # fmt: skip
@@ -102,7 +110,7 @@ def emit_schema_change(mapping: str, changes: Sequence[Change], *, broken: bool)
 def emit_auth_refused(address: str, failures: int, window_seconds: float) -> None:
     """`zonesync.api.auth-refused` on the address, once per window in which it passed the failed-key limit."""
     if events_enabled():
-        emit_event(
+        _emit(
             event="zonesync.api.auth-refused",
             resource={
                 "prefect.resource.id": f"zonesync.api.client-address.{address}",

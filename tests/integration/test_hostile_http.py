@@ -105,14 +105,17 @@ def assert_refused(response: httpx.Response, status: int, code: str) -> None:
 def test_a_malformed_post_is_a_precise_refusal_that_writes_nothing(
     client: httpx.Client, demo: ZonePair, content: str | bytes, headers: dict[str, str], status: int, code: str
 ) -> None:
-    response = client.post(RECORDS, content=content, headers=headers)
-
-    assert_refused(response, status, code)
-    assert rows(demo.intranet, "merchant") == [] and rows(demo.internet, "merchant") == []
+    _post_is_refused(client, demo, content, headers, status, code)
 
 
 @pytest.mark.parametrize(("content", "headers", "status", "code"), HOSTILE_POSTS)
 def test_a_hostile_post_is_a_precise_refusal_that_writes_nothing(
+    client: httpx.Client, demo: ZonePair, content: str | bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    _post_is_refused(client, demo, content, headers, status, code)
+
+
+def _post_is_refused(
     client: httpx.Client, demo: ZonePair, content: str | bytes, headers: dict[str, str], status: int, code: str
 ) -> None:
     response = client.post(RECORDS, content=content, headers=headers)
