@@ -39,11 +39,6 @@ class Database:
     installing: type[Installing]
 
     @property
-    def name(self) -> str:
-        """The database's name ('postgresql', 'mariadb', 'sqlite')."""
-        return self.dialect.name
-
-    @property
     def connecting(self) -> Connecting:
         """How zonesync connects to it."""
         return self.dialect.connecting

@@ -117,12 +117,7 @@ def create_engine(
     `pool_timeout` is how long a checkout waits for a free pooled connection (SQLAlchemy's default, 30 s).
     """
     limits = limits or Limits.from_settings()
-    found = database(url.get_backend_name())
-    if found is None:
-        raise ConfigError(
-            f"unsupported database {url.get_backend_name()!r} (supported: {', '.join(supported_names())})"
-        )
-    connecting = found.connecting
+    connecting = supported_database(url.get_backend_name()).connecting
     connecting.prepare(url)
     # The warmest connection first (idle ones can time out).
     kwargs: dict[str, Any] = {"pool_use_lifo": True, "pool_timeout": pool_timeout}
@@ -136,27 +131,27 @@ def create_engine(
     return engine
 
 
-def database_of(engine: Engine) -> Database:
-    """The supported database an engine talks to."""
-    found = database(engine.dialect.name)
+def supported_database(name: str) -> Database:
+    """The database a URL scheme or SQLAlchemy dialect name stands for; a ConfigError if zonesync has none."""
+    found = database(name)
     if found is None:
-        raise ConfigError(f"unsupported database {engine.dialect.name!r} (supported: {', '.join(supported_names())})")
+        raise ConfigError(f"unsupported database {name!r} (supported: {', '.join(supported_names())})")
     return found
 
 
 def dialect_for(engine: Engine) -> Dialect:
     """The engine's hot-path dialect, handed the limits the engine was created with and its database's label."""
-    return database_of(engine).dialect(engine, limits_of(engine), label_of(engine))
+    return supported_database(engine.dialect.name).dialect(engine, limits_of(engine), label_of(engine))
 
 
 def installing_for(engine: Engine) -> Installing:
     """What `zonesync init` and `zonesync grants` install or advise on the engine's database."""
-    return database_of(engine).installing(dialect_for(engine))
+    return supported_database(engine.dialect.name).installing(dialect_for(engine))
 
 
 def reconciling_for(engine: Engine) -> Reconciling:
     """The canonical-text and hash expressions of the engine's database, for the reconciliation."""
-    return database_of(engine).reconciling
+    return supported_database(engine.dialect.name).reconciling
 
 
 def _ping_when_idle(engine: Engine) -> None:
