@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from prefect.logging.handlers import PrefectConsoleHandler
 
 from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.realtime_push import realtime_push
 from zonesync.flows.retry_sync import SyncReport, retry_sync
 from zonesync.flows.update_with_rollback import update_with_rollback
 from zonesync.schemas.errors import ConfigError
+from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
+from zonesync.tasks.bookkeeping.tables import metadata as bookkeeping
 from zonesync.tasks.results import EndDayReport
 from zonesync.tasks.setup.demo_data import (
     DEMO_BUSINESS_DATE,
@@ -40,8 +46,29 @@ def run_demo(say: Say) -> DemoRun:
     registered = all_mappings()
     if "merchants" not in registered or "payments" not in registered:
         raise ConfigError("the demo needs the demo mappings: set ZONESYNC_MAPPING_MODULES=zonesync.schemas.examples")
+    with _flow_logs_off_the_console():
+        return _story(say, registered)
+
+
+@contextmanager
+def _flow_logs_off_the_console() -> Iterator[None]:
+    """The flow runs' log lines stay in Prefect (the UI shows each run's log) and leave the terminal to the story,
+    which tells the same."""
+    consoles = [handler for handler in logging.getLogger().handlers if isinstance(handler, PrefectConsoleHandler)]
+    levels = [handler.level for handler in consoles]
+    for handler in consoles:
+        handler.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
+def _story(say: Say, registered: dict[str, SyncMapping]) -> DemoRun:
     intranet, internet = get_engine("intranet"), get_engine("internet")
-    say("[bold]1. init[/]: demo tables and bookkeeping tables (batch_job, sync_error), recreated empty")
+    say(f"[bold]1. init[/]: demo tables and bookkeeping tables ({', '.join(sorted(bookkeeping.tables))}), "
+        "recreated empty")  # fmt: skip
     reset_demo_zones(intranet, internet)
     for mapping in registered.values():
         check = check_mapping(mapping, get_engine(mapping.source_zone), get_engine(mapping.target_zone))
@@ -71,7 +98,8 @@ def _push(say: Say) -> None:
     refused = {**NEW_MERCHANT, "merchant_id": 502, "status": "X", "email": "merchant502@example.com"}
     pushed = realtime_push("merchants", [NEW_MERCHANT, refused])
     for outcome in pushed.outcomes:
-        say(f"   merchant {outcome.key['merchant_id']}: {outcome.status} {outcome.reason} {outcome.detail}".rstrip())
+        reason = f" ({outcome.reason})" if outcome.reason else ""
+        say(f"   merchant {outcome.key['merchant_id']}: {outcome.status}{reason} {outcome.detail}".rstrip())
 
 
 def _update(say: Say) -> None:
@@ -82,7 +110,8 @@ def _update(say: Say) -> None:
         ({"merchant_id": 2}, {"email": "merchant3@example.com"}),
     ):
         updated = update_with_rollback("merchants", key, changes)
-        say(f"   #{key['merchant_id']} {changes}: {updated.status} — {updated.message}")
+        reason = f" ({updated.reason})" if updated.reason else ""
+        say(f"   #{key['merchant_id']} {changes}: {updated.status}{reason} — {updated.message}")
 
 
 def _listed(invalid: dict[int, str]) -> str:

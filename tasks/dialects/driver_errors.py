@@ -4,6 +4,8 @@ subclass; `zonesync.tasks.zones.failures` asks the one whose driver raised the e
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 # The reasons a database refuses a row, as callers and the quarantine table name them.
@@ -15,6 +17,24 @@ LimitReached = Literal["statement", "lock", "silent"]
 # Words of a lost or refused connection, whatever the driver (it gives no code for most of them).
 DISCONNECT_WORDS = ("connection refused", "could not connect", "server closed", "lost connection",
                      "timeout expired", "timed out")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RefusedAt:
+    """Where a database says it refused a row: the columns and the constraint it names (names of the schema, never
+    a value), as far as its message tells."""
+
+    columns: tuple[str, ...] = ()
+    constraint: str | None = None
+
+
+NOWHERE = RefusedAt()
+
+
+def named(patterns: tuple[re.Pattern[str], ...], text: str) -> str | None:
+    """The name the first matching pattern captures. Patterns anchor at the end of the message, where the database
+    puts its names after any value it quotes: a value cannot pass itself off as a name."""
+    return next((match[1] for pattern in patterns if (match := pattern.search(text))), None)
 
 
 class DriverErrors:
@@ -63,6 +83,10 @@ class DriverErrors:
         """Why the database refused a row, or None when the error is not a refusal of some row's values."""
         code = self.code(original)
         return next((reason for reason, codes in self.refusal_codes.items() if code in codes), None)
+
+    def refused_at(self, original: BaseException) -> RefusedAt:
+        """The columns and constraint a refusal names (none when the driver's message does not say)."""
+        return NOWHERE
 
     def is_row_level(self, original: BaseException) -> bool:
         """A refusal of some row that the driver raises as neither IntegrityError nor DataError."""

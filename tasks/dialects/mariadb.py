@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 from zonesync.schemas.errors import RefusedValue
 from zonesync.tasks.dialects.column_shapes import ColumnShape, integer_range
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
-from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached, RefusedAt, named
 from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
 from zonesync.tasks.dialects.mariadb_connecting import MariaDBConnecting
 from zonesync.tasks.dialects.reconciling import Reconciling
@@ -36,6 +37,19 @@ _CATALOG_SIGNATURE = sa.text(
     "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_KEY "
     "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table "
     "ORDER BY ORDINAL_POSITION"
+)
+
+
+# Where MariaDB's (and MySQL's) messages name the column or the constraint of a refusal, at their end.
+_COLUMN = (
+    re.compile(r"for column (?:`[^`]*`\.)*[`']([^`']+)[`'] at row \d+$"),  # too long, out of range, incorrect
+    re.compile(r"^Column '([^']+)' cannot be null$"),
+    re.compile(r"^Field '([^']+)' doesn't have a default value$"),
+)
+_CONSTRAINT = (
+    re.compile(r"for key '([^']+)'$"),  # a duplicate entry: the unique key's name (MySQL: table.key)
+    re.compile(r"^CONSTRAINT `([^`]+)` failed for `[^`]*`\.`[^`]*`$"),  # MariaDB's CHECK
+    re.compile(r"^Check constraint '([^']+)' is violated\.$"),  # MySQL's CHECK
 )
 
 
@@ -63,6 +77,11 @@ class MariaDBErrors(DriverErrors):
     def message(self, original: BaseException) -> str:
         args: tuple[object, ...] = tuple(original.args)
         return args[1] if len(args) > 1 and isinstance(args[1], str) else str(original)
+
+    def refused_at(self, original: BaseException) -> RefusedAt:
+        message = self.message(original).strip()
+        column = named(_COLUMN, message)
+        return RefusedAt((column,) if column else (), named(_CONSTRAINT, message))
 
     def limit_reached(self, original: BaseException) -> LimitReached | None:
         code = self.code(original)

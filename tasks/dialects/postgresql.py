@@ -4,6 +4,7 @@ one set-based statement."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from zonesync.tasks.dialects.column_shapes import ColumnShape
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
-from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached
+from zonesync.tasks.dialects.driver_errors import NOWHERE, DriverErrors, LimitReached, RefusedAt
 from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
 from zonesync.tasks.dialects.postgresql_connecting import PostgresConnecting
 from zonesync.tasks.dialects.reconciling import Reconciling
@@ -45,6 +46,12 @@ _CATALOG_SIGNATURE = sa.text(
 )
 
 
+# The names PostgreSQL gives outside its structured fields, each before any value: a unique key's columns in the
+# DETAIL ("Key (email)=(...) already exists."), the column a COPY line failed in ("COPY t, line 3, column fee: ...").
+_KEY_COLUMNS = re.compile(r"^Key \((.*?)\)=\(")
+_COPY_COLUMN = re.compile(r"^COPY [^,]+, line \d+, column ([^:]+):")
+
+
 class PostgresErrors(DriverErrors):
     """SQLSTATEs."""
 
@@ -64,6 +71,16 @@ class PostgresErrors(DriverErrors):
         state = getattr(original, "sqlstate", None)
         return state if isinstance(state, str) else None
 
+    def refused_at(self, original: BaseException) -> RefusedAt:
+        """From the error's fields: the column (NOT NULL, COPY), the key's columns (unique), the constraint."""
+        diag = getattr(original, "diag", None)
+        if diag is None:
+            return NOWHERE
+        column = diag.column_name or _first(_COPY_COLUMN, diag.context)
+        key = _first(_KEY_COLUMNS, diag.message_detail)
+        columns = (column,) if column else tuple(key.split(", ")) if key else ()
+        return RefusedAt(columns, diag.constraint_name)
+
     def limit_reached(self, original: BaseException) -> LimitReached | None:
         text, code = str(original).lower(), self.code(original)
         if code == "57014" and "statement timeout" in text:
@@ -71,6 +88,11 @@ class PostgresErrors(DriverErrors):
         if code == "55P03" and "lock timeout" in text:
             return "lock"
         return None
+
+
+def _first(pattern: re.Pattern[str], text: str | None) -> str | None:
+    match = pattern.search(text) if text else None
+    return match[1] if match else None
 
 
 class PostgresDialect(Dialect):

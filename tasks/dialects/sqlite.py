@@ -26,7 +26,7 @@ from zonesync.tasks.dialects import sqlite_functions
 from zonesync.tasks.dialects.column_shapes import ColumnShape
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
-from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached
+from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached, RefusedAt
 from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
 from zonesync.tasks.dialects.limits import Limits, milliseconds
 from zonesync.tasks.dialects.reconciling import Reconciling
@@ -124,6 +124,19 @@ class SQLiteErrors(DriverErrors):
     def code(self, original: BaseException) -> str | None:
         text = str(original)
         return next((known for known in self._KNOWN if known in text), None)
+
+    def refused_at(self, original: BaseException) -> RefusedAt:
+        """ "UNIQUE constraint failed: t.a, t.b" and "NOT NULL ...: t.a" name columns; "CHECK ...: c" a constraint
+        (or its expression, when it has no name). SQLite quotes no value in them."""
+        code, text = self.code(original), str(original)
+        named = text.partition(f"{code}: ")[2].strip() if code else ""
+        if not named or code == self._LOCKED:
+            return RefusedAt()
+        if code == "CHECK constraint failed":
+            return RefusedAt(constraint=named)
+        if named.startswith("index '"):  # a unique index on an expression
+            return RefusedAt(constraint=named.removeprefix("index ").strip("'"))
+        return RefusedAt(tuple(column.rpartition(".")[2] for column in named.split(", ")))
 
     def limit_reached(self, original: BaseException) -> LimitReached | None:
         return "lock" if self.code(original) == self._LOCKED else None

@@ -15,6 +15,7 @@ from zonesync.tasks.push.records import json_friendly
 from zonesync.tasks.results import KeyOutcome, PushResult, Stage
 from zonesync.tasks.sync.rejects import REJECT_SCHEMA
 from zonesync.tasks.sync.transform import ROW
+from zonesync.tasks.zones.failures import names_the_refusal
 
 logger = get_logger("zonesync.push")
 NOT_FLAGGED = ("not_flagged", "in the source zone; the cron retry carries it")
@@ -34,7 +35,7 @@ _UNFLAGGED_REASONS = (NOT_FLAGGED[0], CHANGED[0], ALREADY_THERE[0])
 
 def source_failed(mapping: SyncMapping, records: object, reason: str, exc: SyncError) -> PushResult:
     """Nothing was written anywhere: every record (whose key can be told) is an error."""
-    if exc.public:  # a database's refusal: its own words go to the log only
+    if exc.public and not names_the_refusal(exc):  # the database's own words say more: they go to the log only
         logger.warning("%s: source insert refused (%s): %s", mapping.name, reason, exc)
     sent = records if isinstance(records, list) else []
     keys = [{k: json_friendly(r.get(k)) for k in mapping.source_keys} for r in sent if isinstance(r, dict)]

@@ -21,7 +21,15 @@ from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.sync.rejects import REJECT_SCHEMA, no_rejects
 from zonesync.tasks.sync.transform import ROW
 from zonesync.tasks.zones.engines import in_transaction
-from zonesync.tasks.zones.failures import is_transient, row_error_kind, translate
+from zonesync.tasks.zones.failures import (
+    is_transient,
+    names_the_refusal,
+    refusal_reason,
+    refusal_words,
+    refused_at,
+    row_error_kind,
+    translate,
+)
 
 T = TypeVar("T")
 
@@ -100,7 +108,13 @@ def _upsert_part(
 def _refusal(row: pl.DataFrame, exc: BaseException) -> pl.DataFrame:
     kind = "constraint" if row_error_kind(exc) == "IntegrityError" else "target_error"
     reason = getattr(exc, "reason", kind)
-    return pl.DataFrame(
-        {ROW: row[ROW], "reason": [reason], "detail": [f"target refused the row: {short_message(exc)}"]},
-        schema=REJECT_SCHEMA,
-    )
+    return pl.DataFrame({ROW: row[ROW], "reason": [reason], "detail": [f"target {_why_refused(exc)}"]},
+                        schema=REJECT_SCHEMA)  # fmt: skip
+
+
+def _why_refused(exc: BaseException) -> str:
+    """zonesync's words where they name the columns and the constraint, else the database's own message (values
+    hidden)."""
+    if names_the_refusal(exc):
+        return refusal_words(refusal_reason(exc), refused_at(exc))
+    return f"refused the row: {short_message(exc)}"

@@ -10,6 +10,7 @@ back, and a crash is repaired by `recover` (tasks/update/recovery.py; run by the
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from zonesync.tasks.update.sides import Sides, UpdateConflict
 from zonesync.tasks.update.twophase import commit_both, upsert_one
 from zonesync.tasks.zones.checkpoints import checkpoint
 from zonesync.tasks.zones.engines import get_engine, in_transaction
-from zonesync.tasks.zones.failures import refusal_reason, translate
+from zonesync.tasks.zones.failures import names_the_refusal, refusal_reason, translate
 
 logger = get_logger("zonesync.update")
 
@@ -67,8 +68,11 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
 
 
 def _refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "") -> UpdateResult:
-    """An update that a zone refused or failed: the reason code and zonesync's words (the log has the database's)."""
-    logger.warning("%s: update of %s %s: %s", mapping.name, mapping.shown_key(key), done.rstrip(": ") or "refused", exc)
+    """An update that a zone refused or failed: the reason code and zonesync's words, which name the columns and
+    the constraint; the database's own message goes to the log, as a warning when it says more than they do."""
+    level = logging.DEBUG if names_the_refusal(exc) else logging.WARNING
+    logger.log(level, "%s: update of %s %s: %s", mapping.name, mapping.shown_key(key), done.rstrip(": ") or "refused",
+               exc)  # fmt: skip
     return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"{done}{exc.for_caller}")
 
 

@@ -8,6 +8,7 @@ import sqlalchemy.exc as sa_exc
 
 from zonesync.schemas.errors import SyncError, TerminalSyncError, TransientSyncError, short_message
 from zonesync.tasks.dialects import driver_errors_for
+from zonesync.tasks.dialects.driver_errors import NOWHERE, RefusedAt
 from zonesync.tasks.zones.profiles import EngineProfile
 
 # PEP 249 names: SQLAlchemy's wrappers and every driver's own exceptions (raised by COPY / LOAD DATA) use them.
@@ -74,8 +75,16 @@ def refusal_reason(exc: BaseException) -> str:
     return (errors.refusal(original) if errors else None) or "database_error"
 
 
-# A database's refusal as a caller is told it (by `refusal_reason`).
-_REFUSAL_WORDS = {
+def refused_at(exc: BaseException) -> RefusedAt:
+    """The columns and the constraint a database names in refusing a row (a zonesync error: in its cause)."""
+    cause = exc.__cause__ if isinstance(exc, SyncError) and exc.__cause__ else exc
+    original = _original(cause)
+    errors = driver_errors_for(original)
+    return errors.refused_at(original) if errors else NOWHERE
+
+
+# A database's failure as a caller is told it (by `refusal_reason`), when the database names nothing more.
+_FAILURE_WORDS = {
     "duplicate_key": "refused: a row with this key, or with this value of a unique column, exists already",
     "missing_required": "refused: a column that needs a value has none",
     "invalid_value": "refused: a value does not fit its column",
@@ -84,17 +93,44 @@ _REFUSAL_WORDS = {
 }
 
 
+def refusal_words(reason: str, at: RefusedAt) -> str:
+    """Why a write was refused, in zonesync's words, naming the columns and the constraint the database named
+    (never a value). The reason code is not in them: whoever reports the refusal adds it once."""
+    column = f"column{'s' if len(at.columns) > 1 else ''} {', '.join(map(repr, at.columns))}" if at.columns else ""
+    constraint = f"constraint {at.constraint!r}" if at.constraint else ""
+    both = f"{column} ({constraint})" if column and constraint else column or constraint
+    if reason == "duplicate_key" and both:
+        return (
+            f"refused: another row has the same value of {both}"
+            if column
+            else f"refused: another row has the same value ({constraint})"
+        )
+    if reason == "missing_required" and column:
+        return f"refused: {column} needs a value and has none"
+    if reason == "invalid_value" and column and constraint:
+        return f"refused: a value of {column} breaks {constraint}"
+    if reason == "invalid_value" and both:
+        return f"refused: a value does not fit {column}" if column else f"refused: a value breaks {constraint}"
+    return _FAILURE_WORDS[reason]
+
+
 def translate(exc: BaseException, *, what: str, mapping: str | None = None) -> SyncError:
     """Turn a driver exception into a SyncError saying what was being done; secrets removed. Its `for_caller`
-    says why in zonesync's words, with the reason code."""
+    says why in zonesync's words, naming the columns and the constraint, without the reason code."""
     if isinstance(exc, SyncError):
         return exc
     message = f"{what} failed: {short_message(exc)}"
-    reason = refusal_reason(exc)
-    public = f"{what} {_REFUSAL_WORDS[reason]} ({reason})"
+    public = f"{what} {refusal_words(refusal_reason(exc), refused_at(exc))}"
     if is_transient(exc):
         return TransientSyncError(message, mapping=mapping, public=public)
     return TerminalSyncError(message, mapping=mapping, public=public)
+
+
+def names_the_refusal(exc: BaseException) -> bool:
+    """Whether zonesync's words for a refusal say all the database did (its reason and its names), so its own
+    message adds nothing a log needs."""
+    at = refused_at(exc)
+    return refusal_reason(exc) not in ("unavailable", "database_error") and bool(at.columns or at.constraint)
 
 
 def diagnosis(original: BaseException, profile: EngineProfile, *, connecting: bool) -> tuple[str, bool] | None:

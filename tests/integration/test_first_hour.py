@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from tests.integration.console import Cli
+from zonesync.tasks.bookkeeping.tables import metadata as bookkeeping
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -21,6 +23,11 @@ def test_after_the_demo_the_readme_push_example_works_and_the_demo_points_at_the
     assert demo.code == 0, str(demo)[-3000:]
     shown = " ".join(demo.stdout.split())
     assert f"Prefect UI: {prefect_api.removesuffix('/api')}/runs" in shown and "4200" not in shown
+    # the story alone: the flow runs' log lines stay in Prefect; every bookkeeping table made is named
+    timestamped = [line for line in (demo.stdout + demo.stderr).splitlines() if re.match(r"\d\d:\d\d:\d\d", line)]
+    assert not timestamped, timestamped
+    assert ", ".join(sorted(bookkeeping.tables)) in shown
+    assert "rolled back" in shown and "(duplicate_key)" in shown and shown.count("duplicate_key") == 1
 
     example = next(line for line in README.read_text().splitlines() if line.startswith("zonesync push merchants"))
     pushed = cli(*shlex.split(example)[1:])

@@ -166,7 +166,7 @@ def test_a_failed_flag_patch_leaves_the_record_pending_until_the_retry_flags_it(
     result = push_records("merchants", [MERCHANT])
 
     assert (result.status, result.stage, result.reason) == ("pending", "flag", "not_flagged")
-    assert "(database_error)" in result.message and "flag refused" not in result.message  # the database's own
+    assert "the database refused it" in result.message and "flag refused" not in result.message  # the database's own
     assert "flag refused" in caplog.text  # words go to the log, not to the caller
     assert source_rows(demo.intranet, MERCHANTS)[(1,)]["__flag"] is False
     assert target_rows(demo.internet, MERCHANTS) == {}  # rows are claimed (flagged) before they are written
