@@ -8,11 +8,13 @@ ZONESYNC_REQUIRE_ALL_BACKENDS=1 (CI): then a missing or unreachable server fails
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
+
+from tests import processes
 
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 SERVER_ENV = {"postgresql": "ZONESYNC_TEST_POSTGRES_URL", "mariadb": "ZONESYNC_TEST_MARIADB_URL"}
@@ -37,6 +41,8 @@ CROSS_PAIRS = (
 )
 
 _prefect_home: str | None = None
+_swept = processes.Swept()  # what the session start swept away of earlier runs
+FAILED = pytest.StashKey[bool]()  # set on a test's item when one of its phases failed
 
 # The slow lane (`make test-slow`; `make test-fast` is everything else, the everyday loop): what needs whole Prefect
 # servers or workers, private clusters, real waits for limits to run out, or long generated runs. `make test`
@@ -48,6 +54,8 @@ SLOW_LANE = {
     "tests/integration/test_automations.py": "a `prefect server start` of its own: triggers, events, automations",
     "tests/integration/test_deployments.py": "deployments registered and run by a real process worker",
     "tests/integration/test_first_hour.py": "the demo and the README's commands with a fresh Prefect home",
+    "tests/integration/test_own_databases.py": "docs/own-databases.md followed block by block: its DDL, then init, "
+    "the flows, reconcile and status through the console script on PostgreSQL and MariaDB",
     "tests/integration/test_nothing_sensitive.py": "every flow, persisted results and the API, then Prefect's "
     "database, logs and answers scanned for a sentinel value",
     "tests/integration/test_packaging.py": "a wheel built and installed in a fresh virtualenv",
@@ -72,17 +80,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Point Prefect at a throw-away home and keep it offline before anything imports it."""
-    global _prefect_home
-    _prefect_home = tempfile.mkdtemp(prefix="zonesync-prefect-home-")
+    """Sweep away what earlier runs left (tests/processes.py: processes and folders of sessions that are gone),
+    then point Prefect at a throw-away home of this session's and keep it offline before anything imports it.
+
+    The home is removed when this process exits (after Prefect's own exit handlers: the harness's database is in
+    it); if the process is killed, by its reaper, or failing that by the next session's sweep."""
+    global _prefect_home, _swept
+    _swept = processes.sweep()
+    _prefect_home = processes.owned_temp_dir("zonesync-prefect-home-")
+    atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
     os.environ["PREFECT_HOME"] = _prefect_home
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Remove the throw-away Prefect home."""
-    if _prefect_home:
-        shutil.rmtree(_prefect_home, ignore_errors=True)
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say so when earlier runs had left processes or folders behind."""
+    if not (_swept.killed or _swept.removed):
+        return None
+    killed, removed = len(_swept.killed), len(_swept.removed)
+    return f"swept what earlier runs left: {killed} process(es) killed, {removed} folder(s) removed"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Remember on the item that a phase failed (`failed`: fixtures keep a server's log then)."""
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the requesting test failed so far (for a fixture's teardown)."""
+    return request.node.stash.get(FAILED, False)
 
 
 def backend_param(name: str) -> Any:
@@ -381,5 +411,13 @@ def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
     updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
-    with temporary_settings(updates=updates), prefect_test_harness(server_startup_timeout=60):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(temporary_settings(updates=updates))
+        # The harness's database folder (its mkdtemp()) goes into this session's home, which goes with the session
+        # however it ends; its server (Prefect's subprocess) carries the session's owner tag for the reaper.
+        previous, tempfile.tempdir = tempfile.tempdir, _prefect_home
+        try:
+            stack.enter_context(prefect_test_harness(server_startup_timeout=60))
+        finally:
+            tempfile.tempdir = previous
         yield

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ZonePair
+from tests.conftest import ZonePair, failed
 from tests.integration.console import Cli, InProcessCli, zone_settings
 from tests.integration.data import SYNCED_MERCHANT
 from tests.integration.helpers import create
@@ -71,12 +71,15 @@ def demo_zones(zones: ZonePair) -> ZonePair:
 
 
 @pytest.fixture
-def prefect_server() -> Iterator[PrefectServer]:
+def prefect_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrefectServer]:
     """A `prefect server start` of the test's own (its triggers and event services running; its database
-    holding this test's runs only), stopped at the end."""
+    holding this test's runs only), stopped at the end and its home removed (its log kept in the test's
+    tmp_path, as prefect-server.log, when the test failed)."""
     server = PrefectServer()
     try:
         server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    except BaseException:
+        server.close(keep_log_in=tmp_path)
+        raise
+    yield server
+    server.close(keep_log_in=tmp_path if failed(request) else None)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ZonePair, backend_param
+from tests.processes import run_owned
 
 SECRET = "Sup3rS3cret"
 SCRIPT = Path(sys.executable).with_name("zonesync")
@@ -72,7 +72,7 @@ class Cli:
             if value is not None:
                 env[name] = value
         command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "zonesync.flows.cli"]
-        done = subprocess.run(
+        done = run_owned(
             [*command, *args], cwd=self.home, env=env, capture_output=True, text=True, timeout=self.timeout
         )
         return self._finished(Run(args, done.returncode, done.stdout, done.stderr))

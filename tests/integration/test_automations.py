@@ -16,6 +16,7 @@ import httpx
 from tests.conftest import ZonePair
 from tests.integration import operator_runs
 from tests.integration.console import SQLITE_ONLY, zone_settings
+from tests.processes import popen_owned, run_owned
 from tests.torture.procs import PrefectServer, WorkerError, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
     env |= prefect_server.worker_env() | zone_settings(demo)
     create_automations(env)
-    ran = subprocess.run(
+    ran = run_owned(
         [sys.executable, "-m", "tests.integration.operator_runs"], cwd=REPO, env=env, capture_output=True,
         text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -93,7 +94,7 @@ def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(pref
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
     env |= prefect_server.worker_env() | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
     create_automations(env)
-    served = subprocess.Popen(
+    served = popen_owned(
         [sys.executable, "-m", "tests.integration.zombie_flow"], cwd=REPO, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

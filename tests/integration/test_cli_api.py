@@ -24,6 +24,7 @@ from tests.conftest import ZonePair
 from tests.integration.console import SCRIPT, SQLITE_ONLY, Cli
 from tests.integration.helpers import rows
 from tests.integration.test_http_api import RECORD
+from tests.processes import popen_owned
 from zonesync.schemas.api_clients import read_clients
 
 pytestmark = SQLITE_ONLY
@@ -110,7 +111,7 @@ def _serving(cli: Cli, *args: str, **env: str) -> Iterator[tuple[subprocess.Pope
     """`zonesync api *args` running in its own process until the test ends; yields it and its first line."""
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "zonesync.flows.cli"]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ZONESYNC_")} | cli.settings | env
-    process = subprocess.Popen(
+    process = popen_owned(
         [*command, "api", *args], cwd=cli.home, env=environment | {"COLUMNS": "250", "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.processes import owned_temp_dir
 from tests.torture.clusters import PrivateMariaDB, PrivatePostgres
 from zonesync.tasks.zones.engines import create_engine, dialect_for, parse_url
 
@@ -150,7 +150,7 @@ def tls_mariadb() -> Iterator[tuple[PrivateMariaDB, Path, Path]]:
     connect over TLS; that CA's file, and another CA's."""
     authority = _authority("zonesync test CA")
     key, certificate = _server_certificate(authority)
-    directory = Path(tempfile.mkdtemp(prefix="zonesync-mariadb-tls-"))
+    directory = Path(owned_temp_dir("zonesync-mariadb-tls-"))
     files = {"ca.pem": _pem(authority[1]), "other-ca.pem": _pem(_authority("someone else's CA")[1]),
              "server.crt": _pem(certificate),
              "server.key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -26,6 +26,7 @@ from prefect.settings import PREFECT_API_URL
 
 from tests.conftest import ZonePair, backend_param
 from tests.integration.helpers import execute, flag_value, rows, seed
+from tests.processes import run_owned
 from zonesync.deployments.schedules import PREFECT_FILE, PROJECT_DIR, WORK_POOL, deployment_specs
 from zonesync.tasks.setup import demo_data
 
@@ -38,7 +39,7 @@ MERCHANTS = 20  # merchant 13 of the demo data is invalid (empty name): quaranti
 def prefect_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the `prefect` command line from the project directory against the harness server."""
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    done = subprocess.run(
+    done = run_owned(  # `prefect worker start` among them: it dies with this process
         [PREFECT, *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tests.integration.memory_probe import BODY_CHARS
+from tests.processes import popen_owned
 
 ROWS = 15_000
 BATCH_SIZE = 1_000
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_peak_memory_does_not_grow_with_the_backlog(tmp_path: Path) -> None:
     """Peak RSS growth of a 4N-row sync stays within a quarter of what holding the extra 3N rows would take."""
     runs = {
-        rows: subprocess.Popen(
+        rows: popen_owned(
             [
                 sys.executable,
                 "-m",

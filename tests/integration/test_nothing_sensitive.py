@@ -32,6 +32,7 @@ from tests.integration.decoded import decoded_forms
 from tests.integration.helpers import execute, rows
 from tests.integration.sentinel_flows import without_keys
 from tests.integration.sentinel_mappings import account_tables
+from tests.processes import popen_owned, run_owned
 from tests.torture.procs import PrefectServer, free_port, wait_until
 from zonesync.schemas.api_clients import SCOPES, new_client
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
@@ -165,7 +166,7 @@ def _python_flows(settings: dict[str, str], server: PrefectServer, sentinels: Se
         "SENTINEL_TAKEN_EMAIL": sentinels.taken_email, "SENTINEL_BUSINESS_DATE": BUSINESS_DATE.isoformat(),
         "ZONESYNC_TWO_PHASE": "false",
     }  # fmt: skip
-    done = subprocess.run(
+    done = run_owned(
         [sys.executable, "-m", "tests.integration.sentinel_flows"], cwd=REPO, env=env, capture_output=True,
         text=True, timeout=300,
     )  # fmt: skip
@@ -251,8 +252,8 @@ def _http_api(cli: Cli, sentinels: Sentinels, tmp_path: Path) -> dict[str, str]:
     ]  # fmt: skip
     answers: dict[str, str] = {}
     with log.open("w") as output:
-        process = subprocess.Popen([*command, "api", "--port", str(port)], cwd=tmp_path, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT)  # fmt: skip
+        process = popen_owned([*command, "api", "--port", str(port)], cwd=tmp_path, env=env, stdout=output,
+                              stderr=subprocess.STDOUT)  # fmt: skip
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until(lambda: _answers(f"{base}/health"), 60, "zonesync api")

@@ -13,12 +13,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from tests.processes import owned_temp_dir, popen_owned
 from tests.torture.procs import free_port, wait_until
 from zonesync.tasks.zones.engines import parse_url
 
@@ -32,7 +32,7 @@ class PrivateCluster:
     backend = ""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"torture-{self.backend}-"))
+        self.dir = Path(owned_temp_dir(f"torture-{self.backend}-"))  # with its server, gone with its owner
         self.port = free_port()
 
     def url(self, database: str) -> str:
@@ -185,7 +185,7 @@ class PrivateMariaDB(PrivateCluster):
     def start(self) -> None:
         """Start mariadbd and wait until it accepts connections."""
         log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
+        self.proc = popen_owned(
             [MARIADBD, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}", "--bind-address=127.0.0.1",
              f"--socket={self.dir / 'sock'}", "--user=root", f"--pid-file={self.dir / 'pid'}", "--skip-log-bin",
              "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=2", "--local-infile=1",

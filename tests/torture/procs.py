@@ -2,24 +2,28 @@
 
 A worker imports zonesync once (about 2.5 s on this machine), then runs JSON commands read from its stdin
 and answers on a pipe of its own (Prefect logs its own lines to stdout/stderr, which go to a log file).
-Drills kill, stop and continue workers by the pid they spawned, never by name.
+Drills kill, stop and continue workers by the pid they spawned, never by name. Workers and the server die with
+the process that started them, and the server's home goes with it (tests/processes.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.processes import owned_temp_dir, popen_owned
 
 ROOT = Path(__file__).absolute().parents[2]  # not resolved: a checkout may link this package in
 Event = dict[str, Any]
@@ -35,7 +39,7 @@ class Worker:
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         read_fd, write_fd = os.pipe()
         log = open(log_dir / f"worker-{time.monotonic_ns()}.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
+        self.proc = popen_owned(
             [sys.executable, "-m", "tests.torture.worker", str(write_fd)],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,),
         )  # fmt: skip
@@ -171,13 +175,13 @@ class PrefectServer:
     """One `prefect server start` for a whole torture session (each flow process would start its own)."""
 
     def __init__(self) -> None:
-        self.home = tempfile.mkdtemp(prefix="torture-prefect-")
+        self.home = owned_temp_dir("torture-prefect-")
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         env = os.environ | {"PREFECT_HOME": self.home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         env.pop("PREFECT_API_URL", None)
         log = open(Path(self.home) / "server.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
+        self.proc = popen_owned(  # the server itself: `prefect server start` runs uvicorn in process, no children
             [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
              "--port", str(self.port)],
             env=env, stdout=log, stderr=log, start_new_session=True,
@@ -215,3 +219,11 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+
+    def close(self, keep_log_in: Path | None = None) -> None:
+        """Stop the server and remove its home; its log is copied into `keep_log_in` first, when given."""
+        self.stop()
+        if keep_log_in is not None:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(Path(self.home) / "server.log", keep_log_in / "prefect-server.log")
+        shutil.rmtree(self.home, ignore_errors=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from tests.conftest import ThrowawayServers, ZonePair, make_pair
+from tests.processes import owned_temp_dir
 from tests.torture.checker import prepared_transactions
 from tests.torture.clusters import PrivateCluster, Tarpit, private_cluster
 from tests.torture.procs import PrefectServer, WorkerPool
@@ -46,7 +46,7 @@ class Session:
     def __init__(self, servers: ThrowawayServers, limits: Limits | None = None) -> None:
         self.servers = servers
         self.limits = limits or Limits()
-        self.root = Path(tempfile.mkdtemp(prefix="torture-session-"))
+        self.root = Path(owned_temp_dir("torture-session-"))
         self.prefect = PrefectServer()
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
         self.pool = WorkerPool(base_env | WORKER_WAITS | self.prefect.worker_env(), self.root, warm=2)
@@ -94,9 +94,8 @@ class Session:
         self.pool.close()
         for cluster in self._clusters.values():
             cluster.close()
-        self.prefect.stop()
+        self.prefect.close()
         shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.prefect.home, ignore_errors=True)
 
 
 def roll_back_leftovers(pair: ZonePair) -> None:
