@@ -23,7 +23,7 @@ from bench.database import DatabasePair, database_pair, drop_databases, recreate
 from zonesync.schemas.examples import PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.reconcile.compare import reconcile_mapping
-from zonesync.tasks.results import Reconciliation
+from zonesync.tasks.reconcile.findings import Reconciliation
 from zonesync.tasks.zones.engines import create_engine
 
 DAY = date(2026, 11, 25)

@@ -1,4 +1,4 @@
-"""Serve all four deployments from one process, for single-machine use: `python -m zonesync.deployments.serve`.
+"""Serve every deployment from one process, for single-machine use: `python -m zonesync.deployments.serve`.
 
 The deployments prefect.yaml declares (names, schedules, overlap protection), without a work pool or worker.
 Deployments of the same names that `prefect deploy` registered for a work pool must be deleted first: served

@@ -30,9 +30,9 @@ Outcome = Callable[[Any], State]  # a result -> the final state that names it
 
 # The names of zonesync's final states beyond Prefect's own (an automation that waits for a run to end must
 # expect their events too: deployments/automations.yaml).
-PENDING, REFUSED, ROLLED_BACK = "Pending", "Refused", "RolledBack"
+PENDING, REFUSED, ROLLED_BACK, CONTRACT_BROKEN = "Pending", "Refused", "RolledBack", "ContractBroken"
 _JOB_STATES = {"SUCCESS": "Completed", "NO_RECORD": "NoRecord", "PARTIAL": "Partial", "SKIPPED": "Skipped"}
-STATE_NAMES = frozenset({PENDING, REFUSED, ROLLED_BACK, *_JOB_STATES.values(), "Failed"})
+STATE_NAMES = frozenset({PENDING, REFUSED, ROLLED_BACK, CONTRACT_BROKEN, *_JOB_STATES.values(), "Failed"})
 
 
 def completed(result: Any, message: str, name: str = "Completed") -> State:

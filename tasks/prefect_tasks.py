@@ -19,9 +19,11 @@ from zonesync.tasks.bookkeeping.lease import Lease, kept_alive, mapping_lease
 from zonesync.tasks.bookkeeping.ledger import batch_recorder
 from zonesync.tasks.prefect_options import task_options
 from zonesync.tasks.reconcile.compare import reconcile_mapping
-from zonesync.tasks.reporting.events import emit_zones_differ
+from zonesync.tasks.reconcile.contract import check_contract
+from zonesync.tasks.reconcile.findings import ContractCheck, Reconciliation
+from zonesync.tasks.reporting.events import emit_contract_broken, emit_zones_differ
 from zonesync.tasks.reporting.sync_run import BatchProgress
-from zonesync.tasks.results import MappingSyncResult, Reconciliation
+from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.sync.run import Zones, sync_mapping_rows
 from zonesync.tasks.update.recovery import recover_intents
 from zonesync.tasks.zones.engines import get_engine, zone_url
@@ -31,8 +33,8 @@ LEASE_SECONDS = 120  # renewed by a keeper thread; a crashed run elsewhere block
 _attempts: dict[str, MappingSyncResult] = {}
 
 
-def check_run_settings(direction: Direction, names: list[str] | None) -> list[SyncMapping]:
-    """Fail fast on unknown mappings and bad zone URLs; return the selected mappings."""
+def check_run_settings(direction: Direction | None, names: list[str] | None) -> list[SyncMapping]:
+    """Fail fast on unknown mappings and bad zone URLs; return the selected mappings (of one direction, or both)."""
     selected = select_mappings(direction, names)
     for zone in ZONES:
         zone_url(zone)
@@ -137,4 +139,15 @@ def reconcile(mapping_name: str, business_date: date) -> Reconciliation:
     log = get_run_logger().info if found.ok else get_run_logger().warning
     log("%s: reconciliation of %s: %s", mapping.name, business_date, found.headline())
     emit_zones_differ(found)
+    return found
+
+
+@task(name="check-contract", **task_options())
+def contract_check(mapping_name: str) -> ContractCheck:
+    """Compare the mapping's rows flagged synced with the other zone: a difference broke the writers' contract."""
+    mapping = get_mapping(mapping_name)
+    found = check_contract(mapping, get_engine(mapping.source_zone), get_engine(mapping.target_zone))
+    log = get_run_logger().info if found.ok else get_run_logger().error
+    log("%s: %s", mapping.name, found.headline())
+    emit_contract_broken(found)
     return found

@@ -1,7 +1,8 @@
-"""What zonesync's runs produce: the result types of the four flows and of each mapping's sync, in one leaf.
+"""What zonesync's runs produce: the result types of the four flows and of each mapping's sync, in one leaf (with
+`tasks/reconcile/findings.py`, what a reconciliation finds).
 
-Every engine module returns these and every reporter reads them, so they import nothing of tasks/: the
-reporting and ledger code depend on what a run produced, never on the code that produced it.
+Every engine module returns these and every reporter reads them, so they import nothing of tasks/ but the
+findings: the reporting and ledger code depend on what a run produced, never on the code that produced it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import Any, Literal
 
-from zonesync.schemas.mapping import HIDDEN
+from zonesync.tasks.reconcile.findings import Reconciliation
 
 # -- a mapping's sync (retry sync, end-day check) and the batch_job status a run earns --
 SyncStatus = Literal["success", "partial", "no_record", "skipped", "error"]
@@ -134,108 +134,6 @@ class UpdateResult:
 
 
 # -- the end-day check and its reconciliation --
-Key = tuple[Any, ...]
-Difference = Literal["missing_in_target", "only_in_target", "different"]
-DIFFERENCES: dict[Difference, str] = {
-    "missing_in_target": "missing in the target",
-    "only_in_target": "only in the target",
-    "different": "different",
-}
-
-
-@dataclass(frozen=True)
-class GroupTotals:
-    """Row count and amount sums of one group (canonical text of each `reconcile_by` value) in both zones.
-
-    `expected`: the group's source rows satisfy the mapping's eligible filter, so the target should hold the
-    same totals; ineligible source rows (e.g. failed payments) form groups of their own, expected only there.
-    """
-
-    values: tuple[str | None, ...]
-    expected: bool
-    source_rows: int
-    source_amounts: tuple[Decimal, ...]
-    target_rows: int
-    target_amounts: tuple[Decimal, ...]
-
-    @property
-    def matches(self) -> bool:
-        """Same count and sums in both zones (an unexpected group: none of its rows in the target)."""
-        if not self.expected:
-            return self.target_rows == 0
-        return self.source_rows == self.target_rows and self.source_amounts == self.target_amounts
-
-
-@dataclass(frozen=True)
-class RowComparison:
-    """The compared rows (eligible source rows vs target rows of the date): exact counts, keys up to a limit."""
-
-    source_rows: int
-    target_rows: int
-    missing_in_target: int
-    only_in_target: int
-    different: int
-    missing_in_target_keys: tuple[Key, ...]
-    only_in_target_keys: tuple[Key, ...]
-    different_keys: tuple[Key, ...]
-    buckets: int
-    fast_path: bool  # every bucket agreed: no row was fetched
-
-    @property
-    def ok(self) -> bool:
-        """No key missing, extra or different."""
-        return not (self.missing_in_target or self.only_in_target or self.different)
-
-    def count(self, kind: Difference) -> int:
-        """How many keys differ in one way."""
-        return int(getattr(self, kind))
-
-    def keys(self, kind: Difference) -> tuple[Key, ...]:
-        """The listed keys that differ in one way."""
-        listed: tuple[Key, ...] = getattr(self, f"{kind}_keys")
-        return listed
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """How a mapping's two zones compare for a business date (None: the whole table)."""
-
-    mapping: str
-    business_date: date | None
-    timezone: str
-    key_columns: tuple[str, ...]
-    group_by: tuple[str, ...]
-    amount_columns: tuple[str, ...]
-    groups: tuple[GroupTotals, ...]
-    comparison: RowComparison
-    list_limit: int
-    seconds: float
-    hidden_key_columns: frozenset[str] = frozenset()  # sensitive: their values are not shown in reports
-
-    @property
-    def ok(self) -> bool:
-        """Totals of every expected group match and no row differs."""
-        return self.comparison.ok and all(group.matches for group in self.groups)
-
-    def headline(self) -> str:
-        """One line: the totals verdict and the row comparison counts."""
-        wrong = sum(not group.matches for group in self.groups)
-        totals = "totals match" if not wrong else f"totals differ in {wrong} of {len(self.groups)} groups"
-        c = self.comparison
-        rows = ", ".join(f"{c.count(kind)} {label}" for kind, label in DIFFERENCES.items())
-        return f"{totals}; {c.source_rows} source rows vs {c.target_rows} target rows compared: {rows}"
-
-    def format_key(self, key: Key) -> str:
-        """'payment_id=17' (composite keys comma-separated)."""
-        named = zip(self.key_columns, key, strict=True)
-        return ", ".join(f"{name}={HIDDEN if name in self.hidden_key_columns else value}" for name, value in named)
-
-    def format_group(self, group: GroupTotals) -> str:
-        """'status=S, currency=IDR' ('all rows' without reconcile_by columns)."""
-        values = ("NULL" if value is None else value for value in group.values)
-        return ", ".join(f"{name}={value}" for name, value in zip(self.group_by, values, strict=True)) or "all rows"
-
-
 @dataclass
 class EndDayReport:
     """The result of an end-day check: the ledger outcome, per-mapping sync counts and reconciliations."""

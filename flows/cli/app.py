@@ -9,7 +9,14 @@ import sys
 
 import typer
 
-from zonesync.flows.cli import api_commands, flow_commands, operator_commands, schema, setup_commands
+from zonesync.flows.cli import (
+    api_commands,
+    automation_commands,
+    flow_commands,
+    operator_commands,
+    schema,
+    setup_commands,
+)
 from zonesync.flows.cli.support import EXIT_CLEAN, EXIT_FAILED, EXIT_USAGE, errors, zone_databases_must_exist
 
 # Commands that create the zones' databases, or open none: every other one needs them to exist.
@@ -33,6 +40,7 @@ for command, name in (
 ):
     app.command(name)(command if name in _NEED_NO_DATABASE else zone_databases_must_exist(command))
 app.add_typer(schema.app, name="schema")
+app.add_typer(automation_commands.app, name="automations")
 app.add_typer(api_commands.api_keys, name="api-key")
 api_commands.api_keys.command("new")(api_commands.api_key_new)
 

@@ -32,7 +32,7 @@ def init(
     from zonesync.schemas.registry import all_mappings
     from zonesync.tasks.bookkeeping.tables import create_bookkeeping
     from zonesync.tasks.setup.inspection import check_mapping
-    from zonesync.tasks.setup.triggers import install_writers_trigger
+    from zonesync.tasks.setup.triggers import install_writers_trigger, writers_contract_enforced
     from zonesync.tasks.zones.engines import describe, get_engine
 
     registered = all_mappings()  # a mapping module that cannot be imported: one line, before anything is created
@@ -56,6 +56,11 @@ def init(
         if triggers and check.ok:
             line = install_writers_trigger(mapping, get_engine(mapping.source_zone))
             console.print(f"  trigger installed: {line}", highlight=False)
+        elif check.ok and not writers_contract_enforced(mapping, get_engine(mapping.source_zone)):
+            console.print(f"  [yellow]writers' contract not enforced:[/] no trigger on {mapping.source_table}: a row "
+                          f"changed while {mapping.flag_column} stays true is never sent again. `zonesync init "
+                          "--triggers` enforces it; the reconcile-zones deployment finds such rows.",
+                          highlight=False, soft_wrap=True)  # fmt: skip
     if failed:
         raise typer.Exit(EXIT_USAGE)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from zonesync.tasks.dialects.reading import Reads
 
@@ -81,6 +82,10 @@ class Installing(ABC):
     @abstractmethod
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """DDL that (re)installs the writers'-contract trigger of a source table (idempotent)."""
+
+    @abstractmethod
+    def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:
+        """Whether `table` has a trigger of this name (the catalog's word: installed by whom does not matter)."""
 
     @abstractmethod
     def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:

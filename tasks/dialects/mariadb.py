@@ -261,6 +261,14 @@ class MariaDBInstalling(Installing):
         )
         return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"
 
+    def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:
+        found = ("SELECT 1 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = COALESCE(:schema, DATABASE()) "
+                 "AND EVENT_OBJECT_TABLE = :table AND TRIGGER_NAME = :name")  # fmt: skip
+        return (
+            conn.execute(sa.text(found), {"schema": table.schema, "table": table.name, "name": name}).first()
+            is not None
+        )
+
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """A BEFORE UPDATE trigger that corrects NEW; text compared as bytes (collations call 'a ' and 'A' equal)."""
         quote = self.engine.dialect.identifier_preparer.quote

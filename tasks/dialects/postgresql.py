@@ -263,6 +263,11 @@ class PostgresInstalling(Installing):
             f"-- ALTER TABLE {name} SET (fillfactor = 70); VACUUM FULL {name};",
         ]
 
+    def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:
+        found = "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(:table) AND tgname = :name AND NOT tgisinternal"
+        qualified = self.engine.dialect.identifier_preparer.format_table(table)
+        return conn.execute(sa.text(found), {"table": qualified, "name": name}).first() is not None
+
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """A PL/pgSQL function run BEFORE UPDATE FOR EACH ROW, which corrects NEW."""
         quote = self.engine.dialect.identifier_preparer.quote

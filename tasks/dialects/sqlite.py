@@ -335,6 +335,10 @@ class SQLiteReconciling(Reconciling):
 class SQLiteInstalling(Installing):
     """SQLite's trigger (AFTER UPDATE: its triggers cannot change NEW); it has no grants."""
 
+    def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table AND name = :name"
+        return conn.execute(sa.text(found), {"table": table.name, "name": name}).first() is not None
+
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """An AFTER UPDATE trigger (SQLite's cannot change NEW) that updates the row again by its key; that update
         does not fire it again (recursive triggers are off by default). Text compared byte for byte."""

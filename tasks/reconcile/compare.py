@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.reconcile.findings import Difference, GroupTotals, Key, Reconciliation, RowComparison
 from zonesync.tasks.reconcile.queries import (
     ZoneView,
     bucket_query,
@@ -31,7 +32,6 @@ from zonesync.tasks.reconcile.queries import (
     totals_query,
     zone_view,
 )
-from zonesync.tasks.results import Difference, GroupTotals, Key, Reconciliation, RowComparison
 from zonesync.tasks.schema.catalog import source_table, target_table
 
 # About 1,000 rows per bucket up to 4,096 buckets (4M rows), then more rows per bucket: a differing row costs

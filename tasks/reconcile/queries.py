@@ -201,3 +201,12 @@ def detail_query(view: ZoneView, buckets: int, selected: Sequence[int], *, limit
     if buckets > 1:
         query = query.where((view.reconciling.hash32(hashed.c.kh) % buckets).in_(list(selected)))
     return query if limit is None else query.order_by(hashed.c.kh).limit(limit)
+
+
+def keyed_hashes(view: ZoneView, keys: Sequence[tuple[Any, ...]], *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """(key columns..., rh, extra...) of the rows with these keys, whatever the view's window: a re-check of a few."""
+    columns = [view.column(name) for name in view.mapping.keys]
+    query = sa.select(*columns, digest(view, view.mapping.target_columns).label("rh"), *extra).select_from(view.table)
+    if len(columns) == 1:
+        return query.where(columns[0].in_([key[0] for key in keys]))
+    return query.where(sa.tuple_(*columns).in_(list(keys)))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zonesync.tasks.results import DIFFERENCES, GroupTotals, Reconciliation
+from zonesync.tasks.reconcile.findings import DIFFERENCES, ContractReport, GroupTotals, Reconciliation
+
+_KEYS_SHOWN = 50  # keys listed per mapping in a contract summary
 
 
 def reconciliation_rows(found: Reconciliation) -> list[dict[str, Any]]:
@@ -72,3 +74,25 @@ def _totals_table(found: Reconciliation) -> list[str]:
 def _escape(text: str) -> str:
     """Text that cannot break a Markdown table row."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def contract_markdown(report: ContractReport) -> str:
+    """The scheduled reconciliation's summary: per mapping, the verdict and the keys of the rows that broke the
+    writers' contract, with what to do about them."""
+    lines = ["# Reconciliation of the synced rows", ""]
+    for check in report.checks:
+        verdict = "in step" if check.ok else "**CONTRACT BROKEN**"
+        lines += [f"## {check.mapping}: {verdict}", "", _escape(check.headline()) + f" ({check.seconds:.2f} s)", ""]
+        if check.broken_keys:
+            shown = ", ".join(_escape(check.format_key(key)) for key in check.broken_keys[:_KEYS_SHOWN])
+            more = f" and {len(check.broken_keys) - _KEYS_SHOWN} more" if len(check.broken_keys) > _KEYS_SHOWN else ""
+            lines += [f"Keys: {shown}{more}", ""]
+    for name, why in report.errors.items():
+        lines += [f"## {name}: not checked", "", _escape(why), ""]
+    if report.broken:
+        lines += [
+            "An application changed these rows without setting the flag back to false, so the retry never sends "
+            "them. `zonesync init --triggers` makes the database do it for every writer; to send these rows now, "
+            "set their flag to false.",
+        ]
+    return "\n".join(lines).rstrip() + "\n"

@@ -3,6 +3,8 @@
 - `zonesync.push.success` / `zonesync.push.pending` (a push creates no flow run: it must stay fast);
 - `zonesync.rows.quarantined`: a run refused rows of a mapping (how many; `zonesync status` lists them);
 - `zonesync.reconciliation.differs`: the zones disagree for a business date;
+- `zonesync.contract.broken`: rows flagged synced differ in the other zone (changed without setting the flag
+  back to false: the retry never sends them);
 - `zonesync.end-day.failed`: the end-day check could not do its work;
 - `zonesync.lease.taken-over`: a run took a lease whose holder had let it expire or had died (a slow or stuck
   run, a killed worker: the holder stops when it next renews);
@@ -18,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from zonesync.schemas.registry import get_mapping
-from zonesync.tasks.results import MappingSyncResult, PushResult, Reconciliation
+from zonesync.tasks.reconcile.findings import ContractCheck, Reconciliation
+from zonesync.tasks.results import MappingSyncResult, PushResult
 from zonesync.tasks.schema.shape import Change
 
 _KEYS_IN_EVENT = 100
@@ -76,6 +79,21 @@ def emit_zones_differ(found: Reconciliation) -> None:
             event="zonesync.reconciliation.differs", resource=_on_mapping(found.mapping),
             payload={"business_date": day, "found": found.headline()},
         )  # fmt: skip
+
+
+def emit_contract_broken(found: ContractCheck) -> None:
+    """`zonesync.contract.broken` on `zonesync.mapping.<name>`: the rows, flagged synced, that the target holds
+    otherwise or not at all (their keys, sensitive values hidden)."""
+    if found.ok or not events_enabled():
+        return
+    mapping = get_mapping(found.mapping)
+    keys = [found.format_key(key) for key in found.broken_keys[:_KEYS_IN_EVENT]]
+    _emit(
+        event="zonesync.contract.broken",
+        resource=_on_mapping(found.mapping),
+        payload={"broken": len(found.broken_keys), "unchecked": found.unchecked, "keys": keys,
+                 "source_table": mapping.source_table, "flag_column": mapping.flag_column},
+    )  # fmt: skip
 
 
 def emit_end_day_failed(business_date: str, job_id: int | None, message: str) -> None:

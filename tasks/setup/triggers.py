@@ -41,6 +41,16 @@ def install_writers_trigger(mapping: SyncMapping, engine: Engine) -> str:
     return f"{spec.name} on {mapping.source_table}: an update that changes a mapped column resets {spec.flag}{bump}"
 
 
+def writers_contract_enforced(mapping: SyncMapping, engine: Engine) -> bool:
+    """Whether the mapping's source table has zonesync's writers'-contract trigger."""
+    table = source_table(mapping, engine)
+    try:
+        with engine.connect() as conn:
+            return installing_for(engine).has_trigger(conn, table, writers_trigger(mapping, table).name)
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, what=f"reading the triggers of {mapping.source_table}", mapping=mapping.name) from exc
+
+
 def _version_kind(mapping: SyncMapping, source: sa.Table) -> VersionKind | None:
     """How the version column moves on: + 1, or now (in the column's own form); None if it is neither."""
     assert mapping.version_column is not None

@@ -3,6 +3,8 @@ ZONESYNC_* settings of a demo zone pair and PREFECT_API_URL of a server; test_au
 
 - a retry sync quarantines merchant 13 of the demo data (`zonesync.rows.quarantined`) after taking over the
   merchants lease a run elsewhere let expire (`zonesync.lease.taken-over`);
+- a row of the intranet zone changed without setting its flag back to false, and the scheduled reconciliation
+  finds it (`zonesync.contract.broken`);
 - an end-day check quarantines invalid payments, so the zones differ for the day (`zonesync.reconciliation.differs`);
 - an end-day check while another machine's run holds its job fails (`zonesync.end-day.failed`);
 - a retry sync after the target's fee column became an integer stops the merchants mapping
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 from tests.integration.helpers import execute, seed
 from zonesync.deployments.auth_limit import FailedAuthLimit
 from zonesync.flows.end_day_check import JOB_LEASE, EndDayFailed, end_day_check
+from zonesync.flows.reconcile_zones import reconcile_zones
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.tasks.bookkeeping.lease import mapping_lease
 from zonesync.tasks.bookkeeping.tables import sync_lease, utc_now
@@ -28,6 +31,7 @@ from zonesync.tasks.zones.engines import get_engine
 
 ELSEWHERE = "another-host:4242:0badcafe"  # a holder on another machine: only its expiry frees its lease
 FLOODING_ADDRESS = "192.0.2.7"  # a documentation address (RFC 5737)
+CHANGED_BEHIND = 2  # the merchant an application changes without setting its flag back to false
 
 
 def held_elsewhere(lease: str, expires_in: float) -> None:
@@ -41,6 +45,9 @@ def main() -> None:
     seed(get_engine("intranet"), "merchant", demo_data.merchants(20), ("merchant_id",))
     held_elsewhere(mapping_lease("merchants"), expires_in=-60)
     assert retry_sync().total("quarantined") == 1
+    changed = f"UPDATE merchant SET merchant_name = 'Renamed' WHERE merchant_id = {CHANGED_BEHIND}"  # flag kept
+    execute(get_engine("intranet"), changed)
+    assert [check.broken_keys for check in reconcile_zones(mappings=["merchants"]).checks] == [((CHANGED_BEHIND,),)]
 
     seed(get_engine("internet"), "payment", demo_data.payments(60), ("payment_id",))
     assert end_day_check(day).status == "PARTIAL"

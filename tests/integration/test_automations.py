@@ -1,6 +1,7 @@
 """The automations shipped in deployments/automations.yaml, on a real Prefect server of this test's own (its
-triggers service running): `prefect automation create` takes them, each one watching what an operator must act
-on fires on the event real runs emit, and the zombie one marks a killed run Crashed."""
+triggers and actions services running), installed by `zonesync automations install --webhook URL`: each one
+watching what an operator must act on fires on the event real runs emit and its notification reaches a webhook
+receiver this test runs; the zombie one marks a killed run Crashed."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import ZonePair
 from tests.integration import operator_runs
@@ -20,12 +26,13 @@ from tests.processes import popen_owned, run_owned
 from tests.torture.procs import PrefectServer, WorkerError, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+ZONESYNC = str(Path(sys.executable).with_name("zonesync"))
 
 
 EVENTS = {  # each automation watching what an operator must act on, and the event it fires on
     "zonesync: rows quarantined": "zonesync.rows.quarantined",
     "zonesync: zones differ": "zonesync.reconciliation.differs",
+    "zonesync: writers' contract broken": "zonesync.contract.broken",
     "zonesync: end-day check failed": "zonesync.end-day.failed",
     "zonesync: lease taken over": "zonesync.lease.taken-over",
     "zonesync: schema change stopped a mapping": "zonesync.schema.broken",
@@ -33,23 +40,57 @@ EVENTS = {  # each automation watching what an operator must act on, and the eve
 }
 
 
-def create_automations(env: dict[str, str]) -> None:
-    """`prefect automation create` with the shipped file, as the README says."""
-    created = subprocess.run(
-        [PREFECT, "automation", "create", "--from-file", "deployments/automations.yaml"], cwd=REPO, env=env,
+class Receiver(ThreadingHTTPServer):
+    """An operator's alert endpoint: the JSON bodies posted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Hook)
+        self.received: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/zonesync-alerts"
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"] or 0))
+        assert isinstance(self.server, Receiver)
+        self.server.received.append({"path": self.path, **json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def install_automations(env: dict[str, str], webhook: str, *how: str) -> None:
+    """`zonesync automations install --webhook URL` (or `how`), as the operations guide says."""
+    installed = subprocess.run(
+        [ZONESYNC, "automations", "install", *(how or ("--webhook", webhook))], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert created.returncode == 0, created.stdout + created.stderr
-    assert "Created 7 automation(s)" in created.stdout, created.stdout
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    shown = " ".join(installed.stdout.split())
+    assert shown.count("notifies") == len(EVENTS) and "marks the run CRASHED" in shown, installed.stdout
 
 
 @SQLITE_ONLY
-def test_each_operator_automation_fires_on_the_event_of_a_real_run(
-    demo: ZonePair, prefect_server: PrefectServer
+def test_each_operator_automation_fires_on_the_event_of_a_real_run_and_notifies_the_operator(
+    demo: ZonePair, prefect_server: PrefectServer, receiver: Receiver
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
     env |= prefect_server.worker_env() | zone_settings(demo)
-    create_automations(env)
+    install_automations(env, receiver.url)
     ran = run_owned(
         [sys.executable, "-m", "tests.integration.operator_runs"], cwd=REPO, env=env, capture_output=True,
         text=True, timeout=300, check=False,
@@ -67,6 +108,8 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run(
             return {name for name in EVENTS if f"prefect.automation.{automations[name]}" in triggered}
 
         wait_until(lambda: fired() == set(EVENTS), 90, "each operator automation firing")
+        notified = lambda: {message["subject"] for message in receiver.received}  # noqa: E731
+        wait_until(lambda: notified() >= set(EVENTS), 90, "each automation's notification reaching the receiver")
         body = {"filter": {"event": {"prefix": ["zonesync."]}}}
         events = prefect.post("/events/filter", json=body).json()["events"]
     emitted = {(e["event"], e["resource"]["prefect.resource.id"]): e["payload"] for e in events}
@@ -77,6 +120,7 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run(
         ("zonesync.end-day.failed", "zonesync.job.end-day-check"),
         ("zonesync.lease.taken-over", "zonesync.lease.mapping:merchants"),
         ("zonesync.schema.broken", "zonesync.mapping.merchants"),
+        ("zonesync.contract.broken", "zonesync.mapping.merchants"),
         ("zonesync.api.auth-refused", f"zonesync.api.client-address.{operator_runs.FLOODING_ADDRESS}"),
     }, json.dumps(events)
     quarantined = emitted["zonesync.rows.quarantined", "zonesync.mapping.merchants"]
@@ -86,6 +130,16 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run(
     assert "busy" in emitted["zonesync.end-day.failed", "zonesync.job.end-day-check"]["message"]
     (broken,) = emitted["zonesync.schema.broken", "zonesync.mapping.merchants"]["changes"]
     assert broken.startswith("internet zone, table 'merchant', column 'fee': ") and "integer" in broken, broken
+    contract = emitted["zonesync.contract.broken", "zonesync.mapping.merchants"]
+    assert contract["broken"] == 1 and contract["keys"] == [f"merchant_id={operator_runs.CHANGED_BEHIND}"], contract
+    install_automations(env, "", "--block", "custom-webhook/zonesync-webhook")  # the block it made: a block of yours
+    with httpx.Client(base_url=prefect_server.api_url, timeout=30) as prefect:
+        names = [automation["name"] for automation in prefect.post("/automations/filter", json={}).json()]
+    assert sorted(names) == sorted(set(names)) and len(names) == len(EVENTS) + 1, names  # replaced, not added
+    notices = {message["subject"]: message["body"] for message in receiver.received}
+    contract_notice = notices["zonesync: writers' contract broken"]
+    assert "zonesync.contract.broken on zonesync.mapping.merchants" in contract_notice, contract_notice
+    assert "zonesync init --triggers" in contract_notice and "merchant_id=" in contract_notice, contract_notice
 
 
 def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(prefect_server: PrefectServer) -> None:
@@ -93,7 +147,7 @@ def test_the_zombie_automation_marks_a_run_whose_process_was_killed_crashed(pref
     last heartbeat the shipped automation marks it Crashed (Prefect alone would leave it Running for ever)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZONESYNC_", "PREFECT_"))}
     env |= prefect_server.worker_env() | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
-    create_automations(env)
+    install_automations(env, "http://127.0.0.1:9/nobody-listens")
     served = popen_owned(
         [sys.executable, "-m", "tests.integration.zombie_flow"], cwd=REPO, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

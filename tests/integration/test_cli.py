@@ -331,6 +331,9 @@ MISTAKES = {
     "bad-batch-size": Mistake(("retry",), "ZONESYNC_BATCH_SIZE", env={"ZONESYNC_BATCH_SIZE": "0"}),
     "bad-business-timezone": Mistake(("status",), "Mars/Olympus", env={"ZONESYNC_BUSINESS_TIMEZONE": "Mars/Olympus"}),
     "demo-on-configured-databases": Mistake(("demo",), "runs only on the default SQLite files"),
+    "automations-without-a-block": Mistake(("automations", "install"), "give one of --block TYPE/NAME"),
+    "automations-without-a-server": Mistake(("automations", "install", "--webhook", "https://alerts.example/z"),
+        "PREFECT_API_URL is not set"),
 }  # fmt: skip
 
 

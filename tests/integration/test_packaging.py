@@ -46,7 +46,7 @@ def test_the_wheel_holds_one_top_level_package(wheel: Path) -> None:
         names = archive.namelist()
 
     assert {name.split("/")[0] for name in names} == {"zonesync", wheel.name.split("-py3")[0] + ".dist-info"}
-    assert "zonesync/deployments/prefect.yaml" in names
+    assert {"zonesync/deployments/prefect.yaml", "zonesync/deployments/automations.yaml"} <= set(names)
     assert not any(name.startswith("zonesync/tests") or name.startswith("zonesync/bench") for name in names)
 
 

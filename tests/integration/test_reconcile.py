@@ -26,9 +26,9 @@ from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.reconcile import compare as reconcile
 from zonesync.tasks.reconcile.compare import reconcile_mapping
+from zonesync.tasks.reconcile.findings import Reconciliation
 from zonesync.tasks.reconcile.queries import ZoneView, canonical_text, digest, zone_view
 from zonesync.tasks.reconcile.report import reconciliation_markdown
-from zonesync.tasks.results import Reconciliation
 from zonesync.tasks.setup.demo_data import merchants
 
 DAY = date(2026, 11, 25)

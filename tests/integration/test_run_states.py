@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.states import State
 
@@ -15,8 +16,10 @@ from tests.integration.console import SQLITE_ONLY
 from tests.integration.helpers import execute, jobs, seed
 from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.realtime_push import realtime_push
+from zonesync.flows.reconcile_zones import SUMMARY_KEY, reconcile_zones
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.flows.update_with_rollback import update_with_rollback
+from zonesync.tasks.reconcile.findings import ContractReport
 from zonesync.tasks.results import EndDayReport, PushResult, UpdateResult
 from zonesync.tasks.setup import demo_data
 
@@ -107,3 +110,20 @@ def test_end_day_runs_are_named_no_record_and_partial(demo: ZonePair) -> None:
     assert isinstance(report, EndDayReport) and report.status == "PARTIAL"
     [job] = [job for job in jobs(demo.intranet) if job["id"] == report.job_id]
     assert job["status"] == "PARTIAL" and "row(s) quarantined" in job["message"], job  # it says why
+
+
+def test_the_scheduled_reconciliation_ends_contract_broken_when_a_row_changed_behind_its_flag(demo: ZonePair) -> None:
+    seed(demo.intranet, "merchant", demo_data.merchants(10), ["merchant_id"])
+    retry_sync()
+    in_step = reconcile_zones(return_state=True)
+    execute(demo.intranet, "UPDATE merchant SET merchant_name = 'behind its back' WHERE merchant_id = 4")
+
+    broken = reconcile_zones(return_state=True)
+    report = reconcile_zones(mappings=["merchants"])
+
+    assert stored(in_step) == ("COMPLETED", "Completed")
+    assert stored(broken) == ("FAILED", "ContractBroken") and "1 row(s) flagged synced differ" in str(broken.message)
+    assert isinstance(report, ContractReport) and [c.broken_keys for c in report.checks] == [((4,),)]
+    summary = Artifact.get(SUMMARY_KEY)
+    shown = str(summary.data).replace("\\", "") if summary else ""
+    assert "Keys: merchant_id=4" in shown and "CONTRACT BROKEN" in shown, shown

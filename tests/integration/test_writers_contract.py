@@ -9,10 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.conftest import ZonePair
+from tests.integration.console import InProcessCli
 from tests.integration.helpers import execute, mapped, rows, source_rows, sync, target_rows
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.tasks.push.pusher import push_records
-from zonesync.tasks.setup.triggers import install_writers_trigger
+from zonesync.tasks.setup.triggers import install_writers_trigger, writers_contract_enforced
 from zonesync.tasks.update.rollback import update_record
 from zonesync.tasks.zones.checkpoints import interleaved
 
@@ -89,3 +90,26 @@ def test_zonesync_s_own_writes_pass_the_triggers_untouched(demo: ZonePair) -> No
         version = stored_version(demo)
         conn.execute(sa.text("UPDATE merchant SET is_sync = false WHERE merchant_id = 1"))
     assert stored_version(demo) == version
+
+
+def test_the_contract_counts_as_enforced_once_its_trigger_is_installed(demo: ZonePair) -> None:
+    assert not writers_contract_enforced(MERCHANTS, demo.intranet)
+
+    install_writers_trigger(MERCHANTS, demo.intranet)
+
+    assert writers_contract_enforced(MERCHANTS, demo.intranet)
+
+
+def test_init_says_when_the_contract_is_not_enforced_and_how_to_enforce_it(
+    demo_zones: ZonePair, cli_in_process: InProcessCli
+) -> None:
+    first = cli_in_process("init")
+    assert first.code == 0, str(first)
+    said = " ".join(first.stdout.split())
+    assert "writers' contract not enforced: no trigger on merchant: a row changed while is_sync stays true" in said
+    assert "`zonesync init --triggers` enforces it" in said and "no trigger on payment" in said, said
+
+    assert cli_in_process("init", "--triggers").code == 0
+
+    again = " ".join(cli_in_process("init").stdout.split())
+    assert "not enforced" not in again and "mapping merchants (intranet_to_internet): ok" in again, again

@@ -1,4 +1,4 @@
-"""deployments/: serve.py serves the four deployments prefect.yaml declares, and every part of them is valid.
+"""deployments/: serve.py serves the deployments prefect.yaml declares, and every part of them is valid.
 
 Offline: the schedules parse, the entrypoints load, the parameters validate against their flows, the scheduled
 deployments cannot overlap, and a bad end-day time or time zone is refused with one clear line.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import yaml
 from prefect import Flow
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.templating import apply_values
@@ -29,8 +31,9 @@ from zonesync.deployments.schedules import (
 )
 from zonesync.flows.outcomes import STATE_NAMES
 from zonesync.schemas.errors import ConfigError
+from zonesync.tasks.setup.automations import declared, with_notification
 
-SCHEDULED = {"retry-sync", "end-day-check"}
+SCHEDULED = {"retry-sync", "end-day-check", "reconcile-zones"}
 EVERY_FIVE_MINUTES = "*/5 * * * *"
 ON_DEMAND = {"realtime-push", "update-with-rollback"}
 NO_OVERLAP = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
@@ -213,8 +216,9 @@ def test_the_shipped_automations_are_what_prefect_automation_create_accepts() ->
     names = [automation.name for automation in _automations()]
 
     assert names == ["zonesync: rows quarantined", "zonesync: end-day check failed", "zonesync: zones differ",
-                     "zonesync: lease taken over", "zonesync: schema change stopped a mapping",
-                     "zonesync: failed keys flood the API", "zonesync: crash zombie flow runs"]  # fmt: skip
+                     "zonesync: writers' contract broken", "zonesync: lease taken over",
+                     "zonesync: schema change stopped a mapping", "zonesync: failed keys flood the API",
+                     "zonesync: crash zombie flow runs"]  # fmt: skip
 
 
 def test_the_zombie_automation_waits_for_every_final_state_zonesync_names() -> None:
@@ -225,3 +229,17 @@ def test_the_zombie_automation_waits_for_every_final_state_zonesync_names() -> N
 
     expected = {f"prefect.flow-run.{name}" for name in STATE_NAMES | {"Completed", "Cancelled", "Crashed"}}
     assert expected <= set(zombies.trigger.expect)
+
+
+def test_installing_gives_each_alert_the_operator_s_notification_and_keeps_the_zombie_action() -> None:
+    block = uuid4()
+    installed = [with_notification(spec, block) for spec in declared()]
+
+    notifying = [a for a in installed if [action.type for action in a.actions] == ["send-notification"]]
+    assert [a.name for a in notifying] == [a.name for a in _automations() if "zombie" not in a.name]
+    for automation in notifying:
+        [action] = automation.actions
+        assert isinstance(action, SendNotification) and action.block_document_id == block
+        assert action.subject == "{{ automation.name }}" and "{{ automation.description }}" in action.body
+    [zombies] = [a for a in installed if "zombie" in a.name]
+    assert [action.type for action in zombies.actions] == ["change-flow-run-state"] and zombies.enabled

@@ -14,6 +14,7 @@ from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.dialects.sqlite_functions import DecimalSum, date_text, decimal_text, hash32, md5, timestamp_text
 from zonesync.tasks.reconcile.compare import bucket_count, merge_groups
+from zonesync.tasks.reconcile.findings import GroupTotals, Reconciliation, RowComparison
 from zonesync.tasks.reconcile.queries import (
     ZoneView,
     bucket_query,
@@ -23,7 +24,6 @@ from zonesync.tasks.reconcile.queries import (
     zone_view,
 )
 from zonesync.tasks.reconcile.report import reconciliation_markdown, reconciliation_rows
-from zonesync.tasks.results import GroupTotals, Reconciliation, RowComparison
 
 URLS = {
     "postgresql": "postgresql+psycopg://sync@db/pay",
