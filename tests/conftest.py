@@ -51,6 +51,7 @@ SLOW_LANE = {
     "tests/torture": "crash, stall and outage drills: real processes, private clusters",
     "tests/integration/test_bounded_waits.py": "waits for connect, statement and lock limits to run out",
     "tests/integration/test_database_tls.py": "private TLS-only PostgreSQL and MariaDB clusters",
+    "tests/integration/test_local_infile.py": "a private MariaDB started with local_infile = 0",
     "tests/integration/test_automations.py": "a `prefect server start` of its own: triggers, events, automations",
     "tests/integration/test_deployments.py": "deployments registered and run by a real process worker",
     "tests/integration/test_first_hour.py": "the demo and the README's commands with a fresh Prefect home",

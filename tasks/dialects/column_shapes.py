@@ -122,8 +122,9 @@ class ColumnShape:
         found = [rule.why for rule in self.rules if rule.kind == kind and rule.alters(value)]
         return f"the live column {self.type_name} {'; '.join(found)}" if found else None
 
-    def narrower_than(self, dtype: pl.DataType) -> str | None:
-        """How this column is narrower than a model type, or None (what `zonesync init` reports before any run)."""
+    def narrower_than(self, dtype: pl.DataType, longest: int | None = None) -> str | None:
+        """How this column is narrower than a model type (for a text, whose checks let `longest` characters through;
+        None: no bound), or None (what `zonesync init` reports before any run)."""
         if isinstance(dtype, pl.Decimal):
             scale, whole = dtype.scale or 0, (dtype.precision or 38) - (dtype.scale or 0)
             if self.integer_range is not None and scale:
@@ -142,6 +143,9 @@ class ColumnShape:
             return f"{self.type_name} pads shorter texts with blanks: only texts of exactly {self.length} fit"
         if dtype == pl.String and not self.astral:
             return f"{self.type_name} cannot hold characters outside the BMP (emoji): use utf8mb4"
+        if dtype == pl.String and self.length is not None and (longest is None or longest > self.length):
+            allows = f"up to {longest}" if longest is not None else "any length (no str_length check)"
+            return f"{self.type_name} holds {self.length} character(s), the model allows {allows}"
         return None
 
 

@@ -85,11 +85,12 @@ class Exactness(DialectCore):
         described = tuple((c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in columns)
         return (*described, tuple(key.get("constrained_columns") or ()))
 
-    def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
-        """What `zonesync init` says about live columns narrower than the model (`columns`: name -> model type)."""
+    def column_warnings(self, table: sa.Table, columns: Mapping[str, tuple[pl.DataType, int | None]]) -> list[str]:
+        """What `zonesync init` says about live columns narrower than the model (`columns`: name -> the model's type
+        and, for a text, the most characters its checks let through)."""
         warnings = []
-        for name, dtype in columns.items():
-            narrower = self.column_shape(table.c[name]).narrower_than(dtype) if name in table.c else None
+        for name, (dtype, longest) in columns.items():
+            narrower = self.column_shape(table.c[name]).narrower_than(dtype, longest) if name in table.c else None
             if narrower:
                 warnings.append(f"column {name!r} of {table.name!r}: {narrower}; values that do not fit are refused")
         return warnings

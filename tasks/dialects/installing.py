@@ -91,6 +91,10 @@ class Installing(ABC):
     def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
         """The statements that give `role` these privileges, and what bulk loads and generated ids need."""
 
+    def server_warnings(self, conn: Connection) -> list[str]:
+        """What `zonesync init` says about the server's own settings (none by default)."""
+        return []
+
     def table_advice(self, table: sa.Table) -> list[str]:
         """Storage settings that make flagging cheaper on this database (none by default)."""
         return []

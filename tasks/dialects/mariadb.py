@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -16,7 +18,7 @@ import pymysql
 import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import BINARY, CHAR, MEDIUMINT, TINYINT
 from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import RefusedValue
 from zonesync.tasks.dialects.column_shapes import ColumnShape, integer_range
@@ -39,6 +41,12 @@ _CATALOG_SIGNATURE = sa.text(
     "ORDER BY ORDINAL_POSITION"
 )
 
+
+# A LOAD DATA LOCAL INFILE refused by the server's (or the client's) local_infile setting: MariaDB, MySQL 5, MySQL 8.
+LOCAL_INFILE_REFUSED = frozenset({4166, 1148, 3948})
+# The engines whose server refused it: a dialect is built per run, an engine lives as long as the process.
+_LOAD_DATA_REFUSED: weakref.WeakSet[Engine] = weakref.WeakSet()
+logger = logging.getLogger(__name__)
 
 # Where MariaDB's (and MySQL's) messages name the column or the constraint of a refusal, at their end.
 _COLUMN = (
@@ -97,6 +105,11 @@ class MariaDBErrors(DriverErrors):
 class MariaDBDialect(UpdateThenInsert, Dialect):
     """MariaDB's reads, writes (LOAD DATA, then update-then-insert) and checks; MySQL 8 shares them."""
 
+    @property
+    def load_data_refused(self) -> bool:
+        """The server refused LOAD DATA LOCAL INFILE once: INSERTs from then on, for this engine."""
+        return self.engine in _LOAD_DATA_REFUSED
+
     name: ClassVar[str] = "mariadb"
     connecting = MariaDBConnecting()
     errors = MariaDBErrors()
@@ -133,6 +146,20 @@ class MariaDBDialect(UpdateThenInsert, Dialect):
         return frame.with_columns(converted)
 
     def bulk_load(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+        """LOAD DATA LOCAL INFILE; where the server refuses it (`local_infile = 0`, which `zonesync init` reports),
+        multi-row INSERTs from then on: slower, and the batch still lands."""
+        if not self.load_data_refused:
+            try:
+                return self._load_data(conn, table, frame)
+            except pymysql.err.Error as exc:  # from the raw cursor: not wrapped by SQLAlchemy
+                if self.errors.code(exc) not in LOCAL_INFILE_REFUSED:
+                    raise
+                _LOAD_DATA_REFUSED.add(self.engine)
+                logger.warning("%s refuses LOAD DATA LOCAL INFILE (local_infile = 0): loading batches with "
+                               "multi-row INSERTs instead, which is slower", self.label)  # fmt: skip
+        conn.execute(table.insert(), frame.to_dicts())
+
+    def _load_data(self, conn: Connection, table: sa.Table, frame: pl.DataFrame) -> None:
         """LOAD DATA LOCAL INFILE; any warning (truncation, bad value) fails the load instead of passing."""
         preparer = conn.dialect.identifier_preparer
         columns = ", ".join(preparer.quote(name) for name in frame.columns)
@@ -261,6 +288,14 @@ class MariaDBInstalling(Installing):
         )
         return str(sa.schema.CreateIndex(index).compile(dialect=self.engine.dialect)).strip() + ";"
 
+    def server_warnings(self, conn: Connection) -> list[str]:
+        """local_infile = 0: batches are loaded with INSERTs instead of LOAD DATA LOCAL INFILE."""
+        if conn.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar():
+            return []
+        return ["the server has local_infile = 0: batches of more than 100 rows are loaded with multi-row INSERTs "
+                "instead of LOAD DATA LOCAL INFILE, which is slower; SET GLOBAL local_infile = 1 (and local_infile "
+                "= 1 in the server's configuration) to load them in bulk"]  # fmt: skip
+
     def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:
         found = ("SELECT 1 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = COALESCE(:schema, DATABASE()) "
                  "AND EVENT_OBJECT_TABLE = :table AND TRIGGER_NAME = :name")  # fmt: skip
@@ -321,8 +356,9 @@ def _charset(column: sa.Column[Any]) -> str | None:
     charset, collation = getattr(column.type, "charset", None), getattr(column.type, "collation", None)
     if charset is None and collation:
         charset = collation.split("_", 1)[0]
-    if charset is None and isinstance(column.table, sa.Table):
-        charset = column.table.dialect_options["mysql"].get("default charset")
+    if charset is None and isinstance(column.table, sa.Table):  # reflected under the URL's name: mysql or mariadb
+        options = column.table.dialect_kwargs
+        charset = options.get("mysql_default charset") or options.get("mariadb_default charset")
     return charset if isinstance(charset, str) else None
 
 

@@ -270,13 +270,13 @@ class SQLiteDialect(Dialect):
                              {"t": table.name})  # fmt: skip
         return tuple(tuple(row) for row in found)
 
-    def column_warnings(self, table: sa.Table, columns: dict[str, pl.DataType]) -> list[str]:
-        """Columns of NUMERIC affinity that a mapping declares as exact decimals."""
+    def column_warnings(self, table: sa.Table, columns: Mapping[str, tuple[pl.DataType, int | None]]) -> list[str]:
+        """Columns of NUMERIC affinity that a mapping declares as exact decimals (SQLite keeps any text length)."""
         return [
             f"column {name!r} of {table.name!r} ({table.c[name].type}) keeps {_REAL_DIGITS} significant digits "
             "exactly: a value with more is refused; declare the column TEXT (zonesync's exact_decimal type does) "
             "to keep every digit"
-            for name, dtype in columns.items()
+            for name, (dtype, _longest) in columns.items()
             if isinstance(dtype, pl.Decimal) and name in table.c and _numeric_affinity(table.c[name])
         ]
 

@@ -51,8 +51,13 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
         check.problems.append(f"flag column {mapping.flag_column!r} must be boolean, not {flag.type}")
     dialect = dialect_for(source)
     # Live columns narrower than the model: their values are refused or quarantined (type_loss) if they do not fit.
-    check.warnings += dialect.column_warnings(tables.source, {c.source: c.dtype for c in mapping.columns})
-    check.warnings += dialect_for(target).column_warnings(tables.target, {c.name: c.dtype for c in mapping.columns})
+    by_source = {c.source: (c.dtype, c.longest) for c in mapping.columns}
+    check.warnings += dialect.column_warnings(tables.source, by_source)
+    check.warnings += dialect_for(target).column_warnings(tables.target, {c.name: (c.dtype, c.longest)
+                                                                          for c in mapping.columns})  # fmt: skip
+    for engine, zone in ((source, mapping.source_zone), (target, mapping.target_zone)):
+        with engine.connect() as conn:
+            check.warnings += [f"{zone} zone: {why}" for why in installing_for(engine).server_warnings(conn)]
     installing = installing_for(source)
     check.advice.append(installing.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
     check.advice.extend(installing.table_advice(tables.source))

@@ -109,6 +109,8 @@ TEXTS = ["A", "ABC", "AB ", "ABCD", "😀", None]
         ("mariadb", mysql.CHAR(3, charset="utf8mb4"), {}, [False, False, True, True, False, False]),  # trims
         ("mariadb", mysql.VARCHAR(3, charset="utf8mb3"), {}, [False, False, False, True, True, False]),
         ("mariadb", mysql.VARCHAR(3), {"mysql_default charset": "utf8mb3"}, [False, False, False, True, True, False]),
+        # reflected through a mariadb:// URL, the table default is filed under mariadb_
+        ("mariadb", mysql.VARCHAR(3), {"mariadb_default charset": "utf8mb3"}, [False, False, False, True, True, False]),
         ("mariadb", mysql.VARCHAR(3, collation="utf8mb3_bin"), {}, [False, False, False, True, True, False]),
         ("sqlite", sa.String(3), {}, [False] * 6),  # SQLite keeps any length
     ],
@@ -153,13 +155,24 @@ def test_the_reason_names_the_column_and_its_live_type_never_the_value() -> None
         ("mariadb", mysql.DATETIME(fsp=6), pl.Datetime("us", "UTC"), None),
         ("mariadb", mysql.VARCHAR(10, charset="utf8mb3"), pl.String(), "use utf8mb4"),
         ("mariadb", mysql.DOUBLE(), pl.Decimal(18, 2), "is approximate"),
+        # a text: the model's str_length (or isin) bound against the live length
+        (
+            "postgresql",
+            sa.String(50),
+            (pl.String(), 120),
+            "varchar(50) holds 50 character(s), the model allows up to 120",
+        ),
+        ("mariadb", mysql.VARCHAR(50, charset="utf8mb4"), (pl.String(), None), "the model allows any length"),
+        ("postgresql", sa.String(50), (pl.String(), 50), None),
+        ("sqlite", sa.String(50), (pl.String(), None), None),  # SQLite keeps any length
     ],
 )
 def test_init_names_every_live_column_narrower_than_the_model(
-    backend: str, sql_type: Any, dtype: pl.DataType, warned: str | None
+    backend: str, sql_type: Any, dtype: pl.DataType | tuple[pl.DataType, int | None], warned: str | None
 ) -> None:
     live = column(sql_type)
-    warnings = dialect(backend).column_warnings(live.table, {"c": dtype})  # type: ignore[arg-type]
+    model = dtype if isinstance(dtype, tuple) else (dtype, None)
+    warnings = dialect(backend).column_warnings(live.table, {"c": model})  # type: ignore[arg-type]
     if warned is None:
         assert warnings == []
     else:
