@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-fast test-slow lint bench bench-quick bench-end-day torture fuzz clean
 
+# setuptools warns, on an editable install, that a folder named like the package may shadow it: here the folder
+# zonesync/ is the package (links to flows/, tasks/, schemas/, deployments/), so that warning alone is silenced.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install zonesync with its dev tools
