@@ -53,7 +53,13 @@ def checked(report: EndDayReport) -> State:
     description="End-day sync check: bring successful internet rows back and reconcile.",
 )  # fmt: skip
 def end_day_check(business_date: date | None = None, mappings: list[str] | None = None) -> EndDayReport:
-    """Sync every (or the named) internet_to_intranet mapping, reconcile the business date, report."""
+    """Sync every (or the named) internet_to_intranet mapping, reconcile the business date, report.
+
+    Args:
+        business_date: the day to check, e.g. 2026-11-25; none (the default) takes the day that most recently
+            ended in ZONESYNC_BUSINESS_TIMEZONE.
+        mappings: the mappings to check; none (the default) checks every internet_to_intranet mapping.
+    """
     selected = check_run_settings("internet_to_intranet", mappings)
     report = EndDayReport(business_date or previous_business_date(get_settings().business_timezone))
     intranet = prepare_intranet()

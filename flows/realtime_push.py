@@ -34,7 +34,12 @@ def pushed(result: PushResult) -> State:
     description="Insert records in the source zone and push them to the target now.",
 )  # fmt: skip
 def realtime_push(mapping: str, records: list[dict[str, Any]]) -> PushResult:
-    """Push records (source column names) through one mapping; the result gives the status per key."""
+    """Push records (source column names) through one mapping; the result gives the status per key.
+
+    Args:
+        mapping: the mapping's name, e.g. merchants.
+        records: the records, each an object of source column names, e.g. [{"merchant_id": 703, ...}].
+    """
     get_mapping(mapping)  # an unknown mapping is a ConfigError, not a result
     result = push_records(mapping, records)
     logger = get_run_logger()

@@ -32,7 +32,12 @@ def synced(report: SyncReport) -> State:
     synced, name="retry-sync", description="Cron retry sync: push unsynced intranet rows to the internet zone."
 )
 def retry_sync(mappings: list[str] | None = None, batch_size: BatchSize | None = None) -> SyncReport:
-    """Sync every (or the named) intranet_to_internet mapping; returns per-mapping counts."""
+    """Sync every (or the named) intranet_to_internet mapping; returns per-mapping counts.
+
+    Args:
+        mappings: the mappings to sync; none (the default) syncs every intranet_to_internet mapping.
+        batch_size: rows per batch; none (the default) takes ZONESYNC_BATCH_SIZE.
+    """
     selected = check_run_settings("intranet_to_internet", mappings)
     size = batch_size or get_settings().batch_size
     intranet = prepare_intranet()

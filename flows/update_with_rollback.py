@@ -31,7 +31,13 @@ def updated(result: UpdateResult) -> State:
     description="Update one record in both zones, or in neither.",
 )  # fmt: skip
 def update_with_rollback(mapping: str, key: dict[str, Any], changes: dict[str, Any]) -> UpdateResult:
-    """Change the source row with `key` (source column names) by `changes`, and its target row with it."""
+    """Change the source row with `key` (source column names) by `changes`, and its target row with it.
+
+    Args:
+        mapping: the mapping's name, e.g. merchants.
+        key: the row's key, source column names, e.g. {"merchant_id": 703}.
+        changes: the new values, source column names, e.g. {"fee": "2.75"}.
+    """
     declared = get_mapping(mapping)
     result = update_record(declared, key, changes)
     logger = get_run_logger()

@@ -243,3 +243,12 @@ def test_installing_gives_each_alert_the_operator_s_notification_and_keeps_the_z
         assert action.subject == "{{ automation.name }}" and "{{ automation.description }}" in action.body
     [zombies] = [a for a in installed if "zombie" in a.name]
     assert [action.type for action in zombies.actions] == ["change-flow-run-state"] and zombies.enabled
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULED | ON_DEMAND))
+def test_the_run_form_explains_every_parameter(name: str) -> None:
+    """Prefect's UI shows a flow's docstring Args as the run form's help: a custom run of `realtime-push` without
+    them left the user guessing (`'mapping' is a required property`)."""
+    flow = load(yaml_deployments()[name]["entrypoint"])
+    described = {key: prop.get("description") for key, prop in flow.parameters.properties.items()}
+    assert all(described.values()), described
