@@ -36,6 +36,7 @@ def init(
     from zonesync.tasks.zones.engines import describe, get_engine
 
     registered = all_mappings()  # a mapping module that cannot be imported: one line, before anything is created
+    _own_mappings_need_own_zones()
     intranet = get_engine("intranet")
     created = create_bookkeeping(intranet)
     console.print(f"bookkeeping tables in {describe(intranet)}: {', '.join(created) or 'already present'}")
@@ -63,6 +64,22 @@ def init(
                           highlight=False, soft_wrap=True)  # fmt: skip
     if failed:
         raise typer.Exit(EXIT_USAGE)
+
+
+def _own_mappings_need_own_zones() -> None:
+    """Mappings of one's own against the demo's SQLite files (a zone URL left unset) fail table by table: say so in
+    one line before anything is created there."""
+    from zonesync.schemas.settings import ZONES, Settings, get_settings
+
+    settings = get_settings()
+    demo_modules = Settings.model_fields["mapping_modules"].get_default(call_default_factory=True)
+    unset = [f"ZONESYNC_{zone.upper()}_URL" for zone in ZONES if f"{zone}_url" not in settings.model_fields_set]
+    if unset and settings.mapping_modules != demo_modules:
+        raise ConfigError(
+            f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set: your mappings "
+            f"({', '.join(settings.mapping_modules)}) would be checked against the demo's SQLite files in .zonesync/; "
+            "set the zones' URLs to your databases (docs/own-databases.md)"
+        )
 
 
 @friendly_errors

@@ -59,3 +59,28 @@ def test_a_command_run_where_there_are_no_zone_databases_says_so_and_creates_non
     assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1, str(run)
     assert f"ZONESYNC_INTRANET_URL: no database at {tmp_path.resolve()}/.zonesync/intranet.db" in run.stderr
     assert not (tmp_path / ".zonesync").exists()
+
+
+OWN_MAPPING = """
+import pandera.polars as pa
+from zonesync.schemas.mapping import SyncMapping
+
+class AirportTarget(pa.DataFrameModel):
+    airport_id: int
+    city: str
+
+AIRPORTS = SyncMapping(name="airports", direction="intranet_to_internet", source_table="airport",
+                       target_table="airport", keys=("airport_id",), model=AirportTarget)
+"""
+
+
+def test_init_of_one_s_own_mappings_without_the_zones_urls_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    """The mapping section followed literally (a mapping module, no zone URLs): not the demo's SQLite files."""
+    (tmp_path / "my_mappings.py").write_text(OWN_MAPPING)
+    cli = Cli(tmp_path, {"ZONESYNC_MAPPING_MODULES": "my_mappings", "PYTHONPATH": str(tmp_path)})
+
+    run = cli("init")
+
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1, str(run)
+    assert "ZONESYNC_INTRANET_URL and ZONESYNC_INTERNET_URL are not set" in run.stderr
+    assert "docs/own-databases.md" in run.stderr and not (tmp_path / ".zonesync").exists()
