@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.reconcile.findings import Difference, GroupTotals, Key, Reconciliation, RowComparison
+from zonesync.tasks.reconcile.findings import (
+    Difference,
+    GroupTotals,
+    GroupValues,
+    Key,
+    Reconciliation,
+    RowComparison,
+)
 from zonesync.tasks.reconcile.queries import (
     ZoneView,
     bucket_query,
@@ -69,6 +77,7 @@ def reconcile_mapping(
     groups = merge_groups(mapping, source_groups, target_groups)
     compared = (sum(g.source_rows for g in groups if g.expected), sum(g.target_rows for g in groups))
     comparison = compare_rows(*views, bucket_count(max(compared)), list_limit)
+    groups = tuple(replace(g, differing_rows=comparison.different_in_groups.get(g.values, 0)) for g in groups)
     return Reconciliation(
         mapping=mapping.name,
         business_date=business_date if window else None,
@@ -123,6 +132,7 @@ class _Found:
     limit: int
     counts: dict[Difference, int] = field(default_factory=dict)
     keys: dict[Difference, list[Key]] = field(default_factory=dict)
+    different_in: Counter[GroupValues] = field(default_factory=Counter)  # differing rows per group (both sides')
 
     def room(self, kind: Difference) -> int:
         return max(0, self.limit - len(self.keys.get(kind, [])))
@@ -160,6 +170,7 @@ def compare_rows(source: ZoneView, target: ZoneView, buckets: int, list_limit: i
         different_keys=found.listed("different"),
         buckets=buckets,
         fast_path=not mismatched,
+        different_in_groups=dict(found.different_in),
     )
 
 
@@ -224,3 +235,7 @@ def _diff_chunk(
     for kind, rows, origin in outcomes:
         indexes = rows.sort("kh")["i"].to_list()
         found.add(kind, len(indexes), (view.key(origin[i]) for i in indexes))
+    keys, width = len(view.mapping.keys), len(view.mapping.reconcile_by)
+    for i, j in paired.filter(pl.col("rh") != pl.col("rh_t")).select("i", "i_t").iter_rows():
+        groups = {tuple(source_rows[i][keys : keys + width]), tuple(target_rows[j][keys : keys + width])}
+        found.different_in.update(groups)  # a row whose group value changed differs in both groups

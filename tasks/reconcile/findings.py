@@ -4,6 +4,7 @@ writers' contract): result types only, a leaf beside `tasks/results.py`, which i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -12,6 +13,7 @@ from typing import Any, Literal
 from zonesync.schemas.mapping import HIDDEN
 
 Key = tuple[Any, ...]
+GroupValues = tuple[str | None, ...]  # the canonical text of a group's `reconcile_by` values
 
 
 def format_key(columns: tuple[str, ...], hidden: frozenset[str], key: Key) -> str:
@@ -35,19 +37,22 @@ class GroupTotals:
     same totals; ineligible source rows (e.g. failed payments) form groups of their own, expected only there.
     """
 
-    values: tuple[str | None, ...]
+    values: GroupValues
     expected: bool
     source_rows: int
     source_amounts: tuple[Decimal, ...]
     target_rows: int
     target_amounts: tuple[Decimal, ...]
+    differing_rows: int = 0  # rows of the group in both zones whose values differ (the row comparison's count)
 
     @property
     def matches(self) -> bool:
-        """Same count and sums in both zones (an unexpected group: none of its rows in the target)."""
+        """Same count and sums in both zones and no row of the group different (an unexpected group: none of its
+        rows in the target): the totals never say "match" of a group whose rows the key list says differ."""
         if not self.expected:
             return self.target_rows == 0
-        return self.source_rows == self.target_rows and self.source_amounts == self.target_amounts
+        same_totals = self.source_rows == self.target_rows and self.source_amounts == self.target_amounts
+        return same_totals and not self.differing_rows
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class RowComparison:
     different_keys: tuple[Key, ...]
     buckets: int
     fast_path: bool  # every bucket agreed: no row was fetched
+    different_in_groups: Mapping[GroupValues, int] = field(default_factory=dict)  # different rows per group
 
     @property
     def ok(self) -> bool:

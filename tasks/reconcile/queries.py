@@ -159,10 +159,7 @@ def totals_query(view: ZoneView) -> sa.Select[Any]:
     Unlike the row comparison this counts the source's ineligible rows too, under eligible = false.
     """
     mapping = view.mapping
-    columns: list[sa.ColumnElement[Any]] = [
-        canonical_text(view.reconciling, view.column(name), _dtype(mapping, name)).label(f"g{i}")
-        for i, name in enumerate(mapping.reconcile_by)
-    ]
+    columns = _group_texts(view)
     if view.eligible is not None:
         columns.append(sa.case((view.eligible, sa.true()), else_=sa.false()).label("eligible"))
     columns += [view.column(name).label(f"a{i}") for i, name in enumerate(mapping.amount_columns)]
@@ -176,12 +173,22 @@ def totals_query(view: ZoneView) -> sa.Select[Any]:
     return sa.select(*group, sa.func.count().label("rows"), *sums).select_from(dated).group_by(*group)
 
 
+def _group_texts(view: ZoneView) -> list[sa.ColumnElement[Any]]:
+    """The canonical text of each `reconcile_by` column, labelled g0.. (as the totals group them)."""
+    mapping = view.mapping
+    return [
+        canonical_text(view.reconciling, view.column(name), _dtype(mapping, name)).label(f"g{i}")
+        for i, name in enumerate(mapping.reconcile_by)
+    ]
+
+
 def hashed_rows(view: ZoneView) -> sa.Subquery:
-    """Key columns k0.., key hash `kh` and row hash `rh` (over every mapped column) of the compared rows."""
+    """Key columns k0.., group texts g0.., key hash `kh` and row hash `rh` (over every mapped column) of the
+    compared rows."""
     mapping = view.mapping
     keys = [view.column(name).label(f"k{i}") for i, name in enumerate(mapping.keys)]
     hashes = digest(view, mapping.keys).label("kh"), digest(view, mapping.target_columns).label("rh")
-    return _rows(view, *keys, *hashes).subquery("hashed")
+    return _rows(view, *keys, *_group_texts(view), *hashes).subquery("hashed")
 
 
 def bucket_query(view: ZoneView, buckets: int) -> sa.Select[Any]:
@@ -195,9 +202,10 @@ def bucket_query(view: ZoneView, buckets: int) -> sa.Select[Any]:
 
 
 def detail_query(view: ZoneView, buckets: int, selected: Sequence[int], *, limit: int | None = None) -> sa.Select[Any]:
-    """(key columns..., kh, rh) of the rows in some buckets (the first `limit` by key hash)."""
+    """(key columns..., group texts..., kh, rh) of the rows in some buckets (the first `limit` by key hash)."""
     hashed = hashed_rows(view)
-    query = sa.select(*(c for c in hashed.c if c.name.startswith("k") and c.name != "kh"), hashed.c.kh, hashed.c.rh)
+    leading = [c for c in hashed.c if c.name.startswith(("k", "g")) and c.name != "kh"]
+    query = sa.select(*leading, hashed.c.kh, hashed.c.rh)
     if buckets > 1:
         query = query.where((view.reconciling.hash32(hashed.c.kh) % buckets).in_(list(selected)))
     return query if limit is None else query.order_by(hashed.c.kh).limit(limit)

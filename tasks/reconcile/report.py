@@ -29,6 +29,7 @@ def _group_fields(found: Reconciliation, group: GroupTotals) -> dict[str, Any]:
         "group": found.format_group(group),
         "expected_to_match": group.expected,
         "matches": group.matches,
+        "differing_rows": group.differing_rows,
         "source_rows": group.source_rows,
         "target_rows": group.target_rows,
     }
@@ -66,7 +67,8 @@ def _totals_table(found: Reconciliation) -> list[str]:
         values = [("NULL" if v is None else v) for v in group.values] or ["all rows"]
         sums = [f"{s:f} / {t:f}" for s, t in zip(group.source_amounts, group.target_amounts, strict=True)]
         cells = [*map(_escape, values), "yes" if group.expected else "no"]
-        cells += [f"{group.source_rows} / {group.target_rows}", *sums, "yes" if group.matches else "**NO**"]
+        differ = f" ({group.differing_rows} rows differ)" if group.differing_rows else ""
+        cells += [f"{group.source_rows} / {group.target_rows}", *sums, "yes" if group.matches else f"**NO**{differ}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

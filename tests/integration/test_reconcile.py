@@ -146,7 +146,9 @@ def test_each_difference_is_reported_in_its_category(any_zones: ZonePair) -> Non
     assert by_group["S", "IDR", True] == (
         4, Decimal(BIG) + Decimal("13.34"), 4, Decimal("123456789012345.66") + Decimal("53.33")
     )  # fmt: skip
-    assert [g.values for g in found.groups if not g.matches] == [("S", "IDR")]
+    assert [g.values for g in found.groups if not g.matches] == [("S", "IDR"), ("S", "USD")]
+    assert {g.values: g.differing_rows for g in found.groups} == {("S", "IDR"): 2, ("S", "USD"): 2, ("F", "IDR"): 0,
+                                                                  ("F", "USD"): 0, ("P", "IDR"): 0}  # fmt: skip
     assert "payment_id=100" in reconciliation_markdown(found)
 
 
@@ -207,6 +209,35 @@ def test_whole_table_for_an_intranet_to_internet_mapping(any_zones: ZonePair) ->
     assert [(g.values, g.source_rows, g.target_rows) for g in found.groups] == [((), 30, 29)]
     c = found.comparison
     assert (c.missing_in_target_keys, c.only_in_target_keys, c.different_keys) == (((30,),), (), ((13,),))
+
+
+def test_totals_never_say_match_for_a_group_whose_rows_the_key_list_says_differ(any_zones: ZonePair) -> None:
+    """Counts and amount sums equal, names different: the group does not match, and the markdown says why."""
+    source = day_payments()
+    target = {p["payment_id"]: dict(p) for p in eligible(source)}
+    target[2]["customer_name"] = "someone else"  # both S, IDR
+    target[5]["customer_name"] = "another one"
+    seed_payments(any_zones, source, target.values())
+
+    found = run(any_zones)
+
+    assert found.comparison.different_keys == ((2,), (5,)) and not found.ok
+    (wrong,) = [g for g in found.groups if not g.matches]
+    assert wrong.values == ("S", "IDR") and wrong.differing_rows == 2
+    assert wrong.source_rows == wrong.target_rows and wrong.source_amounts == wrong.target_amounts
+    assert "**NO** (2 rows differ)" in reconciliation_markdown(found)
+
+
+def test_a_row_whose_group_value_differs_unsettles_both_groups(zones: ZonePair) -> None:
+    source = day_payments()
+    target = {p["payment_id"]: dict(p) for p in eligible(source)}
+    target[2]["currency"] = "USD"  # IDR in the source
+    seed_payments(zones, source, target.values())
+
+    found = run(zones)
+
+    assert found.comparison.different_keys == ((2,),)
+    assert {g.values: g.differing_rows for g in found.groups if g.differing_rows} == {("S", "IDR"): 1, ("S", "USD"): 1}
 
 
 def test_canonical_text_and_hashes_are_the_same_everywhere(zones: ZonePair) -> None:
