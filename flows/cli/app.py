@@ -14,6 +14,7 @@ from zonesync.flows.cli import (
     automation_commands,
     flow_commands,
     operator_commands,
+    repair_commands,
     schema,
     setup_commands,
 )
@@ -30,7 +31,8 @@ for command, name in (
     (flow_commands.push, "push"),
     (flow_commands.update, "update"),
     (flow_commands.end_day, "end-day"),
-    (operator_commands.reconcile, "reconcile"),
+    (repair_commands.reconcile, "reconcile"),
+    (repair_commands.resync, "resync"),
     (operator_commands.recover, "recover"),
     (operator_commands.status, "status"),
     (operator_commands.audit, "audit"),

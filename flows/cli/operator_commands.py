@@ -1,4 +1,4 @@
-"""What an operator looks at and repairs: `status`, `reconcile`, `audit`, `recover`.
+"""What an operator looks at and repairs: `status`, `audit`, `recover` (`repair_commands`: reconcile and resync).
 
 Each command imports what it runs when it runs (the imports inside the functions): `zonesync --help`, a usage error
 or another command loads none of it.
@@ -15,14 +15,9 @@ from rich.table import Table
 
 from zonesync.flows.cli.schema import schema_state
 from zonesync.flows.cli.support import (
-    EXIT_PARTIAL,
-    BusinessDate,
-    Mappings,
     age,
     console,
     friendly_errors,
-    parse_date,
-    print_markdown,
 )
 from zonesync.schemas.errors import ConfigError
 
@@ -64,31 +59,6 @@ def status() -> None:
             str(job["rows_failed"]),
         )  # fmt: skip
     console.print(ran)
-
-
-@friendly_errors
-def reconcile(business_date: BusinessDate = None, mapping: Mappings = None) -> None:
-    """Compare both zones for a business date (counts and sums per group, keys missing or different).
-
-    Exit code 0: the zones agree; 3: they differ.
-    """
-    from zonesync.schemas.registry import select_mappings
-    from zonesync.schemas.settings import get_settings
-    from zonesync.tasks.reconcile.compare import reconcile_mapping
-    from zonesync.tasks.reconcile.report import reconciliation_markdown
-    from zonesync.tasks.reporting.end_day import previous_business_date
-    from zonesync.tasks.zones.engines import get_engine
-
-    settings = get_settings()
-    day = parse_date(business_date) if business_date else previous_business_date(settings.business_timezone)
-    agree = True
-    for selected in select_mappings(None, mapping or None):
-        source, target = get_engine(selected.source_zone), get_engine(selected.target_zone)
-        found = reconcile_mapping(selected, day, source, target, timezone=settings.business_timezone)
-        print_markdown(reconciliation_markdown(found))
-        agree &= found.ok
-    if not agree:
-        raise typer.Exit(EXIT_PARTIAL)
 
 
 @friendly_errors

@@ -180,3 +180,19 @@ class ContractReport:
             "; ".join(parts)
             or f"{len(self.checks)} mapping(s) checked: every synced row is in the other zone as in its source"
         )
+
+
+@dataclass(frozen=True)
+class ResyncResult:
+    """Rows marked for the next sync (tasks/reconcile/repair.py)."""
+
+    mapping: str
+    marked: int  # flagged rows whose flag was set back to false
+    already_pending: int  # selected rows whose flag was false already
+    chunks: int
+    seconds: float
+
+    def headline(self) -> str:
+        """One line: how many rows the next sync carries, and how many were waiting already."""
+        return (f"{self.mapping}: {self.marked} row(s) marked for the next sync, {self.already_pending} pending "
+                f"already ({self.seconds:.2f} s)")  # fmt: skip
