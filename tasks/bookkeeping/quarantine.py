@@ -5,6 +5,7 @@ A record that later syncs is resolved, never deleted; only the scheduled runs re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,11 +16,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.tables import sync_error, utc_now
+from zonesync.tasks.schema.catalog import source_table
 from zonesync.tasks.sync.transform import ROW
 from zonesync.tasks.zones.engines import dialect_for, in_transaction
 from zonesync.tasks.zones.failures import translate
 
 _RESOLVE_CHUNK = 1000
+SWEPT_PER_RUN = 10_000  # open entries a scheduled run checks against the source (the oldest first)
 
 
 def record_keys(frame: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
@@ -127,3 +130,29 @@ def quarantine_rows(
         return quarantine(bind, mapping, merged, reopen=reopen)
     except Exception as exc:
         raise translate(exc, what="recording quarantined rows in sync_error", mapping=mapping.name) from exc
+
+
+def resolve_synced(intranet: Engine, mapping: SyncMapping, source: Engine) -> int:
+    """Resolve the open entries whose source row is flagged synced now: a row that landed some other way (an
+    update, a push, a fix by hand) than the runs that resolve what they carry. How many."""
+    query = (sa.select(sync_error.c.record_key).where(sync_error.c.mapping == mapping.name,
+             sync_error.c.resolved_at.is_(None)).order_by(sync_error.c.id).limit(SWEPT_PER_RUN))  # fmt: skip
+    with intranet.connect() as conn:
+        open_keys = [json.loads(key) for (key,) in conn.execute(query)]
+    if not open_keys:
+        return 0
+    table = source_table(mapping, source)
+    columns = [table.c[column.source] for column in mapping.key_columns]
+    wanted = [tuple(key.get(name) for name in mapping.keys) for key in open_keys if isinstance(key, dict)]
+    flagged = sa.not_(dialect_for(source).not_synced(table.c[mapping.flag_column]))
+    synced: list[tuple[Any, ...]] = []
+    with source.connect() as conn:
+        for start in range(0, len(wanted), _RESOLVE_CHUNK):
+            chunk = wanted[start : start + _RESOLVE_CHUNK]
+            chosen = columns[0].in_([k[0] for k in chunk]) if len(columns) == 1 else sa.tuple_(*columns).in_(chunk)
+            synced += [tuple(row) for row in conn.execute(sa.select(*columns).where(chosen, flagged))]
+    if not synced:
+        return 0
+    schema = {column.source: column.dtype for column in mapping.key_columns}
+    return resolve(intranet, mapping.name, source_record_keys(pl.DataFrame(synced, schema=schema, orient="row"),
+                                                              mapping).to_list())  # fmt: skip

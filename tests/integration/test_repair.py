@@ -11,11 +11,12 @@ import pytest
 
 from tests.conftest import ZonePair
 from tests.integration.console import InProcessCli
-from tests.integration.helpers import execute, mapped, seed, source_rows, sync, target_rows
+from tests.integration.helpers import errors_by_key, execute, mapped, seed, source_rows, sync, target_rows
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.tasks.reconcile.repair import Selection, resync
 from zonesync.tasks.setup import demo_data
+from zonesync.tasks.update.rollback import update_record
 
 
 def synced_merchants(pair: ZonePair, count: int = 40, *, valid_only: bool = False) -> None:
@@ -93,3 +94,18 @@ def test_reconcile_repair_resends_what_differs_or_is_missing_and_never_deletes(
 
     execute(demo_zones.internet, "DELETE FROM merchant WHERE merchant_id = 9999")
     assert flow_cli_in_process("reconcile", "-m", "merchants", "--repair").code == 0
+
+
+def test_a_quarantined_row_that_lands_some_other_way_is_resolved_by_the_next_run(demo: ZonePair) -> None:
+    """#13 (an empty name) is quarantined; an update fixes it in both zones (an update only records refusals);
+    the next scheduled run finds its source row flagged and resolves the entry, though it has nothing to carry."""
+    synced_merchants(demo, count=20)
+    assert (13,) in errors_by_key(demo.intranet, MERCHANTS, open_only=True)
+
+    assert update_record(MERCHANTS, {"merchant_id": 13}, {"merchant_name": "Toko Baru #13"}).status == "success"
+    assert (13,) in errors_by_key(demo.intranet, MERCHANTS, open_only=True)
+
+    again = sync(MERCHANTS, demo.intranet, demo.internet, demo.intranet, batch_size=100)
+
+    assert again.read == 0 and errors_by_key(demo.intranet, MERCHANTS, open_only=True) == {}
+    assert errors_by_key(demo.intranet, MERCHANTS)[(13,)]["resolved_at"] is not None  # resolved, never deleted
