@@ -109,3 +109,21 @@ def test_a_quarantined_row_that_lands_some_other_way_is_resolved_by_the_next_run
 
     assert again.read == 0 and errors_by_key(demo.intranet, MERCHANTS, open_only=True) == {}
     assert errors_by_key(demo.intranet, MERCHANTS)[(13,)]["resolved_at"] is not None  # resolved, never deleted
+
+
+def test_reconcile_repair_of_an_incoming_mapping_runs_the_end_day_check_for_the_date(
+    demo_zones: ZonePair, flow_cli_in_process: InProcessCli
+) -> None:
+    payments = demo_data.payments(60).filter(~pl.col("payment_id").is_in(list(demo_data.INVALID_PAYMENTS)))
+    seed(demo_zones.internet, "payment", payments, ["payment_id"])
+    sync(PAYMENTS, demo_zones.internet, demo_zones.intranet, demo_zones.intranet, batch_size=100)
+    gone = payments.filter(pl.col("status") == "S")["payment_id"][0]
+    execute(demo_zones.intranet, f"DELETE FROM payment WHERE payment_id = {gone}")
+    day = demo_data.DEMO_BUSINESS_DATE.isoformat()
+
+    run = flow_cli_in_process("reconcile", "-m", "payments", "--date", day, "--repair")
+
+    said = " ".join(run.stdout.split())
+    assert run.code == 0, str(run)
+    assert "payments: 1 row(s) marked for the next sync" in said and "payments after the repair: agree" in said, said
+    assert (gone,) in target_rows(demo_zones.intranet, PAYMENTS)
