@@ -49,13 +49,14 @@ class Installed:
 def webhook_block(url: str) -> UUID:
     """A Custom Webhook notification block posting {"subject", "body"} as JSON to `url` (saved as WEBHOOK_BLOCK).
 
-    The URL is the operator's own: an alert receiver inside the bank's network is usual, so private addresses are
+    The URL is kept as the block's secret (webhook URLs often carry a token): Prefect's UI and API show it masked.
+    It is the operator's own: an alert receiver inside the bank's network is usual, so private addresses are
     allowed (Prefect refuses them by default, against URLs an attacker could template)."""
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"--webhook: {url!r} is not an http(s) URL")
+        raise ConfigError("--webhook: not an http(s) URL")  # the URL itself is not repeated: it may hold a token
     block = CustomWebhookNotificationBlock.model_validate(
-        {"name": "zonesync", "url": url, "json_data": {"subject": "{{subject}}", "body": "{{body}}"},
-         "allow_private_urls": True}
+        {"name": "zonesync", "url": "{{url}}", "secrets": {"url": url},
+         "json_data": {"subject": "{{subject}}", "body": "{{body}}"}, "allow_private_urls": True}
     )  # fmt: skip
     return cast(UUID, block.save(WEBHOOK_BLOCK, overwrite=True))  # async-dispatched: from sync code, the value
 

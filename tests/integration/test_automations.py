@@ -132,6 +132,9 @@ def test_each_operator_automation_fires_on_the_event_of_a_real_run_and_notifies_
     assert broken.startswith("internet zone, table 'merchant', column 'fee': ") and "integer" in broken, broken
     contract = emitted["zonesync.contract.broken", "zonesync.mapping.merchants"]
     assert contract["broken"] == 1 and contract["keys"] == [f"merchant_id={operator_runs.CHANGED_BEHIND}"], contract
+    with httpx.Client(base_url=prefect_server.api_url, timeout=30) as prefect:  # the URL is kept as a secret
+        blocks = prefect.post("/block_documents/filter", json={}).json()
+    assert receiver.url not in json.dumps(blocks) and any(b["name"] == "zonesync-webhook" for b in blocks), blocks
     install_automations(env, "", "--block", "custom-webhook/zonesync-webhook")  # the block it made: a block of yours
     with httpx.Client(base_url=prefect_server.api_url, timeout=30) as prefect:
         names = [automation["name"] for automation in prefect.post("/automations/filter", json={}).json()]
