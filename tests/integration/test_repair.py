@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import ZonePair
-from tests.integration.console import InProcessCli
+from tests.integration.console import SQLITE_ONLY, InProcessCli
 from tests.integration.helpers import errors_by_key, execute, mapped, seed, source_rows, sync, target_rows
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
@@ -74,6 +74,9 @@ def test_a_selection_that_cannot_work_is_one_clear_error(demo: ZonePair, selecti
         resync(MERCHANTS, demo.intranet, Selection(**selection))
 
 
+# The command's own work (marking through `resync`, running the sync, comparing again) is the same on every backend,
+# whose part the tests above and test_reconcile.py cover: once, on SQLite.
+@SQLITE_ONLY
 def test_reconcile_repair_resends_what_differs_or_is_missing_and_never_deletes(
     demo_zones: ZonePair, flow_cli_in_process: InProcessCli
 ) -> None:
@@ -111,6 +114,7 @@ def test_a_quarantined_row_that_lands_some_other_way_is_resolved_by_the_next_run
     assert errors_by_key(demo.intranet, MERCHANTS)[(13,)]["resolved_at"] is not None  # resolved, never deleted
 
 
+@SQLITE_ONLY
 def test_reconcile_repair_of_an_incoming_mapping_runs_the_end_day_check_for_the_date(
     demo_zones: ZonePair, flow_cli_in_process: InProcessCli
 ) -> None:
