@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.reconcile.compare import bucket_count, compare_rows, in_both
 from zonesync.tasks.reconcile.findings import ContractCheck, Key
-from zonesync.tasks.reconcile.queries import ZoneView, keyed_hashes, zone_view
+from zonesync.tasks.reconcile.queries import ZoneView, count_query, keyed_hashes, zone_view
 from zonesync.tasks.schema.catalog import source_table, target_table
 from zonesync.tasks.zones.engines import dialect_for
 
@@ -38,7 +38,7 @@ def check_contract(mapping: SyncMapping, source: Engine, target: Engine, *, limi
     everything = zone_view(mapping, "source", source_table(mapping, source), source, None, "UTC")
     flagged = replace(everything, window=(_synced(everything),))
     target_view = zone_view(mapping, "target", target_table(mapping, target), target, None, "UTC")
-    counted = in_both((flagged, target_view), _count, "counting rows")
+    counted = in_both((flagged, target_view), count_query, "counting rows")
     rows = max(int(found[0][0]) for found in counted)
     comparison = compare_rows(flagged, target_view, bucket_count(rows), limit)
     suspects = (*comparison.missing_in_target_keys, *comparison.different_keys)[:limit]
@@ -58,11 +58,6 @@ def check_contract(mapping: SyncMapping, source: Engine, target: Engine, *, limi
 def _synced(view: ZoneView) -> sa.ColumnElement[bool]:
     """The source's rows flagged synced (as the dialect spells "not synced", negated)."""
     return sa.not_(dialect_for(view.engine).not_synced(view.table.c[view.mapping.flag_column]))
-
-
-def _count(view: ZoneView) -> sa.Select[Any]:
-    query = sa.select(sa.func.count()).select_from(view.table).where(*view.window)
-    return query if view.eligible is None else query.where(view.eligible)
 
 
 def _recheck(source: ZoneView, target: ZoneView, suspects: Sequence[Key]) -> tuple[Key, ...]:

@@ -211,10 +211,20 @@ def detail_query(view: ZoneView, buckets: int, selected: Sequence[int], *, limit
     return query if limit is None else query.order_by(hashed.c.kh).limit(limit)
 
 
+def count_query(view: ZoneView) -> sa.Select[Any]:
+    """How many rows the view compares."""
+    return _rows(view, sa.func.count())
+
+
+def key_in(columns: Sequence[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    """The rows with these keys (a one-column key as a plain IN, which every database indexes)."""
+    if len(columns) == 1:
+        return columns[0].in_([key[0] for key in keys])
+    return sa.tuple_(*columns).in_(list(keys))
+
+
 def keyed_hashes(view: ZoneView, keys: Sequence[tuple[Any, ...]], *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
     """(key columns..., rh, extra...) of the rows with these keys, whatever the view's window: a re-check of a few."""
     columns = [view.column(name) for name in view.mapping.keys]
     query = sa.select(*columns, digest(view, view.mapping.target_columns).label("rh"), *extra).select_from(view.table)
-    if len(columns) == 1:
-        return query.where(columns[0].in_([key[0] for key in keys]))
-    return query.where(sa.tuple_(*columns).in_(list(keys)))
+    return query.where(key_in(columns, keys))

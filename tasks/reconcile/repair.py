@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.reconcile.findings import Key, ResyncResult
-from zonesync.tasks.reconcile.queries import ZoneView, zone_view
+from zonesync.tasks.reconcile.queries import ZoneView, key_in, zone_view
 from zonesync.tasks.schema.catalog import source_table
 from zonesync.tasks.zones.engines import dialect_for, in_transaction
 
@@ -75,17 +75,11 @@ def resync(
 
 def _chosen(selection: Selection, keys: list[sa.Column[Any]]) -> list[sa.ColumnElement[bool]]:
     if selection.keys:
-        return [_key_in(keys, selection.keys)]
+        return [key_in(keys, selection.keys)]
     if selection.key_range is not None:
         low, high = selection.key_range
         return [keys[0] >= low, keys[0] <= high]
     return []  # a business date: the view's window
-
-
-def _key_in(keys: list[sa.Column[Any]], values: Sequence[Key]) -> sa.ColumnElement[bool]:
-    if len(keys) == 1:
-        return keys[0].in_([value[0] for value in values])
-    return sa.tuple_(*keys).in_(list(values))
 
 
 def _next_keys(view: ZoneView, keys: list[sa.Column[Any]], where: list[sa.ColumnElement[bool]],
@@ -102,5 +96,5 @@ def _mark(conn: Connection, view: ZoneView, keys: list[sa.Column[Any]], synced: 
           batch: list[Key]) -> int:  # fmt: skip
     """Set the flag of the chunk's still-flagged rows back to false; how many."""
     flag = view.table.c[view.mapping.flag_column]
-    statement = sa.update(view.table).where(_key_in(keys, batch), synced).values({flag: sa.false()})
+    statement = sa.update(view.table).where(key_in(keys, batch), synced).values({flag: sa.false()})
     return int(conn.execute(statement).rowcount)
