@@ -190,8 +190,9 @@ def run_phase(*runs: Run) -> dict[str, FlowRun]:
     with get_client(sync_client=True) as client:
         stored = {label: client.read_flow_run(flow_run.id).state for label, flow_run in queued.items()}
     ended = {label: (state.type.value, state.name) if state else None for label, state in stored.items()}
-    said = {label: state.message for label, state in stored.items() if state}  # why, when a state is not the one
-    assert ended == {run.label: run.state for run in runs}, said
+    expected = {run.label: run.state for run in runs}
+    said = {label: stored[label].message for label in ended if ended[label] != expected[label] and stored[label]}
+    assert ended == expected, said  # each run that ended otherwise, with its state's whole message
     return queued
 
 
