@@ -28,7 +28,7 @@ from zonesync.tasks.prefect_tasks import (
     sync_mapping,
 )
 from zonesync.tasks.reporting.end_day import JOB_NAME, previous_business_date, publish_end_day
-from zonesync.tasks.reporting.events import emit_end_day_failed, emit_quarantined
+from zonesync.tasks.reporting.events import emit_end_day_failed, emit_refusals
 from zonesync.tasks.results import EndDayReport
 
 JOB_LEASE = f"job:{JOB_NAME}"  # one end-day check at a time, however it was started
@@ -90,7 +90,7 @@ def _check(selected: list[SyncMapping], report: EndDayReport, job: JobEntry) -> 
             get_run_logger().info("%s: no record (no eligible unsynced rows)", mapping.name)
         report.mappings.append(result)
         job.settle(report.mappings)
-        emit_quarantined(result, JOB_NAME, job.id)
+        emit_refusals(result, JOB_NAME, job.id)
         state = reconcile(mapping.name, report.business_date, return_state=True)
         if state.is_completed():
             report.reconciliations.append(state.result())

@@ -16,7 +16,7 @@ from zonesync.schemas.settings import BatchSize, get_settings
 from zonesync.tasks.bookkeeping.jobs import RETRY_SYNC_JOB
 from zonesync.tasks.bookkeeping.ledger import job_ledger
 from zonesync.tasks.prefect_tasks import check_run_settings, outcome, prepare_intranet, sync_mapping
-from zonesync.tasks.reporting.events import emit_quarantined
+from zonesync.tasks.reporting.events import emit_refusals
 from zonesync.tasks.reporting.sync_run import publish_summary
 from zonesync.tasks.results import SyncReport
 
@@ -47,6 +47,6 @@ def retry_sync(mappings: list[str] | None = None, batch_size: BatchSize | None =
             state = sync_mapping(mapping.name, size, FLOW_KEY, job.id, return_state=True)
             report.mappings.append(outcome(state, mapping.name))
             job.settle(report.mappings)  # after each mapping, so an aborted run still records what it did
-            emit_quarantined(report.mappings[-1], FLOW_KEY, job.id)
+            emit_refusals(report.mappings[-1], FLOW_KEY, job.id)
     publish_summary(FLOW_KEY, "Retry sync", report.mappings, intranet, status=report.job_status(), job_id=job.id)
     return report

@@ -24,22 +24,15 @@ from zonesync.schemas.settings import Zone
 
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
 DIRECTIONS: tuple[Direction, ...] = ("intranet_to_internet", "internet_to_intranet")
+# What a row deleted in the source does to its target copy (docs/deletes.md): `soft` sets the target's deleted
+# marker, `archive` moves the row to the archive table, `hard` deletes it, `ignore` leaves it (counted skipped).
+OnDelete = Literal["soft", "archive", "hard", "ignore"]
+ON_DELETE: tuple[OnDelete, ...] = ("soft", "archive", "hard", "ignore")
 HIDDEN = "***"  # a sensitive key column's value, wherever a key is shown outside the zones
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # whole text only: fullmatch
 _MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_KEY_DTYPES = (
-    pl.Int8,
-    pl.Int16,
-    pl.Int32,
-    pl.Int64,
-    pl.UInt8,
-    pl.UInt16,
-    pl.UInt32,
-    pl.UInt64,
-    pl.String,
-    pl.Date,
-)
+_KEY_DTYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.String, pl.Date)
 
 
 @dataclass(frozen=True)
@@ -78,6 +71,13 @@ class SyncMapping:
     # never leave the zones' databases anyway; a key normally may (logs, artifacts, events, Prefect), but a
     # sensitive key column is shown there as HIDDEN. Such a column cannot group the reconciliation report.
     sensitive_columns: tuple[str, ...] = ()
+    # Deletes (docs/deletes.md): the policy, the target column `soft` sets (and the archive table's deletion
+    # time), the archive table (default: the target table + "_archive") and the states in which a target row is
+    # never deleted (target column -> values; a payment not yet final).
+    on_delete: OnDelete = "ignore"
+    deleted_marker: str = "deleted_at"
+    archive_table: str | None = None
+    never_delete: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))
@@ -85,6 +85,8 @@ class SyncMapping:
         object.__setattr__(self, "amount_columns", tuple(self.amount_columns))
         object.__setattr__(self, "sensitive_columns", tuple(self.sensitive_columns))
         object.__setattr__(self, "renames", MappingProxyType(dict(self.renames)))
+        kept = {column: tuple(values) for column, values in dict(self.never_delete).items()}
+        object.__setattr__(self, "never_delete", MappingProxyType(kept))
         if self.eligible is not None:
             object.__setattr__(self, "eligible", MappingProxyType(dict(self.eligible)))
         self._check()
@@ -172,6 +174,11 @@ class SyncMapping:
         return json.dumps(self.shown_key(json.loads(record_key))) if self._hidden_names else record_key
 
     @property
+    def archive_table_name(self) -> str:
+        """Where `archive` moves a deleted row's target copy (in the target zone)."""
+        return self.archive_table or f"{self.target_table}_archive"
+
+    @property
     def artifact_slug(self) -> str:
         """The mapping name in the form Prefect accepts in artifact keys."""
         return self.name.replace("_", "-")
@@ -190,6 +197,22 @@ class SyncMapping:
         for label, table in (("source_table", self.source_table), ("target_table", self.target_table)):
             self._check_table_name(label, table)
         self._check_columns()
+        self._check_deletes()
+
+    def _check_deletes(self) -> None:
+        if self.on_delete not in ON_DELETE:
+            self._fail(f"on_delete {self.on_delete!r} must be one of {', '.join(ON_DELETE)}")
+        self._check_identifier("deleted_marker", self.deleted_marker)
+        if self.deleted_marker in self.target_columns:
+            self._fail(f"deleted_marker {self.deleted_marker!r} is a column of {self.model.__name__}: the marker "
+                       "is the target's own column, never sent from the source")  # fmt: skip
+        if self.archive_table is not None:
+            self._check_table_name("archive_table", self.archive_table)
+        for column, values in self.never_delete.items():
+            if column not in self.target_columns:
+                self._fail(f"never_delete column {column!r} is not a column of {self.model.__name__}")
+            if not values:
+                self._fail(f"never_delete column {column!r} names no value")
 
     def _check_table_name(self, label: str, table: str) -> None:
         parts = table.split(".") if isinstance(table, str) else [table]

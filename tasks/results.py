@@ -34,14 +34,28 @@ class MappingSyncResult:
     message: str = ""
     pending_at_start: int = 0
     batches: int = 0
+    # Rows deleted in the source (tasks/deletes/): carried to the target (or already gone there), skipped by the
+    # policy or by a later insert of the key, refused (the target row newer, or in a state never deleted).
+    deletes_applied: int = 0
+    deletes_skipped: int = 0
+    deletes_refused: int = 0
+
+    @property
+    def deletes(self) -> int:
+        """Tombstones carried by this run, whatever their outcome."""
+        return self.deletes_applied + self.deletes_skipped + self.deletes_refused
+
+    def deletes_line(self) -> str:
+        """'2 applied, 1 skipped, 1 refused': what the run did with the rows deleted in the source."""
+        return f"{self.deletes_applied:,} applied, {self.deletes_skipped:,} skipped, {self.deletes_refused:,} refused"
 
     def settle(self) -> None:
         """Derive the final status from the counts (an error status is kept)."""
         if self.status in ("error", "skipped"):
             return
-        if self.read == 0:
+        if self.read == 0 and self.deletes == 0:
             self.status = "no_record"
-        elif self.quarantined or self.changed_in_flight:
+        elif self.quarantined or self.changed_in_flight or self.deletes_refused:
             self.status = "partial"
 
 

@@ -19,15 +19,18 @@ from zonesync.schemas.registry import all_mappings
 from zonesync.tasks.bookkeeping.tables import metadata as bookkeeping
 from zonesync.tasks.results import EndDayReport
 from zonesync.tasks.setup.demo_data import (
+    CLOSED_MERCHANT,
     DEMO_BUSINESS_DATE,
     INVALID_MERCHANTS,
     INVALID_PAYMENTS,
     NEW_MERCHANT,
+    delete_merchant,
     fix_merchant,
     reset_demo_zones,
     seed_demo,
 )
 from zonesync.tasks.setup.inspection import check_mapping
+from zonesync.tasks.setup.triggers import install_delete_capture
 from zonesync.tasks.zones.engines import get_engine
 
 Say = Callable[[str], None]
@@ -42,7 +45,7 @@ class DemoRun:
 
 
 def run_demo(say: Say) -> DemoRun:
-    """Init, seed, retry, push, fix, retry, update (applied and rolled back), end-day check."""
+    """Init, seed, retry, push, fix, retry, update (applied and rolled back), delete, retry, end-day check."""
     registered = all_mappings()
     if "merchants" not in registered or "payments" not in registered:
         raise ConfigError("the demo needs the demo mappings: set ZONESYNC_MAPPING_MODULES=zonesync.schemas.examples")
@@ -73,6 +76,8 @@ def _story(say: Say, registered: dict[str, SyncMapping]) -> DemoRun:
     for mapping in registered.values():
         check = check_mapping(mapping, get_engine(mapping.source_zone), get_engine(mapping.target_zone))
         say(f"   mapping {mapping.name}: {'ok' if check.ok else '; '.join(check.problems)}")
+    install_delete_capture(registered["merchants"], intranet)
+    say("   a merchant deleted in the intranet zone leaves a tombstone (sync_tombstone): `zonesync init --triggers`")
     merchants, payments = seed_demo(intranet, internet)
     say(f"[bold]2. seed[/]: {merchants} merchants in the intranet zone (invalid: {_listed(INVALID_MERCHANTS)}),")
     say(f"   {payments} payments of {DEMO_BUSINESS_DATE} in the internet zone: successful, failed, pending, and")
@@ -86,7 +91,11 @@ def _story(say: Say, registered: dict[str, SyncMapping]) -> DemoRun:
     fix_merchant(intranet, 502, status="A")
     run.retries.append(retry_sync())
     _update(say)
-    say(f"[bold]7. end-day check[/] for {DEMO_BUSINESS_DATE}: successful payments come back to the intranet zone,")
+    say(f"[bold]7. delete[/]: merchant #{CLOSED_MERCHANT} closes and is deleted in the intranet zone; the next retry")
+    say("   moves it to merchant_archive in the internet zone (on_delete='archive'): off the channels, kept on record")
+    delete_merchant(intranet, CLOSED_MERCHANT)
+    run.retries.append(retry_sync())
+    say(f"[bold]8. end-day check[/] for {DEMO_BUSINESS_DATE}: successful payments come back to the intranet zone,")
     say("   invalid ones are quarantined, and both zones are reconciled")
     run.end_day = end_day_check(business_date=DEMO_BUSINESS_DATE)
     return run

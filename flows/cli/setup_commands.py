@@ -25,14 +25,22 @@ from zonesync.schemas.errors import ConfigError
 @friendly_errors
 def init(
     triggers: Annotated[
-        bool, typer.Option("--triggers", help="Install triggers that enforce the writers' contract on source tables.")
+        bool,
+        typer.Option(
+            "--triggers",
+            help="Install triggers on source tables: the writers' contract, and the capture of deleted rows.",
+        ),
     ] = False,
 ) -> None:
     """Create the bookkeeping tables and check every mapping against the live databases."""
     from zonesync.schemas.registry import all_mappings
     from zonesync.tasks.bookkeeping.tables import create_bookkeeping
     from zonesync.tasks.setup.inspection import check_mapping
-    from zonesync.tasks.setup.triggers import install_writers_trigger, writers_contract_enforced
+    from zonesync.tasks.setup.triggers import (
+        install_delete_capture,
+        install_writers_trigger,
+        writers_contract_enforced,
+    )
     from zonesync.tasks.zones.engines import describe, get_engine
 
     registered = all_mappings()  # a mapping module that cannot be imported: one line, before anything is created
@@ -55,8 +63,9 @@ def init(
             for statement in check.advice:
                 console.print(f"    {statement}", highlight=False, soft_wrap=True)
         if triggers and check.ok:
-            line = install_writers_trigger(mapping, get_engine(mapping.source_zone))
-            console.print(f"  trigger installed: {line}", highlight=False)
+            for line in (install_writers_trigger(mapping, get_engine(mapping.source_zone)),
+                         install_delete_capture(mapping, get_engine(mapping.source_zone))):  # fmt: skip
+                console.print(f"  trigger installed: {line}", highlight=False, soft_wrap=True)
         elif check.ok and not writers_contract_enforced(mapping, get_engine(mapping.source_zone)):
             console.print(f"  [yellow]writers' contract not enforced:[/] no trigger on {mapping.source_table}: a row "
                           f"changed while {mapping.flag_column} stays true is never sent again. `zonesync init "

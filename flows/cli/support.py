@@ -160,9 +160,11 @@ def print_markdown(text: str) -> None:
 def print_sync_report(report: Any, title: str = "Retry sync") -> None:
     """A sync report as a table, with error messages below it."""
     columns = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
-    table = Table("mapping", "status", "read", "upserted", "flagged", "quarantined", "changed", "seconds", title=title)
+    table = Table("mapping", "status", "read", "upserted", "flagged", "quarantined", "changed", "deletes", "seconds",
+                  title=title)  # fmt: skip
     for r in report.mappings:
-        table.add_row(r.mapping, r.status, *(str(getattr(r, c)) for c in columns), f"{r.seconds:.2f}")
+        deletes = r.deletes_line() if r.deletes else "0"
+        table.add_row(r.mapping, r.status, *(str(getattr(r, c)) for c in columns), deletes, f"{r.seconds:.2f}")
     console.print(table)
     for r in report.mappings:
         if r.message:

@@ -49,6 +49,10 @@ MERCHANTS = SyncMapping(
     model=MerchantTarget,
     renames={"merchant_name": "name"},
     version_column="updated_at",
+    # A merchant closed in the intranet must vanish from the payment channels at once, and stay on record:
+    # archived (moved to merchant_archive in the internet zone), not soft-deleted (a channel reading the table
+    # would still see it) and not hard-deleted (its history would be gone).
+    on_delete="archive",
     description="Merchant master data published to the payment channels; tax_id stays inside.",
 )
 

@@ -48,12 +48,19 @@ def intranet_tables() -> sa.MetaData:
 
 
 def internet_tables() -> sa.MetaData:
-    """Demo tables of the internet zone: merchants (target, one per email) and payments (source, with client_ip)."""
+    """Demo tables of the internet zone: merchants (target, one per email, and their archive) and payments (source,
+    with client_ip)."""
     metadata = sa.MetaData()
     merchant = sa.Table(
         "merchant", metadata, *_merchant_columns(), sa.Column("name", unicode_text(100), nullable=False)
     )  # fmt: skip
     sa.Index("ux_merchant_login_email", merchant.c.email, unique=True)  # a channel login: one merchant per email
+    sa.Table(
+        "merchant_archive", metadata,  # where `on_delete="archive"` moves a merchant deleted in the intranet
+        *(sa.Column(column.name, column.type, nullable=column.nullable) for column in merchant.columns),
+        sa.Column("deleted_at", utc_timestamp(), nullable=False),
+        sa.Index("ix_merchant_archive_merchant_id", "merchant_id"),
+    )  # fmt: skip
     sa.Table(
         "payment", metadata,
         *_payment_columns(),

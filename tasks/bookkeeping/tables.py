@@ -115,6 +115,32 @@ sync_schema = sa.Table(
 )  # fmt: skip
 
 
+# Tombstones (tasks/deletes/): rows deleted from a mapped source table, recorded by the delete-capture trigger in
+# the source table's own database (a trigger writes only its own database: for a mapping out of the internet zone
+# this table lives there) and carried to the target like rows: claimed, applied, flagged. Keys, a version and a
+# time only: never a deleted row's values.
+tombstone_metadata = sa.MetaData()
+sync_tombstone = sa.Table(
+    "sync_tombstone", tombstone_metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("mapping", sa.String(63), nullable=False),
+    sa.Column("record_key", sa.String(500), nullable=False),  # JSON object of the source key columns
+    sa.Column("version", sa.String(64)),  # the deleted row's version, as text (null: the mapping declares none)
+    sa.Column("deleted_at", TIMESTAMP, nullable=False),
+    sa.Column("is_sync", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("outcome", sa.String(16)),  # what carrying it did: tasks/deletes/outcomes.py
+    sa.Index("ix_sync_tombstone_pending", "mapping", "is_sync", "id"),
+    sa.Index("ix_sync_tombstone_key", "mapping", "record_key"),
+)  # fmt: skip
+
+
+def create_tombstones(engine: Engine) -> bool:
+    """Create the tombstone table in a source zone's database if it is missing; whether it was created."""
+    existed = sync_tombstone.name in sa.inspect(engine).get_table_names()
+    tombstone_metadata.create_all(engine, checkfirst=True)
+    return not existed
+
+
 def missing_table(exc: sa.exc.DBAPIError, table: sa.Table, mapping: str | None = None) -> ConfigError | None:
     """A one-line ConfigError when `exc` says the bookkeeping `table` does not exist ("no such table" comes as a
     ProgrammingError or an OperationalError, by driver), else None."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -36,6 +36,26 @@ class WritersTrigger:
     def name(self) -> str:
         """The trigger's (and on PostgreSQL its function's) name."""
         return f"zonesync_writers_{self.table.name}"[:63]
+
+
+@dataclass(frozen=True)
+class DeleteCapture:
+    """What the delete-capture triggers of one mapping record: a row deleted from `table` leaves a tombstone (the
+    mapping, its key as JSON, its version as text, when) in `tombstones`; a row inserted with the key of a pending
+    tombstone supersedes it (the later insert wins: the row is sent again, the delete is not)."""
+
+    mapping: str
+    table: sa.Table
+    tombstones: sa.Table
+    keys: tuple[str, ...]
+    version: str | None = None
+    version_kind: VersionKind | None = None
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """The delete trigger's and the insert trigger's names (and on PostgreSQL their functions')."""
+        slug = self.mapping.replace("-", "_")
+        return f"zonesync_deletes_{slug}"[:63], f"zonesync_reinserts_{slug}"[:63]
 
 
 PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -82,6 +102,40 @@ class Installing(ABC):
     @abstractmethod
     def writers_trigger(self, spec: WritersTrigger) -> list[str]:
         """DDL that (re)installs the writers'-contract trigger of a source table (idempotent)."""
+
+    def delete_capture(self, spec: DeleteCapture) -> list[str]:
+        """DDL that (re)installs a mapping's delete capture (idempotent): AFTER DELETE records a tombstone, AFTER
+        INSERT supersedes a pending tombstone of the same key."""
+        preparer = self.engine.dialect.identifier_preparer
+        quote, tombstones = preparer.quote, preparer.format_table(spec.tombstones)
+        mapping = f"'{spec.mapping}'"  # a mapping name is lowercase letters, digits, '_' and '-' (checked)
+        version = "NULL"
+        if spec.version and spec.version_kind:
+            version = self.version_text(f"OLD.{quote(spec.version)}", spec.version_kind)
+        columns = ", ".join(map(quote, ("mapping", "record_key", "version", "deleted_at", "is_sync")))
+        record = (f"INSERT INTO {tombstones} ({columns}) VALUES ({mapping}, {self.key_json('OLD', spec)}, "
+                  f"{version}, {self.utc_now}, false)")  # fmt: skip
+        supersede = (f"UPDATE {tombstones} SET {quote('is_sync')} = true, {quote('outcome')} = 'superseded' "
+                     f"WHERE {quote('mapping')} = {mapping} AND {quote('record_key')} = {self.key_json('NEW', spec)} "
+                     f"AND {quote('is_sync')} = false")  # fmt: skip
+        deletes, reinserts = spec.names
+        return [*self.row_trigger(deletes, "DELETE", spec.table, record),
+                *self.row_trigger(reinserts, "INSERT", spec.table, supersede)]  # fmt: skip
+
+    # The pieces of the delete capture each database spells its own way.
+    utc_now: ClassVar[str]  # now, as the tombstone's naive-UTC `deleted_at` stores it
+
+    @abstractmethod
+    def key_json(self, row: str, spec: DeleteCapture) -> str:
+        """The key columns of OLD or NEW as a JSON object's text."""
+
+    @abstractmethod
+    def version_text(self, column: str, kind: VersionKind) -> str:
+        """A version value as text: integers in decimal, timestamps as the UTC wall clock with microseconds."""
+
+    @abstractmethod
+    def row_trigger(self, name: str, event: str, table: sa.Table, statement: str) -> list[str]:
+        """DDL that (re)installs an AFTER `event` FOR EACH ROW trigger running one statement."""
 
     @abstractmethod
     def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:

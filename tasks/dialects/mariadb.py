@@ -24,7 +24,7 @@ from zonesync.schemas.errors import RefusedValue
 from zonesync.tasks.dialects.column_shapes import ColumnShape, integer_range
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import DriverErrors, LimitReached, RefusedAt, named
-from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
+from zonesync.tasks.dialects.installing import DeleteCapture, Installing, TableGrant, VersionKind, WritersTrigger
 from zonesync.tasks.dialects.mariadb_connecting import MariaDBConnecting
 from zonesync.tasks.dialects.reconciling import Reconciling
 from zonesync.tasks.dialects.surface import Database, Dialect
@@ -329,6 +329,23 @@ class MariaDBInstalling(Installing):
             f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW BEGIN IF {changed} THEN "
             f"{' '.join(body)} END IF; END",
         ]
+
+    utc_now = "UTC_TIMESTAMP(6)"
+
+    def key_json(self, row: str, spec: DeleteCapture) -> str:
+        quote = self.engine.dialect.identifier_preparer.quote
+        pairs = ", ".join(f"'{key}', {row}.{quote(key)}" for key in spec.keys)
+        return f"JSON_OBJECT({pairs})"
+
+    def version_text(self, column: str, kind: VersionKind) -> str:
+        """DATETIME holds the UTC wall clock; as text it keeps its declared fraction digits."""
+        return f"CAST({column} AS CHAR)"
+
+    def row_trigger(self, name: str, event: str, table: sa.Table, statement: str) -> list[str]:
+        quoted = self.engine.dialect.identifier_preparer.quote(name)
+        on = self.engine.dialect.identifier_preparer.format_table(table)
+        return [f"DROP TRIGGER IF EXISTS {quoted}",
+                f"CREATE TRIGGER {quoted} AFTER {event} ON {on} FOR EACH ROW {statement}"]  # fmt: skip
 
     def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
         """Table and column privileges in the zone's database, and CREATE TEMPORARY TABLES (bulk loads go through

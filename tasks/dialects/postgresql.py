@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from zonesync.tasks.dialects.column_shapes import ColumnShape
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import NOWHERE, DriverErrors, LimitReached, RefusedAt
-from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
+from zonesync.tasks.dialects.installing import DeleteCapture, Installing, TableGrant, VersionKind, WritersTrigger
 from zonesync.tasks.dialects.postgresql_connecting import PostgresConnecting
 from zonesync.tasks.dialects.reconciling import Reconciling
 from zonesync.tasks.dialects.surface import Database, Dialect
@@ -292,6 +292,33 @@ class PostgresInstalling(Installing):
             f"{' '.join(body)} END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
             f"DROP TRIGGER IF EXISTS {function} ON {table}",
             f"CREATE TRIGGER {function} BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()",
+        ]
+
+    utc_now = "clock_timestamp() AT TIME ZONE 'UTC'"
+
+    def key_json(self, row: str, spec: DeleteCapture) -> str:
+        quote = self.engine.dialect.identifier_preparer.quote
+        pairs = ", ".join(f"'{key}', {row}.{quote(key)}" for key in spec.keys)
+        return f"json_build_object({pairs})::text"
+
+    def version_text(self, column: str, kind: VersionKind) -> str:
+        return {
+            "integer": f"CAST({column} AS text)",
+            "timestamptz": f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+            "timestamp": f"to_char({column}, 'YYYY-MM-DD HH24:MI:SS.US')",
+        }.get(kind, column)
+
+    def row_trigger(self, name: str, event: str, table: sa.Table, statement: str) -> list[str]:
+        """A PL/pgSQL function run AFTER the event, FOR EACH ROW, with its owner's privileges (as MariaDB's triggers
+        run): an application that deletes rows needs no privilege on sync_tombstone. Its search_path is pinned to
+        the one it was made with, so a caller's cannot redirect it."""
+        function = self.engine.dialect.identifier_preparer.quote(name)
+        on = self.engine.dialect.identifier_preparer.format_table(table)
+        return [
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger AS $$ BEGIN {statement}; RETURN NULL; END $$ "
+            "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT",
+            f"DROP TRIGGER IF EXISTS {function} ON {on}",
+            f"CREATE TRIGGER {function} AFTER {event} ON {on} FOR EACH ROW EXECUTE FUNCTION {function}()",
         ]
 
     def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:

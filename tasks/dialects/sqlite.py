@@ -27,7 +27,7 @@ from zonesync.tasks.dialects.column_shapes import ColumnShape
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import DISCONNECT_WORDS, DriverErrors, LimitReached, RefusedAt
-from zonesync.tasks.dialects.installing import Installing, TableGrant, WritersTrigger
+from zonesync.tasks.dialects.installing import DeleteCapture, Installing, TableGrant, VersionKind, WritersTrigger
 from zonesync.tasks.dialects.limits import Limits, milliseconds
 from zonesync.tasks.dialects.reconciling import Reconciling
 from zonesync.tasks.dialects.surface import Database, Dialect
@@ -362,6 +362,23 @@ class SQLiteInstalling(Installing):
             f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN {changed} "
             f"BEGIN UPDATE {table} SET {', '.join(sets)} WHERE {by_key}; END",
         ]
+
+    utc_now = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"  # milliseconds, padded to microseconds
+
+    def key_json(self, row: str, spec: DeleteCapture) -> str:
+        quote = self.engine.dialect.identifier_preparer.quote
+        pairs = ", ".join(f"'{key}', {row}.{quote(key)}" for key in spec.keys)
+        return f"json_object({pairs})"
+
+    def version_text(self, column: str, kind: VersionKind) -> str:
+        """Timestamps are stored as text already."""
+        return f"CAST({column} AS TEXT)"
+
+    def row_trigger(self, name: str, event: str, table: sa.Table, statement: str) -> list[str]:
+        quoted = self.engine.dialect.identifier_preparer.quote(name)
+        on = self.engine.dialect.identifier_preparer.format_table(table)
+        return [f"DROP TRIGGER IF EXISTS {quoted}",
+                f"CREATE TRIGGER {quoted} AFTER {event} ON {on} FOR EACH ROW BEGIN {statement}; END"]  # fmt: skip
 
     def grant_statements(self, grants: Sequence[TableGrant], role: str) -> list[str]:
         """SQLite has no roles: whoever can write the file can do anything to it."""

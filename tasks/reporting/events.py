@@ -62,13 +62,16 @@ def _on_mapping(name: str) -> dict[str, str]:
     return {"prefect.resource.id": f"zonesync.mapping.{name}", "prefect.resource.name": name}
 
 
-def emit_quarantined(result: MappingSyncResult, job_name: str, job_id: int | None) -> None:
-    """`zonesync.rows.quarantined` on the mapping, when this run refused some of its rows."""
-    if result.quarantined and events_enabled():
-        _emit(
-            event="zonesync.rows.quarantined", resource=_on_mapping(result.mapping),
-            payload={"count": result.quarantined, "job": job_name, "batch_job_id": job_id},
-        )  # fmt: skip
+def emit_refusals(result: MappingSyncResult, job_name: str, job_id: int | None) -> None:
+    """`zonesync.rows.quarantined` on the mapping when this run refused some of its rows, `zonesync.deletes.refused`
+    when it refused deletes (the target row newer, or in a state never deleted)."""
+    if not events_enabled():
+        return
+    for event, count in (("zonesync.rows.quarantined", result.quarantined),
+                         ("zonesync.deletes.refused", result.deletes_refused)):  # fmt: skip
+        if count:
+            _emit(event=event, resource=_on_mapping(result.mapping),
+                  payload={"count": count, "job": job_name, "batch_job_id": job_id})  # fmt: skip
 
 
 def emit_zones_differ(found: Reconciliation) -> None:

@@ -22,7 +22,8 @@ from zonesync.schemas.registry import all_mappings
 from zonesync.tasks.bookkeeping.quarantine import open_errors
 from zonesync.tasks.results import MappingSyncResult
 
-RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flight")
+RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flight", "deletes_applied",
+                  "deletes_skipped", "deletes_refused")  # fmt: skip
 
 
 class BatchProgress:
@@ -106,9 +107,10 @@ def results_markdown(results: Sequence[MappingSyncResult]) -> list[str]:
 
 def counts_line(r: MappingSyncResult) -> str:
     """'**merchants** — partial: 500 read, 497 upserted, 497 flagged, 3 quarantined, 0 changed in flight (0.40 s)'."""
+    deletes = f", deletes: {r.deletes_line()}" if r.deletes else ""
     return (
         f"**{escape_inline(r.mapping)}** — {r.status}: {r.read:,} read, {r.upserted:,} upserted, "
-        f"{r.flagged:,} flagged, {r.quarantined:,} quarantined, {r.changed_in_flight:,} changed in flight "
+        f"{r.flagged:,} flagged, {r.quarantined:,} quarantined, {r.changed_in_flight:,} changed in flight{deletes} "
         f"({r.seconds:,.2f} s)"
     )
 
@@ -151,7 +153,7 @@ def summary_markdown(
     if job_id is not None:
         lines += [f"batch_job #{job_id}", ""]
     lines += results_markdown(results)
-    quarantined = [r.mapping for r in results if r.quarantined]
+    quarantined = [r.mapping for r in results if r.quarantined or r.deletes_refused]
     if quarantined and intranet is not None:
         lines += quarantine_markdown(intranet, quarantined)
     return "\n".join(lines)

@@ -24,6 +24,7 @@ NEW_MERCHANT = {  # pushed by the demo "application" (JSON-like: decimals and ti
     "merchant_id": 501, "merchant_name": "Kopi Kenangan 😀", "status": "A", "fee": "2.50",
     "email": "kopi@example.com", "tax_id": "NPWP-00000501", "updated_at": "2026-11-26T10:00:00.123456+07:00",
 }  # fmt: skip
+CLOSED_MERCHANT = 4  # the merchant the demo's application deletes (synced by then)
 NAMES = ["Toko Sinar", "Café Ünïcode", "Warung 😀 Emoji", "Müller & Söhne", "北京商店", "O'Brien's Deli"]
 
 
@@ -83,12 +84,20 @@ def write_rows(engine: Engine, table_name: str, frame: pl.DataFrame, keys: tuple
 
 
 def reset_demo_zones(intranet: Engine, internet: Engine) -> None:
-    """Recreate the demo tables and the bookkeeping tables, empty."""
+    """Recreate the demo tables and the bookkeeping tables, empty (the tombstones' too: no trigger writes them until
+    the delete capture is installed again)."""
     for engine, metadata in ((intranet, intranet_tables()), (internet, internet_tables())):
         metadata.drop_all(engine)
         metadata.create_all(engine)
     bookkeeping.metadata.drop_all(intranet)
+    bookkeeping.tombstone_metadata.drop_all(intranet)
     bookkeeping.create_bookkeeping(intranet)
+
+
+def delete_merchant(intranet: Engine, merchant_id: int) -> None:
+    """What the application does when a merchant closes: its row goes (the delete capture keeps a tombstone)."""
+    table = sa.Table("merchant", sa.MetaData(), autoload_with=intranet)
+    in_transaction(intranet, lambda conn: conn.execute(sa.delete(table).where(table.c.merchant_id == merchant_id)))
 
 
 def seed_demo(intranet: Engine, internet: Engine) -> tuple[int, int]:

@@ -24,6 +24,9 @@ What each table needs, and why:
   the other columns a quarantine inserts (never resolved_at). sync_intent, sync_lease: as the flows; api_audit:
   INSERT only (operators read the trail); api_idempotency: SELECT, INSERT, UPDATE, DELETE (answers kept for a
   retention, then forgotten);
+- the flows, for deletes (`tasks/deletes/`): `sync_tombstone`, where a source zone has it: SELECT, UPDATE
+  (claimed and settled); a target table: DELETE (`hard`, `archive`), SELECT and UPDATE of the deleted marker
+  (`soft`); the archive table, once it exists: INSERT;
 - each zone's database: temporary tables (bulk loads go through them) and the sequences behind generated ids.
 
 Two-phase commit needs nothing more: a role commits or rolls back the transactions it prepared itself.
@@ -31,18 +34,20 @@ Two-phase commit needs nothing more: a role commits or rolls back the transactio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import Zone
 from zonesync.tasks.bookkeeping import tables as bookkeeping
 from zonesync.tasks.bookkeeping.quarantine import QUARANTINE_INSERTS
+from zonesync.tasks.deletes.tombstones import captures_deletes
 from zonesync.tasks.dialects.installing import TableGrant
-from zonesync.tasks.schema.catalog import source_table, target_table
+from zonesync.tasks.schema.catalog import reflect_table, source_table, target_table
 from zonesync.tasks.zones.engines import installing_for
 
 Part = Literal["flows", "api"]
@@ -81,10 +86,14 @@ def zone_grants(zone: Zone, engine: Engine, mappings: Iterable[SyncMapping], par
             carried = mapping.carried_source_columns
             source = source_table(mapping, engine)
             grant(source).allow("INSERT", select=carried, update=_non_key(carried, mapping.source_keys))
+            if part == "flows" and captures_deletes(engine):  # its tombstones (in the source table's database)
+                grant(bookkeeping.sync_tombstone).allow("SELECT", "UPDATE")
         if mapping.target_zone == zone:
             model = mapping.target_columns
             target = target_table(mapping, engine)
             grant(target).allow("INSERT", select=model, update=_non_key(model, mapping.keys))
+            if part == "flows":
+                _allow_deletes(mapping, engine, grant(target), grant)
     if zone == "intranet":
         for name, privileges in _BOOKKEEPING[part].items():
             grant(bookkeeping.metadata.tables[name]).allow(*privileges)
@@ -92,6 +101,22 @@ def zone_grants(zone: Zone, engine: Engine, mappings: Iterable[SyncMapping], par
             grant(bookkeeping.sync_error).allow(update=_ERROR_UPDATES, upsert=QUARANTINE_INSERTS)
             grant(bookkeeping.sync_schema).allow(update=("broken_at",))  # a break it sees is recorded at once
     return sorted(grants.values(), key=lambda g: g.table.name)
+
+
+def _allow_deletes(mapping: SyncMapping, engine: Engine, target: TableGrant,
+                   grant: Callable[[sa.Table], TableGrant]) -> None:  # fmt: skip
+    """What carrying the mapping's deletes does to its target: set the marker (soft), move the row to the archive
+    (archive), delete it (hard, archive); the marker is read and cleared when a row is sent again."""
+    if mapping.on_delete == "soft" and mapping.deleted_marker in target.table.c:
+        target.allow(select=[mapping.deleted_marker], update=[mapping.deleted_marker])
+    if mapping.on_delete in ("archive", "hard"):
+        target.allow("DELETE")
+    if mapping.on_delete == "archive":
+        try:
+            archive = reflect_table(engine, mapping.archive_table_name, mapping.target_zone, mapping.name)
+        except SyncError:  # not made yet: `zonesync init` says so
+            return
+        grant(archive).allow("INSERT")
 
 
 def _non_key(columns: Iterable[str], keys: Iterable[str]) -> list[str]:

@@ -58,10 +58,30 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
     for engine, zone in ((source, mapping.source_zone), (target, mapping.target_zone)):
         with engine.connect() as conn:
             check.warnings += [f"{zone} zone: {why}" for why in installing_for(engine).server_warnings(conn)]
+    # Deletes only need them once a tombstone arrives (rows keep syncing): the carry of deletes stops until then.
+    check.warnings += [f"{why}: deleted rows are not carried until it is" for why in
+                       delete_policy_problems(mapping, tables.target, target)]  # fmt: skip
     installing = installing_for(source)
     check.advice.append(installing.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
     check.advice.extend(installing.table_advice(tables.source))
     return check
+
+
+def delete_policy_problems(mapping: SyncMapping, live_target: sa.Table, target: Engine) -> list[str]:
+    """What the mapping's on_delete policy needs in the target zone and does not find there."""
+    marker = mapping.deleted_marker
+    if mapping.on_delete == "soft" and (marker not in live_target.c or not live_target.c[marker].nullable):
+        return [f"on_delete='soft' needs a nullable column {marker!r} in the target table {mapping.target_table!r} "
+                "(its deleted marker: a timestamp or a boolean)"]  # fmt: skip
+    if mapping.on_delete != "archive":
+        return []
+    try:
+        archive = reflect_table(target, mapping.archive_table_name, mapping.target_zone, mapping.name)
+    except SyncError:
+        return [f"on_delete='archive' needs the table {mapping.archive_table_name!r} in the {mapping.target_zone} "
+                f"zone: the columns of {mapping.model.__name__} and {marker!r}"]  # fmt: skip
+    missing = [name for name in (*mapping.target_columns, marker) if name not in archive.c]
+    return [f"archive table {mapping.archive_table_name!r} lacks column {name!r}" for name in missing]
 
 
 def backlog(mapping: SyncMapping, source: Engine) -> int:

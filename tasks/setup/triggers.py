@@ -6,6 +6,9 @@ one that keeps the version looks unchanged in flight). For applications that can
 on each source table does it for them: an UPDATE that changes a mapped column of a row whose flag stays true
 sets the flag false, and one that leaves the version column as it was moves it on. zonesync's own writes pass
 untouched: claiming changes only the flag, and an update with rollback clears the flag before it changes values.
+
+The same command installs each mapping's delete capture (docs/deletes.md): a row deleted from the source table
+leaves a tombstone in that database's `sync_tombstone`, and a row inserted again with its key supersedes it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.dialects.installing import VersionKind, WritersTrigger
+from zonesync.tasks.bookkeeping.tables import create_tombstones, sync_tombstone
+from zonesync.tasks.dialects.installing import DeleteCapture, VersionKind, WritersTrigger
 from zonesync.tasks.schema.catalog import source_table
 from zonesync.tasks.zones.engines import in_transaction, installing_for
 from zonesync.tasks.zones.failures import translate
@@ -39,6 +43,26 @@ def install_writers_trigger(mapping: SyncMapping, engine: Engine) -> str:
         raise translate(exc, what=f"installing trigger {spec.name}", mapping=mapping.name) from exc
     bump = f", and moves {spec.version} on" if spec.version else ""
     return f"{spec.name} on {mapping.source_table}: an update that changes a mapped column resets {spec.flag}{bump}"
+
+
+def delete_capture(mapping: SyncMapping, source: sa.Table) -> DeleteCapture:
+    """The delete capture a mapping's source table needs: its keys, and the version a tombstone keeps."""
+    version = mapping.version_column
+    kind = _version_kind(mapping, source) if version else None
+    return DeleteCapture(mapping.name, source, sync_tombstone, mapping.source_keys, version if kind else None, kind)
+
+
+def install_delete_capture(mapping: SyncMapping, engine: Engine) -> str:
+    """(Re)install the mapping's delete capture (and the tombstone table where missing); one line saying so."""
+    spec = delete_capture(mapping, source_table(mapping, engine))
+    try:
+        create_tombstones(engine)
+        statements = installing_for(engine).delete_capture(spec)
+        in_transaction(engine, lambda conn: [conn.exec_driver_sql(statement) for statement in statements])
+    except Exception as exc:
+        raise translate(exc, what=f"installing trigger {spec.names[0]}", mapping=mapping.name) from exc
+    return (f"{spec.names[0]} on {mapping.source_table}: a deleted row leaves a tombstone in sync_tombstone "
+            f"(on_delete={mapping.on_delete})")  # fmt: skip
 
 
 def writers_contract_enforced(mapping: SyncMapping, engine: Engine) -> bool:

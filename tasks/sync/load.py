@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import RefusedValue, SyncError, short_message
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.deletes.policies import revive
 from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.sync.rejects import REJECT_SCHEMA, no_rejects
 from zonesync.tasks.sync.transform import ROW
@@ -99,6 +100,7 @@ def _upsert_part(
 
     def write(conn: Connection) -> None:
         changed = dialect.upsert(conn, target, values, mapping.keys)
+        revive(conn, target, values, mapping)  # a soft-deleted target row whose key is sent again lives again
         if within is not None:
             within(conn, changed)
 

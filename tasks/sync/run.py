@@ -24,6 +24,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.jobs import BatchRecord
 from zonesync.tasks.bookkeeping.quarantine import count_open_errors, resolve_synced
+from zonesync.tasks.deletes.carrier import DeleteCarrier
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.schema.contract import watched_source, watched_target
 from zonesync.tasks.schema.watch import ShapeWatch
@@ -86,6 +87,8 @@ def _run(
     source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
     with phase("quarantine"):  # entries of rows synced some other way since (an update, a fix by hand)
         _guarded(lambda: resolve_synced(zones.intranet, mapping, zones.source), mapping, "resolving synced entries")
+    with phase("deletes"):  # before the rows: a key deleted and inserted again is deleted first, then sent
+        DeleteCarrier(mapping, zones.source, zones.target, zones.intranet, record).carry(batch_size, result)
     watch = ShapeWatch(mapping.name)
     reader = UnsyncedReader(mapping, source_dialect, watched_source(watch, mapping, source_dialect))
     with phase("read"):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from tests.integration.console import Cli
 from zonesync.tasks.bookkeeping.tables import metadata as bookkeeping
+from zonesync.tasks.setup.demo_data import CLOSED_MERCHANT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -28,6 +29,14 @@ def test_after_the_demo_the_readme_push_example_works_and_the_demo_points_at_the
     assert not timestamped, timestamped
     assert ", ".join(sorted(bookkeeping.tables)) in shown
     assert "rolled back" in shown and "(duplicate_key)" in shown and shown.count("duplicate_key") == 1
+    # the closed merchant is carried by the next retry: archived in the internet zone, off its live table
+    assert "1 applied, 0 skipped, 0 refused" in shown
+    internet = sa.create_engine(f"sqlite:///{tmp_path / '.zonesync' / 'internet.db'}")
+    with internet.connect() as conn:
+        archived = conn.execute(sa.text("SELECT merchant_id FROM merchant_archive")).scalars().all()
+        live = conn.execute(sa.text("SELECT count(*) FROM merchant WHERE merchant_id = :id"), {"id": CLOSED_MERCHANT})
+        assert archived == [CLOSED_MERCHANT] and live.scalar_one() == 0
+    internet.dispose()
 
     example = next(line for line in README.read_text().splitlines() if line.startswith("zonesync push merchants"))
     pushed = cli(*shlex.split(example)[1:])

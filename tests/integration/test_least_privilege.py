@@ -13,14 +13,16 @@ import sqlalchemy as sa
 
 from tests.conftest import ServerDatabases, ThrowawayServers, ZonePair, backend_param
 from tests.integration.console import Cli, zone_settings
-from tests.integration.helpers import rows, seed
+from tests.integration.helpers import execute, rows, seed
 from tests.integration.test_http_api import CARRIED_ONLY, RECORD, post, serve
 from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.retry_sync import retry_sync
+from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.registry import all_mappings
 from zonesync.tasks.setup import demo_data
 from zonesync.tasks.setup.demo_data import DEMO_BUSINESS_DATE
 from zonesync.tasks.setup.grants import Part, grant_statements
+from zonesync.tasks.setup.triggers import install_delete_capture
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_harness"),
@@ -211,7 +213,7 @@ def test_the_command_line_flows_and_recover_after_a_crash_run_as_the_role(
 
 
 @pytest.mark.parametrize(
-    ("part", "deletable"), [("flows", ("sync_lease",)), ("api", ("sync_lease", "api_idempotency"))]
+    ("part", "deletable"), [("flows", ("sync_lease", "merchant")), ("api", ("sync_lease", "api_idempotency"))]
 )
 def test_zonesync_grants_prints_only_grants_of_table_privileges(
     demo: ZonePair, cli: Cli, backend: str, part: str, deletable: tuple[str, ...]
@@ -231,12 +233,29 @@ def test_zonesync_grants_prints_only_grants_of_table_privileges(
     update_of_merchant = next(s for s in on_merchant if s.startswith("GRANT UPDATE ("))
     assert "merchant_id" not in update_of_merchant  # never a key
     assert not [s for s in statements if "tax_id" in s or "client_ip" in s]  # they stay in their zone
-    # DELETE only where rows end by design: leases given back, idempotency answers past their retention.
-    assert all(any(table in s and "DELETE" in s for s in statements) for table in deletable)
-    assert not any("DELETE" in s for s in statements if not any(table in s for table in deletable))
+    # DELETE only where rows end by design: leases given back, idempotency answers past their retention, and the
+    # target of a mapping whose rows are deleted (the demo's merchants are archived: moved, then deleted).
+    deleting = {re.search(r" ON (?:TABLE )?\S*?[`\"]?(\w+)[`\"]? TO", s).group(1) for s in statements if "DELETE" in s}
+    assert deleting == set(deletable), deleting
     assert any("batch_job" in s for s in statements) == (part == "flows")
 
     wrong = cli("grants", "--zone", "dmz")
     assert wrong.code == 2 and "--zone 'dmz': choose intranet or internet" in wrong.stderr
     wrong = cli("grants", "--for", "everyone")
     assert wrong.code == 2 and "--for 'everyone': choose flows or api" in wrong.stderr
+
+
+def test_deletes_are_carried_as_the_role(as_role: RoleZones, demo: ZonePair) -> None:
+    """With the delete capture installed (by the owner, as `zonesync init --triggers` runs), the printed grants let
+    the flows claim the tombstones and archive the target row."""
+    seed(demo.intranet, "merchant", demo_data.merchants(3), ("merchant_id",))
+    install_delete_capture(MERCHANTS, demo.intranet)
+    as_role("flows")
+    assert retry_sync(mappings=["merchants"])["merchants"].flagged == 3
+
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 2")  # the application
+    merchants = retry_sync(mappings=["merchants"])["merchants"]
+
+    assert (merchants.status, merchants.deletes_applied) == ("success", 1), merchants.message
+    assert [row["merchant_id"] for row in rows(demo.internet, "merchant_archive")] == [2]
+    assert sorted(row["merchant_id"] for row in rows(demo.internet, "merchant")) == [1, 3]

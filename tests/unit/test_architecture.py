@@ -184,12 +184,13 @@ def _calls(path: Path, method: str) -> int:
 
 
 def test_transactions_are_opened_in_one_place() -> None:
-    """`engines.in_transaction` opens them; only the two held open while the other zone is written (a claim, the
-    update's source row) open their own, and two-phase commit its prepared ones."""
+    """`engines.in_transaction` opens them; only those held open while the other zone is written (a claim of rows
+    or of tombstones, the update's source row) open their own, and two-phase commit its prepared ones."""
     opened = {module: _calls(path, "begin") for module, path in PACKAGE.items() if _calls(path, "begin")}
     assert opened == {
         "zonesync.tasks.zones.engines": 1,
         "zonesync.tasks.sync.batch": 1,
+        "zonesync.tasks.deletes.carrier": 1,
         "zonesync.tasks.update.rollback": 1,
     }
     prepared = {module for module, path in PACKAGE.items() if _calls(path, "begin_twophase")}

@@ -1,0 +1,150 @@
+"""Carrying a mapping's tombstones to the target, batch by batch, before its rows (so a row deleted and inserted
+again lands after its delete: the later wins).
+
+Each batch goes like a batch of rows (`tasks/sync/batch.py`): its tombstones are **claimed** (flagged in an open
+source transaction, which locks them: an insert of the same key, whose trigger would supersede them, waits), the
+deletes are **applied** in one target transaction by the mapping's policy (`tasks/deletes/policies.py`), the
+outcomes and the bookkeeping are written, and the source transaction commits last. A crash before that commit
+leaves the tombstones pending: applied again, a delete finds its row `absent`. A refused delete (the target row is
+newer, or in a state never deleted) is quarantined in `sync_error` and its tombstone stays pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+from sqlalchemy.engine import Connection, Engine
+
+from zonesync.schemas.errors import ConfigError, SyncError
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping.jobs import BatchRecord
+from zonesync.tasks.bookkeeping.quarantine import quarantine, record_keys, resolve
+from zonesync.tasks.deletes import tombstones
+from zonesync.tasks.deletes.policies import OUTCOME, TargetTables, apply_deletes
+from zonesync.tasks.deletes.tombstones import TOMBSTONE
+from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.schema.catalog import reflect_table, target_table
+from zonesync.tasks.zones.checkpoints import checkpoint
+from zonesync.tasks.zones.engines import dialect_for, in_transaction
+from zonesync.tasks.zones.failures import translate
+
+_REASONS = {"conflict": "delete_conflict", "kept": "delete_kept"}
+
+
+@dataclass
+class DeleteCarrier:
+    """Carries one mapping's pending tombstones from its source zone to its target zone."""
+
+    mapping: SyncMapping
+    source: Engine
+    target: Engine
+    intranet: Engine
+    record: BatchRecord | None = None
+
+    def carry(self, batch_size: int, result: MappingSyncResult) -> None:
+        """Every pending tombstone, in the order recorded; the counts go into `result`."""
+        if not tombstones.captures_deletes(self.source) or not tombstones.count_pending(self.source, self.mapping):
+            return
+        tables = self._tables()
+        after: int | None = None
+        while True:
+            batch = tombstones.read_pending(self.source, self.mapping, after, batch_size)
+            if batch.is_empty():
+                return
+            after = int(batch[TOMBSTONE][-1])
+            outcomes = self._carry_batch(batch, tables)
+            counted = outcomes[OUTCOME].value_counts()
+            count = dict(zip(counted[OUTCOME].to_list(), counted["count"].to_list(), strict=True))
+            result.deletes_applied += count.get("applied", 0) + count.get("absent", 0)
+            result.deletes_skipped += count.get("skipped", 0) + count.get("superseded", 0)
+            result.deletes_refused += count.get("conflict", 0) + count.get("kept", 0)
+
+    def _tables(self) -> TargetTables:
+        zone = self.mapping.target_zone
+        table = target_table(self.mapping, self.target)
+        if self.mapping.on_delete == "soft" and self.mapping.deleted_marker not in table.c:
+            raise ConfigError(
+                f"on_delete='soft' needs the column {self.mapping.deleted_marker!r} (its deleted "
+                f"marker) in the {zone} table {self.mapping.target_table!r}",
+                mapping=self.mapping.name,
+            )
+        if self.mapping.on_delete != "archive":
+            return TargetTables(table)
+        return TargetTables(table, reflect_table(self.target, self.mapping.archive_table_name, zone, self.mapping.name))
+
+    def _carry_batch(self, batch: pl.DataFrame, tables: TargetTables) -> pl.DataFrame:
+        conn = self._connect()
+        try:
+            with conn.begin():  # the claim: held until the target has the deletes
+                claimed = batch.filter(pl.col(TOMBSTONE).is_in(tombstones.claim(conn, batch[TOMBSTONE].to_list())))
+                latest = claimed.unique(self.mapping.keys, keep="last", maintain_order=True)
+                checkpoint("deletes:claimed")
+                outcomes = pl.concat([self._deliver(latest, tables), _superseded(claimed, latest)])
+                checkpoint("deletes:applied")
+                tombstones.settle(conn, outcomes)
+                if self.mapping.source_zone == "intranet":  # the bookkeeping commits with the flags it describes
+                    self._bookkeep(conn, claimed, outcomes)
+            if self.mapping.source_zone != "intranet":
+                in_transaction(self.intranet, lambda intranet: self._bookkeep(intranet, claimed, outcomes))
+            return outcomes
+        except SyncError:
+            raise
+        except Exception as exc:
+            raise translate(exc, what=f"carrying deletes of {self.mapping.name}", mapping=self.mapping.name) from exc
+        finally:
+            conn.close()
+
+    def _deliver(self, latest: pl.DataFrame, tables: TargetTables) -> pl.DataFrame:
+        """Apply the deletes in the target (or skip them all: `ignore`); the target's ledger count commits with
+        them when the target is the intranet zone."""
+        if self.mapping.on_delete == "ignore" or latest.is_empty():
+            return latest.select(TOMBSTONE, pl.lit("skipped").alias(OUTCOME))
+
+        def apply(conn: Connection) -> pl.DataFrame:
+            outcomes = apply_deletes(dialect_for(self.target), conn, tables, self.mapping, latest)
+            if self.record is not None and self.mapping.target_zone == "intranet":
+                self.record(conn, 0, _done(outcomes), 0)
+            return outcomes
+
+        return in_transaction(self.target, apply)
+
+    def _bookkeep(self, conn: Connection, claimed: pl.DataFrame, outcomes: pl.DataFrame) -> None:
+        """Quarantine the refused deletes, resolve the entries of rows gone, count the batch."""
+        keyed = claimed.join(outcomes, on=TOMBSTONE).with_columns(record_keys(claimed.join(outcomes, on=TOMBSTONE),
+                                                                              self.mapping.keys))  # fmt: skip
+        refused = keyed.filter(pl.col(OUTCOME).is_in(list(_REASONS)))
+        reasons = refused.select("record_key", pl.col(OUTCOME).replace_strict(_REASONS).alias("reason"),
+                                 pl.col(OUTCOME).replace_strict(self._details()).alias("detail"))  # fmt: skip
+        quarantine(conn, self.mapping, reasons, reopen=True)
+        gone = keyed.filter(pl.col(OUTCOME).is_in(["applied", "absent"]))["record_key"].to_list()
+        if gone:
+            resolve(conn, self.mapping.name, gone)
+        if self.record is not None:
+            synced = _done(outcomes) if self.mapping.source_zone == "intranet" else 0  # else counted in the target
+            self.record(conn, outcomes.height, synced, refused.height)
+
+    def _details(self) -> dict[str, str]:
+        version = self.mapping.version_column
+        kept = ", ".join(f"{column} in {list(values)}" for column, values in self.mapping.never_delete.items())
+        return {
+            "conflict": f"not deleted: the target row is newer than the row deleted (its {version})",
+            "kept": f"not deleted: the target row is in a state never deleted ({kept})",
+        }
+
+    def _connect(self) -> Connection:
+        try:
+            return self.source.connect()
+        except Exception as exc:
+            raise translate(exc, what=f"connecting to the {self.mapping.source_zone} zone",
+                            mapping=self.mapping.name) from exc  # fmt: skip
+
+
+def _done(outcomes: pl.DataFrame) -> int:
+    return outcomes.filter(pl.col(OUTCOME).is_in(list(tombstones.DONE))).height
+
+
+def _superseded(claimed: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
+    """Older tombstones of a key with a later one in the batch: the later decides."""
+    older = claimed.join(latest.select(TOMBSTONE), on=TOMBSTONE, how="anti")
+    return older.select(TOMBSTONE, pl.lit("superseded").alias(OUTCOME))

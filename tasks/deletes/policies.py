@@ -1,0 +1,154 @@
+"""The target side of carrying deletes: the tombstones of a batch judged against what the target rows hold now,
+then one set-based statement per policy (`soft`, `archive`, `hard`) for those that may go.
+
+A delete applies only while the target row is not newer than the row the source deleted (its version column, where
+the mapping declares one the target has) and is not in a state the mapping never deletes (`never_delete`); the
+target rows are locked first (PostgreSQL, MariaDB; SQLite's writer holds the file), so the judgement holds until
+the statement runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from zonesync.schemas.errors import TerminalSyncError
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.deletes.tombstones import DELETED_AT, TOMBSTONE, VERSION
+from zonesync.tasks.dialects.surface import Dialect
+
+OUTCOME = "outcome"
+
+
+@dataclass(frozen=True)
+class TargetTables:
+    """The mapping's live target table and, for `archive`, its archive table."""
+
+    table: sa.Table
+    archive: sa.Table | None = None
+
+
+def apply_deletes(
+    dialect: Dialect, conn: Connection, tables: TargetTables, mapping: SyncMapping, tombstones: pl.DataFrame
+) -> pl.DataFrame:
+    """Judge and apply a batch of tombstones in the caller's target transaction: (TOMBSTONE, OUTCOME) of each,
+    `applied`, `absent` (no target row: nothing to delete), `conflict` (the target row is newer) or `kept`."""
+    target = tables.table
+    temp = _load(dialect, conn, tables, mapping, tombstones)
+    try:
+        same_key = [target.c[key] == temp.c[key] for key in mapping.keys]
+        newer, kept = _newer(target, temp, mapping), _kept(target, mapping)
+        conn.execute(sa.select(*(target.c[key] for key in mapping.keys)).where(sa.exists().where(*same_key))
+                     .with_for_update())  # fmt: skip
+        judged = _judge(conn, target, temp, mapping, newer, kept)
+        applied = judged.filter(pl.col(OUTCOME) == "applied").height
+        may_go = [*same_key, sa.not_(newer), sa.not_(kept)]
+        done = _apply(conn, tables, temp, mapping, may_go)
+        if done is not None and done != applied:
+            raise TerminalSyncError(f"{done} target rows went where {applied} were judged deletable: nothing applied",
+                                    mapping=mapping.name)  # fmt: skip
+        return judged
+    finally:
+        temp.drop(conn)
+
+
+def _load(
+    dialect: Dialect, conn: Connection, tables: TargetTables, mapping: SyncMapping, tombstones: pl.DataFrame
+) -> sa.Table:
+    """The tombstones in a temporary table, each column of the type it is compared with or stored in."""
+    target = tables.table
+    columns = [sa.Column(key, target.c[key].type) for key in mapping.keys]
+    version = _target_version(mapping)
+    if version is not None and VERSION in tombstones.columns:
+        columns.append(sa.Column(VERSION, target.c[version].type))
+    columns.append(sa.Column(TOMBSTONE, sa.BigInteger()))
+    marker = _marker_column(tables, mapping)
+    if marker is not None:
+        columns.append(sa.Column(DELETED_AT, marker.type))
+    like = sa.Table("zonesync_tombstones", sa.MetaData(), *columns)  # the types; the dialect makes the table
+    return dialect.load_temp(conn, "zonesync_tombstones", like, tombstones.select(column.name for column in columns))
+
+
+def _target_version(mapping: SyncMapping) -> str | None:
+    """The target column the version column feeds, if the target has one."""
+    return next((c.name for c in mapping.columns if c.source == mapping.version_column), None)
+
+
+def _marker_column(tables: TargetTables, mapping: SyncMapping) -> sa.Column[object] | None:
+    """The column the deletion time goes into: the soft-deleted marker, or the archive table's (a boolean marker
+    takes true instead)."""
+    if mapping.on_delete == "soft" and not isinstance(tables.table.c[mapping.deleted_marker].type, sa.Boolean):
+        return tables.table.c[mapping.deleted_marker]
+    if mapping.on_delete == "archive" and tables.archive is not None:
+        return tables.archive.c[mapping.deleted_marker]
+    return None
+
+
+def _newer(target: sa.Table, temp: sa.Table, mapping: SyncMapping) -> sa.ColumnElement[bool]:
+    """The target row is newer than the row deleted (a tombstone or a row without a version is not)."""
+    version = _target_version(mapping)
+    if version is None or VERSION not in temp.c:
+        return sa.false()
+    stored, deleted = target.c[version], temp.c[VERSION]
+    return sa.and_(stored.is_not(None), deleted.is_not(None), stored > deleted)
+
+
+def _kept(target: sa.Table, mapping: SyncMapping) -> sa.ColumnElement[bool]:
+    """The target row is in a state the mapping never deletes."""
+    states = [target.c[column].in_(list(values)) for column, values in mapping.never_delete.items()]
+    return sa.or_(*states) if states else sa.false()
+
+
+def _judge(
+    conn: Connection,
+    target: sa.Table,
+    temp: sa.Table,
+    mapping: SyncMapping,
+    newer: sa.ColumnElement[bool],
+    kept: sa.ColumnElement[bool],
+) -> pl.DataFrame:
+    present = target.c[mapping.keys[0]].is_not(None)
+    outcome = sa.case((sa.not_(present), "absent"), (newer, "conflict"), (kept, "kept"), else_="applied")
+    joined = temp.outerjoin(target, sa.and_(*(target.c[key] == temp.c[key] for key in mapping.keys)))
+    rows = conn.execute(sa.select(temp.c[TOMBSTONE], outcome).select_from(joined)).all()
+    return pl.DataFrame(rows, schema={TOMBSTONE: pl.Int64, OUTCOME: pl.String}, orient="row")
+
+
+def _apply(
+    conn: Connection, tables: TargetTables, temp: sa.Table, mapping: SyncMapping, may_go: list[sa.ColumnElement[bool]]
+) -> int | None:
+    """Run the policy's statement; the rows deleted (None for `soft`: an UPDATE's count differs by database)."""
+    target = tables.table
+    if mapping.on_delete == "soft":
+        marker = target.c[mapping.deleted_marker]
+        value = sa.true() if isinstance(marker.type, sa.Boolean) else temp.c[DELETED_AT]
+        conn.execute(sa.update(target).where(*may_go).values({marker.name: value}))  # UPDATE ... FROM / JOIN
+        return None
+    if mapping.on_delete == "archive":
+        assert tables.archive is not None
+        columns = [*mapping.target_columns, mapping.deleted_marker]
+        rows = sa.select(*(target.c[name] for name in mapping.target_columns), temp.c[DELETED_AT]).where(*may_go)
+        conn.execute(sa.insert(tables.archive).from_select(columns, rows))
+    return int(conn.execute(sa.delete(target).where(sa.exists().where(*may_go))).rowcount)
+
+
+def revive(conn: Connection, target: sa.Table, rows: pl.DataFrame, mapping: SyncMapping) -> None:
+    """Clear the soft-deleted marker of rows just upserted (their source row exists: inserted again, or never
+    gone); the rows already alive are not touched."""
+    marker = mapping.deleted_marker
+    if mapping.on_delete != "soft" or marker not in target.c or rows.is_empty():
+        return
+    dead = target.c[marker].is_not(None) if not isinstance(target.c[marker].type, sa.Boolean) else target.c[marker]
+    columns = [target.c[key] for key in mapping.keys]
+    keys = rows.select(mapping.keys).rows()
+    cleared = sa.false() if isinstance(target.c[marker].type, sa.Boolean) else None
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        chosen = columns[0].in_([k[0] for k in chunk]) if len(columns) == 1 else sa.tuple_(*columns).in_(chunk)
+        conn.execute(sa.update(target).where(chosen, dead).values({marker: cleared}))
+
+
+_CHUNK = 10_000  # keys per statement (SQLite binds at most 32,766 values)

@@ -1,0 +1,128 @@
+"""Tombstones as the carrier reads and settles them: pending ones in id order, decoded into typed keys.
+
+The delete-capture trigger (`zonesync init --triggers`) writes them in the source table's own database; each
+holds the key (JSON), the deleted row's version (text) and when. Decoding turns them into the mapping's target
+key columns and version type, the way a read batch is cast (`tasks/sync/transform.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Sequence
+from typing import Literal
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from zonesync.schemas.mapping import SyncMapping, TargetColumn
+from zonesync.tasks.bookkeeping.tables import sync_tombstone
+from zonesync.tasks.sync.transform import to_target_schema
+
+# What carrying a tombstone did (sync_tombstone.outcome): the first four flag it, the refusals leave it pending
+# (quarantined, tried again by the next run, like a refused row).
+Outcome = Literal["applied", "absent", "superseded", "skipped", "conflict", "kept"]
+DONE: tuple[Outcome, ...] = ("applied", "absent", "superseded", "skipped")
+REFUSED: tuple[Outcome, ...] = ("conflict", "kept")
+TOMBSTONE = "zs_tombstone"  # a decoded tombstone's id column
+DELETED_AT = "zs_deleted_at"
+VERSION = "zs_version"
+_CLAIMED = "claimed"  # within a claim's transaction only: settling replaces it before the commit
+_CHUNK = 10_000  # ids per statement (SQLite binds at most 32,766 values)
+
+_captured: weakref.WeakSet[Engine] = weakref.WeakSet()  # databases known to hold sync_tombstone
+
+
+def captures_deletes(engine: Engine) -> bool:
+    """Whether this database holds the tombstone table (`zonesync init --triggers` created it). Listed, not looked
+    up: MariaDB answers a lookup of a table the role holds no privilege on with an error, existing or not."""
+    if engine not in _captured and sync_tombstone.name in sa.inspect(engine).get_table_names():
+        _captured.add(engine)
+    return engine in _captured
+
+
+def pending_query(mapping: SyncMapping, after: int | None, limit: int) -> sa.Select[tuple[int, str, str, object]]:
+    """The next pending tombstones of a mapping, in the order they were recorded."""
+    t = sync_tombstone.c
+    query = sa.select(t.id, t.record_key, t.version, t.deleted_at).where(t.mapping == mapping.name, ~t.is_sync)
+    if after is not None:
+        query = query.where(t.id > after)
+    return query.order_by(t.id).limit(limit)
+
+
+def count_pending(engine: Engine, mapping: SyncMapping) -> int:
+    """How many tombstones of a mapping wait to be carried."""
+    t = sync_tombstone.c
+    query = sa.select(sa.func.count()).where(t.mapping == mapping.name, ~t.is_sync)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def read_pending(engine: Engine, mapping: SyncMapping, after: int | None, limit: int) -> pl.DataFrame:
+    """One batch of pending tombstones, decoded (see `decode`)."""
+    with engine.connect() as conn:
+        rows = conn.execute(pending_query(mapping, after, limit)).all()
+    return decode(mapping, rows)
+
+
+def decode(mapping: SyncMapping, rows: Sequence[Sequence[object]]) -> pl.DataFrame:
+    """ROW (the position in the batch), the key columns (target names and types), VERSION (the target's version
+    type, where the target has the version column), TOMBSTONE and DELETED_AT (UTC)."""
+    keys = [json.loads(str(key)) for _id, key, _version, _at in rows]
+    raw = pl.DataFrame([pl.Series(c.source, [key.get(c.source) for key in keys]) for c in mapping.key_columns])
+    version = _version_column(mapping)
+    if version is not None:
+        texts = [None if v is None else str(v) for _id, _key, v, _at in rows]
+        raw = raw.with_columns(pl.Series(version.source, texts, dtype=pl.String))
+    deleted = pl.Series(DELETED_AT, [at for *_rest, at in rows], dtype=pl.Datetime("us")).dt.replace_time_zone("UTC")
+    ids = pl.Series(TOMBSTONE, [tombstone for tombstone, *_rest in rows], dtype=pl.Int64)
+    return _cast(raw, mapping, version).with_columns(ids, deleted)
+
+
+def _cast(raw: pl.DataFrame, mapping: SyncMapping, version: TargetColumn | None) -> pl.DataFrame:
+    """The key (and version) columns cast to the model's types, renamed to the target's names."""
+    columns = [*mapping.key_columns, *([version] if version is not None else [])]
+    narrowed = _Narrowed(mapping, tuple(columns))
+    shaped = to_target_schema(raw, narrowed)  # type: ignore[arg-type]
+    frame = shaped.frame
+    if version is not None:
+        frame = frame.rename({version.name: VERSION})
+    return frame
+
+
+class _Narrowed:
+    """A mapping seen through some of its columns only (what `to_target_schema` reads of it)."""
+
+    def __init__(self, mapping: SyncMapping, columns: tuple[TargetColumn, ...]) -> None:
+        self.name, self.columns = mapping.name, columns
+
+
+def _version_column(mapping: SyncMapping) -> TargetColumn | None:
+    """The target column the source's version column feeds (a delete is checked against it), if any."""
+    return next((c for c in mapping.columns if c.source == mapping.version_column), None)
+
+
+def settle(conn: Connection, outcomes: pl.DataFrame) -> None:
+    """Record each tombstone's outcome (TOMBSTONE, outcome); done ones stay flagged, refused ones go back."""
+    t = sync_tombstone.c
+    for outcome, group in outcomes.group_by("outcome"):
+        ids = group[TOMBSTONE].to_list()
+        done = outcome[0] in DONE
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            conn.execute(sa.update(sync_tombstone).where(t.id.in_(chunk)).values(outcome=outcome[0], is_sync=done))
+
+
+def claim(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Flag pending tombstones in the caller's transaction, which locks them (an insert of the same key waits: its
+    trigger would supersede them); the ids claimed (one superseded meanwhile is flagged already, and not taken)."""
+    t = sync_tombstone.c
+    claimed: list[int] = []
+    for start in range(0, len(ids), _CHUNK):
+        chunk = list(ids[start : start + _CHUNK])
+        pending = sa.update(sync_tombstone).where(t.id.in_(chunk), ~t.is_sync)
+        conn.execute(pending.values(is_sync=True, outcome=_CLAIMED))
+        taken = sa.select(t.id).where(t.id.in_(chunk), t.outcome == _CLAIMED)
+        claimed += [tombstone for (tombstone,) in conn.execute(taken)]
+    return claimed

@@ -1,0 +1,233 @@
+"""Rows that end (docs/deletes.md): a row deleted in the source leaves a tombstone (the delete capture that
+`zonesync init --triggers` installs), and the next sync carries it to the target by the mapping's `on_delete`
+policy, before the rows: claimed, applied only while the target row is not newer, refused into the quarantine
+otherwise, counted."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ZonePair
+from tests.integration.helpers import errors_by_key, execute, rows, seed, source_rows, sync, target_rows
+from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.setup.triggers import install_delete_capture
+from zonesync.tasks.zones.checkpoints import interleaved
+
+MERCHANT_COUNT = 4  # all valid (demo merchant 13 is the first invalid one)
+
+
+def carry(pair: ZonePair, mapping: SyncMapping) -> MappingSyncResult:
+    return sync(mapping, pair.intranet, pair.internet, pair.intranet, batch_size=10)
+
+
+def synced_merchants(pair: ZonePair, mapping: SyncMapping) -> None:
+    """Merchants 1-4 in both zones, flagged; the delete capture installed on the intranet table."""
+    seed(pair.intranet, "merchant", demo_data.merchants(MERCHANT_COUNT), ("merchant_id",))
+    assert carry(pair, mapping).flagged == MERCHANT_COUNT
+    install_delete_capture(mapping, pair.intranet)
+
+
+def tombstones(pair: ZonePair) -> list[dict[str, Any]]:
+    return sorted(rows(pair.intranet, "sync_tombstone"), key=lambda row: row["id"])
+
+
+def deleted_counts(result: MappingSyncResult) -> tuple[int, int, int]:
+    return result.deletes_applied, result.deletes_skipped, result.deletes_refused
+
+
+def with_policy(on_delete: str, **options: Any) -> SyncMapping:
+    return dataclasses.replace(MERCHANTS, on_delete=on_delete, **options)  # type: ignore[arg-type]
+
+
+def add_soft_marker(pair: ZonePair) -> None:
+    timestamp = {"postgresql": "timestamptz", "mariadb": "datetime(6)"}.get(pair.internet_backend, "varchar(40)")
+    execute(pair.internet, f"ALTER TABLE merchant ADD COLUMN deleted_at {timestamp}")
+
+
+@pytest.mark.parametrize("on_delete", ["hard", "archive", "soft", "ignore"])
+def test_each_policy_carries_a_deleted_merchant_in_the_next_run(demo: ZonePair, on_delete: str) -> None:
+    mapping = with_policy(on_delete)
+    if on_delete == "soft":
+        add_soft_marker(demo)
+    synced_merchants(demo, mapping)
+
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 2")
+    result = carry(demo, mapping)
+
+    assert deleted_counts(result) == ((0, 1, 0) if on_delete == "ignore" else (1, 0, 0))
+    assert result.status == "success" and result.read == 0
+    left = target_rows(demo.internet, MERCHANTS)
+    assert set(left) == ({(1,), (2,), (3,), (4,)} if on_delete in ("soft", "ignore") else {(1,), (3,), (4,)})
+    markers = {row["merchant_id"]: row.get("deleted_at") for row in rows(demo.internet, "merchant")}
+    if on_delete == "soft":
+        assert markers[2] is not None and [markers[i] for i in (1, 3, 4)] == [None] * 3
+    archived = rows(demo.internet, "merchant_archive")
+    if on_delete == "archive":
+        name = demo_data.merchants(2)["merchant_name"][1]
+        assert [(row["merchant_id"], row["name"]) for row in archived] == [(2, name)]
+        assert archived[0]["deleted_at"] is not None
+    else:
+        assert archived == []
+    [tombstone] = tombstones(demo)
+    assert tombstone["outcome"] == ("skipped" if on_delete == "ignore" else "applied")
+    assert deleted_counts(carry(demo, mapping)) == (0, 0, 0)  # carried once
+
+
+def test_a_tombstone_holds_the_key_and_version_only(demo: ZonePair) -> None:
+    mapping = with_policy("hard")
+    synced_merchants(demo, mapping)
+    version = source_rows(demo.intranet, MERCHANTS)[(3,)]["updated_at"]
+
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 3")
+
+    [tombstone] = tombstones(demo)
+    assert {name for name, value in tombstone.items() if value is not None} == {
+        "id", "mapping", "record_key", "version", "deleted_at", "is_sync",
+    }  # fmt: skip
+    assert tombstone["mapping"] == "merchants" and "3" in tombstone["record_key"]
+    deleted = demo_data.merchants(3).row(2, named=True)
+    assert deleted["merchant_name"] not in str(tombstone) and deleted["tax_id"] not in str(tombstone)  # no values
+    assert str(version.year) in tombstone["version"]
+
+
+def test_a_key_deleted_and_inserted_again_ends_as_inserted(demo: ZonePair) -> None:
+    mapping = with_policy("hard")
+    synced_merchants(demo, mapping)
+
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 2")
+    seed(demo.intranet, "merchant", demo_data.merchants(2)[1:].with_columns(merchant_name=pl.lit("x")),
+         ("merchant_id",))  # fmt: skip
+    result = carry(demo, mapping)
+
+    assert deleted_counts(result) == (0, 0, 0) and result.flagged == 1  # superseded by the insert: never carried
+    assert [row["outcome"] for row in tombstones(demo)] == ["superseded"]
+    assert target_rows(demo.internet, MERCHANTS)[(2,)]["name"] == "x"
+
+
+def test_an_insert_of_a_key_whose_delete_is_being_carried_lands_after_it(demo: ZonePair) -> None:
+    """The insert's trigger would supersede the tombstone, which the run has claimed: it waits for the run, and
+    the next run sends the row inserted again. The later wins."""
+    mapping = with_policy("hard")
+    synced_merchants(demo, mapping)
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 2")
+    again = demo_data.merchants(2)[1:].with_columns(merchant_name=pl.lit("again"))
+    inserting = threading.Thread(target=seed, args=(demo.intranet, "merchant", again, ("merchant_id",)))
+
+    with interleaved("deletes:claimed", inserting.start):
+        first = carry(demo, mapping)
+    inserting.join(timeout=60)
+    second = carry(demo, mapping)
+
+    # The insert lands once the claim commits: in time for this run's rows, or for the next run.
+    assert deleted_counts(first) == (1, 0, 0) and first.flagged + second.flagged == 1
+    assert target_rows(demo.internet, MERCHANTS)[(2,)]["name"] == "again"
+    assert source_rows(demo.intranet, MERCHANTS)[(2,)]["__flag"]
+
+
+def test_a_delete_is_never_applied_over_a_newer_target_row(demo: ZonePair) -> None:
+    mapping = with_policy("hard")
+    synced_merchants(demo, mapping)
+    later = "2099-01-01 00:00:00" + ("+00" if demo.internet_backend == "postgresql" else "")
+    execute(demo.internet, "UPDATE merchant SET updated_at = :later WHERE merchant_id = 2", {"later": later})
+
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 2")
+    result = carry(demo, mapping)
+
+    assert deleted_counts(result) == (0, 0, 1) and result.status == "partial"
+    assert (2,) in target_rows(demo.internet, MERCHANTS)
+    refused = errors_by_key(demo.intranet, MERCHANTS, open_only=True)[(2,)]
+    assert refused["reason"] == "delete_conflict" and "newer" in refused["detail"]
+    assert [(row["is_sync"] in (False, 0), row["outcome"]) for row in tombstones(demo)] == [(True, "conflict")]
+    assert deleted_counts(carry(demo, mapping)) == (0, 0, 1)  # pending: tried again, refused again
+
+
+def test_a_row_in_a_state_never_deleted_stays(demo: ZonePair) -> None:
+    mapping = with_policy("hard", never_delete={"status": ("I",)})
+    synced_merchants(demo, mapping)
+    execute(demo.internet, "UPDATE merchant SET status = 'I' WHERE merchant_id = 3")
+
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 3)")
+    result = carry(demo, mapping)
+
+    assert deleted_counts(result) == (1, 0, 1)
+    assert set(target_rows(demo.internet, MERCHANTS)) == {(1,), (3,), (4,)}
+    assert errors_by_key(demo.intranet, MERCHANTS, open_only=True)[(3,)]["reason"] == "delete_kept"
+
+
+def test_a_run_stopped_after_the_target_delete_finds_the_row_gone_next_time(demo: ZonePair) -> None:
+    mapping = with_policy("archive")
+    synced_merchants(demo, mapping)
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 4")
+
+    def stop() -> None:
+        raise RuntimeError("the process stops here")
+
+    with interleaved("deletes:applied", stop):
+        stopped = carry(demo, mapping)
+    assert stopped.status == "error" and "the process stops here" in stopped.message
+    assert [row["is_sync"] in (False, 0) for row in tombstones(demo)] == [True]  # the source rolled back
+    result = carry(demo, mapping)
+
+    assert deleted_counts(result) == (1, 0, 0)
+    assert [row["outcome"] for row in tombstones(demo)] == ["absent"]
+    assert len(rows(demo.internet, "merchant_archive")) == 1  # archived once
+
+
+def test_a_soft_deleted_row_sent_again_lives_again(demo: ZonePair) -> None:
+    mapping = with_policy("soft")
+    add_soft_marker(demo)
+    synced_merchants(demo, mapping)
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 1")
+    carry(demo, mapping)
+
+    seed(demo.intranet, "merchant", demo_data.merchants(1), ("merchant_id",))
+    carry(demo, mapping)
+
+    assert {row["merchant_id"]: row["deleted_at"] for row in rows(demo.internet, "merchant")}[1] is None
+
+
+@pytest.fixture
+def pair(any_zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
+    intranet_tables().create_all(any_zones.intranet)
+    internet_tables().create_all(any_zones.internet)
+    use_zones(any_zones, modules="zonesync.schemas.examples")
+    return any_zones
+
+
+def test_deletes_are_carried_on_every_pairing(pair: ZonePair) -> None:
+    mapping = with_policy("archive")
+    synced_merchants(pair, mapping)
+
+    execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (1, 3)")
+    result = carry(pair, mapping)
+
+    assert deleted_counts(result) == (2, 0, 0)
+    assert set(target_rows(pair.internet, MERCHANTS)) == {(2,), (4,)}
+    assert sorted(row["merchant_id"] for row in rows(pair.internet, "merchant_archive")) == [1, 3]
+
+
+def test_a_payment_deleted_in_the_internet_zone_leaves_its_tombstone_there(demo: ZonePair) -> None:
+    """A trigger writes only its own database: the tombstones of a mapping out of the internet zone live there."""
+    payments = dataclasses.replace(PAYMENTS, on_delete="hard")
+    seed(demo.internet, "payment", demo_data.payments(6), ("payment_id",))
+    assert sync(payments, demo.internet, demo.intranet, demo.intranet, batch_size=10).flagged == 5  # 1 is pending
+    install_delete_capture(payments, demo.internet)
+
+    execute(demo.internet, "DELETE FROM payment WHERE payment_id IN (2, 3)")
+    result = sync(payments, demo.internet, demo.intranet, demo.intranet, batch_size=10)
+
+    assert deleted_counts(result) == (2, 0, 0)
+    assert sorted(key for (key,) in target_rows(demo.intranet, PAYMENTS)) == [4, 5, 6]
+    assert [row["outcome"] for row in rows(demo.internet, "sync_tombstone")] == ["applied", "applied"]
+    assert "sync_tombstone" not in sa.inspect(demo.intranet).get_table_names()
