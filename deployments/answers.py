@@ -63,6 +63,19 @@ UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **UPDATE_RESPONSES,
+    200: {"description": "Deleted from the source, and from the target by the mapping's on_delete policy."},
+    403: {"description": "The client may not delete records of this mapping (the delete scope)."},
+    409: {
+        "description": "The row changed meanwhile, or the target's copy is newer or in a state never deleted "
+        "(nothing deleted), or a request with the same Idempotency-Key is being served (Retry-After)."
+    },
+    422: {"description": "The mapping does not carry deletes (on_delete='ignore'), or the key fails a check."},
+}
+DELETE_STATUS = {**UPDATE_STATUS, "delete_conflict": 409, "delete_kept": 409}  # else 422
+
+
 IDEMPOTENCY_PARAMETER = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},

@@ -3,10 +3,10 @@
 `POST /mappings/{name}/records` runs the real-time push — without a Prefect flow run per request (one costs
 about a second); success and pending pushes are announced as Prefect events instead. The pushes of one mapping
 that arrive while one runs are written together next (`coalescing.py`); each answered write is recorded in the
-audit trail first (`audit_trail.py`); `PATCH` runs the update with rollback. What each outcome answers is in
-`answers.py`, /health in `health.py`. Start it with `zonesync api` (or `uvicorn
-zonesync.deployments.api:create_app --factory`). Every request but /health needs a declared client's key, and
-writes need the client's scope (`deployments/guard.py`).
+audit trail first (`audit_trail.py`); `PATCH` runs the update with rollback, `DELETE` (a scope of its own) the
+delete with rollback. What each outcome answers is in `answers.py`, /health in `health.py`. Start it with
+`zonesync api` (or `uvicorn zonesync.deployments.api:create_app --factory`). Every request but /health needs a
+declared client's key, and writes need the client's scope (`deployments/guard.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from zonesync.deployments.answers import (
+    DELETE_RESPONSES,
+    DELETE_STATUS,
     PUSH_RESPONSES,
     UPDATE_RESPONSES,
     UPDATE_STATUS,
@@ -48,7 +50,8 @@ from zonesync.tasks.bookkeeping.audit import AuditEntry
 from zonesync.tasks.push.pusher import Pusher
 from zonesync.tasks.push.records import parse_json
 from zonesync.tasks.reporting.events import emit_push_event, events_enabled
-from zonesync.tasks.setup.mapping_docs import update_schema
+from zonesync.tasks.setup.mapping_docs import delete_schema, update_schema
+from zonesync.tasks.update.deletion import delete_record
 from zonesync.tasks.update.rollback import update_record
 from zonesync.tasks.zones.engines import get_engine
 
@@ -92,6 +95,24 @@ def create_app() -> FastAPI:
 
         return await once.answer(request, _client(request), name, body, serve, error_answer)
 
+    async def delete(name: str, request: Request) -> Response:
+        if (refused := _outside_scope(request, name, "delete")) is not None:
+            return refused
+        body = await _json_body(request, name, mappings, max_records)
+        if isinstance(body, JSONResponse):
+            return body
+        if not isinstance(body, dict):
+            return error_answer(400, "invalid_body", 'expected {"key": {...}}')
+
+        async def serve() -> Response:
+            result = await run_in_threadpool(delete_record, mappings[name], body.get("key"))
+            status = 200 if result.status == "success" else DELETE_STATUS.get(result.reason, 422)
+            outcome = result.reason or result.status
+            await audit.add(AuditEntry(_client(request), name, "delete", status, outcome, [result.key]))
+            return ExactJSONResponse({**asdict(result), "message": scrub(result.message)}, status_code=status)
+
+        return await once.answer(request, _client(request), name, body, serve, error_answer)
+
     async def update(name: str, request: Request) -> Response:
         if (refused := _outside_scope(request, name, "update")) is not None:
             return refused
@@ -123,9 +144,15 @@ def create_app() -> FastAPI:
             summary=f"Update one {mapping.name} record in both zones, or in neither",
             openapi_extra=route_body(update_schema(mapping)), name=f"update-{mapping.artifact_slug}",
         )  # fmt: skip
+        app.add_api_route(
+            path, _bound(delete, mapping.name), methods=["DELETE"], responses=DELETE_RESPONSES,
+            summary=f"Delete one {mapping.name} record from both zones, or from neither",
+            openapi_extra=route_body(delete_schema(mapping)), name=f"delete-{mapping.artifact_slug}",
+        )  # fmt: skip
     # Any other name: a 404 that lists the registered mappings.
     app.add_api_route("/mappings/{name}/records", push, methods=["POST"], include_in_schema=False)
     app.add_api_route("/mappings/{name}/records", update, methods=["PATCH"], include_in_schema=False)
+    app.add_api_route("/mappings/{name}/records", delete, methods=["DELETE"], include_in_schema=False)
     app.add_api_route("/health", health, methods=["GET"], summary="Whether both zones answer")
     add_error_answers(app)
     clients_file = settings.api_clients_file

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.settings import Settings
 
-Scope = Literal["push", "update"]
-SCOPES: tuple[Scope, ...] = ("push", "update")
+Scope = Literal["push", "update", "delete"]
+SCOPES: tuple[Scope, ...] = ("push", "update", "delete")  # delete: its own scope, never implied by the others
 CLIENT_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
 _KEY = re.compile(rf"({CLIENT_NAME})\.([A-Za-z0-9_-]{{43}})")
 _NO_CLIENT_HASH = hashlib.sha256(b"no such client").hexdigest()  # compared against when the name is unknown
@@ -45,7 +45,7 @@ class ApiClient(BaseModel):
     scopes: dict[str, frozenset[Scope]]
 
     def may(self, mapping: str, scope: Scope) -> bool:
-        """Whether this client may `scope` (push, update) records of `mapping`."""
+        """Whether this client may `scope` (push, update, delete) records of `mapping`."""
         return scope in self.scopes.get(mapping, frozenset())
 
 

@@ -62,7 +62,9 @@ def api(
 def api_key_new(
     name: Annotated[str, typer.Argument(help="The client's name, e.g. payments-portal.")],
     mapping: Annotated[list[str], typer.Option("--mapping", "-m", help="A mapping it may write (repeatable).")],
-    scope: Annotated[str, typer.Option(help="What it may do there: push, update, or push,update.")] = "push",
+    scope: Annotated[
+        str, typer.Option(help="What it may do there: push, update, delete, or several: push,update.")
+    ] = "push",
 ) -> None:
     """Make a client's key: print it once, and the line that declares the client (only the key's hash)."""
     from zonesync.schemas.api_clients import SCOPES, new_client

@@ -30,6 +30,7 @@ for command, name in (
     (flow_commands.retry, "retry"),
     (flow_commands.push, "push"),
     (flow_commands.update, "update"),
+    (flow_commands.delete, "delete"),
     (flow_commands.end_day, "end-day"),
     (repair_commands.reconcile, "reconcile"),
     (repair_commands.resync, "resync"),

@@ -1,4 +1,4 @@
-"""The four flows run from the command line: `retry`, `push`, `update`, `end-day`.
+"""The flows run from the command line: `retry`, `push`, `update`, `delete`, `end-day`.
 
 Each command imports what it runs when it runs (the imports inside the functions): `zonesync --help`, a usage error
 or another command loads none of it (flows, Prefect, polars, SQLAlchemy, drivers).
@@ -100,6 +100,26 @@ def update(
         f"[{colour}]{result.status}[/] {shown}: {result.message}{reason}",
         highlight=False,
     )
+    if result.status != "success":
+        raise typer.Exit(EXIT_FAILED)
+
+
+@friendly_errors
+def delete(
+    mapping: Annotated[str, typer.Argument(help="The mapping of the record, e.g. merchants.")],
+    key: Annotated[str, typer.Option("--key", help="The key, as JSON: '{\"merchant_id\": 7}'.")],
+) -> None:
+    """Delete with rollback: remove a record from both zones (the target by the mapping's on_delete), or from
+    neither. Exit code 1 when rolled back."""
+    from zonesync.flows.delete_with_rollback import delete_with_rollback
+    from zonesync.schemas.registry import get_mapping
+
+    declared = get_mapping(mapping)
+    result = delete_with_rollback(mapping, json_object(key, "--key"))
+    colour = "green" if result.status == "success" else "red"
+    reason = f" ({result.reason})" if result.reason else ""
+    shown = json.dumps(declared.shown_key(result.key), default=str)
+    console.print(f"[{colour}]{result.status}[/] {shown}: {result.message}{reason}", highlight=False)
     if result.status != "success":
         raise typer.Exit(EXIT_FAILED)
 

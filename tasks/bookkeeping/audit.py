@@ -31,7 +31,7 @@ class AuditEntry:
 
     client: str
     mapping: str
-    operation: str  # push, update
+    operation: str  # push, update, delete
     status: int
     outcome: str
     keys: Sequence[Any]

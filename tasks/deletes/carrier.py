@@ -16,15 +16,15 @@ from dataclasses import dataclass
 import polars as pl
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import ConfigError, SyncError
+from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.jobs import BatchRecord
 from zonesync.tasks.bookkeeping.quarantine import quarantine, record_keys, resolve
 from zonesync.tasks.deletes import tombstones
-from zonesync.tasks.deletes.policies import OUTCOME, TargetTables, apply_deletes
+from zonesync.tasks.deletes.policies import OUTCOME, TargetTables, apply_deletes, target_tables
 from zonesync.tasks.deletes.tombstones import TOMBSTONE
 from zonesync.tasks.results import MappingSyncResult
-from zonesync.tasks.schema.catalog import reflect_table, target_table
+from zonesync.tasks.schema.catalog import target_table
 from zonesync.tasks.zones.checkpoints import checkpoint
 from zonesync.tasks.zones.engines import dialect_for, in_transaction
 from zonesync.tasks.zones.failures import translate
@@ -61,17 +61,7 @@ class DeleteCarrier:
             result.deletes_refused += count.get("conflict", 0) + count.get("kept", 0)
 
     def _tables(self) -> TargetTables:
-        zone = self.mapping.target_zone
-        table = target_table(self.mapping, self.target)
-        if self.mapping.on_delete == "soft" and self.mapping.deleted_marker not in table.c:
-            raise ConfigError(
-                f"on_delete='soft' needs the column {self.mapping.deleted_marker!r} (its deleted "
-                f"marker) in the {zone} table {self.mapping.target_table!r}",
-                mapping=self.mapping.name,
-            )
-        if self.mapping.on_delete != "archive":
-            return TargetTables(table)
-        return TargetTables(table, reflect_table(self.target, self.mapping.archive_table_name, zone, self.mapping.name))
+        return target_tables(self.mapping, self.target, target_table(self.mapping, self.target))
 
     def _carry_batch(self, batch: pl.DataFrame, tables: TargetTables) -> pl.DataFrame:
         conn = self._connect()

@@ -10,17 +10,33 @@ the statement runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import TerminalSyncError
+from zonesync.schemas.errors import ConfigError, TerminalSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.deletes.tombstones import DELETED_AT, TOMBSTONE, VERSION
 from zonesync.tasks.dialects.surface import Dialect
+from zonesync.tasks.schema.catalog import reflect_table
 
 OUTCOME = "outcome"
+# A delete the target will not take, as the delete with rollback answers it: (reason, message).
+REFUSALS = {
+    "conflict": ("delete_conflict", "the target row is newer than the source row: nothing deleted"),
+    "kept": ("delete_kept", "the target row is in a state never deleted: nothing deleted"),
+}
+
+
+class DeleteRefused(TerminalSyncError):
+    """The target will not let its copy go (newer, or in a state never deleted)."""
+
+    def __init__(self, outcome: str, mapping: str) -> None:
+        reason, message = REFUSALS[outcome]
+        super().__init__(message, mapping=mapping)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,18 @@ class TargetTables:
 
     table: sa.Table
     archive: sa.Table | None = None
+
+
+def target_tables(mapping: SyncMapping, engine: Engine, table: sa.Table) -> TargetTables:
+    """The live target table (as reflected by the caller) and what the policy needs beside it: the marker column
+    (`soft`), the archive table (`archive`); a ConfigError naming what is missing."""
+    zone = mapping.target_zone
+    if mapping.on_delete == "soft" and mapping.deleted_marker not in table.c:
+        raise ConfigError(f"on_delete='soft' needs the column {mapping.deleted_marker!r} (its deleted marker) in the "
+                          f"{zone} table {mapping.target_table!r}", mapping=mapping.name)  # fmt: skip
+    if mapping.on_delete != "archive":
+        return TargetTables(table)
+    return TargetTables(table, reflect_table(engine, mapping.archive_table_name, zone, mapping.name))
 
 
 def apply_deletes(
@@ -92,7 +120,11 @@ def _newer(target: sa.Table, temp: sa.Table, mapping: SyncMapping) -> sa.ColumnE
     version = _target_version(mapping)
     if version is None or VERSION not in temp.c:
         return sa.false()
-    stored, deleted = target.c[version], temp.c[VERSION]
+    return newer_than(target.c[version], temp.c[VERSION])
+
+
+def newer_than(stored: sa.ColumnElement[object], deleted: sa.ColumnElement[object]) -> sa.ColumnElement[bool]:
+    """A stored version later than the deleted row's (an unknown one on either side is not)."""
     return sa.and_(stored.is_not(None), deleted.is_not(None), stored > deleted)
 
 
@@ -133,6 +165,41 @@ def _apply(
         rows = sa.select(*(target.c[name] for name in mapping.target_columns), temp.c[DELETED_AT]).where(*may_go)
         conn.execute(sa.insert(tables.archive).from_select(columns, rows))
     return int(conn.execute(sa.delete(target).where(sa.exists().where(*may_go))).rowcount)
+
+
+def apply_one(
+    conn: Connection, tables: TargetTables, mapping: SyncMapping, row: dict[str, object], deleted_at: object
+) -> str:
+    """The delete of one row (the delete with rollback): judged and applied as a batch's, with bound values (a
+    prepared transaction may not touch a temporary table). `row`: the target row the source held, in the form the
+    target's driver binds; `deleted_at`: the deletion time, likewise. The outcome (`applied`, `absent`,
+    `conflict`, `kept`)."""
+    target = tables.table
+    by_key = [target.c[key] == sa.literal(row[key], target.c[key].type) for key in mapping.keys]
+    version = _target_version(mapping)
+    newer = newer_than(target.c[version], sa.literal(row[version], target.c[version].type)) if version else sa.false()
+    judged = sa.case((newer, "conflict"), (_kept(target, mapping), "kept"), else_="applied")
+    found = conn.execute(sa.select(judged).where(*by_key).with_for_update()).first()
+    if found is None or found[0] != "applied":
+        return "absent" if found is None else str(found[0])
+    marker = mapping.deleted_marker
+    if mapping.on_delete == "soft":
+        boolean = isinstance(target.c[marker].type, sa.Boolean)
+        conn.execute(sa.update(target).where(*by_key).values({marker: sa.true() if boolean else deleted_at}))
+        return "applied"
+    if mapping.on_delete == "archive":
+        assert tables.archive is not None
+        moment = sa.literal(deleted_at, tables.archive.c[marker].type)
+        rows = sa.select(*(target.c[name] for name in mapping.target_columns), moment).where(*by_key)
+        conn.execute(sa.insert(tables.archive).from_select([*mapping.target_columns, marker], rows))
+    conn.execute(sa.delete(target).where(*by_key))
+    return "applied"
+
+
+def deletion_time(dialect: Dialect) -> object:
+    """Now, in the form the target's driver binds a timestamp (the deletion time `apply_one` records)."""
+    moment = pl.DataFrame({"at": [datetime.now(UTC)]}, schema={"at": pl.Datetime("us", "UTC")})
+    return dialect.encode(moment)["at"][0]
 
 
 def revive(conn: Connection, target: sa.Table, rows: pl.DataFrame, mapping: SyncMapping) -> None:

@@ -244,8 +244,7 @@ def coerce_update(
 
     if not isinstance(key, Mapping) or not isinstance(changes, Mapping) or not changes:
         raise fail('expected {"key": {...}, "changes": {...}} with at least one change', "invalid_body")
-    if set(key) != set(mapping.source_keys):
-        raise fail(f"the key must give exactly {', '.join(mapping.source_keys)}", "missing_required")
+    typed_key = coerce_key(table, mapping, key, refusal)
     forbidden = sorted(set(changes) & {*mapping.source_keys, mapping.flag_column})
     if forbidden:
         raise fail(f"column(s) {', '.join(map(repr, forbidden))} cannot be changed by an update", "unknown_column")
@@ -257,7 +256,17 @@ def coerce_update(
         names = ", ".join(map(repr, kept_inside))
         raise fail(f"column(s) {names} stay in the {mapping.source_zone} zone: zonesync neither reads nor changes "
                    f"them (change them in {table.name!r} directly)", "unknown_column")  # fmt: skip
-    return _converted(table, mapping, dict(key), refusal), _converted(table, mapping, dict(changes), refusal)
+    return typed_key, _converted(table, mapping, dict(changes), refusal)
+
+
+def coerce_key(table: sa.Table, mapping: SyncMapping, key: object, refusal: Refusal = _no_refusal) -> dict[str, Any]:
+    """Check and convert the key of one row (source names, every key column)."""
+    if not isinstance(key, Mapping):
+        raise RecordError('expected {"key": {...}}', mapping=mapping.name, reason="invalid_body")
+    if set(key) != set(mapping.source_keys):
+        raise RecordError(f"the key must give exactly {', '.join(mapping.source_keys)}", mapping=mapping.name,
+                          reason="missing_required")  # fmt: skip
+    return _converted(table, mapping, dict(key), refusal)
 
 
 def column_value(table: sa.Table, mapping: SyncMapping, name: str, value: Any) -> Any:

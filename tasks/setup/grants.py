@@ -26,7 +26,7 @@ What each table needs, and why:
   retention, then forgotten);
 - the flows, for deletes (`tasks/deletes/`): `sync_tombstone`, where a source zone has it: SELECT, UPDATE
   (claimed and settled); a target table: DELETE (`hard`, `archive`), SELECT and UPDATE of the deleted marker
-  (`soft`); the archive table, once it exists: INSERT;
+  (`soft`); the archive table, once it exists: INSERT, and DELETE (the copy of a delete rolled back by recovery);
 - each zone's database: temporary tables (bulk loads go through them) and the sequences behind generated ids.
 
 Two-phase commit needs nothing more: a role commits or rolls back the transactions it prepared itself.
@@ -116,7 +116,7 @@ def _allow_deletes(mapping: SyncMapping, engine: Engine, target: TableGrant,
             archive = reflect_table(engine, mapping.archive_table_name, mapping.target_zone, mapping.name)
         except SyncError:  # not made yet: `zonesync init` says so
             return
-        grant(archive).allow("INSERT")
+        grant(archive).allow("INSERT", "DELETE", select=[mapping.deleted_marker])  # a rolled-back delete's copy goes
 
 
 def _non_key(columns: Iterable[str], keys: Iterable[str]) -> list[str]:

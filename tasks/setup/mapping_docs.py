@@ -79,6 +79,18 @@ def record_schema(mapping: SyncMapping) -> dict[str, Any]:
     }
 
 
+def delete_schema(mapping: SyncMapping) -> dict[str, Any]:
+    """JSON Schema of a delete (`DELETE`): the record's whole key (source names)."""
+    columns = record_schema(mapping)["properties"]
+    keys = {name: columns[name] for name in mapping.source_keys}
+    return {
+        "title": f"{mapping.name} delete",
+        "type": "object",
+        "required": ["key"],
+        "properties": {"key": {"type": "object", "properties": keys, "required": list(keys)}},
+    }
+
+
 def update_schema(mapping: SyncMapping) -> dict[str, Any]:
     """JSON Schema of an update (`PATCH`): the record's whole key and the changed columns (source names)."""
     columns = record_schema(mapping)["properties"]

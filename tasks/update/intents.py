@@ -19,6 +19,7 @@ from zonesync.tasks.bookkeeping.tables import sync_intent, utc_now
 from zonesync.tasks.zones.engines import in_transaction
 
 IntentState = Literal["started", "prepared", "committed", "rolled_back", "conflict"]
+DELETE = "zonesync:delete"  # the `changes` of a delete's intent: {DELETE: true} (tasks/update/deletion.py)
 
 
 def dumps(values: dict[str, Any]) -> str:

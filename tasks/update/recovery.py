@@ -12,17 +12,22 @@ locked while it writes the target, and recovery either waits for it or finds the
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.errors import ConfigError, SyncError
 from zonesync.tasks.bookkeeping.lease import LeaseBusy, holding, mapping_lease
 from zonesync.tasks.bookkeeping.tables import missing_tables
-from zonesync.tasks.push.records import column_value
-from zonesync.tasks.update.intents import IntentState, close_intent, unfinished_intents
+from zonesync.tasks.deletes.policies import REFUSALS, TargetTables, apply_one, deletion_time, target_tables
+from zonesync.tasks.push.records import coerce_key, column_value
+from zonesync.tasks.update.intents import DELETE, IntentState, close_intent, unfinished_intents
 from zonesync.tasks.update.sides import Sides
 from zonesync.tasks.update.twophase import resolve_in_doubt
+from zonesync.tasks.zones.engines import in_transaction
 
 
 def recover_intents(intranet: Engine) -> list[str]:
@@ -61,8 +66,9 @@ def _repair(sides: Sides, intent: dict[str, Any], intranet: Engine) -> tuple[Int
     in_doubt = resolve_in_doubt(sides, intent)
     if in_doubt is not None:
         return in_doubt, "in-doubt prepared transactions " + ("committed" if in_doubt == "committed" else "rolled back")
-    mapping = sides.mapping
-    key = {c.source: v for c, v in zip(mapping.key_columns, json.loads(intent["record_key"]).values(), strict=True)}
+    if DELETE in json.loads(intent["changes"]):
+        return _finish_delete(sides, intent, intranet)
+    key = _key(sides, intent)
     before = _values(sides, intent["before_image"])
     changes = _values(sides, intent["changes"])
     outcome = sides.resend(key, intranet)
@@ -82,3 +88,44 @@ def _repair(sides: Sides, intent: dict[str, Any], intranet: Engine) -> tuple[Int
 
 def _values(sides: Sides, image: str) -> dict[str, Any]:
     return {n: column_value(sides.source, sides.mapping, n, v) for n, v in json.loads(image).items()}
+
+
+def _finish_delete(sides: Sides, intent: dict[str, Any], intranet: Engine) -> tuple[IntentState, str]:
+    """A delete a crash left unfinished (in-doubt prepared transactions resolved already): a source row still
+    there is sent again, which restores its target copy (rolled back); a source row gone has its target copy go
+    by the policy (completed)."""
+    mapping, key = sides.mapping, _key(sides, intent)
+    tables = target_tables(mapping, sides.target_dialect.engine, sides.target)
+    if sides.resend(key, intranet) is not None:
+        _unarchive(sides, tables, key, intent["created_at"])
+        return "rolled_back", "the source still held the row: its target copy is restored"
+    row = sides.target_dialect.encode(pl.DataFrame([{c.name: key[c.source] for c in mapping.key_columns}]))
+    target_row: dict[str, Any] = {**row.row(0, named=True)}
+    for column in mapping.columns:
+        if column.source == mapping.version_column:
+            target_row[column.name] = None  # the deleted row's version is gone with it: judged by its state only
+    moment = deletion_time(sides.target_dialect)
+    outcome = in_transaction(sides.target_dialect.engine, lambda conn: apply_one(conn, tables, mapping, target_row,
+                                                                                  moment))  # fmt: skip
+    if outcome in REFUSALS:
+        return "conflict", REFUSALS[outcome][1]
+    return "committed", "the source row was gone: its target copy went too"
+
+
+def _unarchive(sides: Sides, tables: TargetTables, key: dict[str, Any], since: datetime) -> None:
+    """A delete rolled back after its target transaction committed: the copy it archived is not a deletion."""
+    if tables.archive is None:
+        return
+    archive, marker = tables.archive, sides.mapping.deleted_marker
+    moment = pl.DataFrame({"at": [since.replace(tzinfo=UTC)]}, schema={"at": pl.Datetime("us", "UTC")})
+    start = sa.literal(sides.target_dialect.encode(moment)["at"][0], archive.c[marker].type)
+    by_key = [archive.c[c.name] == key[c.source] for c in sides.mapping.key_columns]
+    copy = sa.delete(archive).where(*by_key, archive.c[marker] >= start)
+    in_transaction(sides.target_dialect.engine, lambda conn: conn.execute(copy))
+
+
+def _key(sides: Sides, intent: dict[str, Any]) -> dict[str, Any]:
+    """The source row's key an intent names, as bound."""
+    values = json.loads(intent["record_key"]).values()
+    key = {c.source: v for c, v in zip(sides.mapping.key_columns, values, strict=True)}
+    return coerce_key(sides.source, sides.mapping, key)

@@ -62,16 +62,17 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
     except UpdateConflict as exc:
         return UpdateResult(mapping.name, shown_key, "error", "conflict", str(exc))
     except SyncError as exc:
-        return _refused(mapping, shown_key, exc)
+        return refused(mapping, shown_key, exc)
     except sa.exc.SQLAlchemyError as exc:  # the intents and leases, in the intranet zone
-        return _refused(mapping, shown_key, translate(exc, what="update bookkeeping", mapping=mapping.name))
+        return refused(mapping, shown_key, translate(exc, what="update bookkeeping", mapping=mapping.name))
 
 
-def _refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "") -> UpdateResult:
-    """An update that a zone refused or failed: the reason code and zonesync's words, which name the columns and
-    the constraint; the database's own message goes to the log, as a warning when it says more than they do."""
+def refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "", *, verb: str = "update"
+            ) -> UpdateResult:  # fmt: skip
+    """An update (or a delete) that a zone refused or failed: the reason code and zonesync's words, which name the
+    columns and the constraint; the database's own message goes to the log, as a warning when it says more."""
     level = logging.DEBUG if names_the_refusal(exc) else logging.WARNING
-    logger.log(level, "%s: update of %s %s: %s", mapping.name, mapping.shown_key(key), done.rstrip(": ") or "refused",
+    logger.log(level, "%s: %s of %s %s: %s", mapping.name, verb, mapping.shown_key(key), done.rstrip(": ") or "refused",
                exc)  # fmt: skip
     return UpdateResult(mapping.name, key, "error", refusal_reason(exc), f"{done}{exc.for_caller}")
 
@@ -104,7 +105,7 @@ def _two_phase(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any],
         close_intent(intranet, intent, "rolled_back", str(exc))
         if isinstance(exc, UpdateConflict):
             raise
-        return _refused(mapping, key, exc, "rolled back: ")
+        return refused(mapping, key, exc, "rolled back: ")
     if not committed:
         return UpdateResult(mapping.name, key, "success", message=_DECIDED)
     close_intent(intranet, intent, "committed")
@@ -125,7 +126,7 @@ def _with_intent(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any
         _clear_flag(sides, key)
     except SyncError as exc:  # nothing was written: close the intent now rather than leave it to recovery
         close_intent(intranet, intent, "rolled_back", str(exc))
-        return _refused(mapping, key, exc, "refused by the source: ")
+        return refused(mapping, key, exc, "refused by the source: ")
     checkpoint("update:flag-cleared")
     with sides.source_dialect.engine.connect() as conn:
         transaction = conn.begin()
@@ -135,13 +136,13 @@ def _with_intent(sides: Sides, intranet: Engine, intent: int, key: dict[str, Any
             _roll_back(sides, intranet, transaction, intent, key, exc)
             if isinstance(exc, UpdateConflict):
                 raise
-            return _refused(mapping, key, exc, "refused by the source: ")
+            return refused(mapping, key, exc, "refused by the source: ")
         checkpoint("update:source-written")
         try:
             _upsert_target(sides, stored_after)
         except SyncError as exc:
             _roll_back(sides, intranet, transaction, intent, key, exc)
-            return _refused(mapping, key, exc, "rolled back: ")
+            return refused(mapping, key, exc, "rolled back: ")
         checkpoint("update:after-target")
         try:
             transaction.commit()

@@ -54,7 +54,7 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
             checkpoint("update:undecided")
         except Exception as exc:
             for tx in (target_tx, source_tx):
-                _roll_back(tx)
+                roll_back(tx)
             if isinstance(exc, SyncError):
                 raise
             raise translate(exc, what="updating both zones", mapping=sides.mapping.name) from exc
@@ -69,7 +69,8 @@ def commit_both(sides: Sides, intranet: Engine, intent_id: int, key: dict[str, A
     return True
 
 
-def _roll_back(tx: Any) -> None:
+def roll_back(tx: Any) -> None:
+    """Roll a (prepared or not) transaction back; a side whose prepare failed only loses its connection."""
     if tx is None or not tx.is_active:
         return
     try:

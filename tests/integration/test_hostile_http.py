@@ -145,7 +145,7 @@ def test_an_unknown_or_hostile_mapping_name_is_refused_without_a_trace(
 
 @ONCE
 @pytest.mark.parametrize(("method", "path", "status", "code"), [
-    ("GET", "/nowhere", 404, "not_found"), ("DELETE", RECORDS, 405, "method_not_allowed"),
+    ("GET", "/nowhere", 404, "not_found"), ("PUT", RECORDS, 405, "method_not_allowed"),
     ("GET", RECORDS, 405, "method_not_allowed"),
 ])  # fmt: skip
 def test_a_path_or_method_the_api_does_not_have_is_a_json_refusal(

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import ZonePair
-from tests.integration.helpers import errors, mapped, rows, source_rows, target_rows
+from tests.integration.helpers import errors, execute, mapped, rows, source_rows, target_rows
 from zonesync.deployments.api import create_app
 from zonesync.deployments.server import protocol_options
 from zonesync.schemas import settings
@@ -223,3 +223,29 @@ def test_an_oversized_value_is_refused_by_a_server_database_or_quarantined_by_th
     else:
         assert (response.status_code, response.json()["reason"]) == (422, "invalid_value")
         assert rows(demo.intranet, "merchant") == [] and rows(demo.internet, "merchant") == []
+
+
+def delete(client: httpx.Client, body: str) -> httpx.Response:
+    return client.request("DELETE", "/mappings/merchants/records", content=body,
+                          headers={"content-type": "application/json"})  # fmt: skip
+
+
+def test_a_delete_removes_the_row_from_both_zones_or_neither(client: httpx.Client, demo: ZonePair) -> None:
+    post(client, RECORD % (1, "A"))
+    post(client, RECORD % (2, "A"))
+    later = "2099-01-01 00:00:00" + ("+00" if demo.internet_backend == "postgresql" else "")
+    execute(demo.internet, "UPDATE merchant SET updated_at = :later WHERE merchant_id = 2", {"later": later})
+
+    deleted = delete(client, '{"key": {"merchant_id": 1}}')
+    newer = delete(client, '{"key": {"merchant_id": 2}}')
+    missing = delete(client, '{"key": {"merchant_id": 404}}')
+    no_key = delete(client, "[1]")
+
+    assert (deleted.status_code, deleted.json()["status"]) == (200, "success"), deleted.text
+    assert (newer.status_code, newer.json()["reason"]) == (409, "delete_conflict")
+    assert (missing.status_code, missing.json()["reason"]) == (404, "not_found")
+    assert (no_key.status_code, no_key.json()["error"]) == (400, "invalid_body")
+    assert set(source_rows(demo.intranet, MERCHANTS)) == set(target_rows(demo.internet, MERCHANTS)) == {(2,)}
+    assert [row["merchant_id"] for row in rows(demo.internet, "merchant_archive")] == [1]
+    audited = [(row["operation"], row["status"]) for row in rows(demo.intranet, "api_audit")]
+    assert [entry for entry in audited if entry[0] == "delete"] == [("delete", 200), ("delete", 409), ("delete", 404)]

@@ -85,12 +85,15 @@ def test_a_client_writes_only_within_its_scopes(anonymous: httpx.Client, keys: d
     patched = anonymous.patch(
         "/mappings/merchants/records", content='{"key": {"merchant_id": 1}, "changes": {"status": "I"}}', headers=pusher
     )
+    deleted = anonymous.request("DELETE", "/mappings/merchants/records", content='{"key": {"merchant_id": 1}}',
+                                headers=pusher)  # fmt: skip
     other_mapping = anonymous.post("/mappings/payments/records", content="{}", headers=pusher)
     unknown = anonymous.post("/mappings/no_such_mapping/records", content="{}", headers=pusher)
 
     assert pushed.status_code == 201
     assert (patched.status_code, patched.json()["error"]) == (403, "forbidden")
     assert "'pusher' may not update" in patched.json()["detail"]
+    assert (deleted.status_code, deleted.json()["error"]) == (403, "forbidden")  # delete: a scope of its own
     # A mapping the client may not write is 403 whether it exists or not: the answer tells nothing more.
     assert other_mapping.status_code == unknown.status_code == 403
     assert other_mapping.json() | {"detail": ""} == unknown.json() | {"detail": ""}

@@ -213,7 +213,8 @@ def test_the_command_line_flows_and_recover_after_a_crash_run_as_the_role(
 
 
 @pytest.mark.parametrize(
-    ("part", "deletable"), [("flows", ("sync_lease", "merchant")), ("api", ("sync_lease", "api_idempotency"))]
+    ("part", "deletable"),
+    [("flows", ("sync_lease", "merchant", "merchant_archive")), ("api", ("sync_lease", "api_idempotency"))],
 )
 def test_zonesync_grants_prints_only_grants_of_table_privileges(
     demo: ZonePair, cli: Cli, backend: str, part: str, deletable: tuple[str, ...]

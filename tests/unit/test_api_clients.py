@@ -57,7 +57,7 @@ def test_anything_but_the_exact_key_is_refused(tmp_path: Path, presented: str) -
             "clients.portal = { key_sha256 = 'abc', scopes = {} }",
             "client 'portal' in {path}: key_sha256: String should match",
         ),
-        ("clients.portal = { key_sha256 = '" + "a" * 64 + "', scopes = { m = ['delete'] } }", "scopes.m"),
+        ("clients.portal = { key_sha256 = '" + "a" * 64 + "', scopes = { m = ['drop'] } }", "scopes.m"),
         ("clients.portal = { key_sha256 = '" + "a" * 64 + "', scopes = {}, admin = true }", "admin: Extra inputs"),
         ("clients.portal = {", "is not valid TOML"),
         ("[server]\nport = 1", "must hold only clients.<name>"),

@@ -185,16 +185,18 @@ def _calls(path: Path, method: str) -> int:
 
 def test_transactions_are_opened_in_one_place() -> None:
     """`engines.in_transaction` opens them; only those held open while the other zone is written (a claim of rows
-    or of tombstones, the update's source row) open their own, and two-phase commit its prepared ones."""
+    or of tombstones, the update's or the delete's source row) open their own, and two-phase commit (an update's,
+    a delete's) its prepared ones."""
     opened = {module: _calls(path, "begin") for module, path in PACKAGE.items() if _calls(path, "begin")}
     assert opened == {
         "zonesync.tasks.zones.engines": 1,
         "zonesync.tasks.sync.batch": 1,
         "zonesync.tasks.deletes.carrier": 1,
         "zonesync.tasks.update.rollback": 1,
+        "zonesync.tasks.update.deletion": 1,
     }
     prepared = {module for module, path in PACKAGE.items() if _calls(path, "begin_twophase")}
-    assert prepared == {"zonesync.tasks.update.twophase"}
+    assert prepared == {"zonesync.tasks.update.twophase", "zonesync.tasks.update.deletion"}
 
 
 def test_the_flows_do_not_depend_on_the_command_line() -> None:
@@ -221,7 +223,9 @@ def test_no_flow_or_task_lets_prefect_persist_its_result() -> None:
         for name, value in vars(importlib.import_module(module)).items()
         if isinstance(value, Flow | Task) and value.fn.__module__ == module
     }
-    assert len([name for name, value in declared.items() if isinstance(value, Flow)]) == 5  # four and reconcile-zones
+    assert (
+        len([name for name, value in declared.items() if isinstance(value, Flow)]) == 6
+    )  # four, delete-with-rollback and reconcile-zones
     tasks = {name.rpartition(".")[0] for name, value in declared.items() if isinstance(value, Task)}
     assert tasks == {"zonesync.tasks.prefect_tasks"}  # one home for Prefect tasks
     assert {name: value.persist_result for name, value in declared.items() if value.persist_result is not False} == {}

@@ -35,12 +35,13 @@ from zonesync.tasks.setup.automations import declared, with_notification
 
 SCHEDULED = {"retry-sync", "end-day-check", "reconcile-zones"}
 EVERY_FIVE_MINUTES = "*/5 * * * *"
-ON_DEMAND = {"realtime-push", "update-with-rollback"}
+ON_DEMAND = {"realtime-push", "update-with-rollback", "delete-with-rollback"}
 NO_OVERLAP = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 # What a caller gives an on-demand run (the deployments cannot default these).
 RUN_PARAMETERS: dict[str, dict[str, Any]] = {
     "realtime-push": {"mapping": "merchants", "records": [{"merchant_id": 1}]},
     "update-with-rollback": {"mapping": "merchants", "key": {"merchant_id": 1}, "changes": {"status": "I"}},
+    "delete-with-rollback": {"mapping": "merchants", "key": {"merchant_id": 1}},
 }
 
 
