@@ -18,6 +18,7 @@ from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.realtime_push import realtime_push
 from zonesync.flows.reconcile_zones import SUMMARY_KEY, reconcile_zones
 from zonesync.flows.retry_sync import retry_sync
+from zonesync.flows.delete_with_rollback import delete_with_rollback
 from zonesync.flows.update_with_rollback import update_with_rollback
 from zonesync.tasks.reconcile.findings import ContractReport
 from zonesync.tasks.results import EndDayReport, PushResult, UpdateResult
@@ -73,6 +74,17 @@ def test_an_update_rolled_back_is_a_failed_run_named_so_and_the_caller_still_get
 
     assert stored(state) == named
     assert isinstance(result, UpdateResult) and result.status == status
+
+
+def test_a_delete_rolled_back_is_a_failed_run_named_so(demo: ZonePair) -> None:
+    assert realtime_push("merchants", [MERCHANT, MERCHANT | {"merchant_id": 2}]).status == "success"
+
+    deleted_state = delete_with_rollback("merchants", {"merchant_id": 1}, return_state=True)
+    missing_state = delete_with_rollback("merchants", {"merchant_id": 1}, return_state=True)  # gone already
+    result = delete_with_rollback("merchants", {"merchant_id": 2})
+
+    assert (stored(deleted_state), stored(missing_state)) == (("COMPLETED", "Completed"), ("FAILED", "RolledBack"))
+    assert isinstance(result, UpdateResult) and result.status == "success"
 
 
 def test_retry_runs_are_named_no_record_partial_completed_and_failed(demo: ZonePair) -> None:
