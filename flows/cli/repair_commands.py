@@ -37,8 +37,14 @@ def reconcile(
     repair: Annotated[
         bool, typer.Option("--repair", help="Send again what is missing in the target or differs there, then check.")
     ] = False,
+    orphans: Annotated[
+        bool, typer.Option("--orphans", help="Sweep for target rows whose source row is gone (nothing is deleted).")
+    ] = False,
 ) -> None:
     """Compare both zones for a business date (counts and sums per group, keys missing or different).
+
+    With --orphans: list the target rows whose source row is gone with no delete on its way (deleted behind
+    zonesync's back: a trigger dropped, TRUNCATE, a restore); nothing is deleted.
 
     With --repair: mark the source rows that are missing in the target or differ there for the next sync, run it
     for those mappings, and compare again. Rows only in the target are reported, never deleted.
@@ -46,6 +52,9 @@ def reconcile(
     """
     from zonesync.schemas.registry import select_mappings
 
+    if orphans:
+        _sweep(select_mappings(None, mapping or None))
+        return
     day = _business_date(business_date)
     found = [_reconciled(selected, day, listing=REPAIRED_PER_RUN if repair else 50)
              for selected in select_mappings(None, mapping or None)]  # fmt: skip
@@ -65,6 +74,18 @@ def reconcile(
         if not each.ok:
             print_markdown(_report(each))
     _exit_unless_all_agree(after)
+
+
+def _sweep(selected: list[SyncMapping]) -> None:
+    """Print each mapping's orphans; exit 3 when some mapping has any."""
+    from zonesync.tasks.deletes.sweep import sweep_orphans
+    from zonesync.tasks.zones.engines import get_engine
+
+    found = [sweep_orphans(m, get_engine(m.source_zone), get_engine(m.target_zone)) for m in selected]
+    for each in found:
+        console.print(each.line(), highlight=False, soft_wrap=True)
+    if not all(each.ok for each in found):
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @friendly_errors

@@ -42,7 +42,9 @@ def captures_deletes(engine: Engine) -> bool:
     return engine in _captured
 
 
-def pending_query(mapping: SyncMapping, after: int | None, limit: int) -> sa.Select[tuple[int, str, str, object]]:
+def pending_query(
+    mapping: SyncMapping, after: int | None, limit: int | None
+) -> sa.Select[tuple[int, str, str, object]]:
     """The next pending tombstones of a mapping, in the order they were recorded."""
     t = sync_tombstone.c
     query = sa.select(t.id, t.record_key, t.version, t.deleted_at).where(t.mapping == mapping.name, ~t.is_sync)

@@ -19,6 +19,7 @@ from tests.integration.helpers import errors_by_key, execute, rows, seed, source
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.deletes.sweep import sweep_orphans
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.setup import demo_data
 from zonesync.tasks.setup.triggers import install_delete_capture
@@ -231,3 +232,37 @@ def test_a_payment_deleted_in_the_internet_zone_leaves_its_tombstone_there(demo:
     assert sorted(key for (key,) in target_rows(demo.intranet, PAYMENTS)) == [4, 5, 6]
     assert [row["outcome"] for row in rows(demo.internet, "sync_tombstone")] == ["applied", "applied"]
     assert "sync_tombstone" not in sa.inspect(demo.intranet).get_table_names()
+
+
+@pytest.mark.parametrize("behind_zonesync", ["trigger-dropped", "truncate", "restore"])
+def test_the_orphan_sweep_finds_every_delete_made_behind_zonesyncs_back(pair: ZonePair, behind_zonesync: str) -> None:
+    """Deletes that leave no tombstone: each orphan is listed, a delete on its way is not one, nothing is deleted."""
+    mapping = with_policy("archive")
+    synced_merchants(pair, mapping)
+    execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id = 1")  # captured: pending, not an orphan
+    # (a restore brings merchant 1 back: then it is no orphan either)
+    if behind_zonesync == "trigger-dropped":
+        execute(pair.intranet, "DROP TRIGGER zonesync_deletes_merchants" +
+                (" ON merchant" if pair.intranet_backend == "postgresql" else ""))  # fmt: skip
+        execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 4)")
+        expected = [(2,), (4,)]
+    elif behind_zonesync == "truncate":  # fires no row trigger (SQLite has no TRUNCATE: its trigger dropped)
+        if pair.intranet_backend == "sqlite":
+            execute(pair.intranet, "DROP TRIGGER zonesync_deletes_merchants")
+        execute(
+            pair.intranet, "DELETE FROM merchant" if pair.intranet_backend == "sqlite" else "TRUNCATE TABLE merchant"
+        )
+        expected = [(2,), (3,), (4,)]
+    else:  # a restore of an older copy of the table, which did not have merchant 3 yet (its triggers gone with it)
+        intranet_tables().tables["merchant"].drop(pair.intranet)
+        intranet_tables().tables["merchant"].create(pair.intranet)
+        older = demo_data.merchants(MERCHANT_COUNT).filter(pl.col("merchant_id") != 3)
+        seed(pair.intranet, "merchant", older.with_columns(is_sync=True), ("merchant_id",))
+        expected = [(3,)]
+    target_before = target_rows(pair.internet, MERCHANTS)
+
+    found = sweep_orphans(mapping, pair.intranet, pair.internet, batch_size=2)
+
+    assert (list(found.keys), found.count) == (expected, len(expected)), found
+    assert found.pending_deletes == (0 if behind_zonesync == "restore" else 1)  # merchant 1's delete, on its way
+    assert target_rows(pair.internet, MERCHANTS) == target_before  # nothing deleted

@@ -131,3 +131,20 @@ def test_reconcile_repair_of_an_incoming_mapping_runs_the_end_day_check_for_the_
     assert run.code == 0, str(run)
     assert "payments: 1 row(s) marked for the next sync" in said and "payments after the repair: agree" in said, said
     assert (gone,) in target_rows(demo_zones.intranet, PAYMENTS)
+
+
+@SQLITE_ONLY
+def test_reconcile_orphans_lists_target_rows_whose_source_row_is_gone_and_deletes_nothing(
+    demo_zones: ZonePair, cli_in_process: InProcessCli
+) -> None:
+    synced_merchants(demo_zones, valid_only=True)
+    clean = cli_in_process("reconcile", "-m", "merchants", "--orphans")
+    execute(demo_zones.intranet, "DELETE FROM merchant WHERE merchant_id IN (5, 6)")  # no capture installed
+
+    run = cli_in_process("reconcile", "-m", "merchants", "--orphans")
+
+    assert clean.code == 0 and "merchants: " in clean.stdout and "no orphan" in clean.stdout, str(clean)
+    said = " ".join(run.stdout.split())
+    assert run.code == 3, str(run)
+    assert "2 orphan(s), only in the target: (5,), (6,)" in said and "nothing deleted" in said, said
+    assert {(5,), (6,)} <= set(target_rows(demo_zones.internet, MERCHANTS))

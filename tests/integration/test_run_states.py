@@ -14,11 +14,11 @@ from prefect.states import State
 from tests.conftest import ZonePair
 from tests.integration.console import SQLITE_ONLY
 from tests.integration.helpers import execute, jobs, seed
+from zonesync.flows.delete_with_rollback import delete_with_rollback
 from zonesync.flows.end_day_check import end_day_check
 from zonesync.flows.realtime_push import realtime_push
 from zonesync.flows.reconcile_zones import SUMMARY_KEY, reconcile_zones
 from zonesync.flows.retry_sync import retry_sync
-from zonesync.flows.delete_with_rollback import delete_with_rollback
 from zonesync.flows.update_with_rollback import update_with_rollback
 from zonesync.tasks.reconcile.findings import ContractReport
 from zonesync.tasks.results import EndDayReport, PushResult, UpdateResult
