@@ -11,7 +11,9 @@ newer, or in a state never deleted) is quarantined in `sync_error` and its tombs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import polars as pl
 from sqlalchemy.engine import Connection, Engine
@@ -19,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.jobs import BatchRecord
-from zonesync.tasks.bookkeeping.quarantine import quarantine, record_keys, resolve
+from zonesync.tasks.bookkeeping.quarantine import count_open_errors, quarantine, record_keys, resolve
 from zonesync.tasks.deletes import tombstones
 from zonesync.tasks.deletes.policies import OUTCOME, TargetTables, apply_deletes, target_tables
 from zonesync.tasks.deletes.tombstones import TOMBSTONE
@@ -41,24 +43,30 @@ class DeleteCarrier:
     target: Engine
     intranet: Engine
     record: BatchRecord | None = None
+    _resolving: bool = field(default=False, init=False)  # open quarantine entries of the mapping to resolve
 
     def carry(self, batch_size: int, result: MappingSyncResult) -> None:
-        """Every pending tombstone, in the order recorded; the counts go into `result`."""
+        """Every pending tombstone, in the order recorded (the next batch read while one is carried); the counts go
+        into `result`."""
         if not tombstones.captures_deletes(self.source) or not tombstones.count_pending(self.source, self.mapping):
             return
         tables = self._tables()
-        after: int | None = None
-        while True:
-            batch = tombstones.read_pending(self.source, self.mapping, after, batch_size)
-            if batch.is_empty():
-                return
-            after = int(batch[TOMBSTONE][-1])
-            outcomes = self._carry_batch(batch, tables)
-            counted = outcomes[OUTCOME].value_counts()
-            count = dict(zip(counted[OUTCOME].to_list(), counted["count"].to_list(), strict=True))
-            result.deletes_applied += count.get("applied", 0) + count.get("absent", 0)
-            result.deletes_skipped += count.get("skipped", 0) + count.get("superseded", 0)
-            result.deletes_refused += count.get("conflict", 0) + count.get("kept", 0)
+        self._resolving = count_open_errors(self.intranet, self.mapping.name) > 0  # else nothing to resolve
+        upcoming: Future[pl.DataFrame] | None = self._read(None, batch_size)
+        try:
+            while upcoming is not None:
+                batch = upcoming.result()
+                if batch.is_empty():
+                    break
+                full = batch.height >= batch_size  # a shorter batch was the last
+                upcoming = self._read(int(batch[TOMBSTONE][-1]), batch_size) if full else None
+                _count(self._carry_batch(batch, tables), result)
+        finally:
+            if upcoming is not None and not upcoming.cancel():
+                upcoming.exception()  # a read still running must not outlive the run
+
+    def _read(self, after: int | None, batch_size: int) -> Future[pl.DataFrame]:
+        return _reader().submit(tombstones.read_pending, self.source, self.mapping, after, batch_size)
 
     def _tables(self) -> TargetTables:
         return target_tables(self.mapping, self.target, target_table(self.mapping, self.target))
@@ -67,7 +75,9 @@ class DeleteCarrier:
         conn = self._connect()
         try:
             with conn.begin():  # the claim: held until the target has the deletes
-                claimed = batch.filter(pl.col(TOMBSTONE).is_in(tombstones.claim(conn, batch[TOMBSTONE].to_list())))
+                claimed = batch.filter(
+                    pl.col(TOMBSTONE).is_in(tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list()))
+                )
                 latest = claimed.unique(self.mapping.keys, keep="last", maintain_order=True)
                 checkpoint("deletes:claimed")
                 outcomes = pl.concat([self._deliver(latest, tables), _superseded(claimed, latest)])
@@ -108,7 +118,7 @@ class DeleteCarrier:
                                  pl.col(OUTCOME).replace_strict(self._details()).alias("detail"))  # fmt: skip
         quarantine(conn, self.mapping, reasons, reopen=True)
         gone = keyed.filter(pl.col(OUTCOME).is_in(["applied", "absent"]))["record_key"].to_list()
-        if gone:
+        if gone and self._resolving:
             resolve(conn, self.mapping.name, gone)
         if self.record is not None:
             synced = _done(outcomes) if self.mapping.source_zone == "intranet" else 0  # else counted in the target
@@ -128,6 +138,20 @@ class DeleteCarrier:
         except Exception as exc:
             raise translate(exc, what=f"connecting to the {self.mapping.source_zone} zone",
                             mapping=self.mapping.name) from exc  # fmt: skip
+
+
+def _count(outcomes: pl.DataFrame, result: MappingSyncResult) -> None:
+    counted = outcomes[OUTCOME].value_counts()
+    count = dict(zip(counted[OUTCOME].to_list(), counted["count"].to_list(), strict=True))
+    result.deletes_applied += count.get("applied", 0) + count.get("absent", 0)
+    result.deletes_skipped += count.get("skipped", 0) + count.get("superseded", 0)
+    result.deletes_refused += count.get("conflict", 0) + count.get("kept", 0)
+
+
+@functools.cache
+def _reader() -> ThreadPoolExecutor:
+    """One read-ahead thread for the process's delete carries (reused, as the row sync's: tasks/sync/run.py)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-tombstones")
 
 
 def _done(outcomes: pl.DataFrame) -> int:
