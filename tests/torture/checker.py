@@ -6,7 +6,8 @@ clean run. It returns violations as readable lines; an empty list means consiste
 Per mapping:
 1. each source row (eligible for the mapping) is (a) flagged and present in the target with equal mapped
    values, (b) unflagged with an open sync_error row, or (c) unflagged — and after the final run (c) is empty;
-2. no duplicate key in the target, no target row without its source row;
+2. no duplicate key in the target, no target row without its source row; where deletes are captured, after the
+   final run no tombstone pending but a quarantined one, and no archived copy of a row the source still holds;
 3. every batch_job row of the drill is finished with a known status, and, where only scheduled jobs flagged
    rows, the jobs' rows_synced add up to the rows they flagged;
 4. no sync_intent left started/prepared, no sync_lease row left, no prepared transaction of an intent left.
@@ -14,6 +15,7 @@ Per mapping:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -113,7 +115,36 @@ def check_rows(pair: ZonePair, mapping: SyncMapping, *, final: bool) -> list[str
     if orphans:
         found.append(f"{name}: {len(orphans)} target row(s) without a source row: {_keys(orphans)}")
     found += _duplicates(target, mapping)
+    if final:
+        found += _tombstones(pair, source, target, mapping, all_source_keys, set(open_errors))
     return found
+
+
+def _tombstones(pair: ZonePair, source: Engine, target: Engine, mapping: SyncMapping, live: set[Key],
+                quarantined: set[Key]) -> list[str]:  # fmt: skip
+    """Deletes carried: none pending unless refused (quarantined); no archived copy of a row that still lives."""
+    found = []
+    if "sync_tombstone" in sa.inspect(source).get_table_names():
+        pending = [row for row in rows(source, "sync_tombstone") if row["mapping"] == mapping.name
+                   and not row["is_sync"]]  # fmt: skip
+        keys = {_tombstone_key(row, mapping) for row in pending} - quarantined
+        if keys:
+            found.append(
+                f"{mapping.name}: {len(keys)} delete(s) still pending after the final run: {_keys(sorted(keys))}"
+            )
+    archive = mapping.archive_table_name
+    if mapping.on_delete == "archive" and archive in sa.inspect(target).get_table_names():
+        alive = sorted({tuple(row[k] for k in mapping.keys) for row in rows(target, archive)} & live)
+        if alive:
+            found.append(
+                f"{mapping.name}: {len(alive)} archived copy(ies) of rows the source still holds: {_keys(alive)}"
+            )
+    return found
+
+
+def _tombstone_key(row: dict[str, Any], mapping: SyncMapping) -> Key:
+    values = json.loads(row["record_key"])
+    return tuple(values[column.source] for column in mapping.key_columns)
 
 
 def _difference(expected: dict[str, Any], actual: dict[str, Any]) -> str:

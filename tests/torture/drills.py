@@ -74,6 +74,8 @@ DRILLS: dict[str, DrillSpec] = {
         DrillSpec("crash-push", drills_crash.crash_push, merchants=30, payments=30),
         DrillSpec("crash-update-2pc", drills_crash.crash_update_two_phase, merchants=60, payments=60, two_phase=True),
         DrillSpec("crash-update-intent", drills_crash.crash_update_intent, merchants=60, payments=60),
+        DrillSpec("crash-delete-2pc", drills_crash.crash_delete_two_phase, merchants=60, two_phase=True),
+        DrillSpec("crash-delete-intent", drills_crash.crash_delete_intent, merchants=60),
         DrillSpec("stall-random", drills_stall.stall_random, merchants=120),
         DrillSpec("stall-push-update", drills_stall.stall_push_update, merchants=10, payments=10),
         DrillSpec("stall-lock-target", drills_stall.stall_lock_target, merchants=40),

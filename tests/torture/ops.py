@@ -78,6 +78,18 @@ def update(mapping: str, items: list[dict[str, Any]], pause: float = 0.0, **_: A
     return answers
 
 
+def delete(mapping: str, keys: list[dict[str, Any]], pause: float = 0.0, **_: Any) -> list[str]:
+    """Deletes with rollback, one per key; the status (and reason) of each."""
+    from zonesync.tasks.update.deletion import delete_record
+
+    answers = []
+    for key in keys:
+        result = delete_record(get_mapping(mapping), key)
+        answers.append(f"{result.status}:{result.reason}" if result.reason else result.status)
+        time.sleep(pause)
+    return answers
+
+
 def app(mapping: str, items: list[dict[str, Any]], pause: float = 0.0, **_: Any) -> int:
     """The application writer: per {key, values}, ONE statement setting the new values, flag false, version bumped."""
     found = get_mapping(mapping)
@@ -161,6 +173,7 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
     "endday": endday,
     "push": push,
     "update": update,
+    "delete": delete,
     "app": app,
     "recover": recover,
     "lock": lock,

@@ -30,7 +30,7 @@ from zonesync.tasks import prefect_tasks
 from zonesync.tasks.bookkeeping import lease
 from zonesync.tasks.push import pusher  # noqa: F401 (loaded once, warm)
 from zonesync.tasks.sync import run  # noqa: F401 (loaded once, warm)
-from zonesync.tasks.update import rollback
+from zonesync.tasks.update import deletion, rollback
 from zonesync.tasks.zones import engines
 
 _write_lock = threading.Lock()
@@ -62,7 +62,7 @@ def shorten_update_lease() -> None:
         short = os.environ.get("TORTURE_UPDATE_LEASE_SECONDS")
         return original_holding(engine, name, ttl=float(short) if short else ttl, **kwargs)
 
-    for module in (rollback, sys.modules.get("zonesync.tasks.update.recovery")):
+    for module in (rollback, deletion, sys.modules.get("zonesync.tasks.update.recovery")):
         if module is not None and hasattr(module, "holding"):
             module.holding = holding
 
