@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.deletes.tombstones import captures_deletes, count_pending
 from zonesync.tasks.reconcile.findings import (
     Difference,
     GroupTotals,
@@ -90,6 +91,7 @@ def reconcile_mapping(
         comparison=comparison,
         list_limit=list_limit,
         seconds=round(time.perf_counter() - started, 3),
+        pending_deletes=count_pending(source, mapping) if captures_deletes(source) else 0,
     )
 
 

@@ -101,6 +101,7 @@ class Reconciliation:
     list_limit: int
     seconds: float
     hidden_key_columns: frozenset[str] = frozenset()  # sensitive: their values are not shown in reports
+    pending_deletes: int = 0  # the mapping's tombstones not carried yet, whatever their date (tasks/deletes/)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +114,8 @@ class Reconciliation:
         totals = "totals match" if not wrong else f"totals differ in {wrong} of {len(self.groups)} groups"
         c = self.comparison
         rows = ", ".join(f"{c.count(kind)} {label}" for kind, label in DIFFERENCES.items())
-        return f"{totals}; {c.source_rows} source rows vs {c.target_rows} target rows compared: {rows}"
+        deletes = f"; {self.pending_deletes} delete(s) not carried yet" if self.pending_deletes else ""
+        return f"{totals}; {c.source_rows} source rows vs {c.target_rows} target rows compared: {rows}{deletes}"
 
     def format_key(self, key: Key) -> str:
         """'payment_id=17' (composite keys comma-separated)."""

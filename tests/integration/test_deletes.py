@@ -20,6 +20,7 @@ from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.deletes.sweep import sweep_orphans
+from zonesync.tasks.reconcile.compare import reconcile_mapping
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.setup import demo_data
 from zonesync.tasks.setup.triggers import install_delete_capture
@@ -266,3 +267,17 @@ def test_the_orphan_sweep_finds_every_delete_made_behind_zonesyncs_back(pair: Zo
     assert (list(found.keys), found.count) == (expected, len(expected)), found
     assert found.pending_deletes == (0 if behind_zonesync == "restore" else 1)  # merchant 1's delete, on its way
     assert target_rows(pair.internet, MERCHANTS) == target_before  # nothing deleted
+
+
+def test_the_reconciliation_counts_the_deletes_not_carried_yet(demo: ZonePair) -> None:
+    mapping = with_policy("archive")
+    synced_merchants(demo, mapping)
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id = 4")
+
+    before = reconcile_mapping(mapping, None, demo.intranet, demo.internet)
+    carry(demo, mapping)
+    after = reconcile_mapping(mapping, None, demo.intranet, demo.internet)
+
+    assert (before.pending_deletes, before.comparison.only_in_target_keys) == (1, ((4,),))
+    assert "1 delete(s) not carried yet" in before.headline()
+    assert (after.pending_deletes, after.ok) == (0, True) and "not carried" not in after.headline()
