@@ -47,7 +47,8 @@ def reconcile(
     zonesync's back: a trigger dropped, TRUNCATE, a restore); nothing is deleted.
 
     With --repair: mark the source rows that are missing in the target or differ there for the next sync, run it
-    for those mappings, and compare again. Rows only in the target are reported, never deleted.
+    for those mappings, and compare again. Rows only in the target are reported, never deleted, unless the mapping
+    carries deletes (on_delete other than ignore, with `init --triggers`): then their deletes are recorded and carried.
     Exit code 0: the zones agree (after the repair); 3: they differ.
     """
     from zonesync.schemas.registry import select_mappings
@@ -171,7 +172,8 @@ def _mark_and_sync(differing: list[Reconciliation], day: date) -> None:
         if len(keys) < compared.missing_in_target + compared.different:
             console.print(f"  more rows differ than one repair marks ({REPAIRED_PER_RUN:,}): run it again")
         if compared.only_in_target:
-            console.print(f"  {compared.only_in_target} row(s) only in the target: reported, never deleted")
+            console.print(f"  {_only_in_target(mapping, compared.only_in_target_keys, compared.only_in_target)}",
+                          highlight=False)  # fmt: skip
     outgoing = [f.mapping for f in differing if _declared(f).direction == "intranet_to_internet"]
     incoming = [f.mapping for f in differing if _declared(f).direction == "internet_to_intranet"]
     if outgoing:
@@ -182,6 +184,20 @@ def _mark_and_sync(differing: list[Reconciliation], day: date) -> None:
                           highlight=False)  # fmt: skip
         except EndDayFailed as failed:
             console.print(f"  end-day check failed: {failed.report.message}", highlight=False)
+
+
+def _only_in_target(mapping: SyncMapping, keys: tuple[tuple[Any, ...], ...], count: int) -> str:
+    """Rows only in the target go by the mapping's policy where deletes are captured (their tombstones are written
+    and the sync carries them); otherwise they are reported, never deleted."""
+    from zonesync.tasks.deletes.sweep import record_deletes
+    from zonesync.tasks.zones.engines import get_engine
+
+    recorded = record_deletes(mapping, get_engine(mapping.source_zone), keys)
+    if not recorded:
+        return f"{count} row(s) only in the target: reported, never deleted (on_delete={mapping.on_delete!r})"
+    return (
+        f"{count} row(s) only in the target: {recorded} delete(s) recorded, carried by on_delete={mapping.on_delete!r}"
+    )
 
 
 def _report(found: Reconciliation) -> str:

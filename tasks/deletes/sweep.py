@@ -23,7 +23,7 @@ from zonesync.tasks.deletes import tombstones
 from zonesync.tasks.reconcile.findings import Key
 from zonesync.tasks.reconcile.queries import key_in
 from zonesync.tasks.schema.catalog import source_table, target_table
-from zonesync.tasks.zones.engines import dialect_for
+from zonesync.tasks.zones.engines import dialect_for, installing_for
 from zonesync.tasks.zones.failures import translate
 
 _PROBE = 5_000  # keys looked up in the source per statement
@@ -120,3 +120,41 @@ def _normal(key: Sequence[Any], mapping: SyncMapping) -> Key:
         else:
             values.append(value)
     return tuple(values)
+
+
+def record_deletes(mapping: SyncMapping, source: Engine, keys: Sequence[Key]) -> int:
+    """Tombstones for target rows whose source row is gone (what the reconciliation lists as only in the target),
+    written the way the delete capture writes them, so that the next sync carries them by the mapping's policy;
+    a key the source holds again is skipped. How many were written (none where deletes are not captured)."""
+    from zonesync.tasks.setup.triggers import delete_capture
+
+    if mapping.on_delete == "ignore" or not tombstones.captures_deletes(source) or not keys:
+        return 0
+    table = source_table(mapping, source)
+    spec, installing = delete_capture(mapping, table), installing_for(source)
+    columns = ["mapping", "record_key", "version", "deleted_at", "is_sync"]
+    written = 0
+    try:
+        with source.begin() as conn:
+            for key in keys:
+                tombstone = _tombstone_of(mapping, table, installing.key_json("k", spec), installing.utc_now, key)
+                insert = sa.insert(tombstones.sync_tombstone).from_select(columns, tombstone)
+                written += conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, what="recording deletes of rows only in the target", mapping=mapping.name) from exc
+    return written
+
+
+def _tombstone_of(mapping: SyncMapping, table: sa.Table, key_json: str, now: str, key: Key) -> sa.Select[Any]:
+    """The tombstone row of one key, as the capture trigger would record it (the database's own JSON of the key,
+    which a re-insert's trigger compares), only while the source has no row of that key."""
+    values = zip(key, mapping.key_columns, strict=True)
+    row = sa.select(*(sa.cast(sa.literal(v), table.c[c.source].type).label(c.source) for v, c in values)).subquery("k")
+    alive = sa.exists().where(*(table.c[c.source] == row.c[c.source] for c in mapping.key_columns))
+    record_key: sa.ColumnElement[str] = sa.literal_column(key_json)
+    deleted_at: sa.ColumnElement[Any] = sa.literal_column(now)
+    return (
+        sa.select(sa.literal(mapping.name), record_key, sa.null(), deleted_at, sa.false())
+        .select_from(row)
+        .where(~alive)
+    )

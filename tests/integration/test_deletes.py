@@ -19,7 +19,7 @@ from tests.integration.helpers import errors_by_key, execute, rows, seed, source
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.deletes.sweep import sweep_orphans
+from zonesync.tasks.deletes.sweep import record_deletes, sweep_orphans
 from zonesync.tasks.reconcile.compare import reconcile_mapping
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.setup import demo_data
@@ -281,3 +281,25 @@ def test_the_reconciliation_counts_the_deletes_not_carried_yet(demo: ZonePair) -
     assert (before.pending_deletes, before.comparison.only_in_target_keys) == (1, ((4,),))
     assert "1 delete(s) not carried yet" in before.headline()
     assert (after.pending_deletes, after.ok) == (0, True) and "not carried" not in after.headline()
+
+
+def test_deletes_recorded_for_rows_only_in_the_target_are_carried_by_the_policy(pair: ZonePair) -> None:
+    """What `reconcile --repair` does with rows only in the target where the mapping carries deletes: tombstones as
+    the capture writes them (a re-insert supersedes them), then the next sync applies the policy."""
+    mapping = with_policy("archive")
+    synced_merchants(pair, mapping)
+    execute(pair.intranet, "DROP TRIGGER zonesync_deletes_merchants" + (" ON merchant" if pair.intranet_backend ==
+            "postgresql" else ""))  # fmt: skip
+    execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 3)")  # behind zonesync's back
+
+    recorded = record_deletes(mapping, pair.intranet, [(2,), (3,), (4,)])  # 4 still lives: no tombstone
+    seed(pair.intranet, "merchant", demo_data.merchants(3)[2:], ("merchant_id",))  # 3 comes back: superseded
+    result = carry(pair, mapping)
+
+    assert recorded == 2 and deleted_counts(result) == (1, 0, 0)
+    assert keys_of(rows(pair.internet, "merchant_archive")) == [2] and (3,) in target_rows(pair.internet, MERCHANTS)
+    assert sorted(row["outcome"] for row in tombstones(pair)) == ["applied", "superseded"]
+
+
+def keys_of(found: list[dict[str, Any]]) -> list[int]:
+    return sorted(row["merchant_id"] for row in found)
