@@ -75,14 +75,14 @@ class DeleteCarrier:
         conn = self._connect()
         try:
             with conn.begin():  # the claim: held until the target has the deletes
-                claimed = batch.filter(
-                    pl.col(TOMBSTONE).is_in(tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list()))
-                )
+                row_locks = dialect_for(self.source).row_locks
+                held = tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list(), row_locks=row_locks)
+                claimed = batch.filter(pl.col(TOMBSTONE).is_in(held.ids))
                 latest = claimed.unique(self.mapping.keys, keep="last", maintain_order=True)
                 checkpoint("deletes:claimed")
                 outcomes = pl.concat([self._deliver(latest, tables), _superseded(claimed, latest)])
                 checkpoint("deletes:applied")
-                tombstones.settle(conn, outcomes)
+                tombstones.settle(conn, self.mapping, outcomes, held)
                 if self.mapping.source_zone == "intranet":  # the bookkeeping commits with the flags it describes
                     self._bookkeep(conn, claimed, outcomes)
             if self.mapping.source_zone != "intranet":

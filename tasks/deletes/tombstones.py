@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from zonesync.schemas.errors import TransientSyncError
 from zonesync.schemas.mapping import SyncMapping, TargetColumn
 from zonesync.tasks.bookkeeping.tables import sync_tombstone
 from zonesync.tasks.sync.transform import to_target_schema
@@ -105,40 +107,56 @@ def _version_column(mapping: SyncMapping) -> TargetColumn | None:
     return next((c for c in mapping.columns if c.source == mapping.version_column), None)
 
 
-def settle(conn: Connection, outcomes: pl.DataFrame) -> None:
+@dataclass(frozen=True)
+class Claimed:
+    """A batch's tombstones held by the claim's transaction: locked only (settled by their id range, in one write
+    each), or flagged `claimed` as well (where rows cannot be locked one by one, or a tombstone committed inside the
+    range after the batch was read)."""
+
+    ids: list[int]
+    marked: bool
+
+
+def claim(conn: Connection, mapping: SyncMapping, ids: Sequence[int], *, row_locks: bool) -> Claimed:
+    """Hold a batch of pending tombstones (read in id order) in the caller's transaction: an insert of the same key
+    waits (its trigger would supersede them), and one superseded meanwhile is not taken."""
+    if not ids:
+        return Claimed([], marked=True)
+    t = sync_tombstone.c
+    in_range = [t.mapping == mapping.name, t.id.between(min(ids), max(ids))]
+    if row_locks:
+        locked = sa.select(t.id).where(*in_range, ~t.is_sync).with_for_update()
+        taken = {tombstone for (tombstone,) in conn.execute(locked)}
+        if taken.issubset(ids):
+            return Claimed(sorted(taken), marked=False)
+    conn.execute(sa.update(sync_tombstone).where(*in_range, ~t.is_sync).values(is_sync=True, outcome=_CLAIMED))
+    taken = {tombstone for (tombstone,) in conn.execute(sa.select(t.id).where(*in_range, t.outcome == _CLAIMED))}
+    unread = sorted(taken.difference(ids))  # committed inside the range after the read: for the next batch
+    for start in range(0, len(unread), _CHUNK):
+        chunk = unread[start : start + _CHUNK]
+        conn.execute(sa.update(sync_tombstone).where(t.id.in_(chunk)).values(is_sync=False, outcome=None))
+    return Claimed(sorted(taken.intersection(ids)), marked=True)
+
+
+def settle(conn: Connection, mapping: SyncMapping, outcomes: pl.DataFrame, claimed: Claimed) -> None:
     """Record each claimed tombstone's outcome (TOMBSTONE, outcome): done ones stay flagged, refused ones go back.
-    The usual outcome goes in one statement over the batch's id range (only the claimed ones there still read
-    `claimed`), the others by id."""
+    The usual outcome goes in one statement over the batch's id range, then the others by id."""
     if outcomes.is_empty():
         return
     t = sync_tombstone.c
     groups = {outcome: group[TOMBSTONE].to_list() for (outcome,), group in outcomes.group_by("outcome")}
     usual = max(groups, key=lambda outcome: len(groups[outcome]))
+    in_range = [t.mapping == mapping.name, t.id.between(min(claimed.ids), max(claimed.ids))]
+    held = t.outcome == _CLAIMED if claimed.marked else ~t.is_sync
+    settled = conn.execute(
+        sa.update(sync_tombstone).where(*in_range, held).values(outcome=usual, is_sync=usual in DONE)
+    )
+    if not claimed.marked and settled.rowcount != len(claimed.ids):  # one committed inside the range since the claim
+        raise TransientSyncError("a delete was recorded inside the batch being carried: the batch is carried again",
+                                 mapping=mapping.name)  # fmt: skip
     for outcome, ids in groups.items():
-        if outcome == usual:
-            continue
-        for start in range(0, len(ids), _CHUNK):
+        for start in range(0, len(ids) if outcome != usual else 0, _CHUNK):
             chunk = ids[start : start + _CHUNK]
             conn.execute(
                 sa.update(sync_tombstone).where(t.id.in_(chunk)).values(outcome=outcome, is_sync=outcome in DONE)
             )
-    claimed = [t.id.between(min(groups[usual]), max(groups[usual])), t.outcome == _CLAIMED]
-    conn.execute(sa.update(sync_tombstone).where(*claimed).values(outcome=usual, is_sync=usual in DONE))
-
-
-def claim(conn: Connection, mapping: SyncMapping, ids: Sequence[int]) -> list[int]:
-    """Flag a batch of pending tombstones (read in id order) in the caller's transaction, which locks them (an insert
-    of the same key waits: its trigger would supersede them); the ids claimed (one superseded meanwhile is flagged
-    already, and not taken). One statement over the batch's id range: a tombstone that committed inside the range
-    after the batch was read is given back, for the next batch."""
-    if not ids:
-        return []
-    t = sync_tombstone.c
-    in_range = [t.mapping == mapping.name, t.id.between(min(ids), max(ids))]
-    conn.execute(sa.update(sync_tombstone).where(*in_range, ~t.is_sync).values(is_sync=True, outcome=_CLAIMED))
-    taken = {tombstone for (tombstone,) in conn.execute(sa.select(t.id).where(*in_range, t.outcome == _CLAIMED))}
-    unread = sorted(taken.difference(ids))
-    for start in range(0, len(unread), _CHUNK):
-        chunk = unread[start : start + _CHUNK]
-        conn.execute(sa.update(sync_tombstone).where(t.id.in_(chunk)).values(is_sync=False, outcome=None))
-    return sorted(taken.intersection(ids))
