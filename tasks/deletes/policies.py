@@ -16,7 +16,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import ConfigError, TerminalSyncError
+from zonesync.schemas.errors import ConfigError, TerminalSyncError, TransientSyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.deletes.tombstones import DELETED_AT, TOMBSTONE, VERSION
 from zonesync.tasks.dialects.surface import Dialect
@@ -69,15 +69,14 @@ def apply_deletes(
     try:
         same_key = [target.c[key] == temp.c[key] for key in mapping.keys]
         newer, kept = _newer(target, temp, mapping), _kept(target, mapping)
-        conn.execute(sa.select(*(target.c[key] for key in mapping.keys)).where(sa.exists().where(*same_key))
-                     .with_for_update())  # fmt: skip
-        judged = _judge(conn, target, temp, mapping, newer, kept)
+        locked = mapping.on_delete == "soft"  # the others count what their statements did (below)
+        judged = _judge(conn, temp.join(target, sa.and_(*same_key)), temp, tombstones, newer, kept, locked)
         applied = judged.filter(pl.col(OUTCOME) == "applied").height
         may_go = [*same_key, sa.not_(newer), sa.not_(kept)]
         done = _apply(conn, tables, temp, mapping, may_go)
-        if done is not None and done != applied:
-            raise TerminalSyncError(f"{done} target rows went where {applied} were judged deletable: nothing applied",
-                                    mapping=mapping.name)  # fmt: skip
+        if done is not None and done != applied:  # a target row changed since it was judged: judged again
+            raise TransientSyncError(f"{done} target rows went where {applied} were judged deletable: the batch "
+                                     "is carried again", mapping=mapping.name)  # fmt: skip
         return judged
     finally:
         temp.drop(conn)
@@ -97,7 +96,9 @@ def _load(
     if marker is not None:
         columns.append(sa.Column(DELETED_AT, marker.type))
     like = sa.Table("zonesync_tombstones", sa.MetaData(), *columns)  # the types; the dialect makes the table
-    return dialect.load_temp(conn, "zonesync_tombstones", like, tombstones.select(column.name for column in columns))
+    temp = dialect.load_temp(conn, "zonesync_tombstones", like, tombstones.select(column.name for column in columns))
+    dialect.analyze_temp(conn, temp)
+    return temp
 
 
 def _target_version(mapping: SyncMapping) -> str | None:
@@ -136,17 +137,22 @@ def _kept(target: sa.Table, mapping: SyncMapping) -> sa.ColumnElement[bool]:
 
 def _judge(
     conn: Connection,
-    target: sa.Table,
+    joined: sa.Join,
     temp: sa.Table,
-    mapping: SyncMapping,
+    tombstones: pl.DataFrame,
     newer: sa.ColumnElement[bool],
     kept: sa.ColumnElement[bool],
+    locked: bool,
 ) -> pl.DataFrame:
-    present = target.c[mapping.keys[0]].is_not(None)
-    outcome = sa.case((sa.not_(present), "absent"), (newer, "conflict"), (kept, "kept"), else_="applied")
-    joined = temp.outerjoin(target, sa.and_(*(target.c[key] == temp.c[key] for key in mapping.keys)))
-    rows = conn.execute(sa.select(temp.c[TOMBSTONE], outcome).select_from(joined)).all()
-    return pl.DataFrame(rows, schema={TOMBSTONE: pl.Int64, OUTCOME: pl.String}, orient="row")
+    """Each tombstone's outcome (an inner join: a tombstone it does not return is `absent`); `locked`: the target
+    rows locked as they are read (a row lock cannot be taken on the missing side of an outer join). Unlocked, the
+    statement that applies the deletes checks each row again and its count tells whether the judgement held."""
+    outcome = sa.case((newer, "conflict"), (kept, "kept"), else_="applied")
+    query = sa.select(temp.c[TOMBSTONE], outcome).select_from(joined)
+    query = query.with_for_update() if locked else query
+    present = pl.DataFrame(conn.execute(query).all(), schema={TOMBSTONE: pl.Int64, OUTCOME: pl.String}, orient="row")
+    absent = tombstones.select(TOMBSTONE).join(present, on=TOMBSTONE, how="anti")
+    return pl.concat([present, absent.with_columns(pl.lit("absent").alias(OUTCOME))])
 
 
 def _apply(
@@ -163,7 +169,10 @@ def _apply(
         assert tables.archive is not None
         columns = [*mapping.target_columns, mapping.deleted_marker]
         rows = sa.select(*(target.c[name] for name in mapping.target_columns), temp.c[DELETED_AT]).where(*may_go)
-        conn.execute(sa.insert(tables.archive).from_select(columns, rows))
+        insert = sa.insert(tables.archive).from_select(columns, rows).execution_options(preserve_rowcount=True)
+        archived = int(conn.execute(insert).rowcount)
+        deleted = int(conn.execute(sa.delete(target).where(sa.exists().where(*may_go))).rowcount)
+        return deleted if deleted == archived else -1  # a row changed in between: the counts tell
     return int(conn.execute(sa.delete(target).where(sa.exists().where(*may_go))).rowcount)
 
 

@@ -140,6 +140,11 @@ class PostgresDialect(Dialect):
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
 
+    def analyze_temp(self, conn: Connection, temp: sa.Table) -> None:
+        """Autovacuum never sees a temporary table: unanalyzed, a join of 20k tombstones with a 1M-row table was
+        planned as a scan of the whole table per batch (measured: deletes at a quarter of the upsert rate)."""
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(temp)}")
+
     def insert(self, table: sa.Table) -> Any:
         """PostgreSQL's INSERT construct."""
         return pg_insert(table)

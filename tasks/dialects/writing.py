@@ -43,6 +43,9 @@ class Writes(DialectCore):
         self.bulk_load(conn, temp, self.encode(frame))
         return temp
 
+    def analyze_temp(self, conn: Connection, temp: sa.Table) -> None:
+        """Give the planner the loaded temporary table's statistics, where it plans joins without them."""
+
     # The three statement primitives every dialect provides; the statements below are built from them.
     @abstractmethod
     def insert(self, table: sa.Table) -> Any:
