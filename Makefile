@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-slow lint bench bench-quick bench-end-day torture fuzz clean
+.PHONY: install demo test test-fast test-slow lint bench bench-quick bench-end-day bench-deletes torture fuzz clean
 
 # setuptools warns, on an editable install, that a folder named like the package may shadow it: here the folder
 # zonesync/ is the package (links to flows/, tasks/, schemas/, deployments/), so that warning alone is silenced.
@@ -45,6 +45,9 @@ bench-quick: $(STAMP)  ## the same on 100k rows, one repetition
 
 bench-end-day: $(STAMP)  ## the end-day check (`zonesync end-day`) of 1M eligible payments on PostgreSQL
 	$(BIN)/python -m bench.end_day
+
+bench-deletes: $(STAMP)  ## carrying 1M deletes (tombstones) per policy against carrying the same rows, on PostgreSQL
+	$(BIN)/python -m bench.deletes
 
 # The long torture run (tests/torture): drill by pairing table; needs ZONESYNC_TEST_POSTGRES_URL / _MARIADB_URL.
 TORTURE_ARGS ?= --trials 50 --sqlite-trials 20
