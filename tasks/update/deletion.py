@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
-from zonesync.tasks.bookkeeping.lease import LeaseBusy, holding, mapping_lease
+from zonesync.tasks.bookkeeping.lease import holding, mapping_lease
 from zonesync.tasks.bookkeeping.quarantine import source_record_keys
 from zonesync.tasks.deletes.policies import (
     REFUSALS,
@@ -32,12 +32,12 @@ from zonesync.tasks.deletes.policies import (
     deletion_time,
     target_tables,
 )
-from zonesync.tasks.push.records import RecordError, coerce_key, json_friendly
+from zonesync.tasks.push.records import coerce_key, json_friendly
 from zonesync.tasks.results import UpdateResult
 from zonesync.tasks.sync.transform import ROW, to_target_schema
 from zonesync.tasks.update.intents import DELETE, close_intent, mark_intent, open_intent, transaction_id
 from zonesync.tasks.update.recovery import recover_intents
-from zonesync.tasks.update.rollback import UPDATE_WAIT_SECONDS, logger, refused
+from zonesync.tasks.update.rollback import ANSWERED, UPDATE_WAIT_SECONDS, answered, logger, refused
 from zonesync.tasks.update.sides import Sides, UpdateConflict
 from zonesync.tasks.update.twophase import roll_back, xids
 from zonesync.tasks.zones.checkpoints import checkpoint
@@ -59,16 +59,8 @@ def delete_record(mapping: SyncMapping, key: object) -> UpdateResult:
         tables = target_tables(mapping, sides.target_dialect.engine, sides.target)
         with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS, keep_alive=True):
             return _delete(sides, tables, intranet, typed_key)
-    except LeaseBusy as exc:
-        return UpdateResult(mapping.name, shown_key, "error", "busy", str(exc))
-    except RecordError as exc:
-        return UpdateResult(mapping.name, shown_key, "error", exc.reason, str(exc))
-    except UpdateConflict as exc:
-        return UpdateResult(mapping.name, shown_key, "error", "conflict", str(exc))
-    except SyncError as exc:
-        return refused(mapping, shown_key, exc, verb="delete")
-    except sa.exc.SQLAlchemyError as exc:  # the intents and leases, in the intranet zone
-        return refused(mapping, shown_key, translate(exc, what="delete bookkeeping", mapping=mapping.name))
+    except ANSWERED as exc:
+        return answered(mapping, shown_key, exc, verb="delete")
 
 
 def _delete(sides: Sides, tables: TargetTables, intranet: Engine, key: dict[str, Any]) -> UpdateResult:

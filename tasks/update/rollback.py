@@ -55,16 +55,26 @@ def update_record(mapping: SyncMapping, key: object, changes: object) -> UpdateR
         typed_key, typed_changes = coerce_update(sides.source, mapping, key, changes, sides.source_dialect.refusal)
         with holding(intranet, mapping_lease(mapping.name), ttl=60, wait=UPDATE_WAIT_SECONDS, keep_alive=True):
             return _update(sides, intranet, typed_key, typed_changes)
-    except LeaseBusy as exc:
-        return UpdateResult(mapping.name, shown_key, "error", "busy", str(exc))
-    except RecordError as exc:
-        return UpdateResult(mapping.name, shown_key, "error", exc.reason, str(exc))
-    except UpdateConflict as exc:
-        return UpdateResult(mapping.name, shown_key, "error", "conflict", str(exc))
-    except SyncError as exc:
-        return refused(mapping, shown_key, exc)
-    except sa.exc.SQLAlchemyError as exc:  # the intents and leases, in the intranet zone
-        return refused(mapping, shown_key, translate(exc, what="update bookkeeping", mapping=mapping.name))
+    except ANSWERED as exc:
+        return answered(mapping, shown_key, exc)
+
+
+# What an update or a delete with rollback answers as a result rather than raises.
+ANSWERED = (LeaseBusy, RecordError, SyncError, sa.exc.SQLAlchemyError)
+
+
+def answered(mapping: SyncMapping, key: dict[str, Any], exc: BaseException, *, verb: str = "update") -> UpdateResult:
+    """The result of an update (or a delete) stopped by `exc`, one of ANSWERED."""
+    if isinstance(exc, LeaseBusy):
+        return UpdateResult(mapping.name, key, "error", "busy", str(exc))
+    if isinstance(exc, RecordError):
+        return UpdateResult(mapping.name, key, "error", exc.reason, str(exc))
+    if isinstance(exc, UpdateConflict):
+        return UpdateResult(mapping.name, key, "error", "conflict", str(exc))
+    if isinstance(exc, SyncError):
+        return refused(mapping, key, exc, verb=verb)
+    # the intents and leases, in the intranet zone
+    return refused(mapping, key, translate(exc, what=f"{verb} bookkeeping", mapping=mapping.name), verb=verb)
 
 
 def refused(mapping: SyncMapping, key: dict[str, Any], exc: SyncError, done: str = "", *, verb: str = "update"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +83,12 @@ def prefect_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         raise
     yield server
     server.close(keep_log_in=tmp_path if failed(request) else None)
+
+
+@pytest.fixture
+def demo_pair(any_zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
+    """The demo tables in both zones of every pairing (the nine), settings pointed at them."""
+    create(any_zones.intranet, intranet_tables())
+    create(any_zones.internet, internet_tables())
+    use_zones(any_zones, modules="zonesync.schemas.examples")
+    return any_zones

@@ -6,7 +6,6 @@ neither."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from tests.integration.console import Cli
 from tests.integration.helpers import execute, rows, seed, source_rows, sync, target_rows
 from zonesync.schemas import settings
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.setup import demo_data
 from zonesync.tasks.setup.triggers import install_delete_capture
 from zonesync.tasks.update.deletion import delete_record
@@ -40,30 +38,22 @@ def keys(engine: Any, table: str) -> list[int]:
     return sorted(row["merchant_id"] for row in rows(engine, table))
 
 
-@pytest.fixture
-def pair(any_zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
-    intranet_tables().create_all(any_zones.intranet)
-    internet_tables().create_all(any_zones.internet)
-    use_zones(any_zones, modules="zonesync.schemas.examples")
-    return any_zones
-
-
 @pytest.mark.parametrize("with_two_phase", [True, False], ids=["two-phase", "intent"])
 def test_a_delete_removes_the_row_from_both_zones_on_every_pairing(
-    pair: ZonePair, monkeypatch: pytest.MonkeyPatch, with_two_phase: bool
+    demo_pair: ZonePair, monkeypatch: pytest.MonkeyPatch, with_two_phase: bool
 ) -> None:
     two_phase(monkeypatch, with_two_phase)
-    synced(pair)
+    synced(demo_pair)
 
     result = delete_record(MERCHANTS, KEY)
 
     assert (result.status, result.message) == ("success", "deleted in the source, archived in the target")
-    assert keys(pair.intranet, "merchant") == [1, 3] and keys(pair.internet, "merchant") == [1, 3]
-    assert keys(pair.internet, "merchant_archive") == [2]
+    assert keys(demo_pair.intranet, "merchant") == [1, 3] and keys(demo_pair.internet, "merchant") == [1, 3]
+    assert keys(demo_pair.internet, "merchant_archive") == [2]
     # Its tombstone (the capture fired on the DELETE) finds the copy gone: nothing done twice.
-    carried = sync(MERCHANTS, pair.intranet, pair.internet, pair.intranet, batch_size=10)
-    assert (carried.deletes_applied, keys(pair.internet, "merchant_archive")) == (1, [2])
-    assert [row["outcome"] for row in rows(pair.intranet, "sync_tombstone")] == ["absent"]
+    carried = sync(MERCHANTS, demo_pair.intranet, demo_pair.internet, demo_pair.intranet, batch_size=10)
+    assert (carried.deletes_applied, keys(demo_pair.internet, "merchant_archive")) == (1, [2])
+    assert [row["outcome"] for row in rows(demo_pair.intranet, "sync_tombstone")] == ["absent"]
 
 
 @pytest.mark.parametrize("with_two_phase", [True, False], ids=["two-phase", "intent"])

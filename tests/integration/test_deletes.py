@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from tests.conftest import ZonePair
 from tests.integration.helpers import errors_by_key, execute, rows, seed, source_rows, sync, target_rows
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
-from zonesync.schemas.examples.tables import internet_tables, intranet_tables
+from zonesync.schemas.examples.tables import intranet_tables
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.deletes.sweep import record_deletes, sweep_orphans
 from zonesync.tasks.reconcile.compare import reconcile_mapping
@@ -50,6 +49,12 @@ def deleted_counts(result: MappingSyncResult) -> tuple[int, int, int]:
 
 def with_policy(on_delete: str, **options: Any) -> SyncMapping:
     return dataclasses.replace(MERCHANTS, on_delete=on_delete, **options)  # type: ignore[arg-type]
+
+
+def drop_delete_trigger(pair: ZonePair) -> None:
+    """A delete capture turned off behind zonesync's back."""
+    on = " ON merchant" if pair.intranet_backend == "postgresql" else ""
+    execute(pair.intranet, f"DROP TRIGGER zonesync_deletes_merchants{on}")
 
 
 def add_soft_marker(pair: ZonePair) -> None:
@@ -199,24 +204,16 @@ def test_a_soft_deleted_row_sent_again_lives_again(demo: ZonePair) -> None:
     assert {row["merchant_id"]: row["deleted_at"] for row in rows(demo.internet, "merchant")}[1] is None
 
 
-@pytest.fixture
-def pair(any_zones: ZonePair, use_zones: Callable[..., None]) -> ZonePair:
-    intranet_tables().create_all(any_zones.intranet)
-    internet_tables().create_all(any_zones.internet)
-    use_zones(any_zones, modules="zonesync.schemas.examples")
-    return any_zones
-
-
-def test_deletes_are_carried_on_every_pairing(pair: ZonePair) -> None:
+def test_deletes_are_carried_on_every_pairing(demo_pair: ZonePair) -> None:
     mapping = with_policy("archive")
-    synced_merchants(pair, mapping)
+    synced_merchants(demo_pair, mapping)
 
-    execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (1, 3)")
-    result = carry(pair, mapping)
+    execute(demo_pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (1, 3)")
+    result = carry(demo_pair, mapping)
 
     assert deleted_counts(result) == (2, 0, 0)
-    assert set(target_rows(pair.internet, MERCHANTS)) == {(2,), (4,)}
-    assert sorted(row["merchant_id"] for row in rows(pair.internet, "merchant_archive")) == [1, 3]
+    assert set(target_rows(demo_pair.internet, MERCHANTS)) == {(2,), (4,)}
+    assert sorted(row["merchant_id"] for row in rows(demo_pair.internet, "merchant_archive")) == [1, 3]
 
 
 def test_a_payment_deleted_in_the_internet_zone_leaves_its_tombstone_there(demo: ZonePair) -> None:
@@ -236,37 +233,39 @@ def test_a_payment_deleted_in_the_internet_zone_leaves_its_tombstone_there(demo:
 
 
 @pytest.mark.parametrize("behind_zonesync", ["trigger-dropped", "truncate", "restore"])
-def test_the_orphan_sweep_finds_every_delete_made_behind_zonesyncs_back(pair: ZonePair, behind_zonesync: str) -> None:
+def test_the_orphan_sweep_finds_every_delete_made_behind_zonesyncs_back(
+    demo_pair: ZonePair, behind_zonesync: str
+) -> None:
     """Deletes that leave no tombstone: each orphan is listed, a delete on its way is not one, nothing is deleted."""
     mapping = with_policy("archive")
-    synced_merchants(pair, mapping)
-    execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id = 1")  # captured: pending, not an orphan
+    synced_merchants(demo_pair, mapping)
+    execute(demo_pair.intranet, "DELETE FROM merchant WHERE merchant_id = 1")  # captured: pending, not an orphan
     # (a restore brings merchant 1 back: then it is no orphan either)
     if behind_zonesync == "trigger-dropped":
-        execute(pair.intranet, "DROP TRIGGER zonesync_deletes_merchants" +
-                (" ON merchant" if pair.intranet_backend == "postgresql" else ""))  # fmt: skip
-        execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 4)")
+        drop_delete_trigger(demo_pair)
+        execute(demo_pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 4)")
         expected = [(2,), (4,)]
     elif behind_zonesync == "truncate":  # fires no row trigger (SQLite has no TRUNCATE: its trigger dropped)
-        if pair.intranet_backend == "sqlite":
-            execute(pair.intranet, "DROP TRIGGER zonesync_deletes_merchants")
+        if demo_pair.intranet_backend == "sqlite":
+            drop_delete_trigger(demo_pair)
         execute(
-            pair.intranet, "DELETE FROM merchant" if pair.intranet_backend == "sqlite" else "TRUNCATE TABLE merchant"
+            demo_pair.intranet,
+            "DELETE FROM merchant" if demo_pair.intranet_backend == "sqlite" else "TRUNCATE TABLE merchant",
         )
         expected = [(2,), (3,), (4,)]
     else:  # a restore of an older copy of the table, which did not have merchant 3 yet (its triggers gone with it)
-        intranet_tables().tables["merchant"].drop(pair.intranet)
-        intranet_tables().tables["merchant"].create(pair.intranet)
+        intranet_tables().tables["merchant"].drop(demo_pair.intranet)
+        intranet_tables().tables["merchant"].create(demo_pair.intranet)
         older = demo_data.merchants(MERCHANT_COUNT).filter(pl.col("merchant_id") != 3)
-        seed(pair.intranet, "merchant", older.with_columns(is_sync=True), ("merchant_id",))
+        seed(demo_pair.intranet, "merchant", older.with_columns(is_sync=True), ("merchant_id",))
         expected = [(3,)]
-    target_before = target_rows(pair.internet, MERCHANTS)
+    target_before = target_rows(demo_pair.internet, MERCHANTS)
 
-    found = sweep_orphans(mapping, pair.intranet, pair.internet, batch_size=2)
+    found = sweep_orphans(mapping, demo_pair.intranet, demo_pair.internet, batch_size=2)
 
     assert (list(found.keys), found.count) == (expected, len(expected)), found
     assert found.pending_deletes == (0 if behind_zonesync == "restore" else 1)  # merchant 1's delete, on its way
-    assert target_rows(pair.internet, MERCHANTS) == target_before  # nothing deleted
+    assert target_rows(demo_pair.internet, MERCHANTS) == target_before  # nothing deleted
 
 
 def test_the_reconciliation_counts_the_deletes_not_carried_yet(demo: ZonePair) -> None:
@@ -283,22 +282,23 @@ def test_the_reconciliation_counts_the_deletes_not_carried_yet(demo: ZonePair) -
     assert (after.pending_deletes, after.ok) == (0, True) and "not carried" not in after.headline()
 
 
-def test_deletes_recorded_for_rows_only_in_the_target_are_carried_by_the_policy(pair: ZonePair) -> None:
+def test_deletes_recorded_for_rows_only_in_the_target_are_carried_by_the_policy(demo_pair: ZonePair) -> None:
     """What `reconcile --repair` does with rows only in the target where the mapping carries deletes: tombstones as
     the capture writes them (a re-insert supersedes them), then the next sync applies the policy."""
     mapping = with_policy("archive")
-    synced_merchants(pair, mapping)
-    execute(pair.intranet, "DROP TRIGGER zonesync_deletes_merchants" + (" ON merchant" if pair.intranet_backend ==
-            "postgresql" else ""))  # fmt: skip
-    execute(pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 3)")  # behind zonesync's back
+    synced_merchants(demo_pair, mapping)
+    drop_delete_trigger(demo_pair)
+    execute(demo_pair.intranet, "DELETE FROM merchant WHERE merchant_id IN (2, 3)")  # behind zonesync's back
 
-    recorded = record_deletes(mapping, pair.intranet, [(2,), (3,), (4,)])  # 4 still lives: no tombstone
-    seed(pair.intranet, "merchant", demo_data.merchants(3)[2:], ("merchant_id",))  # 3 comes back: superseded
-    result = carry(pair, mapping)
+    recorded = record_deletes(mapping, demo_pair.intranet, [(2,), (3,), (4,)])  # 4 still lives: no tombstone
+    seed(demo_pair.intranet, "merchant", demo_data.merchants(3)[2:], ("merchant_id",))  # 3 comes back: superseded
+    result = carry(demo_pair, mapping)
 
     assert recorded == 2 and deleted_counts(result) == (1, 0, 0)
-    assert keys_of(rows(pair.internet, "merchant_archive")) == [2] and (3,) in target_rows(pair.internet, MERCHANTS)
-    assert sorted(row["outcome"] for row in tombstones(pair)) == ["applied", "superseded"]
+    assert keys_of(rows(demo_pair.internet, "merchant_archive")) == [2] and (3,) in target_rows(
+        demo_pair.internet, MERCHANTS
+    )
+    assert sorted(row["outcome"] for row in tombstones(demo_pair)) == ["applied", "superseded"]
 
 
 def keys_of(found: list[dict[str, Any]]) -> list[int]:
