@@ -16,14 +16,14 @@ from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.deletes import tombstones
 from zonesync.tasks.reconcile.findings import Key
 from zonesync.tasks.reconcile.queries import key_in
 from zonesync.tasks.schema.catalog import source_table, target_table
-from zonesync.tasks.zones.engines import dialect_for, installing_for
+from zonesync.tasks.zones.engines import dialect_for, in_transaction, installing_for
 from zonesync.tasks.zones.failures import translate
 
 _PROBE = 5_000  # keys looked up in the source per statement
@@ -133,16 +133,20 @@ def record_deletes(mapping: SyncMapping, source: Engine, keys: Sequence[Key]) ->
     table = source_table(mapping, source)
     spec, installing = delete_capture(mapping, table), installing_for(source)
     columns = ["mapping", "record_key", "version", "deleted_at", "is_sync"]
-    written = 0
+    key_json = installing.key_json("k", spec)
+
+    def write(conn: Connection) -> int:
+        written = 0
+        for key in keys:
+            tombstone = _tombstone_of(mapping, table, key_json, installing.utc_now, key)
+            insert = sa.insert(tombstones.sync_tombstone).from_select(columns, tombstone)
+            written += conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+        return written
+
     try:
-        with source.begin() as conn:
-            for key in keys:
-                tombstone = _tombstone_of(mapping, table, installing.key_json("k", spec), installing.utc_now, key)
-                insert = sa.insert(tombstones.sync_tombstone).from_select(columns, tombstone)
-                written += conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+        return in_transaction(source, write)
     except sa.exc.SQLAlchemyError as exc:
         raise translate(exc, what="recording deletes of rows only in the target", mapping=mapping.name) from exc
-    return written
 
 
 def _tombstone_of(mapping: SyncMapping, table: sa.Table, key_json: str, now: str, key: Key) -> sa.Select[Any]:
