@@ -98,21 +98,24 @@ class DeleteCarrier:
     def _deliver(self, latest: pl.DataFrame, tables: TargetTables) -> pl.DataFrame:
         """Apply the deletes in the target (or skip them all: `ignore`); the target's ledger count commits with
         them when the target is the intranet zone."""
-        if self.mapping.on_delete == "ignore" or latest.is_empty():
-            return latest.select(TOMBSTONE, pl.lit("skipped").alias(OUTCOME))
 
         def apply(conn: Connection) -> pl.DataFrame:
-            outcomes = apply_deletes(dialect_for(self.target), conn, tables, self.mapping, latest)
+            if self.mapping.on_delete == "ignore":
+                outcomes = latest.select(TOMBSTONE, pl.lit("skipped").alias(OUTCOME))
+            else:
+                outcomes = apply_deletes(dialect_for(self.target), conn, tables, self.mapping, latest)
             if self.record is not None and self.mapping.target_zone == "intranet":
                 self.record(conn, 0, _done(outcomes), 0)
             return outcomes
 
+        if latest.is_empty():
+            return latest.select(TOMBSTONE, pl.lit("skipped").alias(OUTCOME))
         return in_transaction(self.target, apply)
 
     def _bookkeep(self, conn: Connection, claimed: pl.DataFrame, outcomes: pl.DataFrame) -> None:
         """Quarantine the refused deletes, resolve the entries of rows gone, count the batch."""
-        keyed = claimed.join(outcomes, on=TOMBSTONE).with_columns(record_keys(claimed.join(outcomes, on=TOMBSTONE),
-                                                                              self.mapping.keys))  # fmt: skip
+        joined = claimed.join(outcomes, on=TOMBSTONE)
+        keyed = joined.with_columns(record_keys(joined, self.mapping.keys))
         refused = keyed.filter(pl.col(OUTCOME).is_in(list(_REASONS)))
         reasons = refused.select("record_key", pl.col(OUTCOME).replace_strict(_REASONS).alias("reason"),
                                  pl.col(OUTCOME).replace_strict(self._details()).alias("detail"))  # fmt: skip

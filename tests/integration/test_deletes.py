@@ -14,12 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ZonePair
-from tests.integration.helpers import errors_by_key, execute, rows, seed, source_rows, sync, target_rows
+from tests.integration.helpers import errors_by_key, execute, jobs, rows, seed, source_rows, sync, target_rows
+from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import intranet_tables
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.deletes.sweep import record_deletes, sweep_orphans
 from zonesync.tasks.reconcile.compare import reconcile_mapping
+from zonesync.tasks.reporting.sync_run import counts_line
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.setup import demo_data
 from zonesync.tasks.setup.triggers import install_delete_capture
@@ -303,3 +305,17 @@ def test_deletes_recorded_for_rows_only_in_the_target_are_carried_by_the_policy(
 
 def keys_of(found: list[dict[str, Any]]) -> list[int]:
     return sorted(row["merchant_id"] for row in found)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_retry_run_counts_its_deletes_in_the_ledger_and_its_summary(demo: ZonePair) -> None:
+    synced_merchants(demo, MERCHANTS)  # the demo's merchants: archived
+    execute(demo.intranet, "DELETE FROM merchant WHERE merchant_id IN (1, 2)")
+
+    report = retry_sync(mappings=["merchants"])
+
+    merchants = report["merchants"]
+    assert (merchants.status, deleted_counts(merchants)) == ("success", (2, 0, 0))
+    [*_, job] = jobs(demo.intranet)
+    assert (job["status"], job["rows_eligible"], job["rows_synced"], job["rows_failed"]) == ("SUCCESS", 2, 2, 0)
+    assert "deletes: 2 applied, 0 skipped, 0 refused" in counts_line(merchants)  # the summary artifact's line
