@@ -75,8 +75,8 @@ class DeleteCarrier:
         conn = self._connect()
         try:
             with conn.begin():  # the claim: held until the target has the deletes
-                row_locks = dialect_for(self.source).row_locks
-                held = tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list(), row_locks=row_locks)
+                lock_only = dialect_for(self.source).lock_only_claims
+                held = tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list(), lock_only=lock_only)
                 claimed = batch.filter(pl.col(TOMBSTONE).is_in(held.ids))
                 latest = claimed.unique(self.mapping.keys, keep="last", maintain_order=True)
                 checkpoint("deletes:claimed")

@@ -69,16 +69,27 @@ def apply_deletes(
     try:
         same_key = [target.c[key] == temp.c[key] for key in mapping.keys]
         newer, kept = _newer(target, temp, mapping), _kept(target, mapping)
-        judged = _judge(conn, temp.join(target, sa.and_(*same_key)), temp, tombstones, newer, kept)
-        applied = judged.filter(pl.col(OUTCOME) == "applied").height
-        may_go = [*same_key, sa.not_(newer), sa.not_(kept)]
-        done = _apply(conn, tables, temp, mapping, may_go)
-        if done != applied:  # a target row changed since it was judged: judged again
-            raise TransientSyncError(f"{done} target rows went where {applied} were judged deletable: the batch "
-                                     "is carried again", mapping=mapping.name)  # fmt: skip
-        return judged
+        joined, may_go = temp.join(target, sa.and_(*same_key)), [*same_key, sa.not_(newer), sa.not_(kept)]
+        if mapping.on_delete == "soft":  # judged first, then counted: MariaDB's UPDATE returns no rows
+            judged = _judge(conn, joined, temp, tombstones, newer, kept)
+            _expect(_mark(conn, tables, temp, mapping, may_go), judged, mapping)
+            return judged
+        gone = _remove(conn, tables, temp, mapping, may_go, tombstones)
+        if gone.height == tombstones.height:  # the usual batch: every row went, nothing left to judge
+            return gone
+        rest = _judge(conn, joined, temp, tombstones.join(gone, on=TOMBSTONE, how="anti"), newer, kept)
+        _expect(0, rest, mapping)  # a row left behind must be one the guards keep
+        return pl.concat([gone, rest])
     finally:
         temp.drop(conn)
+
+
+def _expect(done: int, judged: pl.DataFrame, mapping: SyncMapping) -> None:
+    """A statement did what the judgement says (else a target row changed in between: the batch goes again)."""
+    applied = judged.filter(pl.col(OUTCOME) == "applied").height
+    if done != applied:
+        raise TransientSyncError(f"{done} target rows went where {applied} were judged deletable: the batch is "
+                                 "carried again", mapping=mapping.name)  # fmt: skip
 
 
 def _load(
@@ -151,25 +162,43 @@ def _judge(
     return pl.concat([present, absent.with_columns(pl.lit("absent").alias(OUTCOME))])
 
 
-def _apply(
+def _mark(
     conn: Connection, tables: TargetTables, temp: sa.Table, mapping: SyncMapping, may_go: list[sa.ColumnElement[bool]]
 ) -> int:
-    """Run the policy's statement; the rows it deleted or marked (matched rows: MariaDB's connections report those,
-    not the rows changed), -1 when an archive's two statements disagree."""
+    """`soft`: set the marker; the rows matched (what MariaDB's connections report too, not the rows changed)."""
     target = tables.table
-    if mapping.on_delete == "soft":
-        marker = target.c[mapping.deleted_marker]
-        value = sa.true() if isinstance(marker.type, sa.Boolean) else temp.c[DELETED_AT]
-        return int(conn.execute(sa.update(target).where(*may_go).values({marker.name: value})).rowcount)  # ... FROM
+    marker = target.c[mapping.deleted_marker]
+    value = sa.true() if isinstance(marker.type, sa.Boolean) else temp.c[DELETED_AT]
+    return int(conn.execute(sa.update(target).where(*may_go).values({marker.name: value})).rowcount)  # ... FROM temp
+
+
+def _remove(
+    conn: Connection,
+    tables: TargetTables,
+    temp: sa.Table,
+    mapping: SyncMapping,
+    may_go: list[sa.ColumnElement[bool]],
+    tombstones: pl.DataFrame,
+) -> pl.DataFrame:
+    """`hard`, `archive`: (TOMBSTONE, OUTCOME) of the tombstones whose row went, told by the keys the DELETE
+    returns (one statement; the judgement of the rest only when some row stayed)."""
+    target = tables.table
+    keys = [target.c[key] for key in mapping.keys]
     if mapping.on_delete == "archive":
         assert tables.archive is not None
-        columns = [*mapping.target_columns, mapping.deleted_marker]
         rows = sa.select(*(target.c[name] for name in mapping.target_columns), temp.c[DELETED_AT]).where(*may_go)
+        columns = [*mapping.target_columns, mapping.deleted_marker]
         insert = sa.insert(tables.archive).from_select(columns, rows).execution_options(preserve_rowcount=True)
         archived = int(conn.execute(insert).rowcount)
-        deleted = int(conn.execute(sa.delete(target).where(sa.exists().where(*may_go))).rowcount)
-        return deleted if deleted == archived else -1  # a row changed in between: the counts tell
-    return int(conn.execute(sa.delete(target).where(sa.exists().where(*may_go))).rowcount)
+    deleted = conn.execute(sa.delete(target).where(sa.exists().where(*may_go)).returning(*keys)).all()
+    if mapping.on_delete == "archive" and archived != len(deleted):  # a row changed between the two statements
+        raise TransientSyncError(f"{archived} rows archived but {len(deleted)} deleted: the batch is carried again",
+                                 mapping=mapping.name)  # fmt: skip
+    dtypes = {column.name: column.dtype for column in mapping.key_columns}
+    went = pl.DataFrame([tuple(row) for row in deleted], schema=list(mapping.keys), orient="row")
+    went = went.with_columns(pl.col(name).cast(dtype) for name, dtype in dtypes.items())
+    matched = tombstones.select(TOMBSTONE, *mapping.keys).join(went, on=list(mapping.keys), how="semi")
+    return matched.select(TOMBSTONE, pl.lit("applied").alias(OUTCOME))
 
 
 def apply_one(

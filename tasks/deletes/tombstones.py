@@ -111,20 +111,20 @@ def _version_column(mapping: SyncMapping) -> TargetColumn | None:
 class Claimed:
     """A batch's tombstones held by the claim's transaction: locked only (settled by their id range, in one write
     each), or flagged `claimed` as well (where rows cannot be locked one by one, or a tombstone committed inside the
-    range after the batch was read)."""
+    range after the batch was read, or where the database's trait says not to: `lock_only_claims`)."""
 
     ids: list[int]
     marked: bool
 
 
-def claim(conn: Connection, mapping: SyncMapping, ids: Sequence[int], *, row_locks: bool) -> Claimed:
+def claim(conn: Connection, mapping: SyncMapping, ids: Sequence[int], *, lock_only: bool) -> Claimed:
     """Hold a batch of pending tombstones (read in id order) in the caller's transaction: an insert of the same key
     waits (its trigger would supersede them), and one superseded meanwhile is not taken."""
     if not ids:
         return Claimed([], marked=True)
     t = sync_tombstone.c
     in_range = [t.mapping == mapping.name, t.id.between(min(ids), max(ids))]
-    if row_locks:
+    if lock_only:
         locked = sa.select(t.id).where(*in_range, ~t.is_sync).with_for_update()
         taken = {tombstone for (tombstone,) in conn.execute(locked)}
         if taken.issubset(ids):

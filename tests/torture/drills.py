@@ -70,6 +70,7 @@ DRILLS: dict[str, DrillSpec] = {
     spec.name: spec
     for spec in (
         DrillSpec("crash-retry", drills_crash.crash_retry, merchants=250),
+        DrillSpec("crash-retry-deletes", drills_crash.crash_retry_deletes, merchants=250),
         DrillSpec("crash-endday", drills_crash.crash_endday, merchants=0, payments=250),
         DrillSpec("crash-push", drills_crash.crash_push, merchants=30, payments=30),
         DrillSpec("crash-update-2pc", drills_crash.crash_update_two_phase, merchants=60, payments=60, two_phase=True),

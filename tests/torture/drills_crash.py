@@ -23,6 +23,21 @@ def crash_retry(trial: Trial) -> list[str]:
     return trial.finish(["merchants"], baseline, jobs_only=True)
 
 
+def crash_retry_deletes(trial: Trial) -> list[str]:
+    """Synced merchants, the delete capture installed, a seeded fifth of them deleted by the application; kill the
+    retry that carries the deletes mid-run; recover, run again, check (no delete left pending, none in the target)."""
+    trial.run("retry", mappings=["merchants"], batch_size=BATCH)
+    install_delete_capture(MERCHANTS, trial.pair.intranet)
+    gone = trial.rng.sample(range(1, 251), 50)
+    with trial.pair.intranet.begin() as conn:
+        conn.execute(sa.text("DELETE FROM merchant WHERE merchant_id IN :gone").bindparams(
+            sa.bindparam("gone", expanding=True)), {"gone": gone})  # fmt: skip
+    baseline = trial.baseline(["merchants"])
+    worker = trial.start("retry", mappings=["merchants"], batch_size=7)
+    _kill_while_running(trial, worker, baseline)
+    return trial.finish(["merchants"], baseline, jobs_only=True)
+
+
 def crash_endday(trial: Trial) -> list[str]:
     """Kill an end-day check mid-run; recover, run again, check (the ledger too)."""
     baseline = trial.baseline(["payments"])
