@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from zonesync.deployments.guard import CLIENT
 from zonesync.schemas.api_clients import ApiClient, Scope
 
-_SCOPE_OF_OPERATION: dict[str, Scope] = {"post": "push", "patch": "update"}
+_SCOPE_OF_OPERATION: dict[str, Scope] = {"post": "push", "patch": "update", "delete": "delete"}
 
 
 def serve_documents(app: FastAPI, mapping_of_path: dict[str, str], *, authenticated: bool) -> None:
@@ -47,7 +47,7 @@ def _for_scopes(
         mapping = mapping_of_path.get(path)
         kept = {
             method: operation for method, operation in operations.items()
-            if mapping is None or (mapping, _SCOPE_OF_OPERATION.get(method, "push")) in scopes
+            if mapping is None or (mapping, _SCOPE_OF_OPERATION.get(method)) in scopes  # an unknown method: not shown
         }  # fmt: skip
         if kept:
             paths[path] = kept

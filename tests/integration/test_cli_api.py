@@ -54,7 +54,10 @@ def test_api_key_new_prints_the_key_once_and_the_line_that_declares_it(cli: Cli,
     ("args", "message"),
     [
         (("portal", "-m", "nope"), "unknown mapping 'nope'"),
-        (("portal", "-m", "merchants", "--scope", "push,delete"), "--scope 'push,delete': choose from push, update"),
+        (
+            ("portal", "-m", "merchants", "--scope", "push,drop"),
+            "--scope 'push,drop': choose from push, update, delete",
+        ),
         (("bad name", "-m", "merchants"), "client name 'bad name'"),
     ],
     ids=["unknown-mapping", "unknown-scope", "bad-name"],

@@ -295,5 +295,5 @@ def test_a_client_is_shown_only_the_mappings_it_may_use(anonymous: httpx.Client,
     assert set(pusher["paths"]["/mappings/merchants/records"]) == {"post"}
     shown = json.dumps(pusher)
     assert "/mappings/payments" not in shown and "customer_name" not in shown  # the payments record shape
-    assert set(everything["paths"]["/mappings/payments/records"]) == {"post", "patch"}
+    assert set(everything["paths"]["/mappings/payments/records"]) == {"post", "patch", "delete"}
     assert anonymous.get("/docs", headers=_as(keys["pusher"])).status_code == 200
