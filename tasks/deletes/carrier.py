@@ -23,7 +23,7 @@ from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.jobs import BatchRecord
 from zonesync.tasks.bookkeeping.quarantine import count_open_errors, quarantine, record_keys, resolve
 from zonesync.tasks.deletes import tombstones
-from zonesync.tasks.deletes.policies import OUTCOME, TargetTables, apply_deletes, target_tables
+from zonesync.tasks.deletes.policies import OUTCOME, REFUSALS, TargetTables, apply_deletes, target_tables
 from zonesync.tasks.deletes.tombstones import TOMBSTONE
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.schema.catalog import target_table
@@ -31,7 +31,7 @@ from zonesync.tasks.zones.checkpoints import checkpoint
 from zonesync.tasks.zones.engines import dialect_for, in_transaction
 from zonesync.tasks.zones.failures import translate
 
-_REASONS = {"conflict": "delete_conflict", "kept": "delete_kept"}
+_REASONS = {outcome: reason for outcome, (reason, _message) in REFUSALS.items()}  # outcome -> sync_error reason
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _count(outcomes: pl.DataFrame, result: MappingSyncResult) -> None:
     count = dict(zip(counted[OUTCOME].to_list(), counted["count"].to_list(), strict=True))
     result.deletes_applied += count.get("applied", 0) + count.get("absent", 0)
     result.deletes_skipped += count.get("skipped", 0) + count.get("superseded", 0)
-    result.deletes_refused += count.get("conflict", 0) + count.get("kept", 0)
+    result.deletes_refused += sum(count.get(outcome, 0) for outcome in tombstones.REFUSED)
 
 
 @functools.cache
