@@ -1,18 +1,15 @@
 """The sync engine: read unsynced rows, transform, validate, upsert, flag, quarantine — batch by batch.
 
 Each batch is carried as `tasks.batch` describes: its unchanged rows are claimed (flagged and locked in an
-open source transaction), written to the target, and the source transaction commits. Three things overlap,
-each on its own connection: reading batch k+1, claiming batch k and delivering batch k-1. A crash at any
-point leaves rows unflagged (to be sent again), never flagged wrongly. At most three batches are held in
-memory.
+open source transaction), written to the target, and the source transaction commits. Reading, claiming and
+delivering overlap (`tasks/zones/pipeline.py`). A crash at any point leaves rows unflagged (to be sent again),
+never flagged wrongly. At most three batches are held in memory.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +29,7 @@ from zonesync.tasks.sync.batch import BatchCarrier, Claim, Phase, SourceSide, Ta
 from zonesync.tasks.sync.extract import UnsyncedReader, last_key
 from zonesync.tasks.zones.engines import dialect_for
 from zonesync.tasks.zones.failures import translate
+from zonesync.tasks.zones.pipeline import Steps, carry_batches
 
 # Wraps each step of the syncs started in this context (the benchmarks measure the phases through it).
 PHASE_HOOK: ContextVar[Phase] = ContextVar("zonesync_phase_hook", default=no_phase)
@@ -109,6 +107,10 @@ def _run(
         with phase("read"):
             return _guarded(lambda: reader.read_batch(after, batch_size), mapping, "reading unsynced rows")
 
+    def claim(raw: pl.DataFrame) -> Claim:
+        result.read += raw.height
+        return carrier.claim(carrier.prepare(raw))
+
     def deliver(claim: Claim) -> None:
         outcome = carrier.deliver(claim)
         result.upserted += outcome.landed.height
@@ -118,61 +120,8 @@ def _run(
         result.batches += 1
         on_batch(result)
 
-    _pipeline(read, lambda raw: carrier.claim(carrier.prepare(raw)), deliver, carrier, mapping,
-              overlap=source_dialect.row_locks, full=batch_size, result=result)  # fmt: skip
-
-
-def _pipeline(
-    read: Callable[[tuple[Any, ...] | None], pl.DataFrame],
-    claim: Callable[[pl.DataFrame], Claim],
-    deliver: Callable[[Claim], None],
-    carrier: BatchCarrier,
-    mapping: SyncMapping,
-    *,
-    overlap: bool,
-    full: int,
-    result: MappingSyncResult,
-) -> None:
-    """Read batch k+1, claim batch k and deliver batch k-1 at once (each on its own connection). Without row locks
-    (SQLite locks the whole file) a claim waits for the previous delivery instead of overlapping it."""
-    reader_pool, claimer_pool = _workers()
-    next_read: Future[pl.DataFrame] | None = reader_pool.submit(read, None)
-    claiming: Future[Claim] | None = None
-    try:
-        while next_read is not None:
-            raw = next_read.result()
-            if raw.is_empty():
-                break
-            next_read = reader_pool.submit(read, last_key(raw, mapping)) if raw.height >= full else None
-            result.read += raw.height
-            previous, claiming = (claiming.result() if claiming else None), None
-            if previous is not None and not overlap:
-                deliver(previous)
-                previous = None
-            claiming = claimer_pool.submit(claim, raw)
-            if previous is not None:
-                deliver(previous)
-        if claiming is not None:
-            last, claiming = claiming.result(), None
-            deliver(last)
-    finally:
-        if next_read is not None and not next_read.cancel():
-            next_read.exception()  # wait: a read still running must not outlive the run
-        if claiming is not None and claiming.exception() is None:
-            carrier.abandon(claiming.result())  # the run failed: the claimed rows stay unflagged
-
-
-@functools.cache
-def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-    """One read-ahead thread and one claiming thread for the whole process.
-
-    Reused across runs (and mappings run one after another): new threads per run each get their own malloc
-    arena, and the process grew by tens of MB per run until MALLOC_ARENA_MAX was set.
-    """
-    return (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-claim"),
-    )
+    steps = Steps(read, lambda raw: last_key(raw, mapping), claim, deliver, carrier.abandon)
+    carry_batches(steps, full=batch_size, overlap=source_dialect.row_locks)
 
 
 def _guarded(action: Callable[[], Any], mapping: SyncMapping, what: str) -> Any:
