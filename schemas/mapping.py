@@ -141,6 +141,11 @@ class SyncMapping:
         return tuple(column.source for column in self.key_columns)
 
     @property
+    def target_version(self) -> TargetColumn | None:
+        """The target column the version column feeds, if the model has one (a delete is checked against it)."""
+        return next((column for column in self.columns if column.source == self.version_column), None)
+
+    @property
     def guard_columns(self) -> tuple[str, ...]:
         """Source columns compared before flagging: the version column, or every mapped column."""
         if self.version_column:

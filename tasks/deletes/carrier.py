@@ -11,12 +11,10 @@ newer, or in a state never deleted) is quarantined in `sync_error` and its tombs
 
 from __future__ import annotations
 
-import functools
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Transaction
 
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
@@ -30,8 +28,28 @@ from zonesync.tasks.schema.catalog import target_table
 from zonesync.tasks.zones.checkpoints import checkpoint
 from zonesync.tasks.zones.engines import dialect_for, in_transaction
 from zonesync.tasks.zones.failures import translate
+from zonesync.tasks.zones.pipeline import Steps, carry_batches
 
 _REASONS = {outcome: reason for outcome, (reason, _message) in REFUSALS.items()}  # outcome -> sync_error reason
+
+
+@dataclass
+class _Held:
+    """A claimed batch: its tombstones, held by the open source transaction of `conn`."""
+
+    batch: pl.DataFrame
+    claimed: tombstones.Claimed
+    conn: Connection
+    transaction: Transaction
+
+    def end(self, *, commit: bool) -> None:
+        try:
+            if self.transaction.is_active and commit:
+                self.transaction.commit()
+            elif self.transaction.is_active:
+                self.transaction.rollback()
+        finally:
+            self.conn.close()
 
 
 @dataclass
@@ -46,54 +64,56 @@ class DeleteCarrier:
     _resolving: bool = field(default=False, init=False)  # open quarantine entries of the mapping to resolve
 
     def carry(self, batch_size: int, result: MappingSyncResult) -> None:
-        """Every pending tombstone, in the order recorded (the next batch read while one is carried); the counts go
-        into `result`."""
+        """Every pending tombstone, in the order recorded, batch by batch (reading, claiming and delivering
+        overlapped as a row sync's are: `tasks/zones/pipeline.py`); the counts go into `result`."""
         if not tombstones.captures_deletes(self.source) or not tombstones.count_pending(self.source, self.mapping):
             return
-        tables = self._tables()
+        tables = target_tables(self.mapping, self.target, target_table(self.mapping, self.target))
         self._resolving = count_open_errors(self.intranet, self.mapping.name) > 0  # else nothing to resolve
-        upcoming: Future[pl.DataFrame] | None = self._read(None, batch_size)
-        try:
-            while upcoming is not None:
-                batch = upcoming.result()
-                if batch.is_empty():
-                    break
-                full = batch.height >= batch_size  # a shorter batch was the last
-                upcoming = self._read(int(batch[TOMBSTONE][-1]), batch_size) if full else None
-                _count(self._carry_batch(batch, tables), result)
-        finally:
-            if upcoming is not None and not upcoming.cancel():
-                upcoming.exception()  # a read still running must not outlive the run
+        steps = Steps(
+            lambda after: tombstones.read_pending(self.source, self.mapping, after, batch_size),
+            lambda batch: int(batch[TOMBSTONE][-1]),
+            self._claim,
+            lambda held: _count(self._deliver_claimed(held, tables), result),
+            lambda held: held.end(commit=False),
+        )
+        overlap = dialect_for(self.source).row_locks and tombstones.claims_exactly(self.source)
+        carry_batches(steps, full=batch_size, overlap=overlap)
 
-    def _read(self, after: int | None, batch_size: int) -> Future[pl.DataFrame]:
-        return _reader().submit(tombstones.read_pending, self.source, self.mapping, after, batch_size)
-
-    def _tables(self) -> TargetTables:
-        return target_tables(self.mapping, self.target, target_table(self.mapping, self.target))
-
-    def _carry_batch(self, batch: pl.DataFrame, tables: TargetTables) -> pl.DataFrame:
+    def _claim(self, batch: pl.DataFrame) -> _Held:
+        """Hold the batch's tombstones in a source transaction left open until their delivery commits it."""
         conn = self._connect()
         try:
-            with conn.begin():  # the claim: held until the target has the deletes
-                lock_only = dialect_for(self.source).lock_only_claims
-                held = tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list(), lock_only=lock_only)
-                claimed = batch.filter(pl.col(TOMBSTONE).is_in(held.ids))
-                latest = claimed.unique(self.mapping.keys, keep="last", maintain_order=True)
-                checkpoint("deletes:claimed")
-                outcomes = pl.concat([self._deliver(latest, tables), _superseded(claimed, latest)])
-                checkpoint("deletes:applied")
-                tombstones.settle(conn, self.mapping, outcomes, held)
-                if self.mapping.source_zone == "intranet":  # the bookkeeping commits with the flags it describes
-                    self._bookkeep(conn, claimed, outcomes)
+            transaction = conn.begin()
+            expected: tombstones.Outcome = "skipped" if self.mapping.on_delete == "ignore" else "applied"
+            claimed = tombstones.claim(conn, self.mapping, batch[TOMBSTONE].to_list(), expected=expected)
+        except Exception as exc:
+            conn.close()
+            raise self._translated(exc) from exc
+        return _Held(batch.filter(pl.col(TOMBSTONE).is_in(claimed.ids)), claimed, conn, transaction)
+
+    def _deliver_claimed(self, held: _Held, tables: TargetTables) -> pl.DataFrame:
+        """Apply the claimed deletes in the target, settle them and do the bookkeeping; the source commits last."""
+        committed = False
+        try:
+            checkpoint("deletes:claimed")
+            claimed = held.batch
+            latest = claimed.unique(self.mapping.keys, keep="last", maintain_order=True)
+            outcomes = pl.concat([self._deliver(latest, tables), _superseded(claimed, latest)])
+            checkpoint("deletes:applied")
+            tombstones.settle(held.conn, self.mapping, outcomes, held.claimed)
+            if self.mapping.source_zone == "intranet":  # the bookkeeping commits with the flags it describes
+                self._bookkeep(held.conn, claimed, outcomes)
+            held.end(commit=True)
+            committed = True
             if self.mapping.source_zone != "intranet":
                 in_transaction(self.intranet, lambda intranet: self._bookkeep(intranet, claimed, outcomes))
             return outcomes
-        except SyncError:
-            raise
         except Exception as exc:
-            raise translate(exc, what=f"carrying deletes of {self.mapping.name}", mapping=self.mapping.name) from exc
+            raise self._translated(exc) from exc
         finally:
-            conn.close()
+            if not committed:
+                held.end(commit=False)
 
     def _deliver(self, latest: pl.DataFrame, tables: TargetTables) -> pl.DataFrame:
         """Apply the deletes in the target (or skip them all: `ignore`); the target's ledger count commits with
@@ -142,6 +162,11 @@ class DeleteCarrier:
             raise translate(exc, what=f"connecting to the {self.mapping.source_zone} zone",
                             mapping=self.mapping.name) from exc  # fmt: skip
 
+    def _translated(self, exc: Exception) -> SyncError:
+        if isinstance(exc, SyncError):
+            return exc
+        return translate(exc, what=f"carrying deletes of {self.mapping.name}", mapping=self.mapping.name)
+
 
 def _count(outcomes: pl.DataFrame, result: MappingSyncResult) -> None:
     counted = outcomes[OUTCOME].value_counts()
@@ -149,12 +174,6 @@ def _count(outcomes: pl.DataFrame, result: MappingSyncResult) -> None:
     result.deletes_applied += count.get("applied", 0) + count.get("absent", 0)
     result.deletes_skipped += count.get("skipped", 0) + count.get("superseded", 0)
     result.deletes_refused += sum(count.get(outcome, 0) for outcome in tombstones.REFUSED)
-
-
-@functools.cache
-def _reader() -> ThreadPoolExecutor:
-    """One read-ahead thread for the process's delete carries (reused, as the row sync's: tasks/sync/run.py)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-tombstones")
 
 
 def _done(outcomes: pl.DataFrame) -> int:

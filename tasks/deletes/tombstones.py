@@ -16,7 +16,6 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.errors import TransientSyncError
 from zonesync.schemas.mapping import SyncMapping, TargetColumn
 from zonesync.tasks.bookkeeping.tables import sync_tombstone
 from zonesync.tasks.sync.transform import to_target_schema
@@ -75,7 +74,7 @@ def decode(mapping: SyncMapping, rows: Sequence[Sequence[object]]) -> pl.DataFra
     as_read = pl.Series("key", [key for _id, key, _version, _at in rows], dtype=pl.String)
     fields = {c.source: pl.Int64 if c.dtype.is_integer() else pl.String for c in mapping.key_columns}
     raw = as_read.str.json_decode(pl.Struct(fields)).struct.unnest()  # polars parses: ~10x json.loads per row
-    version = _version_column(mapping)
+    version = mapping.target_version
     if version is not None:
         texts = [None if v is None else str(v) for _id, _key, v, _at in rows]
         raw = raw.with_columns(pl.Series(version.source, texts, dtype=pl.String))
@@ -102,58 +101,58 @@ class _Narrowed:
         self.name, self.columns = mapping.name, columns
 
 
-def _version_column(mapping: SyncMapping) -> TargetColumn | None:
-    """The target column the source's version column feeds (a delete is checked against it), if any."""
-    return next((c for c in mapping.columns if c.source == mapping.version_column), None)
-
-
 @dataclass(frozen=True)
 class Claimed:
-    """A batch's tombstones held by the claim's transaction: locked only (settled by their id range, in one write
-    each), or flagged `claimed` as well (where rows cannot be locked one by one, or a tombstone committed inside the
-    range after the batch was read, or where the database's trait says not to: `lock_only_claims`)."""
+    """A batch's tombstones held by the claim's transaction, and what the claim wrote into them: the outcome the
+    batch is expected to have (where the claim returns what it took: settling then rewrites only the exceptions), or
+    the `claimed` mark (elsewhere: settling replaces it)."""
 
     ids: list[int]
-    marked: bool
+    written: str
 
 
-def claim(conn: Connection, mapping: SyncMapping, ids: Sequence[int], *, lock_only: bool) -> Claimed:
-    """Hold a batch of pending tombstones (read in id order) in the caller's transaction: an insert of the same key
-    waits (its trigger would supersede them), and one superseded meanwhile is not taken."""
+def claims_exactly(engine: Engine) -> bool:
+    """Whether a claim flags exactly the tombstones it returns (UPDATE ... RETURNING), so that two claims of
+    different batches never wait on each other. Elsewhere (MariaDB) a claim marks its range, then reads the marks,
+    and its range locks could wait on the next batch's."""
+    return bool(engine.dialect.update_returning)
+
+
+def claim(conn: Connection, mapping: SyncMapping, ids: Sequence[int], *, expected: Outcome) -> Claimed:
+    """Hold a batch of pending tombstones (read in id order) in the caller's transaction, flagged: an insert of the
+    same key waits (its trigger would supersede them), and one superseded meanwhile is not taken."""
     if not ids:
-        return Claimed([], marked=True)
+        return Claimed([], _CLAIMED)
     t = sync_tombstone.c
-    in_range = [t.mapping == mapping.name, t.id.between(min(ids), max(ids))]
-    if lock_only:
-        locked = sa.select(t.id).where(*in_range, ~t.is_sync).with_for_update()
-        taken = {tombstone for (tombstone,) in conn.execute(locked)}
-        if taken.issubset(ids):
-            return Claimed(sorted(taken), marked=False)
-    conn.execute(sa.update(sync_tombstone).where(*in_range, ~t.is_sync).values(is_sync=True, outcome=_CLAIMED))
-    taken = {tombstone for (tombstone,) in conn.execute(sa.select(t.id).where(*in_range, t.outcome == _CLAIMED))}
+    in_range = [t.mapping == mapping.name, t.id.between(min(ids), max(ids)), ~t.is_sync]
+    if claims_exactly(conn.engine):  # one write per tombstone; measured: half the time of a lock, then a flag
+        flag = sa.update(sync_tombstone).where(*in_range).values(is_sync=True, outcome=expected).returning(t.id)
+        taken, written = set(conn.execute(flag).scalars()), str(expected)
+    else:
+        conn.execute(sa.update(sync_tombstone).where(*in_range).values(is_sync=True, outcome=_CLAIMED))
+        marked = sa.select(t.id).where(*in_range[:2], t.outcome == _CLAIMED)
+        taken, written = set(conn.execute(marked).scalars()), _CLAIMED
     unread = sorted(taken.difference(ids))  # committed inside the range after the read: for the next batch
     for start in range(0, len(unread), _CHUNK):
         chunk = unread[start : start + _CHUNK]
         conn.execute(sa.update(sync_tombstone).where(t.id.in_(chunk)).values(is_sync=False, outcome=None))
-    return Claimed(sorted(taken.intersection(ids)), marked=True)
+    return Claimed(sorted(taken.intersection(ids)), written)
 
 
 def settle(conn: Connection, mapping: SyncMapping, outcomes: pl.DataFrame, claimed: Claimed) -> None:
     """Record each claimed tombstone's outcome (TOMBSTONE, outcome): done ones stay flagged, refused ones go back.
-    The usual outcome goes in one statement over the batch's id range, then the others by id."""
+    The outcome the claim wrote stays; where it wrote the mark, the usual outcome replaces it in one statement over
+    the batch's id range. The others go by id."""
     if outcomes.is_empty():
         return
     t = sync_tombstone.c
     groups = {outcome: group[TOMBSTONE].to_list() for (outcome,), group in outcomes.group_by("outcome")}
-    usual = max(groups, key=lambda outcome: len(groups[outcome]))
-    in_range = [t.mapping == mapping.name, t.id.between(min(claimed.ids), max(claimed.ids))]
-    held = t.outcome == _CLAIMED if claimed.marked else ~t.is_sync
-    settled = conn.execute(
-        sa.update(sync_tombstone).where(*in_range, held).values(outcome=usual, is_sync=usual in DONE)
-    )
-    if not claimed.marked and settled.rowcount != len(claimed.ids):  # one committed inside the range since the claim
-        raise TransientSyncError("a delete was recorded inside the batch being carried: the batch is carried again",
-                                 mapping=mapping.name)  # fmt: skip
+    usual = claimed.written
+    if usual == _CLAIMED:
+        usual = max(groups, key=lambda outcome: len(groups[outcome]))
+        in_range = [t.mapping == mapping.name, t.id.between(min(claimed.ids), max(claimed.ids))]
+        marked = sa.update(sync_tombstone).where(*in_range, t.outcome == _CLAIMED)
+        conn.execute(marked.values(outcome=usual, is_sync=usual in DONE))
     for outcome, ids in groups.items():
         for start in range(0, len(ids) if outcome != usual else 0, _CHUNK):
             chunk = ids[start : start + _CHUNK]

@@ -26,9 +26,6 @@ class DialectCore(ABC):
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
     small_batch: ClassVar[int] = 100  # up to this many rows, bound statements beat a temporary table
     row_locks: ClassVar[bool] = True  # two transactions may claim different rows at once
-    # Tombstones claimed by locking them only, settled by one range UPDATE (tasks/deletes/tombstones.py). Not on
-    # MariaDB: there that UPDATE, waiting beside a re-insert's trigger on the same index, was seen to deadlock.
-    lock_only_claims: ClassVar[bool] = False
     returning_reads_inserted_columns: ClassVar[bool] = False  # RETURNING needs SELECT only of what it returns
 
     def __init__(self, engine: Engine, limits: Limits, label: str) -> None:

@@ -115,9 +115,10 @@ class Installing(ABC):
         columns = ", ".join(map(quote, ("mapping", "record_key", "version", "deleted_at", "is_sync")))
         record = (f"INSERT INTO {tombstones} ({columns}) VALUES ({mapping}, {self.key_json('OLD', spec)}, "
                   f"{version}, {self.utc_now}, false)")  # fmt: skip
+        pending = (~sa.column("is_sync", sa.Boolean())).compile(dialect=self.engine.dialect)  # as the index says it
         supersede = (f"UPDATE {tombstones} SET {quote('is_sync')} = true, {quote('outcome')} = 'superseded' "
                      f"WHERE {quote('mapping')} = {mapping} AND {quote('record_key')} = {self.key_json('NEW', spec)} "
-                     f"AND {quote('is_sync')} = false")  # fmt: skip
+                     f"AND {pending}")  # fmt: skip
         deletes, reinserts = spec.names
         return [*self.row_trigger(deletes, "DELETE", spec.table, record),
                 *self.row_trigger(reinserts, "INSERT", spec.table, supersede)]  # fmt: skip

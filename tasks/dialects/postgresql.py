@@ -98,8 +98,6 @@ def _first(pattern: re.Pattern[str], text: str | None) -> str | None:
 class PostgresDialect(Dialect):
     """PostgreSQL's reads (connectorx), writes (COPY into a temporary table, then one statement) and checks."""
 
-    lock_only_claims = True  # a row lock costs what the flagging UPDATE would; settling then writes each row once
-
     name: ClassVar[str] = "postgresql"
     connecting = PostgresConnecting()
     errors = PostgresErrors()

@@ -61,6 +61,10 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
     # Deletes only need them once a tombstone arrives (rows keep syncing): the carry of deletes stops until then.
     check.warnings += [f"{why}: deleted rows are not carried until it is" for why in
                        delete_policy_problems(mapping, tables.target, target)]  # fmt: skip
+    if mapping.on_delete != "ignore" and mapping.target_version is None:
+        check.warnings.append(f"on_delete={mapping.on_delete!r} without a version_column in the target: a delete "
+                              "is applied whatever the target row holds now (declare one to refuse deletes over "
+                              "later changes)")  # fmt: skip
     installing = installing_for(source)
     check.advice.append(installing.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
     check.advice.extend(installing.table_advice(tables.source))

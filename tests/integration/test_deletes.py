@@ -24,6 +24,7 @@ from zonesync.tasks.reconcile.compare import reconcile_mapping
 from zonesync.tasks.reporting.sync_run import counts_line
 from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.setup import demo_data
+from zonesync.tasks.setup.inspection import check_mapping
 from zonesync.tasks.setup.triggers import install_delete_capture
 from zonesync.tasks.zones.checkpoints import interleaved
 
@@ -161,8 +162,13 @@ def test_a_delete_is_never_applied_over_a_newer_target_row(demo: ZonePair) -> No
     assert deleted_counts(carry(demo, mapping)) == (0, 0, 1)  # pending: tried again, refused again
 
 
-def test_a_row_in_a_state_never_deleted_stays(demo: ZonePair) -> None:
-    mapping = with_policy("hard", never_delete={"status": ("I",)})
+@pytest.mark.parametrize("on_delete", ["hard", "archive", "soft"])
+def test_a_row_in_a_state_never_deleted_stays(demo: ZonePair, on_delete: str) -> None:
+    """A batch in which some rows go and one stays: the statement's returned keys say which went, the rest is
+    judged (on MariaDB, whose UPDATE returns no rows, a `soft` batch is judged first and counted)."""
+    mapping = with_policy(on_delete, never_delete={"status": ("I",)})
+    if on_delete == "soft":
+        add_soft_marker(demo)
     synced_merchants(demo, mapping)
     execute(demo.internet, "UPDATE merchant SET status = 'I' WHERE merchant_id = 3")
 
@@ -170,8 +176,11 @@ def test_a_row_in_a_state_never_deleted_stays(demo: ZonePair) -> None:
     result = carry(demo, mapping)
 
     assert deleted_counts(result) == (1, 0, 1)
-    assert set(target_rows(demo.internet, MERCHANTS)) == {(1,), (3,), (4,)}
+    live = {row["merchant_id"] for row in rows(demo.internet, "merchant") if not row.get("deleted_at")}
+    assert live == {1, 3, 4}
     assert errors_by_key(demo.intranet, MERCHANTS, open_only=True)[(3,)]["reason"] == "delete_kept"
+    assert [(row["is_sync"] in (True, 1), row["outcome"]) for row in tombstones(demo)] == [
+        (True, "applied"), (False, "kept")]  # fmt: skip
 
 
 def test_a_run_stopped_after_the_target_delete_finds_the_row_gone_next_time(demo: ZonePair) -> None:
@@ -216,6 +225,23 @@ def test_deletes_are_carried_on_every_pairing(demo_pair: ZonePair) -> None:
     assert deleted_counts(result) == (2, 0, 0)
     assert set(target_rows(demo_pair.internet, MERCHANTS)) == {(2,), (4,)}
     assert sorted(row["merchant_id"] for row in rows(demo_pair.internet, "merchant_archive")) == [1, 3]
+
+
+def test_deletes_of_many_batches_are_each_applied_once(demo_pair: ZonePair) -> None:
+    """Batches of 3: where claims return what they flag (PostgreSQL, SQLite), the next batch is claimed while one is
+    delivered (SQLite, locking its whole file, waits instead); every delete lands once, in order, counted once."""
+    mapping = with_policy("archive")
+    seed(demo_pair.intranet, "merchant", demo_data.merchants(12), ("merchant_id",))
+    assert carry(demo_pair, mapping).flagged == 12
+    install_delete_capture(mapping, demo_pair.intranet)
+
+    execute(demo_pair.intranet, "DELETE FROM merchant WHERE merchant_id <= 11")
+    result = sync(mapping, demo_pair.intranet, demo_pair.internet, demo_pair.intranet, batch_size=3)
+
+    assert deleted_counts(result) == (11, 0, 0) and result.status == "success"
+    assert set(target_rows(demo_pair.internet, MERCHANTS)) == {(12,)}
+    assert keys_of(rows(demo_pair.internet, "merchant_archive")) == list(range(1, 12))  # each archived once
+    assert [(row["is_sync"] in (True, 1), row["outcome"]) for row in tombstones(demo_pair)] == [(True, "applied")] * 11
 
 
 def test_a_payment_deleted_in_the_internet_zone_leaves_its_tombstone_there(demo: ZonePair) -> None:
@@ -319,3 +345,16 @@ def test_a_retry_run_counts_its_deletes_in_the_ledger_and_its_summary(demo: Zone
     [*_, job] = jobs(demo.intranet)
     assert (job["status"], job["rows_eligible"], job["rows_synced"], job["rows_failed"]) == ("SUCCESS", 2, 2, 0)
     assert "deletes: 2 applied, 0 skipped, 0 refused" in counts_line(merchants)  # the summary artifact's line
+
+
+def test_init_says_what_a_delete_policy_lacks(demo: ZonePair) -> None:
+    """`zonesync init`'s check: the soft marker column, the archive table, and a version to check deletes against."""
+
+    def warnings(mapping: SyncMapping) -> list[str]:
+        return check_mapping(mapping, demo.intranet, demo.internet).warnings
+
+    assert any("needs a nullable column 'deleted_at'" in why for why in warnings(with_policy("soft")))
+    assert any("needs the table 'nowhere'" in why for why in warnings(with_policy("archive", archive_table="nowhere")))
+    assert warnings(with_policy("archive")) == warnings(MERCHANTS) == []  # the demo has its archive table
+    unchecked = [why for why in warnings(with_policy("hard", version_column=None)) if "without a version_column" in why]
+    assert unchecked and "applied whatever the target row holds" in unchecked[0]
