@@ -92,8 +92,11 @@ def apply_deletes(
 
 def _key_span(target: sa.Table, mapping: SyncMapping, tombstones: pl.DataFrame) -> sa.ColumnElement[bool]:
     """The batch's range of the first key column: an index range the target is read in, rather than the whole table
-    (measured: a `soft` batch on a 1M-row target took 0.67 s with the whole table scanned each time, 0.1 s so)."""
+    (measured: a `soft` batch on a 1M-row target took 0.67 s with the whole table scanned each time, 0.34 s so).
+    Not for text: the database orders it by its collation, not as polars does (the whole table, then)."""
     first = tombstones[mapping.keys[0]]
+    if first.dtype == pl.String:
+        return sa.true()
     return target.c[mapping.keys[0]].between(first.min(), first.max())
 
 

@@ -14,7 +14,20 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ZonePair
-from tests.integration.helpers import errors_by_key, execute, jobs, rows, seed, source_rows, sync, target_rows
+from tests.integration.data import notes as note_rows
+from tests.integration.helpers import (
+    create,
+    errors_by_key,
+    execute,
+    jobs,
+    rows,
+    seed,
+    source_rows,
+    sync,
+    target_rows,
+)
+from tests.integration.mappings import NOTES
+from tests.integration.tables import collated_note_tables
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 from zonesync.schemas.examples.tables import intranet_tables
@@ -358,3 +371,26 @@ def test_init_says_what_a_delete_policy_lacks(demo: ZonePair) -> None:
     assert warnings(with_policy("archive")) == warnings(MERCHANTS) == []  # the demo has its archive table
     unchecked = [why for why in warnings(with_policy("hard", version_column=None)) if "without a version_column" in why]
     assert unchecked and "applied whatever the target row holds" in unchecked[0]
+
+
+@pytest.mark.parametrize("on_delete", ["hard", "soft"])
+def test_text_keys_are_deleted_whatever_the_collation_orders_first(zones: ZonePair, on_delete: str) -> None:
+    """Keys "B" and "a" in one batch: polars sorts "B" first, a linguistic collation "a"; the target is not read
+    within a key range built from polars' order (it found neither row: both deletes were counted `absent`)."""
+    notes = dataclasses.replace(NOTES, on_delete=on_delete)  # type: ignore[arg-type]
+    source, target = collated_note_tables()
+    create(zones.intranet, source, "zs_note_src")
+    create(zones.internet, target, "zs_note")
+    if on_delete == "soft":
+        timestamp = {"postgresql": "timestamptz", "mariadb": "datetime(6)"}.get(zones.internet_backend, "varchar(40)")
+        execute(zones.internet, f"ALTER TABLE zs_note ADD COLUMN deleted_at {timestamp}")
+    seed(zones.intranet, "zs_note_src", note_rows(["B", "a", "c"]), ("note_key",))
+    assert sync(notes, zones.intranet, zones.internet, zones.intranet, batch_size=10).flagged == 3
+    install_delete_capture(notes, zones.intranet)
+
+    execute(zones.intranet, "DELETE FROM zs_note_src WHERE note_key IN ('B', 'a')")
+    result = sync(notes, zones.intranet, zones.internet, zones.intranet, batch_size=10)
+
+    assert deleted_counts(result) == (2, 0, 0)
+    live = {row["note_key"] for row in rows(zones.internet, "zs_note") if not row.get("deleted_at")}
+    assert live == {"c"}
