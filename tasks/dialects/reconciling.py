@@ -17,6 +17,9 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+FIELD_SEPARATOR = "\x1f"
+FLOAT_SCALE = 6  # floats are compared rounded to 6 decimals (their text differs between databases)
+
 
 class Reconciling(ABC):
     """The expressions the reconciliation queries are built from."""
@@ -54,6 +57,29 @@ class Reconciling(ABC):
     @abstractmethod
     def hash32(self, digest: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
         """The first 8 hex digits of a digest as a non-negative integer."""
+
+    def canonical_text(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[str]:
+        """A value as the text every database renders alike; NULL stays NULL."""
+        if dtype == pl.Boolean:
+            text: sa.ColumnElement[Any] = sa.case((column.is_(None), sa.null()), (column == sa.true(), "1"), else_="0")
+        elif isinstance(dtype, pl.Decimal):
+            text = self.decimal_text(column, dtype.scale or 0)
+        elif dtype.is_float():
+            text = self.decimal_text(column, FLOAT_SCALE)
+        elif isinstance(dtype, pl.Datetime):
+            text = self.timestamp_text(column)
+        elif dtype == pl.Date:
+            text = self.date_text(column)
+        else:
+            text = column
+        return self.as_text(text)
+
+    def row_text(self, texts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
+        """Canonical texts joined into one: fields '1' + text when present, '0' when NULL, separated by 0x1F."""
+        present, absent = sa.literal("1", sa.String()), sa.literal("0", sa.String())
+        fields = [sa.func.coalesce(self.concat([present, text]), absent, type_=sa.String()) for text in texts]
+        separator = sa.literal(FIELD_SEPARATOR, sa.String())
+        return self.concat([part for field in fields for part in (separator, field)][1:])
 
     def exact_sum(self, column: sa.ColumnElement[Any], dtype: pl.DataType) -> sa.ColumnElement[Any]:
         """SUM without rounding (numeric / DECIMAL arithmetic on servers)."""

@@ -23,8 +23,6 @@ from zonesync.tasks.dialects.reconciling import Reconciling
 from zonesync.tasks.zones.engines import reconciling_for
 from zonesync.tasks.zones.failures import translate
 
-FIELD_SEPARATOR = "\x1f"
-FLOAT_SCALE = 6  # floats are compared rounded to 6 decimals (their text differs between databases)
 Role = Literal["source", "target"]
 
 
@@ -114,37 +112,10 @@ def _dtype(mapping: SyncMapping, name: str) -> pl.DataType:
     return next(column.dtype for column in mapping.columns if column.name == name)
 
 
-def canonical_text(
-    reconciling: Reconciling, column: sa.ColumnElement[Any], dtype: pl.DataType
-) -> sa.ColumnElement[str]:
-    """A value as the text every database renders alike; NULL stays NULL."""
-    if dtype == pl.Boolean:
-        text: sa.ColumnElement[Any] = sa.case((column.is_(None), sa.null()), (column == sa.true(), "1"), else_="0")
-    elif isinstance(dtype, pl.Decimal):
-        text = reconciling.decimal_text(column, dtype.scale or 0)
-    elif dtype.is_float():
-        text = reconciling.decimal_text(column, FLOAT_SCALE)
-    elif isinstance(dtype, pl.Datetime):
-        text = reconciling.timestamp_text(column)
-    elif dtype == pl.Date:
-        text = reconciling.date_text(column)
-    else:
-        text = column
-    return reconciling.as_text(text)
-
-
-def row_text(reconciling: Reconciling, texts: Sequence[sa.ColumnElement[str]]) -> sa.ColumnElement[str]:
-    """Canonical texts joined into one: fields '1' + text when present, '0' when NULL, separated by 0x1F."""
-    present, absent = sa.literal("1", sa.String()), sa.literal("0", sa.String())
-    fields = [sa.func.coalesce(reconciling.concat([present, text]), absent, type_=sa.String()) for text in texts]
-    separator = sa.literal(FIELD_SEPARATOR, sa.String())
-    return reconciling.concat([part for field in fields for part in (separator, field)][1:])
-
-
 def digest(view: ZoneView, names: Sequence[str]) -> sa.ColumnElement[str]:
     """MD5 of the canonical text of some (target-named) columns."""
-    texts = [canonical_text(view.reconciling, view.column(name), _dtype(view.mapping, name)) for name in names]
-    return view.reconciling.md5(row_text(view.reconciling, texts))
+    texts = [view.reconciling.canonical_text(view.column(name), _dtype(view.mapping, name)) for name in names]
+    return view.reconciling.md5(view.reconciling.row_text(texts))
 
 
 def _rows(view: ZoneView, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
@@ -177,7 +148,7 @@ def _group_texts(view: ZoneView) -> list[sa.ColumnElement[Any]]:
     """The canonical text of each `reconcile_by` column, labelled g0.. (as the totals group them)."""
     mapping = view.mapping
     return [
-        canonical_text(view.reconciling, view.column(name), _dtype(mapping, name)).label(f"g{i}")
+        view.reconciling.canonical_text(view.column(name), _dtype(mapping, name)).label(f"g{i}")
         for i, name in enumerate(mapping.reconcile_by)
     ]
 

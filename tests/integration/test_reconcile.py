@@ -27,7 +27,7 @@ from zonesync.schemas.examples.tables import internet_tables, intranet_tables
 from zonesync.tasks.reconcile import compare as reconcile
 from zonesync.tasks.reconcile.compare import reconcile_mapping
 from zonesync.tasks.reconcile.findings import Reconciliation
-from zonesync.tasks.reconcile.queries import ZoneView, canonical_text, digest, zone_view
+from zonesync.tasks.reconcile.queries import ZoneView, digest, zone_view
 from zonesync.tasks.reconcile.report import reconciliation_markdown
 from zonesync.tasks.setup.demo_data import merchants
 
@@ -258,7 +258,7 @@ def test_canonical_text_and_hashes_are_the_same_everywhere(zones: ZonePair) -> N
     view = _view(zones.internet, "zs_exact")
     names = EXACT_VALUES.target_columns
     texts: list[sa.ColumnElement[Any]] = [
-        canonical_text(view.reconciling, view.column(n), c.dtype).label(n)
+        view.reconciling.canonical_text(view.column(n), c.dtype).label(n)
         for n, c in zip(names, EXACT_VALUES.columns, strict=True)
     ]
     query = sa.select(*texts, digest(view, names).label("rh")).order_by(view.column("item_id"))
