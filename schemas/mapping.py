@@ -19,7 +19,7 @@ import pandera.polars as pa
 import polars as pl
 
 from zonesync.schemas.errors import MappingError
-from zonesync.schemas.model_columns import longest_text, polars_dtype
+from zonesync.schemas.model_columns import TargetColumn, longest_text, polars_dtype
 from zonesync.schemas.settings import Zone
 
 Direction = Literal["intranet_to_internet", "internet_to_intranet"]
@@ -33,18 +33,6 @@ HIDDEN = "***"  # a sensitive key column's value, wherever a key is shown outsid
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # whole text only: fullmatch
 _MAPPING_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _KEY_DTYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.String, pl.Date)
-
-
-@dataclass(frozen=True)
-class TargetColumn:
-    """One column of the target table, with the source column that feeds it."""
-
-    name: str
-    source: str
-    dtype: pl.DataType
-    nullable: bool
-    is_key: bool
-    longest: int | None = None  # the most characters a valid text holds (the model's str_length or isin checks)
 
 
 @dataclass(frozen=True)
@@ -78,6 +66,9 @@ class SyncMapping:
     deleted_marker: str = "deleted_at"
     archive_table: str | None = None
     never_delete: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # Scaling out (docs/scaling.md): rows hashed by key into this many partitions, each carried under its own lease,
+    # so that several workers share the mapping. 1: one writer at a time.
+    partitions: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))
@@ -203,6 +194,8 @@ class SyncMapping:
             self._check_table_name(label, table)
         self._check_columns()
         self._check_deletes()
+        if isinstance(self.partitions, bool) or not isinstance(self.partitions, int) or not 0 < self.partitions <= 1024:
+            self._fail(f"partitions {self.partitions!r} must be a whole number from 1 to 1024")
 
     def _check_deletes(self) -> None:
         if self.on_delete not in ON_DELETE:

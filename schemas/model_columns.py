@@ -1,13 +1,27 @@
 """How a mapping's Pandera model is read: each column's exact polars type (only types carried without loss are
-allowed) and the longest text its checks let through."""
+allowed) and the longest text its checks let through, into the target columns a mapping derives."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, get_origin
 
 import polars as pl
 
 from zonesync.schemas.errors import MappingError
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    """One column of the target table, with the source column that feeds it."""
+
+    name: str
+    source: str
+    dtype: pl.DataType
+    nullable: bool
+    is_key: bool
+    longest: int | None = None  # the most characters a valid text holds (the model's str_length or isin checks)
+
 
 _SCALAR_DTYPES = (
     pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64,

@@ -15,7 +15,7 @@ from zonesync.schemas.mapping import Direction, SyncMapping
 from zonesync.schemas.registry import get_mapping, select_mappings
 from zonesync.schemas.settings import ZONES, get_settings
 from zonesync.tasks.bookkeeping import tables as bookkeeping
-from zonesync.tasks.bookkeeping.lease import Lease, kept_alive, mapping_lease
+from zonesync.tasks.bookkeeping.lease import Lease, kept_alive
 from zonesync.tasks.bookkeeping.ledger import batch_recorder
 from zonesync.tasks.prefect_options import task_options
 from zonesync.tasks.reconcile.compare import reconcile_mapping
@@ -24,6 +24,8 @@ from zonesync.tasks.reconcile.findings import ContractCheck, Reconciliation
 from zonesync.tasks.reporting.events import emit_contract_broken, emit_zones_differ
 from zonesync.tasks.reporting.sync_run import BatchProgress
 from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.setup.inspection import backlog
+from zonesync.tasks.sync.partitions import CarriedPart, Partition, carried_parts
 from zonesync.tasks.sync.run import Zones, sync_mapping_rows
 from zonesync.tasks.update.recovery import recover_intents
 from zonesync.tasks.zones.engines import get_engine, zone_url
@@ -70,12 +72,7 @@ def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int 
         intranet=get_engine("intranet"),
     )
     progress = BatchProgress(mapping, flow_key)
-    lease = Lease(zones.intranet, mapping_lease(mapping.name), LEASE_SECONDS)
-    if not lease.try_acquire():  # an overlapping run is syncing this mapping: harmless, nothing to do here
-        busy = f"{lease.name} is busy: another zonesync run is working on it"
-        result = MappingSyncResult(mapping=mapping.name, status="skipped", message=busy)
-    else:
-        result = _sync_holding(mapping, zones, lease, batch_size, job_id, progress)
+    result = _sync_leased(mapping, zones, batch_size, job_id, progress)
     progress.finish(result)
     logger = get_run_logger()
     log = logger.error if result.status == "error" else logger.info
@@ -87,12 +84,39 @@ def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int 
     return result
 
 
-def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: int, job_id: int | None,
-                  progress: BatchProgress) -> MappingSyncResult:  # fmt: skip
-    """Sync while holding the mapping's lease (renewed by a keeper, even while a statement waits); a lease lost
-    meanwhile stops the run at its next batch with an error that keeps what was done."""
+def _sync_leased(
+    mapping: SyncMapping, zones: Zones, batch_size: int, job_id: int | None, progress: BatchProgress
+) -> MappingSyncResult:
+    """Sync each part of the mapping whose lease is free (the whole mapping, or each of its partitions in turn): a
+    part another run holds is left to it. The counts of every part and of earlier attempts add up."""
     task_run = str(runtime.task_run.id or "")
     result = _attempts.pop(task_run, None) or MappingSyncResult(mapping=mapping.name)  # earlier attempts' counts
+    parts = carried_parts(mapping, zones.source)
+    if len(parts) > 1:
+        result.pending_at_start = result.pending_at_start or backlog(mapping, zones.source)
+    busy = []
+    for part in parts:
+        lease = Lease(zones.intranet, part.lease, LEASE_SECONDS)
+        if not lease.try_acquire():  # an overlapping run is syncing this part: harmless, nothing to do here
+            busy.append(part)
+            continue
+        try:
+            _sync_holding(mapping, zones, lease, batch_size, job_id, progress, result, part.partition)
+        except SyncError:  # transient: Prefect retries the task, which goes on from these counts
+            _attempts[task_run] = result
+            raise
+        if result.status == "error":
+            break
+    if busy:
+        _left_to_others(result, busy, every=len(busy) == len(parts))
+    return result
+
+
+def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: int, job_id: int | None,
+                  progress: BatchProgress, result: MappingSyncResult,
+                  partition: Partition | None) -> None:  # fmt: skip
+    """Sync while holding the part's lease (renewed by a keeper, even while a statement waits); a lease lost
+    meanwhile stops the run at its next batch with an error that keeps what was done."""
     record = batch_recorder(job_id) if job_id is not None else None
 
     def on_batch(result: MappingSyncResult) -> None:
@@ -101,12 +125,20 @@ def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: 
 
     try:
         with kept_alive(lease):
-            return sync_mapping_rows(mapping, zones, batch_size, on_batch=on_batch, record=record, result=result)
-    except SyncError:  # transient (the others end the run with an error result): Prefect retries the task
-        _attempts[task_run] = result
-        raise
+            sync_mapping_rows(mapping, zones, batch_size, on_batch, record, result, partition)
     finally:
         lease.release()
+
+
+def _left_to_others(result: MappingSyncResult, busy: list[CarriedPart], *, every: bool) -> None:
+    """Say which parts another run was carrying (every part: this run skipped the mapping)."""
+    if every and len(busy) == 1:
+        result.status, result.message = "skipped", f"{busy[0].lease} is busy: another zonesync run is working on it"
+    elif every:
+        result.status, result.message = "skipped", "every partition is busy: other zonesync runs are working on them"
+    else:
+        shown = ", ".join(str(part.partition.index + 1) for part in busy if part.partition is not None)
+        result.message = " ".join(filter(None, [result.message, f"partitions {shown} left to other runs"]))
 
 
 def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:

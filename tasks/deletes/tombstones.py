@@ -16,7 +16,8 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from zonesync.schemas.mapping import SyncMapping, TargetColumn
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.model_columns import TargetColumn
 from zonesync.tasks.bookkeeping.tables import sync_tombstone
 from zonesync.tasks.sync.transform import to_target_schema
 

@@ -154,6 +154,13 @@ class Installing(ABC):
         """Storage settings that make flagging cheaper on this database (none by default)."""
         return []
 
+    def partition_index(
+        self, table: sa.Table, partition: sa.ColumnElement[int], keys: Sequence[str], flag_column: str
+    ) -> str | None:
+        """DDL of the index that serves one partition's reads (`partition`: a row's partition number), where the
+        database indexes expressions (none by default: each partition's read then filters the pending rows)."""
+        return None
+
     def recommended_index(self, table: sa.Table, keys: Sequence[str], flag_column: str) -> str:
         """DDL of the index that makes reading the unsynced rows cheap."""
         flag = table.c[flag_column]

@@ -4,6 +4,7 @@ capture (PL/pgSQL functions), the grants, and what the sequences behind generate
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -27,6 +28,24 @@ class PostgresInstalling(Installing):
             "-- or, for a table synced mostly in bulk: no pending index, and in-place flag updates:",
             f"-- ALTER TABLE {name} SET (fillfactor = 70); VACUUM FULL {name};",
         ]
+
+    def partition_index(
+        self, table: sa.Table, partition: sa.ColumnElement[int], keys: Sequence[str], flag_column: str
+    ) -> str | None:
+        """A partial index on the partition number and the key: each partition's pending rows are one range. The
+        expression must be immutable, so not for date keys (their canonical text is a to_char)."""
+        if any(isinstance(table.c[key].type, sa.Date) for key in keys):
+            return None
+        index = sa.Index(
+            f"ix_{table.name}_{flag_column}_partition"[:63],
+            partition,
+            *(table.c[key] for key in keys),
+            postgresql_where=self.dialect.not_synced(table.c[flag_column]),
+        )
+        driver_dialect: Any = type(self.engine.dialect)  # a dialect takes its paramstyle (not in SQLAlchemy's stubs)
+        as_written = driver_dialect(paramstyle="named")  # '%' as typed, not doubled for the driver
+        create = sa.schema.CreateIndex(index).compile(dialect=as_written, compile_kwargs={"literal_binds": True})
+        return str(create).strip() + ";"
 
     def has_trigger(self, conn: Connection, table: sa.Table, name: str) -> bool:
         found = "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(:table) AND tgname = :name AND NOT tgisinternal"

@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.schema.catalog import has_unique_key, mapping_tables, reflect_table
-from zonesync.tasks.zones.engines import dialect_for, installing_for
+from zonesync.tasks.sync.partitions import partition_number
+from zonesync.tasks.zones.engines import dialect_for, installing_for, reconciling_for
 
 
 @dataclass
@@ -67,6 +68,10 @@ def check_mapping(mapping: SyncMapping, source: Engine, target: Engine) -> Mappi
                               "later changes)")  # fmt: skip
     installing = installing_for(source)
     check.advice.append(installing.recommended_index(tables.source, mapping.source_keys, mapping.flag_column))
+    if mapping.partitions > 1:
+        number = partition_number(reconciling_for(source), tables.source, mapping)
+        check.advice += filter(None, [installing.partition_index(tables.source, number, mapping.source_keys,
+                                                                 mapping.flag_column)])  # fmt: skip
     check.advice.extend(installing.table_advice(tables.source))
     return check
 

@@ -20,6 +20,7 @@ class UnsyncedReader:
     mapping: SyncMapping
     dialect: Dialect
     table: sa.Table
+    only: tuple[sa.ColumnElement[bool], ...] = ()  # further conditions (one partition's rows)
     dtypes: dict[str, pl.DataType] = field(init=False)
     unique_key: bool = field(init=False)
 
@@ -35,8 +36,8 @@ class UnsyncedReader:
         return list(self.dtypes)
 
     def pending_filter(self) -> list[sa.ColumnElement[bool]]:
-        """Rows still to send: flag not true (NULL counts as not synced) and eligible."""
-        conditions = [self.dialect.not_synced(self.table.c[self.mapping.flag_column])]
+        """Rows still to send: flag not true (NULL counts as not synced), eligible (and in `only`)."""
+        conditions = [self.dialect.not_synced(self.table.c[self.mapping.flag_column]), *self.only]
         for column, value in (self.mapping.eligible or {}).items():
             conditions.append(self.table.c[column] == value)
         return conditions

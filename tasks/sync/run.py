@@ -27,7 +27,8 @@ from zonesync.tasks.schema.contract import watched_source, watched_target
 from zonesync.tasks.schema.watch import ShapeWatch
 from zonesync.tasks.sync.batch import BatchCarrier, Claim, Phase, SourceSide, TargetSide, no_phase
 from zonesync.tasks.sync.extract import UnsyncedReader, last_key
-from zonesync.tasks.zones.engines import dialect_for
+from zonesync.tasks.sync.partitions import Partition, in_partition
+from zonesync.tasks.zones.engines import dialect_for, reconciling_for
 from zonesync.tasks.zones.failures import translate
 from zonesync.tasks.zones.pipeline import Steps, carry_batches
 
@@ -51,18 +52,20 @@ def sync_mapping_rows(
     on_batch: Callable[[MappingSyncResult], None] = lambda _: None,
     record: BatchRecord | None = None,
     result: MappingSyncResult | None = None,
+    partition: Partition | None = None,
 ) -> MappingSyncResult:
-    """Sync every unsynced row of one mapping; SyncErrors end the run with status 'error' and a message
-    (transient ones are raised, for a retry, once `result` holds what this attempt did).
+    """Sync every unsynced row of one mapping (or of one of its partitions); SyncErrors end the run with status
+    'error' and a message (transient ones are raised, for a retry, once `result` holds what this attempt did).
 
     `record` runs in the transaction that commits each batch's flags when the intranet zone is the source;
-    `result` carries the counts of earlier attempts of the same run. `PHASE_HOOK` wraps each step (read,
+    `result` carries the counts of earlier attempts of the same run (or of other partitions). The mapping's deletes
+    and its quarantine's resolutions go with its first partition. `PHASE_HOOK` wraps each step (read,
     transform, upsert, flag, quarantine): how a benchmark measures them from outside."""
     result = result or MappingSyncResult(mapping=mapping.name)
     result.status, result.message = "success", ""
     started, earlier = time.perf_counter(), result.seconds
     try:
-        _run(mapping, zones, batch_size, result, on_batch, record, PHASE_HOOK.get())
+        _run(mapping, zones, batch_size, result, on_batch, record, PHASE_HOOK.get(), partition)
     except SyncError as exc:
         result.status, result.message = "error", str(exc)
         if exc.transient:
@@ -81,14 +84,19 @@ def _run(
     on_batch: Callable[[MappingSyncResult], None],
     record: BatchRecord | None,
     phase: Phase,
+    partition: Partition | None,
 ) -> None:
     source_dialect, target_dialect = dialect_for(zones.source), dialect_for(zones.target)
-    with phase("quarantine"):  # entries of rows synced some other way since (an update, a fix by hand)
-        _guarded(lambda: resolve_synced(zones.intranet, mapping, zones.source), mapping, "resolving synced entries")
-    with phase("deletes"):  # before the rows: a key deleted and inserted again is deleted first, then sent
-        DeleteCarrier(mapping, zones.source, zones.target, zones.intranet, record).carry(batch_size, result)
+    if partition is None or partition.index == 0:
+        with phase("quarantine"):  # entries of rows synced some other way since (an update, a fix by hand)
+            _guarded(lambda: resolve_synced(zones.intranet, mapping, zones.source), mapping,
+                     "resolving synced entries")  # fmt: skip
+        with phase("deletes"):  # before the rows: a key deleted and inserted again is deleted first, then sent
+            DeleteCarrier(mapping, zones.source, zones.target, zones.intranet, record).carry(batch_size, result)
     watch = ShapeWatch(mapping.name)
-    reader = UnsyncedReader(mapping, source_dialect, watched_source(watch, mapping, source_dialect))
+    source = watched_source(watch, mapping, source_dialect)
+    only = () if partition is None else (in_partition(reconciling_for(zones.source), source, mapping, partition),)
+    reader = UnsyncedReader(mapping, source_dialect, source, only)
     with phase("read"):
         pending = _guarded(reader.count_pending, mapping, "counting unsynced rows")
     result.pending_at_start = result.pending_at_start or pending

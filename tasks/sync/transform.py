@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from zonesync.schemas.mapping import SyncMapping, TargetColumn
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.schemas.model_columns import TargetColumn
 
 ROW = "__zonesync_row"
 _WIDE_DECIMAL = pl.Decimal(38, 18)

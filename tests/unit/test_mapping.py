@@ -350,3 +350,13 @@ def test_a_sensitive_key_column_is_hidden_by_either_name_and_the_others_shown() 
 def test_without_sensitive_columns_a_key_is_shown_as_it_is() -> None:
     assert MERCHANTS.shown_key({"merchant_id": 7}) == {"merchant_id": 7}
     assert MERCHANTS.shown_record_key('{"merchant_id":7}') == '{"merchant_id":7}'
+
+
+@pytest.mark.parametrize("partitions", [0, -1, 1025, 2.0, True, "4"])
+def test_a_partition_count_outside_1_to_1024_is_refused(partitions: Any) -> None:
+    with pytest.raises(MappingError, match=r"mapping 'shops'.*partitions .* must be a whole number from 1 to 1024"):
+        make(partitions=partitions)
+
+
+def test_a_mapping_has_one_partition_unless_it_declares_more() -> None:
+    assert make().partitions == 1 and make(partitions=16).partitions == 16

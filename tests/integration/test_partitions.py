@@ -1,0 +1,186 @@
+"""One mapping in partitions (docs/scaling.md): rows hashed by key alike on every database and in Python, each
+partition carried under its own lease, runs sharing a mapping by taking the partitions that are free."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ZonePair, backend_param
+from tests.integration.console import Cli, zone_settings
+from tests.integration.data import notes as note_rows
+from tests.integration.helpers import create, jobs, rows, seed, unflagged_keys
+from tests.integration.mappings import NOTES
+from tests.integration.tables import source_tables
+from zonesync.flows.cli.support import EXIT_PARTIAL
+from zonesync.flows.retry_sync import retry_sync
+from zonesync.schemas.examples import MERCHANTS
+from zonesync.schemas.mapping import SyncMapping
+from zonesync.tasks.bookkeeping.lease import Lease
+from zonesync.tasks.setup import demo_data
+from zonesync.tasks.setup.inspection import check_mapping
+from zonesync.tasks.sync.extract import UnsyncedReader
+from zonesync.tasks.sync.partitions import carried_parts, in_partition, partition_of_key, partitions_of
+from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.zones.engines import dialect_for, reconciling_for
+
+REPO = Path(__file__).resolve().parents[2]
+SERVERS = [backend_param("postgresql"), backend_param("mariadb")]
+PARTITIONED = dataclasses.replace(MERCHANTS, partitions=4)
+VALID_MERCHANTS = 12  # merchant 13 is the demo's first invalid one
+
+
+def keys_in(engine: sa.Engine, mapping: SyncMapping, table: str, index: int) -> set[tuple[object, ...]]:
+    """The source keys the database puts in one partition."""
+    source = sa.Table(table, sa.MetaData(), autoload_with=engine)
+    reconciling = reconciling_for(engine)
+    only = in_partition(reconciling, source, mapping, partitions_of(mapping)[index])
+    keys = [source.c[name] for name in mapping.source_keys]
+    with engine.connect() as conn:
+        reconciling.prepare_reconcile(conn)
+        return {tuple(row) for row in conn.execute(sa.select(*keys).where(only))}
+
+
+@pytest.mark.parametrize(
+    ("mapping", "table", "rows", "key"),
+    [
+        (PARTITIONED, "merchant", lambda: demo_data.merchants(40), "merchant_id"),
+        (
+            dataclasses.replace(NOTES, partitions=5),
+            "zs_note_src",
+            lambda: note_rows(["a", "B", "ü", "日本", "x y"]),
+            "note_key",
+        ),
+    ],
+    ids=["integer-keys", "text-keys"],
+)
+def test_each_key_is_in_one_partition_the_same_on_every_database_and_in_python(
+    demo: ZonePair, mapping: SyncMapping, table: str, rows: Callable[[], object], key: str
+) -> None:
+    if table == "zs_note_src":
+        create(demo.intranet, source_tables(), table)
+    frame = rows()
+    seed(demo.intranet, table, frame, (key,))  # type: ignore[arg-type]
+
+    found = [keys_in(demo.intranet, mapping, table, index) for index in range(mapping.partitions)]
+
+    every = {(value,) for value in frame[key].to_list()}  # type: ignore[index]
+    assert set().union(*found) == every and sum(map(len, found)) == len(every)  # each in exactly one
+    assert all(partition_of_key(mapping, k) == index for index, keys in enumerate(found) for k in keys)
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_partitioned_mapping_is_carried_partition_by_partition_each_row_once(demo: ZonePair) -> None:
+    seed(demo.intranet, "merchant", demo_data.merchants(VALID_MERCHANTS), ("merchant_id",))
+    zones = Zones(demo.intranet, demo.internet, demo.intranet)
+
+    carried = [sync_mapping_rows(PARTITIONED, zones, 3, partition=part) for part in partitions_of(PARTITIONED)]
+
+    expected = [sum(partition_of_key(PARTITIONED, (key,)) == index for key in range(1, VALID_MERCHANTS + 1))
+                for index in range(PARTITIONED.partitions)]  # fmt: skip
+    assert [result.flagged for result in carried] == expected and sum(expected) == VALID_MERCHANTS
+    assert unflagged_keys(demo.intranet, PARTITIONED) == set()
+
+
+def test_sqlite_carries_a_partitioned_mapping_with_one_writer(demo: ZonePair) -> None:
+    """SQLite locks its whole file: a partitioned mapping is one part, under the mapping's own lease."""
+    parts = carried_parts(PARTITIONED, demo.intranet)
+    if demo.intranet_backend == "sqlite":
+        assert [(part.lease, part.partition) for part in parts] == [("mapping:merchants", None)]
+    else:
+        assert [part.lease for part in parts] == [f"mapping:merchants:partition:{i}-of-4" for i in range(1, 5)]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_run_leaves_a_partition_another_run_holds_and_the_next_run_carries_it(
+    demo: ZonePair, use_zones: Callable[..., None]
+) -> None:
+    use_zones(demo, modules="tests.integration.partitioned_mappings")
+    seed(demo.intranet, "merchant", demo_data.merchants(VALID_MERCHANTS), ("merchant_id",))
+    held = partitions_of(PARTITIONED)[1]
+    other_run = Lease(demo.intranet, carried_parts(PARTITIONED, demo.intranet)[1].lease, ttl=60)
+    assert other_run.try_acquire()
+
+    first = retry_sync(mappings=["merchants"])["merchants"]
+    in_held = {(key,) for key in range(1, VALID_MERCHANTS + 1) if partition_of_key(PARTITIONED, (key,)) == held.index}
+    assert unflagged_keys(demo.intranet, PARTITIONED) == in_held
+    assert first.flagged == VALID_MERCHANTS - len(in_held) and "partitions 2 left to other runs" in first.message
+    other_run.release()
+
+    second = retry_sync(mappings=["merchants"])["merchants"]
+
+    assert second.flagged == len(in_held) and unflagged_keys(demo.intranet, PARTITIONED) == set()
+    *_, before, last = jobs(demo.intranet)
+    assert (before["rows_synced"], last["rows_synced"]) == (first.flagged, second.flagged)  # each run its own rows
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_run_that_finds_every_partition_busy_says_it_skipped(demo: ZonePair, use_zones: Callable[..., None]) -> None:
+    use_zones(demo, modules="tests.integration.partitioned_mappings")
+    seed(demo.intranet, "merchant", demo_data.merchants(VALID_MERCHANTS), ("merchant_id",))
+    holders = [Lease(demo.intranet, part.lease, ttl=60) for part in carried_parts(PARTITIONED, demo.intranet)]
+    assert all(holder.try_acquire() for holder in holders)
+    try:
+        skipped = retry_sync(mappings=["merchants"])["merchants"]
+    finally:
+        for holder in holders:
+            holder.release()
+
+    assert skipped.status == "skipped" and "every partition is busy" in skipped.message
+    assert len(unflagged_keys(demo.intranet, PARTITIONED)) == VALID_MERCHANTS
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_two_retry_processes_share_a_partitioned_mapping_each_row_carried_and_counted_once(
+    demo_zones: ZonePair, tmp_path: Path, prefect_api: str
+) -> None:
+    """Two `zonesync retry` processes at once, on the 4 partitions of 6,000 merchants: whichever carries a
+    partition, every valid row lands once and is counted once in the two runs' ledger rows."""
+    count, invalid = 6000, 3  # demo merchants 13, 42 and 77 are invalid
+    seed(demo_zones.intranet, "merchant", demo_data.merchants(count), ("merchant_id",))
+    settings = zone_settings(demo_zones, "tests.integration.partitioned_mappings") | {
+        "PYTHONPATH": str(REPO), "ZONESYNC_BATCH_SIZE": "250"}  # fmt: skip
+    cli = Cli(tmp_path, settings, demo_zones.passwords, api_url=prefect_api)
+    assert cli("init").code == 0
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda _: cli("retry", "-m", "merchants"), range(2)))
+
+    assert {run.code for run in runs} <= {0, EXIT_PARTIAL}, "\n".join(map(str, runs))
+    assert unflagged_keys(demo_zones.intranet, PARTITIONED) == {(13,), (42,), (77,)}
+    assert len(rows(demo_zones.internet, "merchant")) == count - invalid
+    retries = [job for job in jobs(demo_zones.intranet) if job["job_name"] == "retry-sync"]
+    assert len(retries) == 2
+    assert sum(job["rows_synced"] for job in retries) == count - invalid
+    # An invalid row stays pending: each run that passes its partition counts it again (as two runs in turn would).
+    assert (
+        all(job["rows_failed"] <= invalid for job in retries) and sum(job["rows_failed"] for job in retries) >= invalid
+    )
+
+
+@pytest.mark.parametrize("backend", [backend_param("postgresql")], indirect=True)
+def test_init_advises_an_index_that_serves_each_partitions_reads(demo: ZonePair) -> None:
+    """PostgreSQL indexes the partition number itself: the DDL `zonesync init` prints is accepted, and a
+    partition's read goes through it."""
+    [ddl] = [line for line in check_mapping(PARTITIONED, demo.intranet, demo.internet).advice if "partition" in line]
+    with demo.intranet.begin() as conn:  # as psql would run it: no placeholders, so '%' is the operator
+        conn.connection.driver_connection.execute(ddl)  # type: ignore[union-attr]
+    seed(demo.intranet, "merchant", demo_data.merchants(200), ("merchant_id",))
+    source = sa.Table("merchant", sa.MetaData(), autoload_with=demo.intranet)
+    dialect = dialect_for(demo.intranet)
+    only = in_partition(reconciling_for(demo.intranet), source, PARTITIONED, partitions_of(PARTITIONED)[2])
+    query = dialect.render(UnsyncedReader(PARTITIONED, dialect, source, (only,)).batch_query(None, 50))
+
+    with demo.intranet.connect() as conn:  # the query as connectorx receives it: literal SQL
+        driver = conn.connection.driver_connection
+        driver.execute("ANALYZE merchant")  # type: ignore[union-attr]
+        plan = "\n".join(row for (row,) in driver.execute(f"EXPLAIN {query}"))  # type: ignore[union-attr]
+
+    assert "ix_merchant_is_sync_partition" in plan, plan
