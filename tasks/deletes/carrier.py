@@ -43,6 +43,7 @@ class _Held:
     transaction: Transaction
 
     def end(self, *, commit: bool) -> None:
+        """Commit the claim (its tombstones settled) or roll it back (they stay pending); the connection goes back."""
         try:
             if self.transaction.is_active and commit:
                 self.transaction.commit()

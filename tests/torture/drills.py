@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.torture import drills_crash, drills_outage, drills_stall
+from tests.torture import drills_crash, drills_outage, drills_partitioned, drills_stall
 from tests.torture.data import BUSINESS_DATE, push_batches, update_items, valid_keys
 from tests.torture.session import Pairing, Session, roll_back_leftovers
 from tests.torture.trial import BATCH, Drill, Trial, TrialResult
@@ -83,6 +83,7 @@ DRILLS: dict[str, DrillSpec] = {
         DrillSpec("stall-lock-source", drills_stall.stall_lock_source, merchants=40),
         DrillSpec("stall-recover", drills_stall.stall_recover, merchants=40),
         DrillSpec("concurrency", concurrency, merchants=100, payments=100),
+        DrillSpec("partitioned", drills_partitioned.partitioned, merchants=300),
         DrillSpec("outage-stop", drills_outage.outage_stop, merchants=120, private_target=True),
         DrillSpec("outage-freeze", drills_outage.outage_freeze, merchants=120, private_target=True),
         DrillSpec("outage-tarpit", drills_outage.outage_tarpit, merchants=60, server_target=True),

@@ -1,0 +1,27 @@
+"""The partitioned drill: several retry processes share the merchants in partitions, with leases of 2 s; one is
+killed and one frozen (often past its lease, so that its partition is taken over) at seeded random moments."""
+
+from __future__ import annotations
+
+from tests.torture.trial import BATCH, Trial
+
+PARTITIONED = "tests.integration.partitioned_mappings"  # the demo's mappings, the merchants in 4 partitions
+SHORT_LEASE = "2"  # seconds
+
+
+def partitioned(trial: Trial) -> list[str]:
+    """Three retry processes on the partitioned merchants: one SIGKILLed, one SIGSTOPped for 0.5-4 s; recover, run
+    again, check (only jobs flag rows: each synced row counted once, whichever process carried it)."""
+    baseline = trial.baseline(["merchants"])
+    knobs = {"TORTURE_LEASE_SECONDS": SHORT_LEASE, "ZONESYNC_MAPPING_MODULES": PARTITIONED}
+    workers = [trial.start("retry", knobs, mappings=["merchants"], batch_size=BATCH) for _ in range(3)]
+    killed, frozen = trial.rng.sample(range(len(workers)), 2)
+    trial.sleep(0.2, 1.5)
+    trial.note(f"worker {killed} killed: {'interrupted' if trial.kill(workers[killed]) else 'already done'}")
+    stalled = trial.rng.uniform(0.5, 4.0)
+    trial.note(f"worker {frozen} stopped for {stalled:.1f} s")
+    trial.stall(workers[frozen], stalled)
+    for index, worker in enumerate(workers):
+        if index != killed:
+            trial.note(str(trial.wait(worker).get("result"))[:200])
+    return trial.finish(["merchants"], baseline, jobs_only=True)
