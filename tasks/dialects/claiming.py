@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -12,6 +13,16 @@ from sqlalchemy.engine import Connection
 from zonesync.tasks.dialects.core import CLAIM_ROW
 from zonesync.tasks.dialects.reading import Reads
 from zonesync.tasks.dialects.writing import Writes
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim took: the positions (in the guard) of the rows claimed (None: every row), and how many of them
+    this transaction flagged itself. The others a concurrent writer had flagged with the very values read (a run
+    that took over a stalled one's work): they are sent again, harmlessly, but were counted by that writer."""
+
+    rows: pl.Series | None
+    flagged: int
 
 
 class Claims(Reads, Writes):
@@ -25,9 +36,9 @@ class Claims(Reads, Writes):
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
-    ) -> pl.Series | None:
+    ) -> Claimed:
         """Flag the rows of `guard` whose guard columns still hold the values read, and keep them locked until
-        the transaction ends; None when every row was claimed, else the positions (in `guard`) of those that were.
+        the transaction ends.
 
         The caller writes the claimed rows to the other zone before committing: whoever wants to change them
         meanwhile waits, so the other zone never receives a value the source no longer holds.
@@ -38,11 +49,12 @@ class Claims(Reads, Writes):
         where = self._guard_conditions(source, temp, guard.columns, keys, dtypes)
         where.append(self.key_range(source, guard, keys))
         claimed: pl.Series | None = None
-        if conn.execute(self._flag_where(source, flag_column, where)).rowcount != guard.height:
+        flagged = int(conn.execute(self._flag_where(source, flag_column, where)).rowcount)
+        if flagged != guard.height:
             query = self._claimed_where(source, flag_column, where).with_only_columns(temp.c[CLAIM_ROW])
             claimed = pl.Series([row for (row,) in conn.execute(query)], dtype=pl.UInt32).sort()
         temp.drop(conn)
-        return claimed
+        return Claimed(claimed, flagged)
 
     def _claim_bound(
         self,
@@ -52,7 +64,7 @@ class Claims(Reads, Writes):
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
-    ) -> pl.Series | None:
+    ) -> Claimed:
         """`claim` for a few rows: a bound UPDATE per row; only if some were not flagged, a locking SELECT per row."""
         named = {name: f"read_{name}" for name in guard.columns}  # a column's own name is reserved in an UPDATE
         bound = guard.clone()  # renamed without copying (a rename is a query)
@@ -64,11 +76,13 @@ class Claims(Reads, Writes):
             return self._guard_conditions(source, params, list(named), keys, dtypes)
 
         update = self._statement(shape, lambda: self._flag_where(source, flag_column, where()))
-        if self.execute_bound(conn, update, bound) == guard.height:
-            return None
+        flagged = self.execute_bound(conn, update, bound)
+        if flagged == guard.height:
+            return Claimed(None, flagged)
         select = self._statement(("claimed", *shape), lambda: self._claimed_where(source, flag_column, where()))
         rows = self.bind_form(bound).iter_rows(named=True)
-        return pl.Series([i for i, row in enumerate(rows) if conn.execute(select, row).first()], dtype=pl.UInt32)
+        claimed = pl.Series([i for i, row in enumerate(rows) if conn.execute(select, row).first()], dtype=pl.UInt32)
+        return Claimed(claimed, flagged)
 
     def _flag_where(self, source: sa.Table, flag_column: str, where: list[sa.ColumnElement[bool]]) -> sa.Update:
         return sa.update(source).where(*where, self.not_synced(source.c[flag_column])).values({flag_column: sa.true()})

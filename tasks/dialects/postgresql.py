@@ -23,7 +23,7 @@ from zonesync.tasks.dialects.driver_errors import NOWHERE, DriverErrors, LimitRe
 from zonesync.tasks.dialects.postgresql_connecting import PostgresConnecting
 from zonesync.tasks.dialects.postgresql_installing import PostgresInstalling
 from zonesync.tasks.dialects.reconciling import Reconciling
-from zonesync.tasks.dialects.surface import Database, Dialect
+from zonesync.tasks.dialects.surface import Claimed, Database, Dialect
 
 # Read without importing this module (see the package): the names its URLs use, the packages its driver raises.
 URL_NAMES = ("postgresql", "postgres")
@@ -182,7 +182,7 @@ class PostgresDialect(Dialect):
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
-    ) -> pl.Series | None:
+    ) -> Claimed:
         """As the base; its transaction commits without waiting for the WAL flush.
 
         Safe: it commits after the other zone has the rows, and a flag lost to a crash of the server only means

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zonesync.tasks.dialects.claiming import Claims
+from zonesync.tasks.dialects.claiming import Claimed, Claims
 from zonesync.tasks.dialects.connecting import Connecting
 from zonesync.tasks.dialects.driver_errors import DriverErrors
 from zonesync.tasks.dialects.exactness import Exactness
 from zonesync.tasks.dialects.installing import Installing
 from zonesync.tasks.dialects.reconciling import Reconciling
+
+__all__ = ["Claimed", "Database", "Dialect"]
 
 
 class Dialect(Claims, Exactness):

@@ -31,7 +31,7 @@ from zonesync.schemas.errors import SyncError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.jobs import BatchRecord
 from zonesync.tasks.bookkeeping.quarantine import quarantine_rows, resolve, source_record_keys
-from zonesync.tasks.dialects.surface import Dialect
+from zonesync.tasks.dialects.surface import Claimed, Dialect
 from zonesync.tasks.schema.watch import ShapeWatch
 from zonesync.tasks.sync.load import upsert_rows
 from zonesync.tasks.sync.rejects import rejects
@@ -84,6 +84,7 @@ class Claim:
     transaction: sa.RootTransaction | None
     rows: pl.DataFrame  # ROW of the valid rows claimed (in the order read)
     owned: bool  # the connection is the claim's own, closed when the claim ends
+    flagged_before: int = 0  # of those, rows another writer had flagged with the values read (not counted here)
 
     def end(self, commit: bool) -> None:
         """Commit (or roll back) the source transaction and give the connection back."""
@@ -110,6 +111,12 @@ class BatchOutcome:
     refused: pl.DataFrame
     changed: pl.DataFrame
     quarantined: int = 0
+    flagged_before: int = 0  # landed rows another writer had flagged with the same values: synced, but not by us
+
+    @property
+    def synced(self) -> int:
+        """The rows this batch synced: landed and flagged by it (what the ledger counts)."""
+        return self.landed.height - self.flagged_before
 
 
 @dataclass
@@ -169,7 +176,11 @@ class BatchCarrier:
                     raise self._error(exc, "claiming rows to send") from exc
                 time.sleep(delay)
                 continue
-            claim.rows = rows if claimed is None else rows.gather(claimed)
+            if claimed is not None and claimed.rows is not None:
+                claim.rows = rows.gather(claimed.rows)
+                claim.flagged_before = claim.rows.height - claimed.flagged
+            else:
+                claim.rows = rows
             return claim
         raise AssertionError("unreachable")
 
@@ -237,7 +248,7 @@ class BatchCarrier:
             changed.join(claim.rows, on=ROW, how="anti") if claim.rows.height != changed.height else changed.clear()
         )
         refused = pl.concat([prepared.rejected, target_refused]) if target_refused.height else prepared.rejected
-        outcome = BatchOutcome(landed, refused, changed)
+        outcome = BatchOutcome(landed, refused, changed, flagged_before=min(claim.flagged_before, landed.height))
         if self._bookkeeping_in_source:
             return self._record(claim.conn, prepared.raw, outcome)
         return outcome
@@ -252,7 +263,7 @@ class BatchCarrier:
                     landed = raw.with_row_index(ROW).join(outcome.landed, on=ROW, how="semi")
                     resolve(conn, self.mapping.name, source_record_keys(landed, self.mapping).to_list())
                 if self.record is not None:
-                    synced = outcome.landed.height if self._bookkeeping_in_source else 0  # else counted in the target
+                    synced = outcome.synced if self._bookkeeping_in_source else 0  # else counted in the target
                     self.record(conn, raw.height, synced, quarantined)
             return quarantined
 
@@ -261,7 +272,7 @@ class BatchCarrier:
         except Exception as exc:
             what = "recording the batch in the bookkeeping tables"
             raise translate(exc, what=what, mapping=self.mapping.name) from exc
-        return BatchOutcome(outcome.landed, outcome.refused, outcome.changed, quarantined)
+        return BatchOutcome(outcome.landed, outcome.refused, outcome.changed, quarantined, outcome.flagged_before)
 
     def _guard(self, prepared: Prepared) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The key and guard values, as read, of the valid rows (in the order read), and their ROW numbers."""
@@ -271,7 +282,7 @@ class BatchCarrier:
             numbered = numbered.filter(pl.col(ROW).is_in(prepared.valid[ROW].implode()))
         return numbered.select(columns), numbered.select(ROW)
 
-    def _claimed(self, conn: Connection, guard: pl.DataFrame) -> pl.Series | None:
+    def _claimed(self, conn: Connection, guard: pl.DataFrame) -> Claimed | None:
         if guard.is_empty():
             return None
         return self.source.dialect.claim(

@@ -122,7 +122,7 @@ def _run(
     def deliver(claim: Claim) -> None:
         outcome = carrier.deliver(claim)
         result.upserted += outcome.landed.height
-        result.flagged += outcome.landed.height
+        result.flagged += outcome.synced
         result.changed_in_flight += outcome.changed.height
         result.quarantined += outcome.quarantined
         result.batches += 1

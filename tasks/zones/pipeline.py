@@ -8,9 +8,10 @@ held in memory, and a run that stops rolls back the claim it has not delivered.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -35,40 +36,52 @@ class Steps(Generic[Cursor, Held]):
 def carry_batches(steps: Steps[Cursor, Held], *, full: int, overlap: bool) -> None:
     """Carry every batch, a batch shorter than `full` being the last. Without `overlap` (the source cannot hold two
     claims at once: SQLite locks the whole file) a claim waits for the previous delivery instead."""
-    reader_pool, claimer_pool = _workers()
-    next_read: Future[pl.DataFrame] | None = reader_pool.submit(steps.read, None)
-    claiming: Future[Held] | None = None
-    try:
-        while next_read is not None:
-            raw = next_read.result()
-            if raw.is_empty():
-                break
-            next_read = reader_pool.submit(steps.read, steps.after(raw)) if raw.height >= full else None
-            previous, claiming = (claiming.result() if claiming else None), None
-            if previous is not None and not overlap:
-                steps.deliver(previous)
-                previous = None
-            claiming = claimer_pool.submit(steps.claim, raw)
-            if previous is not None:
-                steps.deliver(previous)
-        if claiming is not None:
-            last, claiming = claiming.result(), None
-            steps.deliver(last)
-    finally:
-        if next_read is not None and not next_read.cancel():
-            next_read.exception()  # wait: a read still running must not outlive the run
-        if claiming is not None and claiming.exception() is None:
-            steps.abandon(claiming.result())  # the run failed: the claimed batch stays pending
+    with _lent_workers() as (reader_pool, claimer_pool):
+        next_read: Future[pl.DataFrame] | None = reader_pool.submit(steps.read, None)
+        claiming: Future[Held] | None = None
+        try:
+            while next_read is not None:
+                raw = next_read.result()
+                if raw.is_empty():
+                    break
+                next_read = reader_pool.submit(steps.read, steps.after(raw)) if raw.height >= full else None
+                previous, claiming = (claiming.result() if claiming else None), None
+                if previous is not None and not overlap:
+                    steps.deliver(previous)
+                    previous = None
+                claiming = claimer_pool.submit(steps.claim, raw)
+                if previous is not None:
+                    steps.deliver(previous)
+            if claiming is not None:
+                last, claiming = claiming.result(), None
+                steps.deliver(last)
+        finally:
+            if next_read is not None and not next_read.cancel():
+                next_read.exception()  # wait: a read still running must not outlive the run
+            if claiming is not None and claiming.exception() is None:
+                steps.abandon(claiming.result())  # the run failed: the claimed batch stays pending
 
 
-@functools.cache
-def _workers() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-    """One read-ahead thread and one claiming thread for the whole process.
+Workers = tuple[ThreadPoolExecutor, ThreadPoolExecutor]
+_idle: list[Workers] = []
+_idle_lock = threading.Lock()
 
-    Reused across runs (and mappings run one after another): new threads per run each get their own malloc
-    arena, and the process grew by tens of MB per run until MALLOC_ARENA_MAX was set.
+
+@contextmanager
+def _lent_workers() -> Iterator[Workers]:
+    """A read-ahead thread and a claiming thread, lent to one carry at a time: carries running at once in one
+    process (partitions, or a step of one carry that runs another) never wait for each other's threads.
+
+    Given back and reused across runs: new threads per run each get their own malloc arena, and the process grew by
+    tens of MB per run until MALLOC_ARENA_MAX was set.
     """
-    return (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-claim"),
-    )
+    with _idle_lock:
+        workers = _idle.pop() if _idle else (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-read"),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="zonesync-claim"),
+        )  # fmt: skip
+    try:
+        yield workers
+    finally:
+        with _idle_lock:
+            _idle.append(workers)

@@ -169,3 +169,24 @@ def test_counts_add_up_over_the_attempts_of_a_task_prefect_retries(demo: ZonePai
     assert result.status == "success" and result.flagged == 10  # 4 in the first attempt, 6 in the second
     (ledger,) = rows(demo.intranet, "batch_job")
     assert (ledger["status"], ledger["rows_synced"]) == ("SUCCESS", 10)
+
+
+def test_rows_another_run_carried_while_this_one_stalled_are_counted_by_that_run_only(demo: ZonePair) -> None:
+    """A run reads a batch and stalls (its lease expires); another run carries the same rows, unchanged. When the
+    first wakes, its claim finds them flagged with the values it read and sends them again, harmlessly: the ledger
+    counts them once, in the run that flagged them."""
+    seed(demo.intranet, "merchant", demo_data.merchants(8), ("merchant_id",))
+    intranet = get_engine("intranet")
+    zones = Zones(intranet, get_engine("internet"), intranet)
+    stalled, other = (start_job(intranet, "retry-sync", date.today())[0] for _ in range(2))
+
+    def the_other_run_meanwhile() -> None:
+        done = sync_mapping_rows(MERCHANTS, zones, 8, record=batch_recorder(other.id))
+        assert done.flagged == 8
+
+    with interleaved("batch:read", the_other_run_meanwhile):
+        woken = sync_mapping_rows(MERCHANTS, zones, 8, record=batch_recorder(stalled.id))
+
+    assert (woken.upserted, woken.flagged) == (8, 0)  # sent again, flagged by the other run
+    synced = {row["id"]: row["rows_synced"] for row in rows(demo.intranet, "batch_job")}
+    assert (synced[stalled.id], synced[other.id]) == (0, 8)
