@@ -100,20 +100,28 @@ class Trial:
         return pause
 
     # -- the end of every drill ---------------------------------------------------------------------------
-    def sync_now(self, names: Sequence[str]) -> list[str]:
+    def sync_now(self, names: Sequence[str], knobs: dict[str, str] | None = None) -> list[str]:
         """One clean run of each named mapping's scheduled flow; a failure to run is a violation."""
         found = []
         for name in names:
             if name == "merchants":
-                event = self.run("retry", mappings=["merchants"], batch_size=BATCH)
+                event = self.run("retry", knobs, mappings=["merchants"], batch_size=BATCH)
             else:
                 event = self.run("endday", business_date=BUSINESS_DATE.isoformat(), mappings=["payments"])
             if event["event"] != "done":
                 found.append(f"clean {name} run did not complete: {event.get('error', event['event'])}")
         return found
 
-    def finish(self, names: Sequence[str], baseline: checker.Baseline, *, jobs_only: bool = False) -> list[str]:
-        """Recover, one final clean run, then the checker (after recover, then after the final run)."""
+    def finish(
+        self,
+        names: Sequence[str],
+        baseline: checker.Baseline,
+        *,
+        jobs_only: bool = False,
+        knobs: dict[str, str] | None = None,
+    ) -> list[str]:
+        """Recover, one final clean run (with the drill's `knobs`: its mappings as it declared them), then the
+        checker (after recover, then after the final run)."""
         self.reap()
         found = []
         recovered = self.run("recover")
@@ -121,7 +129,7 @@ class Trial:
             found.append(f"recover failed: {recovered.get('error', recovered['event'])}")
         mappings = [MAPPINGS[name] for name in names]
         found += [f"after recover: {line}" for line in checker.check_leftovers(self.pair) if "sync_lease" not in line]
-        found += self.sync_now(names)
+        found += self.sync_now(names, knobs)
         return found + checker.check(self.pair, mappings, baseline, jobs_only=jobs_only)
 
     def baseline(self, names: Sequence[str]) -> checker.Baseline:
