@@ -16,6 +16,9 @@ Zone = Literal["intranet", "internet"]
 ZONES: tuple[Zone, ...] = ("intranet", "internet")
 MAX_BATCH_SIZE = 5_000_000  # rows per batch: a frame of that many rows is already several GB
 BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
+Workers = Annotated[int, Field(ge=1, le=64)]
+# Where a run's slices of a partitioned mapping run (docs/scaling.md): tasks of its task runner, or child flow runs.
+FanOut = Literal["tasks", "work-pool"]
 
 
 class Settings(BaseSettings):
@@ -60,6 +63,17 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=10, gt=0, le=3600)
     statement_timeout: float = Field(default=300, gt=0, le=86_400)
     lock_timeout: float = Field(default=30, gt=0, le=86_400)
+
+    # Scale-out (docs/scaling.md). A mapping's (or partition's) lease is renewed every third of this by a keeper
+    # thread, so it only bounds how long a run that died elsewhere holds its part: the takeover time.
+    lease_seconds: float = Field(default=120, ge=2, le=3600)
+    # Workers one run gives each partitioned mapping (its slices), and where they run: threads of the run (each with
+    # about three connections per zone), or child flow runs of the slice deployment, started on its work pool. A
+    # child that no worker starts within slice_start_seconds is cancelled, and its slice counted as failed.
+    workers: Workers = 1
+    fan_out: FanOut = "tasks"
+    slice_deployment: str = "retry-sync-slice/retry-sync-slice"
+    slice_start_seconds: float = Field(default=600, gt=0, le=86_400)
 
     # The HTTP entry point (`zonesync api`). Its clients: a TOML file of `clients.<name> = {...}` lines
     # (schemas/api_clients.py; `zonesync api-key new` prints one). Without it the API refuses to start, unless

@@ -15,7 +15,7 @@ from zonesync.schemas.mapping import Direction, SyncMapping
 from zonesync.schemas.registry import get_mapping, select_mappings
 from zonesync.schemas.settings import ZONES, get_settings
 from zonesync.tasks.bookkeeping import tables as bookkeeping
-from zonesync.tasks.bookkeeping.lease import Lease, kept_alive
+from zonesync.tasks.bookkeeping.lease import Lease, carried_by, kept_alive
 from zonesync.tasks.bookkeeping.ledger import batch_recorder
 from zonesync.tasks.prefect_options import task_options
 from zonesync.tasks.reconcile.compare import reconcile_mapping
@@ -27,10 +27,10 @@ from zonesync.tasks.results import MappingSyncResult
 from zonesync.tasks.setup.inspection import backlog
 from zonesync.tasks.sync.partitions import CarriedPart, Partition, carried_parts
 from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.sync.slices import Slice, in_slice_order, note_left
 from zonesync.tasks.update.recovery import recover_intents
 from zonesync.tasks.zones.engines import get_engine, zone_url
 
-LEASE_SECONDS = 120  # renewed by a keeper thread; a crashed run elsewhere blocks the mapping at most this long
 # What the failed attempts of a sync task run did, by task run id: Prefect's retry goes on from there.
 _attempts: dict[str, MappingSyncResult] = {}
 
@@ -62,31 +62,33 @@ def prepare_intranet() -> Engine:
 
 
 @task(name="sync-mapping", **task_options())
-def sync_mapping(mapping_name: str, batch_size: int, flow_key: str, job_id: int | None = None) -> MappingSyncResult:
+def sync_mapping(
+    mapping_name: str, batch_size: int, flow_key: str, job_id: int | None = None, slice_: Slice | None = None
+) -> MappingSyncResult:
     """Sync one mapping's unsynced rows, batch by batch (transient errors are retried by Prefect, the counts of
-    every attempt adding up); each batch is counted in the run's batch_job row as it commits."""
+    every attempt adding up); each batch is counted in the run's batch_job row as it commits. A slice carries
+    the free partitions it meets, beside its sibling slices (tasks/sync/slices.py)."""
     mapping = get_mapping(mapping_name)
     zones = Zones(
         source=get_engine(mapping.source_zone),
         target=get_engine(mapping.target_zone),
         intranet=get_engine("intranet"),
     )
-    progress = BatchProgress(mapping, flow_key)
-    result = _sync_leased(mapping, zones, batch_size, job_id, progress)
+    progress = BatchProgress(mapping, flow_key, slice_)
+    result = _sync_leased(mapping, zones, batch_size, job_id, progress, slice_)
     progress.finish(result)
     logger = get_run_logger()
     log = logger.error if result.status == "error" else logger.info
     log(
-        "%s: %s — read %s, upserted %s, flagged %s, quarantined %s, changed in flight %s (%.2fs) %s",
-        mapping.name, result.status, result.read, result.upserted, result.flagged, result.quarantined,
-        result.changed_in_flight, result.seconds, result.message,
+        "%s%s: %s — read %s, upserted %s, flagged %s, quarantined %s, changed in flight %s (%.2fs) %s",
+        mapping.name, f" ({slice_.label})" if slice_ else "", result.status, result.read, result.upserted,
+        result.flagged, result.quarantined, result.changed_in_flight, result.seconds, result.message,
     )  # fmt: skip
     return result
 
 
-def _sync_leased(
-    mapping: SyncMapping, zones: Zones, batch_size: int, job_id: int | None, progress: BatchProgress
-) -> MappingSyncResult:
+def _sync_leased(mapping: SyncMapping, zones: Zones, batch_size: int, job_id: int | None, progress: BatchProgress,
+                 slice_: Slice | None) -> MappingSyncResult:  # fmt: skip
     """Sync each part of the mapping whose lease is free (the whole mapping, or each of its partitions in turn): a
     part another run holds is left to it. The counts of every part and of earlier attempts add up."""
     task_run = str(runtime.task_run.id or "")
@@ -94,22 +96,33 @@ def _sync_leased(
     parts = carried_parts(mapping, zones.source)
     if len(parts) > 1:
         result.pending_at_start = result.pending_at_start or backlog(mapping, zones.source)
-    busy = []
-    for part in parts:
-        lease = Lease(zones.intranet, part.lease, LEASE_SECONDS)
+    # Slices of one run mark the partitions they carried, so that their siblings do not read them again.
+    mark = carried_by(f"job-{job_id}") if slice_ is not None and job_id is not None else None
+    for part in in_slice_order(parts, slice_):
+        lease = Lease(zones.intranet, part.lease, get_settings().lease_seconds, mark)
         if not lease.try_acquire():  # an overlapping run is syncing this part: harmless, nothing to do here
-            busy.append(part)
+            _left(result, part)
             continue
         try:
             _sync_holding(mapping, zones, lease, batch_size, job_id, progress, result, part.partition)
         except SyncError:  # transient: Prefect retries the task, which goes on from these counts
             _attempts[task_run] = result
             raise
+        if part.partition is not None:
+            result.partitions_carried.append(part.partition.index + 1)
         if result.status == "error":
             break
-    if busy:
-        _left_to_others(result, busy, every=len(busy) == len(parts))
+    if slice_ is None:  # a slice's siblings may have carried what it left: the run says so once they are merged
+        note_left(result)
     return result
+
+
+def _left(result: MappingSyncResult, part: CarriedPart) -> None:
+    """Note a part found busy: a partition's number, or (the whole mapping) a skip."""
+    if part.partition is not None:
+        result.partitions_left.append(part.partition.index + 1)
+    else:
+        result.status, result.message = "skipped", f"{part.lease} is busy: another zonesync run is working on it"
 
 
 def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: int, job_id: int | None,
@@ -128,17 +141,6 @@ def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: 
             sync_mapping_rows(mapping, zones, batch_size, on_batch, record, result, partition)
     finally:
         lease.release()
-
-
-def _left_to_others(result: MappingSyncResult, busy: list[CarriedPart], *, every: bool) -> None:
-    """Say which parts another run was carrying (every part: this run skipped the mapping)."""
-    if every and len(busy) == 1:
-        result.status, result.message = "skipped", f"{busy[0].lease} is busy: another zonesync run is working on it"
-    elif every:
-        result.status, result.message = "skipped", "every partition is busy: other zonesync runs are working on them"
-    else:
-        shown = ", ".join(str(part.partition.index + 1) for part in busy if part.partition is not None)
-        result.message = " ".join(filter(None, [result.message, f"partitions {shown} left to other runs"]))
 
 
 def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:

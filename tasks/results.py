@@ -39,6 +39,10 @@ class MappingSyncResult:
     deletes_applied: int = 0
     deletes_skipped: int = 0
     deletes_refused: int = 0
+    # A partitioned mapping (docs/scaling.md): the partitions (1 to N) this run carried, and those it found busy
+    # with another run and left to it.
+    partitions_carried: list[int] = field(default_factory=list)
+    partitions_left: list[int] = field(default_factory=list)
 
     @property
     def deletes(self) -> int:

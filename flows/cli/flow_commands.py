@@ -7,8 +7,9 @@ or another command loads none of it (flows, Prefect, polars, SQLAlchemy, drivers
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
@@ -30,11 +31,28 @@ from zonesync.flows.cli.support import (
     print_sync_report,
 )
 
+if TYPE_CHECKING:
+    from zonesync.schemas.settings import FanOut
+
+
+class FanOutChoice(str, Enum):
+    """`--fan-out`: ZONESYNC_FAN_OUT's values."""
+
+    tasks = "tasks"
+    work_pool = "work-pool"
+
 
 @friendly_errors
 def retry(
     mapping: Mappings = None,
     batch_size: BatchSizeOption = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Slices per partitioned mapping (ZONESYNC_WORKERS).")
+    ] = None,
+    fan_out: Annotated[
+        FanOutChoice | None,
+        typer.Option(help="Where slices run: tasks (threads of this run) or work-pool (ZONESYNC_FAN_OUT)."),
+    ] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone.
 
@@ -46,7 +64,8 @@ def retry(
 
     check_run_settings("intranet_to_internet", mapping or None)  # before a Prefect run starts
     require_bookkeeping()
-    report = retry_sync(mappings=mapping or None, batch_size=batch_size)
+    where = cast("FanOut", fan_out.value) if fan_out else None
+    report = retry_sync(mappings=mapping or None, batch_size=batch_size, workers=workers, fan_out=where)
     print_sync_report(report)
     if report.total("quarantined"):
         print_quarantine()

@@ -4,6 +4,11 @@ A retry sync holds its mapping's lease for the whole run (renewed after every ba
 runs are harmless, and an update with rollback cannot interleave with a batch read before the update and
 written after it (which would put old values back on the target of a row the update has flagged). A lease
 expires by itself: a crashed holder blocks others for at most its time to live.
+
+A lease may also tell the runs that share one job (the slices of a partitioned mapping, tasks/sync/slices.py)
+that one of them has carried its part: released with the run's mark (`carried_by`), the row stays as an expired
+lease holding the mark. Siblings of that run, which hold the same mark, leave the part alone; anyone else takes it
+as a free lease.
 """
 
 from __future__ import annotations
@@ -39,18 +44,33 @@ class LeaseLost(TerminalSyncError):
     """The lease expired and was taken while its holder was working (it stops; the new holder goes on)."""
 
 
-class Lease:
-    """A lease held by this process: renew it while working, release it when done."""
+class _CarriedByThisRun(Exception):
+    """The part was carried by a sibling of this run (its lease released with the run's mark)."""
 
-    def __init__(self, engine: Engine, name: str, ttl: float) -> None:
-        self.engine, self.name, self.ttl = engine, name, ttl
+
+def carried_by(run: str) -> str:
+    """The mark of a run's released leases ('carried-by:<run>'): where its siblings need not go again."""
+    return f"{CARRIED_BY}{run}"
+
+
+CARRIED_BY = "carried-by:"
+
+
+class Lease:
+    """A lease held by this process: renew it while working, release it when done.
+
+    With a `run_mark`, the lease is released with that mark, and one still holding it is not taken again."""
+
+    def __init__(self, engine: Engine, name: str, ttl: float, run_mark: str | None = None) -> None:
+        self.engine, self.name, self.ttl, self.run_mark = engine, name, ttl, run_mark
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def try_acquire(self) -> bool:
-        """Take the lease if it is free, expired, or held by a process of this machine that has died."""
+        """Take the lease if it is free, expired, or held by a process of this machine that has died (not when it
+        holds this lease's run mark)."""
         try:
             taken = in_transaction(self.engine, self.acquire_in)
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, _CarriedByThisRun):
             return False
         if taken is not None:  # said once committed: a transaction that lost the race took nothing over
             taken.announce()
@@ -62,8 +82,12 @@ class Lease:
         named = sync_lease.c.name == self.name
         held = conn.execute(sa.select(sync_lease.c.holder).where(named)).scalar()
         why = None
+        if held is not None and held.startswith(CARRIED_BY):  # released with a mark: free, unless ours
+            if held == self.run_mark:
+                raise _CarriedByThisRun(self.name)
+            conn.execute(sa.delete(sync_lease).where(named, sync_lease.c.holder == held))
         # The DELETE itself checks the expiry: a holder renewing meanwhile keeps its lease.
-        if conn.execute(sa.delete(sync_lease).where(named, sync_lease.c.expires_at < utc_now())).rowcount:
+        elif conn.execute(sa.delete(sync_lease).where(named, sync_lease.c.expires_at < utc_now())).rowcount:
             why = "it expired"
         elif held is not None and _died_here(held):
             conn.execute(sa.delete(sync_lease).where(named, sync_lease.c.holder == held))
@@ -87,8 +111,13 @@ class Lease:
         in_transaction(self.engine, self.release_in)
 
     def release_in(self, conn: Connection) -> None:
-        """Give the lease up within the caller's transaction (with the change the lease guarded)."""
-        conn.execute(sa.delete(sync_lease).where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder))
+        """Give the lease up within the caller's transaction (with the change the lease guarded); with a run mark,
+        leave the mark behind, already expired."""
+        mine = (sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
+        if self.run_mark is None:
+            conn.execute(sa.delete(sync_lease).where(*mine))
+        else:
+            conn.execute(sa.update(sync_lease).where(*mine).values(holder=self.run_mark, expires_at=utc_now()))
 
     def _until(self) -> object:
         return utc_now() + timedelta(seconds=self.ttl)

@@ -21,6 +21,7 @@ from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.registry import all_mappings
 from zonesync.tasks.bookkeeping.quarantine import open_errors
 from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.sync.slices import Slice
 
 RESULT_COLUMNS = ("read", "upserted", "flagged", "quarantined", "changed_in_flight", "deletes_applied",
                   "deletes_skipped", "deletes_refused")  # fmt: skip
@@ -34,9 +35,10 @@ class BatchProgress:
     the engine's main thread, and batches can be a fraction of a second apart.
     """
 
-    def __init__(self, mapping: SyncMapping, flow_key: str, interval: float = 1.0) -> None:
+    def __init__(self, mapping: SyncMapping, flow_key: str, slice_: Slice | None = None, interval: float = 1.0) -> None:
         self.mapping = mapping
         self.flow_key = flow_key
+        self.slice = slice_  # each slice of a mapping keeps its own artifact
         self.interval = interval
         self.artifact_id: Any = None
         self.published_at = 0.0
@@ -63,10 +65,11 @@ class BatchProgress:
         total = max(result.pending_at_start, result.read, 1)
         percent = min(100.0, 100.0 * result.read / total)
         description = progress_line(self.mapping.name, result, time.monotonic() - self.started)
+        key = f"{self.flow_key}-progress-{self.mapping.artifact_slug}"
+        if self.slice is not None:
+            key, description = f"{key}-slice-{self.slice.index + 1}", f"{self.slice.label}: {description}"
         if self.artifact_id is None:
-            self.artifact_id = create_progress_artifact(
-                progress=percent, key=f"{self.flow_key}-progress-{self.mapping.artifact_slug}", description=description
-            )
+            self.artifact_id = create_progress_artifact(progress=percent, key=key, description=description)
         else:
             update_progress_artifact(self.artifact_id, progress=percent, description=description)
 

@@ -97,19 +97,30 @@ def health_engine(zone: Zone, settings: Settings | None = None) -> Engine:
     return _cached_engine(zone, settings or get_settings(), limits, pool_timeout=HEALTH_SECONDS)
 
 
+# SQLAlchemy's pool: 5 kept, 10 more when needed; each further slice of a run (ZONESYNC_WORKERS) may hold about
+# four at once (its claim, its delivery, the next batch's, its lease keeper).
+POOL_OVERFLOW, CONNECTIONS_PER_SLICE = 10, 4
+
+
 def _cached_engine(zone: Zone, settings: Settings, limits: Limits, pool_timeout: float = 30.0) -> Engine:
     url = zone_url(zone, settings)
     cache_key = (zone, url.render_as_string(hide_password=False), limits)
     with _lock:
         engine = _engines.get(cache_key)
         if engine is None:
-            engine = create_engine(url, zone=zone, limits=limits, pool_timeout=pool_timeout)
+            overflow = POOL_OVERFLOW + CONNECTIONS_PER_SLICE * (settings.workers - 1)  # slices share the engine
+            engine = create_engine(url, zone=zone, limits=limits, pool_timeout=pool_timeout, max_overflow=overflow)
             _engines[cache_key] = engine
     return engine
 
 
 def create_engine(
-    url: URL, *, zone: str | None = None, limits: Limits | None = None, pool_timeout: float = 30.0
+    url: URL,
+    *,
+    zone: str | None = None,
+    limits: Limits | None = None,
+    pool_timeout: float = 30.0,
+    max_overflow: int = POOL_OVERFLOW,
 ) -> Engine:
     """An engine configured the way every zonesync connection must be (UTC, strict, full Unicode, bounded waits).
 
@@ -120,7 +131,7 @@ def create_engine(
     connecting = supported_database(url.get_backend_name()).connecting
     connecting.prepare(url)
     # The warmest connection first (idle ones can time out).
-    kwargs: dict[str, Any] = {"pool_use_lifo": True, "pool_timeout": pool_timeout}
+    kwargs: dict[str, Any] = {"pool_use_lifo": True, "pool_timeout": pool_timeout, "max_overflow": max_overflow}
     engine = sa.create_engine(url, connect_args=connecting.connect_args(url, limits), **kwargs)
     profiles[engine] = profile = EngineProfile(f"the {zone} zone" if zone else default_label(url), limits)
     watchdog = connecting.install(engine, limits)

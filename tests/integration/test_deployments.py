@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
 from tests.conftest import ZonePair, backend_param
-from tests.integration.helpers import execute, flag_value, rows, seed
-from tests.processes import run_owned
+from tests.integration.helpers import execute, flag_value, jobs, rows, seed, unflagged_keys
+from tests.integration.partitioned_mappings import MERCHANTS as PARTITIONED
+from tests.processes import popen_owned, run_owned
 from zonesync.deployments.schedules import PREFECT_FILE, PROJECT_DIR, WORK_POOL, deployment_specs
 from zonesync.tasks.setup import demo_data
 
@@ -242,3 +244,51 @@ def test_each_outcome_of_each_flow_is_its_named_state_on_a_process_worker(
     execute(demo.internet, "DROP TABLE merchant")
     execute(demo.internet, "DROP TABLE payment")
     run_phase(retry(FAILED), end_day(FAILED))
+
+
+@pytest.mark.parametrize("backend", [backend_param("postgresql")], indirect=True)
+def test_a_retry_fans_a_partitioned_mapping_out_to_two_process_workers_of_the_pool(
+    demo: ZonePair, use_zones: Any, registered: dict[str, DeploymentResponse], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`retry-sync` with fan_out work-pool starts a `retry-sync-slice` run per slice; two process workers of the
+    pool run them: every valid row lands once, the parent's batch_job row counts each row once."""
+    count = 2000  # of which 13, 42 and 77 are invalid
+    use_zones(demo, modules="tests.integration.partitioned_mappings", batch_size=50)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))  # the runs import the test mappings
+    seed(demo.intranet, "merchant", demo_data.merchants(count), ("merchant_id",))
+    parent = queue(Run("retry-sync", PARTIAL, {"mappings": ["merchants"], "workers": 2, "fan_out": "work-pool"}))
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    workers = [
+        popen_owned([PREFECT, "worker", "start", "--pool", WORK_POOL, "--name", f"worker-{n}"], cwd=PROJECT_DIR,
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for n in (1, 2)
+    ]  # fmt: skip
+    try:
+        ended = wait_until_final(parent.id, seconds=240)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+
+    assert (ended.type.value, ended.name) == PARTIAL, ended.message
+    children = deployment_runs(registered["retry-sync-slice"].id)
+    assert len(children) == 2 and all(child.state and child.state.is_completed() for child in children)
+    assert {child.parameters["slice_index"] for child in children} == {0, 1}
+    assert unflagged_keys(demo.intranet, PARTITIONED) == {(13,), (42,), (77,)}
+    assert len(rows(demo.internet, "merchant")) == count - 3
+    last = jobs(demo.intranet)[-1]
+    assert (last["status"], last["rows_eligible"], last["rows_synced"], last["rows_failed"]) == (
+        "PARTIAL", count, count - 3, 3)  # fmt: skip
+
+
+def wait_until_final(flow_run_id: object, seconds: float) -> Any:
+    """The flow run's state once it has ended (the test fails after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(flow_run_id).state  # type: ignore[arg-type]
+            if state is not None and state.is_final():
+                return state
+            time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} did not end within {seconds} s")

@@ -18,7 +18,13 @@ from zonesync.schemas.examples import MERCHANTS, PAYMENTS
 
 MAPPINGS = {"merchants": MERCHANTS, "payments": PAYMENTS}
 BATCH = 10  # small batches: a run has many steps a kill or a stop can fall between
-KNOBS = ("TORTURE_PAUSE_AT", "TORTURE_LEASE_SECONDS", "TORTURE_UPDATE_LEASE_SECONDS", "ZONESYNC_TWO_PHASE")
+KNOBS = (
+    "TORTURE_PAUSE_AT",
+    "TORTURE_LEASE_SECONDS",
+    "TORTURE_UPDATE_LEASE_SECONDS",
+    "ZONESYNC_TWO_PHASE",
+    "ZONESYNC_LEASE_SECONDS",
+)
 
 
 @dataclass

@@ -8,7 +8,8 @@ Torture knobs (environment, per command) — test hooks in this process only, no
 - TORTURE_PAUSE_AT=<point>: at that point the worker reports `paused` and SIGSTOPs itself; the drill continues it.
   Points: push:before-target, sync:before-upsert, sync:before-flag, update:after-source, update:after-target,
   update:undecided, update:prepared (tests/torture/pauses.py).
-- TORTURE_LEASE_SECONDS / TORTURE_UPDATE_LEASE_SECONDS: shorter leases (retry 120 s, update 60 s) to keep drills short.
+- TORTURE_LEASE_SECONDS (as ZONESYNC_LEASE_SECONDS) / TORTURE_UPDATE_LEASE_SECONDS: shorter leases (retry 120 s, update
+  60 s) to keep drills short.
 - TORTURE_FAST_RETRIES=1: Prefect task retry delays of 0.5 s and 1 s instead of 5 s and 30 s.
 """
 
@@ -26,7 +27,6 @@ from tests.torture import pauses
 from tests.torture.ops import OPERATIONS
 from zonesync.flows import end_day_check, retry_sync
 from zonesync.schemas import registry, settings
-from zonesync.tasks import prefect_tasks
 from zonesync.tasks.bookkeeping import lease
 from zonesync.tasks.push import pusher  # noqa: F401 (loaded once, warm)
 from zonesync.tasks.sync import run  # noqa: F401 (loaded once, warm)
@@ -35,7 +35,6 @@ from zonesync.tasks.zones import engines
 
 _write_lock = threading.Lock()
 _ORIGINAL = {
-    "lease": prefect_tasks.LEASE_SECONDS,
     "retry_task": retry_sync.sync_mapping,
     "endday_task": end_day_check.sync_mapping,
     "reconcile": end_day_check.reconcile,
@@ -74,11 +73,11 @@ def apply_env(env: dict[str, str | None]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    if short := os.environ.get("TORTURE_LEASE_SECONDS"):
+        os.environ["ZONESYNC_LEASE_SECONDS"] = short
     settings.get_settings.cache_clear()
     registry._registry.cache_clear()
     engines.dispose_engines()
-    short = os.environ.get("TORTURE_LEASE_SECONDS")
-    prefect_tasks.LEASE_SECONDS = float(short) if short else _ORIGINAL["lease"]  # type: ignore[assignment]
     fast = os.environ.get("TORTURE_FAST_RETRIES") == "1"
     delays = {"retry_delay_seconds": [0.5, 1.0]}
     retry_sync.sync_mapping = _ORIGINAL["retry_task"].with_options(**delays) if fast else _ORIGINAL["retry_task"]

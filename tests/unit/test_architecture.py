@@ -224,8 +224,8 @@ def test_no_flow_or_task_lets_prefect_persist_its_result() -> None:
         if isinstance(value, Flow | Task) and value.fn.__module__ == module
     }
     assert (
-        len([name for name, value in declared.items() if isinstance(value, Flow)]) == 6
-    )  # four, delete-with-rollback and reconcile-zones
+        len([name for name, value in declared.items() if isinstance(value, Flow)]) == 7
+    )  # four, delete-with-rollback, reconcile-zones and the retry sync's slice
     tasks = {name.rpartition(".")[0] for name, value in declared.items() if isinstance(value, Task)}
     assert tasks == {"zonesync.tasks.prefect_tasks"}  # one home for Prefect tasks
     assert {name: value.persist_result for name, value in declared.items() if value.persist_result is not False} == {}

@@ -35,13 +35,14 @@ from zonesync.tasks.setup.automations import declared, with_notification
 
 SCHEDULED = {"retry-sync", "end-day-check", "reconcile-zones"}
 EVERY_FIVE_MINUTES = "*/5 * * * *"
-ON_DEMAND = {"realtime-push", "update-with-rollback", "delete-with-rollback"}
+ON_DEMAND = {"realtime-push", "update-with-rollback", "delete-with-rollback", "retry-sync-slice"}
 NO_OVERLAP = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 # What a caller gives an on-demand run (the deployments cannot default these).
 RUN_PARAMETERS: dict[str, dict[str, Any]] = {
     "realtime-push": {"mapping": "merchants", "records": [{"merchant_id": 1}]},
     "update-with-rollback": {"mapping": "merchants", "key": {"merchant_id": 1}, "changes": {"status": "I"}},
     "delete-with-rollback": {"mapping": "merchants", "key": {"merchant_id": 1}},
+    "retry-sync-slice": {"mapping": "merchants", "slice_index": 0, "slices": 2, "batch_size": 100, "job_id": 1},
 }
 
 
