@@ -1,5 +1,5 @@
-"""One partitioned mapping carried by several slices of one run: threads of the run's task runner (the work pool's
-child runs are tested with the deployments, tests/integration/test_slice_deployment.py)."""
+"""One partitioned mapping carried by several slices of one run: threads of the run's task runner (child runs on a
+work pool are tested with the deployments, tests/integration/test_deployments.py)."""
 
 from __future__ import annotations
 
