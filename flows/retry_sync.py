@@ -16,11 +16,11 @@ from zonesync.schemas.registry import get_mapping
 from zonesync.schemas.settings import BatchSize, FanOut, Workers, get_settings
 from zonesync.tasks.bookkeeping.jobs import RETRY_SYNC_JOB
 from zonesync.tasks.bookkeeping.ledger import job_ledger
-from zonesync.tasks.sync.fan_out import carry_mapping, publish_slice_result
 from zonesync.tasks.prefect_tasks import check_run_settings, outcome, prepare_intranet, sync_mapping
 from zonesync.tasks.reporting.events import emit_refusals
 from zonesync.tasks.reporting.sync_run import publish_summary
 from zonesync.tasks.results import SyncReport
+from zonesync.tasks.sync.fan_out import carry_mapping, publish_slice_result
 from zonesync.tasks.sync.slices import Slice
 
 FLOW_KEY = RETRY_SYNC_JOB

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     fan_out: FanOut = "tasks"
     slice_deployment: str = "retry-sync-slice/retry-sync-slice"
     slice_start_seconds: float = Field(default=600, gt=0, le=86_400)
+    # How long a carrier waits for its share of the zones' connection budget (`zonesync budget`) before it fails.
+    budget_wait_seconds: float = Field(default=600, gt=0, le=86_400)
 
     # The HTTP entry point (`zonesync api`). Its clients: a TOML file of `clients.<name> = {...}` lines
     # (schemas/api_clients.py; `zonesync api-key new` prints one). Without it the API refuses to start, unless

@@ -29,6 +29,7 @@ from zonesync.tasks.sync.partitions import CarriedPart, Partition, carried_parts
 from zonesync.tasks.sync.run import Zones, sync_mapping_rows
 from zonesync.tasks.sync.slices import Slice, in_slice_order, note_left
 from zonesync.tasks.update.recovery import recover_intents
+from zonesync.tasks.zones.budget import within_budget
 from zonesync.tasks.zones.engines import get_engine, zone_url
 
 # What the failed attempts of a sync task run did, by task run id: Prefect's retry goes on from there.
@@ -75,7 +76,8 @@ def sync_mapping(
         intranet=get_engine("intranet"),
     )
     progress = BatchProgress(mapping, flow_key, slice_)
-    result = _sync_leased(mapping, zones, batch_size, job_id, progress, slice_)
+    with within_budget(f"{mapping.name} ({slice_.label})" if slice_ else mapping.name):
+        result = _sync_leased(mapping, zones, batch_size, job_id, progress, slice_)
     progress.finish(result)
     logger = get_run_logger()
     log = logger.error if result.status == "error" else logger.info

@@ -21,7 +21,7 @@ from zonesync.flows.cli import (
 from zonesync.flows.cli.support import EXIT_CLEAN, EXIT_FAILED, EXIT_USAGE, errors, zone_databases_must_exist
 
 # Commands that create the zones' databases, or open none: every other one needs them to exist.
-_NEED_NO_DATABASE = {"init", "demo", "mappings"}
+_NEED_NO_DATABASE = {"init", "demo", "mappings", "budget"}
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
 # The command table, in the order `zonesync --help` lists it.
 for command, name in (
@@ -38,6 +38,7 @@ for command, name in (
     (operator_commands.status, "status"),
     (operator_commands.audit, "audit"),
     (setup_commands.grants, "grants"),
+    (setup_commands.budget, "budget"),
     (setup_commands.mappings, "mappings"),
     (api_commands.api, "api"),
 ):

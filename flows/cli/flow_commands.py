@@ -7,7 +7,7 @@ or another command loads none of it (flows, Prefect, polars, SQLAlchemy, drivers
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from zonesync.schemas.settings import FanOut
 
 
-class FanOutChoice(str, Enum):
+class FanOutChoice(StrEnum):
     """`--fan-out`: ZONESYNC_FAN_OUT's values."""
 
     tasks = "tasks"

@@ -124,6 +124,26 @@ def grants(
 
 
 @friendly_errors
+def budget(
+    intranet: Annotated[int | None, typer.Option(min=1, help="Connections for the intranet zone.")] = None,
+    internet: Annotated[int | None, typer.Option(min=1, help="Connections for the internet zone.")] = None,
+) -> None:
+    """Show (or set) each zone's connection budget: how many connections zonesync's carriers may hold at once,
+    across every worker and run, kept by Prefect as a global concurrency limit per zone."""
+    from zonesync.tasks.zones.budget import budget_limit, read_budgets, set_budget
+
+    if intranet is not None:
+        set_budget("intranet", intranet)
+    if internet is not None:
+        set_budget("internet", internet)
+    table = Table("zone", "Prefect limit", "connections", "held now", title="Connection budget")
+    for found in read_budgets():
+        limit = str(found.limit) if found.limit is not None else "none: not limited"
+        table.add_row(found.zone, budget_limit(found.zone), limit, str(found.taken))
+    console.print(table)
+
+
+@friendly_errors
 def mappings(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the data-mapping tables as Markdown.")] = False,
 ) -> None:
