@@ -46,8 +46,8 @@ def retry_sync(
         mappings: the mappings to sync; none (the default) syncs every intranet_to_internet mapping.
         batch_size: rows per batch; none (the default) takes ZONESYNC_BATCH_SIZE.
         workers: slices per partitioned mapping; none (the default) takes ZONESYNC_WORKERS.
-        fan_out: where slices run, "tasks" (this run's task runner) or "work-pool" (child flow runs of the
-            slice deployment); none (the default) takes ZONESYNC_FAN_OUT.
+        fan_out: where slices run: "tasks" (threads of this run), "work-pool" (child flow runs of the slice
+            deployment) or "dask" (ZONESYNC_DASK_ADDRESS's cluster); none (the default) takes ZONESYNC_FAN_OUT.
     """
     selected = check_run_settings("intranet_to_internet", mappings)
     settings = get_settings()

@@ -17,8 +17,9 @@ ZONES: tuple[Zone, ...] = ("intranet", "internet")
 MAX_BATCH_SIZE = 5_000_000  # rows per batch: a frame of that many rows is already several GB
 BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
 Workers = Annotated[int, Field(ge=1, le=64)]
-# Where a run's slices of a partitioned mapping run (docs/scaling.md): tasks of its task runner, or child flow runs.
-FanOut = Literal["tasks", "work-pool"]
+# Where a run's slices of a partitioned mapping run (docs/scaling.md): tasks of its own task runner (threads), child
+# flow runs on its work pool, or tasks on a Dask cluster (the `zonesync[dask]` extra).
+FanOut = Literal["tasks", "work-pool", "dask"]
 
 
 class Settings(BaseSettings):
@@ -68,12 +69,14 @@ class Settings(BaseSettings):
     # thread, so it only bounds how long a run that died elsewhere holds its part: the takeover time.
     lease_seconds: float = Field(default=120, ge=2, le=3600)
     # Workers one run gives each partitioned mapping (its slices), and where they run: threads of the run (each with
-    # about three connections per zone), or child flow runs of the slice deployment, started on its work pool. A
-    # child that no worker starts within slice_start_seconds is cancelled, and its slice counted as failed.
+    # about four connections per zone), child flow runs of the slice deployment, started on its work pool (a child
+    # that no worker starts within slice_start_seconds is cancelled, and its slice counted as failed), or tasks on
+    # the Dask scheduler at dask_address (none: a local cluster of one process per slice, for this run).
     workers: Workers = 1
     fan_out: FanOut = "tasks"
     slice_deployment: str = "retry-sync-slice/retry-sync-slice"
     slice_start_seconds: float = Field(default=600, gt=0, le=86_400)
+    dask_address: str | None = None
     # How long a carrier waits for its share of the zones' connection budget (`zonesync budget`) before it fails.
     budget_wait_seconds: float = Field(default=600, gt=0, le=86_400)
 

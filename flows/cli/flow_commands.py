@@ -40,6 +40,7 @@ class FanOutChoice(StrEnum):
 
     tasks = "tasks"
     work_pool = "work-pool"
+    dask = "dask"
 
 
 @friendly_errors
@@ -51,7 +52,7 @@ def retry(
     ] = None,
     fan_out: Annotated[
         FanOutChoice | None,
-        typer.Option(help="Where slices run: tasks (threads of this run) or work-pool (ZONESYNC_FAN_OUT)."),
+        typer.Option(help="Where slices run: tasks (threads of this run), work-pool or dask (ZONESYNC_FAN_OUT)."),
     ] = None,
 ) -> None:
     """Run the cron retry sync now: push every unsynced intranet row to the internet zone.

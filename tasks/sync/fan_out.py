@@ -1,5 +1,5 @@
-"""Fanning one mapping out to several workers: its slices (tasks/sync/slices.py) as tasks of the run's task runner
-(threads by default, a Dask cluster through prefect-dask), or as child flow runs on a work pool.
+"""Fanning one mapping out to several workers: its slices (tasks/sync/slices.py) as tasks of the run's own task
+runner (threads), as tasks on a Dask cluster (prefect-dask's task runner), or as child flow runs on a work pool.
 
 Whichever way, a slice is the same `sync-mapping` task with the mapping's name and the slice's numbers, and every
 batch it commits is counted in the parent run's `batch_job` row, in the transaction that commits it: the ledger
@@ -22,7 +22,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.states import Cancelled
+from prefect.task_runners import TaskRunner
 
+from zonesync.schemas.errors import ConfigError
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.schemas.settings import FanOut, get_settings
 from zonesync.tasks.prefect_tasks import outcome, sync_mapping
@@ -44,10 +46,35 @@ def carry_mapping(mapping: SyncMapping, batch_size: int, flow_key: str, job_id: 
     get_run_logger().info("%s: %s slices (%s)", mapping.name, len(slices), fan_out)
     if fan_out == "work-pool":
         results = _on_work_pool(mapping.name, slices, batch_size, job_id)
+    elif fan_out == "dask":
+        with _dask_runner(len(slices)) as runner:
+            results = _as_tasks(mapping.name, slices, batch_size, flow_key, job_id, runner)
     else:
-        futures = [sync_mapping.submit(mapping.name, batch_size, flow_key, job_id, slice_) for slice_ in slices]
-        results = [outcome(future.wait() or future.state, mapping.name) for future in futures]
+        results = _as_tasks(mapping.name, slices, batch_size, flow_key, job_id, None)
     return merged(mapping.name, results)
+
+
+def _as_tasks(mapping: str, slices: list[Slice], batch_size: int, flow_key: str, job_id: int,
+              runner: TaskRunner[Any] | None) -> list[MappingSyncResult]:  # fmt: skip
+    """Each slice as a sync-mapping task run, on the given task runner (none: the flow's own), and their results."""
+    futures = []
+    for slice_ in slices:
+        arguments: dict[str, Any] = {"mapping_name": mapping, "batch_size": batch_size, "flow_key": flow_key,
+                                     "job_id": job_id, "slice_": slice_}  # fmt: skip
+        futures.append(runner.submit(sync_mapping, arguments) if runner else sync_mapping.submit(**arguments))
+    return [outcome(future.wait() or future.state, mapping) for future in futures]
+
+
+def _dask_runner(slices: int) -> TaskRunner[Any]:
+    """prefect-dask's task runner: on the cluster at ZONESYNC_DASK_ADDRESS, or a local one of a process per slice."""
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError("ZONESYNC_FAN_OUT=dask needs prefect-dask: pip install 'zonesync[dask]'") from None
+    address = get_settings().dask_address
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": slices, "threads_per_worker": 1, "processes": True})
 
 
 def _on_work_pool(mapping: str, slices: list[Slice], batch_size: int, job_id: int) -> list[MappingSyncResult]:

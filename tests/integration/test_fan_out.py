@@ -4,6 +4,7 @@ work pool are tested with the deployments, tests/integration/test_deployments.py
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -84,3 +85,24 @@ def test_sqlite_runs_one_slice_whatever_the_workers(demo: ZonePair, use_zones: C
 
     assert len(slice_task_runs(state.state_details.flow_run_id)) == 1
     assert state.result()["merchants"].flagged == 12 and unflagged_keys(demo.intranet, PARTITIONED) == set()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("backend", [backend_param("postgresql")], indirect=True)
+def test_a_run_fans_a_partitioned_mapping_out_to_a_local_dask_cluster_of_processes(
+    demo: ZonePair, use_zones: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = 1000
+    use_zones(demo, modules="tests.integration.partitioned_mappings", batch_size=100)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))  # the cluster's processes import them
+    seed(demo.intranet, "merchant", demo_data.merchants(count), ("merchant_id",))
+
+    state = retry_sync(mappings=["merchants"], workers=2, fan_out="dask", return_state=True)
+    result = state.result()["merchants"]
+
+    runs = slice_task_runs(state.state_details.flow_run_id)
+    assert len(runs) == 2
+    assert (result.read, result.flagged, result.quarantined) == (count, count - 3, 3)
+    assert result.partitions_carried == [1, 2, 3, 4] and unflagged_keys(demo.intranet, PARTITIONED) == INVALID
+    assert len(rows(demo.internet, "merchant")) == count - 3
+    assert jobs(demo.intranet)[-1]["rows_synced"] == count - 3
