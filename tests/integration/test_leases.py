@@ -15,7 +15,7 @@ from tests.conftest import ZonePair
 from tests.integration.helpers import execute, mapped, source_rows, target_rows
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.examples import MERCHANTS
-from zonesync.tasks.bookkeeping.lease import Lease, LeaseLost, holding, mapping_lease
+from zonesync.tasks.bookkeeping.lease import Lease, LeaseLost, carried_by, holding, mapping_lease
 from zonesync.tasks.bookkeeping.tables import sync_lease
 from zonesync.tasks.push.pusher import push_records
 from zonesync.tasks.update import rollback as update
@@ -101,6 +101,23 @@ def test_a_lease_left_by_a_dead_process_of_this_machine_is_free(
 
     assert Lease(get_engine("intranet"), mapping_lease("merchants"), 60).try_acquire()
     assert f"took over the lease mapping:merchants from {holder}: its process died" in caplog.text
+
+
+def test_a_lease_released_with_a_run_mark_is_left_alone_by_that_runs_slices_and_free_for_any_other(
+    demo: ZonePair, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = "mapping:merchants:partition:1-of-4"
+    carried = Lease(get_engine("intranet"), name, 60, run_mark=carried_by("job-7"))
+    assert carried.try_acquire()
+    carried.release()
+
+    assert not Lease(get_engine("intranet"), name, 60, run_mark=carried_by("job-7")).try_acquire()  # a sibling
+    next_run = Lease(get_engine("intranet"), name, 60, run_mark=carried_by("job-8"))
+    assert next_run.try_acquire()
+    assert not Lease(get_engine("intranet"), name, 60).try_acquire()  # held again, by the next run
+    next_run.release()
+    assert Lease(get_engine("intranet"), name, 60).try_acquire()  # a run without slices takes a marked lease too
+    assert "took over" not in caplog.text  # a mark is a lease given up, not one taken from its holder
 
 
 def test_taking_a_free_lease_or_being_refused_one_takes_nothing_over(
