@@ -78,8 +78,8 @@ def _dask_runner(slices: int) -> TaskRunner[Any]:
 
 
 def _on_work_pool(mapping: str, slices: list[Slice], batch_size: int, job_id: int) -> list[MappingSyncResult]:
-    """Start a child flow run per slice on the slice deployment and wait for them all. The runs' idempotency keys
-    name this run and the slice: a parent retried by Prefect finds its children instead of starting more."""
+    """Start a child flow run per slice on the slice deployment and wait for them all. Each run's idempotency key
+    names this run, its job and the slice: a creation sent twice (the client retrying a request) starts one child."""
     deployment = get_settings().slice_deployment
     parent = runtime.flow_run.id or "ad-hoc"
     runs = []
@@ -90,13 +90,13 @@ def _on_work_pool(mapping: str, slices: list[Slice], batch_size: int, job_id: in
         started = run_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key)
         assert isinstance(started, FlowRun)  # called from a synchronous flow: sync_compatible returns the run
         runs.append(started)
-    with get_client(sync_client=True) as client:
-        return [_slice_result(client, mapping, _finished(client, run.id)) for run in runs]
-
-
-def _finished(client: SyncPrefectClient, run_id: UUID) -> FlowRun:
-    """The child run once it has ended; one that no worker started in time is cancelled (then nothing ran)."""
     deadline = time.monotonic() + get_settings().slice_start_seconds
+    with get_client(sync_client=True) as client:
+        return [_slice_result(client, mapping, _finished(client, run.id, deadline)) for run in runs]
+
+
+def _finished(client: SyncPrefectClient, run_id: UUID, deadline: float) -> FlowRun:
+    """The child run once it has ended; one that no worker started by the deadline is cancelled (nothing ran)."""
     while True:
         run = client.read_flow_run(run_id)
         if run.state is not None and run.state.is_final():
