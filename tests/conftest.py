@@ -64,6 +64,9 @@ SLOW_LANE = {
     "tests/integration/test_properties.py": "generated rows on every pairing (hypothesis)",
     "tests/unit/test_validate_compiled.py::test_generated_batches_get_the_same_result_as_from_pandera": "generated "
     "batches checked by both validators",
+    "tests/integration/test_fan_out.py::test_a_run_fans_a_partitioned_mapping_out_to_a_local_dask_cluster": (
+        "a local Dask cluster of processes, started for the run"
+    ),
     "tests/integration/test_least_privilege.py::"
     "test_the_command_line_flows_and_recover_after_a_crash_run_as_the_role": (
         "the command line's flows as a restricted role, each with a temporary Prefect server of its own"

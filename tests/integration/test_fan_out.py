@@ -89,7 +89,7 @@ def test_sqlite_runs_one_slice_whatever_the_workers(demo: ZonePair, use_zones: C
 
 @pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.parametrize("backend", [backend_param("postgresql")], indirect=True)
-def test_a_run_fans_a_partitioned_mapping_out_to_a_local_dask_cluster_of_processes(
+def test_a_run_fans_a_partitioned_mapping_out_to_a_local_dask_cluster(
     demo: ZonePair, use_zones: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     count = 1000
