@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-slow lint bench bench-quick bench-end-day bench-deletes torture fuzz clean
+.PHONY: install demo test test-fast test-slow lint bench bench-quick bench-end-day bench-deletes bench-scale-out torture fuzz clean
 
 # setuptools warns, on an editable install, that a folder named like the package may shadow it: here the folder
 # zonesync/ is the package (links to flows/, tasks/, schemas/, deployments/), so that warning alone is silenced.
@@ -48,6 +48,9 @@ bench-end-day: $(STAMP)  ## the end-day check (`zonesync end-day`) of 1M eligibl
 
 bench-deletes: $(STAMP)  ## carrying 1M deletes (tombstones) per policy against carrying the same rows, on PostgreSQL
 	$(BIN)/python -m bench.deletes
+
+bench-scale-out: $(STAMP)  ## 1, 2, 4 and 8 workers sharing one partitioned 1M-row mapping on PostgreSQL, and a takeover
+	$(BIN)/python -m bench.scale_out
 
 # The long torture run (tests/torture): drill by pairing table; needs ZONESYNC_TEST_POSTGRES_URL / _MARIADB_URL.
 TORTURE_ARGS ?= --trials 50 --sqlite-trials 20
