@@ -36,6 +36,7 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p zonesync.flows -p zonesync.tasks -p zonesync.schemas -p zonesync.deployments
+	$(BIN)/mypy bench  # the benchmarks run rarely: type errors would otherwise wait for the next measurement
 
 bench: $(STAMP)  ## 1M-row PostgreSQL benchmark against the pure-database floor
 	$(BIN)/python -m bench.retry_sync

@@ -21,6 +21,7 @@ class RetrySyncConfig:
     scaling_divisor: int = 10
 
 
+@dataclass(frozen=True)
 class EndDayConfig:
     """What `python -m bench.end_day` runs."""
 

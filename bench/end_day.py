@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,6 @@ from bench.end_day_runs import floor_end_day, reconcile_alone, run_end_day
 from bench.retry_sync import DEFAULT_PG_URL, RESULTS, ROOT, environment, prepare_prefect, product_revision
 
 
-@dataclass(frozen=True)
 def parse_args(argv: list[str] | None) -> EndDayConfig:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.end_day", description=__doc__.split("\n\n")[0])

@@ -41,11 +41,11 @@ def checks_off() -> Iterator[None]:
              schema_contract.enforce)  # fmt: skip
     ShapeWatch.baseline = ShapeWatch.verify = ShapeWatch.check_now = nothing  # type: ignore[method-assign]
     Dialect.inexact_rows = lambda _self, _table, frame, row, *_: inexact_rows_of({}, frame, row)  # type: ignore[method-assign]
-    schema_contract.enforce = lambda *_args: Comparison()  # type: ignore[assignment]
+    schema_contract.enforce = lambda *_args: Comparison()
     try:
         yield
     finally:
-        (ShapeWatch.baseline, ShapeWatch.verify, ShapeWatch.check_now, Dialect.inexact_rows,
+        (ShapeWatch.baseline, ShapeWatch.verify, ShapeWatch.check_now, Dialect.inexact_rows,  # type: ignore[method-assign]
          schema_contract.enforce) = saved  # fmt: skip
 
 

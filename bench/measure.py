@@ -117,7 +117,7 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-PHASES = ("read", "transform", "upsert", "flag", "quarantine")
+PHASES = ("read", "transform", "upsert", "flag", "quarantine", "deletes")  # tasks/sync/run.py's phases
 
 
 class PhaseTimer:
