@@ -17,7 +17,7 @@ from zonesync.flows.cli.support import EXIT_USAGE
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.settings import ZONES, get_settings
 from zonesync.tasks.setup import demo_data
-from zonesync.tasks.zones.budget import budget_limit, read_budgets, set_budget
+from zonesync.tasks.zones.budget import budget_limit, forget_limits, read_budgets, set_budget
 from zonesync.tasks.zones.engines import CONNECTIONS_PER_SLICE
 
 NAMES = [budget_limit(zone) for zone in ZONES]
@@ -30,6 +30,7 @@ def budgets(prefect_harness: None) -> Iterator[None]:
     with get_client(sync_client=True) as client:
         for name in NAMES:
             client.delete_global_concurrency_limit_by_name(name)
+    forget_limits()
 
 
 @pytest.mark.usefixtures("budgets")
