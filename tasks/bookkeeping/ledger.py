@@ -23,6 +23,7 @@ from prefect.logging import get_logger
 from sqlalchemy.engine import Connection, Engine
 
 from zonesync.schemas.errors import SyncError
+from zonesync.schemas.settings import get_settings
 from zonesync.tasks.bookkeeping.jobs import BatchRecord, JobCounts, count_batch, finish_job, running_jobs
 from zonesync.tasks.bookkeeping.lease import Lease, kept_alive
 from zonesync.tasks.bookkeeping.tables import batch_job, utc_now
@@ -31,7 +32,6 @@ from zonesync.tasks.zones.checkpoints import checkpoint
 from zonesync.tasks.zones.engines import in_transaction
 from zonesync.tasks.zones.failures import translate
 
-JOB_LEASE_SECONDS = 120  # how long after its process dies elsewhere a RUNNING row stays RUNNING
 ABANDONED = "aborted: the run stopped before it finished (killed, or its machine lost); counts are what it committed"
 logger = get_logger("zonesync.ledger")
 
@@ -98,7 +98,7 @@ def close_abandoned(intranet: Engine) -> list[str]:
     """Close (ABORTED) the RUNNING batch_job rows whose run is gone: its lease expired or its process died here."""
     closed = []
     for job_id in running_jobs(intranet):
-        lease = Lease(intranet, job_lease(job_id), JOB_LEASE_SECONDS)
+        lease = Lease(intranet, job_lease(job_id), job_lease_seconds())
         if not lease.try_acquire():
             continue  # its run is alive
         try:
@@ -109,6 +109,12 @@ def close_abandoned(intranet: Engine) -> list[str]:
         closed.append(f"batch_job {job_id} was left RUNNING by a run that stopped: closed as ABORTED "
                       f"({counts.synced} rows synced, {counts.failed} quarantined)")  # fmt: skip
     return closed
+
+
+def job_lease_seconds() -> float:
+    """How long after its process dies elsewhere a RUNNING row stays RUNNING: ZONESYNC_LEASE_SECONDS, as the
+    mapping leases the run holds (a worker's job and its partitions are taken over alike)."""
+    return get_settings().lease_seconds
 
 
 def job_lease(job_id: int) -> str:
@@ -128,7 +134,7 @@ def start_job(intranet: Engine, job_name: str, business_date: date) -> tuple[Job
         )  # fmt: skip
         assert result.inserted_primary_key is not None
         job_id = int(result.inserted_primary_key[0])
-        lease = Lease(intranet, job_lease(job_id), JOB_LEASE_SECONDS)
+        lease = Lease(intranet, job_lease(job_id), job_lease_seconds())
         lease.acquire_in(conn)
         return JobEntry(job_id), lease
 
