@@ -100,23 +100,37 @@ def _sync_leased(mapping: SyncMapping, zones: Zones, batch_size: int, job_id: in
         result.pending_at_start = result.pending_at_start or backlog(mapping, zones.source)
     # Slices of one run mark the partitions they carried, so that their siblings do not read them again.
     mark = carried_by(f"job-{job_id}") if slice_ is not None and job_id is not None else None
-    for part in in_slice_order(parts, slice_):
+    busy = in_slice_order(parts, slice_)
+    for _ in range(2):  # the parts found busy are tried once more at the end: a holder may have died meanwhile
+        busy = _carry_free(busy, mapping, zones, batch_size, job_id, progress, result, mark)
+        if result.status == "error":
+            break
+    for part in busy:
+        _left(result, part)
+    if slice_ is None:  # a slice's siblings may have carried what it left: the run says so once they are merged
+        note_left(result)
+    return result
+
+
+def _carry_free(parts: list[CarriedPart], mapping: SyncMapping, zones: Zones, batch_size: int, job_id: int | None,
+                progress: BatchProgress, result: MappingSyncResult, mark: str | None) -> list[CarriedPart]:  # fmt: skip
+    """Carry each part whose lease is free, in turn (until one ends in error); the parts found busy."""
+    busy = []
+    for part in parts:
         lease = Lease(zones.intranet, part.lease, get_settings().lease_seconds, mark)
         if not lease.try_acquire():  # an overlapping run is syncing this part: harmless, nothing to do here
-            _left(result, part)
+            busy.append(part)
             continue
         try:
             _sync_holding(mapping, zones, lease, batch_size, job_id, progress, result, part.partition)
         except SyncError:  # transient: Prefect retries the task, which goes on from these counts
-            _attempts[task_run] = result
+            _attempts[str(runtime.task_run.id or "")] = result
             raise
         if part.partition is not None:
             result.partitions_carried.append(part.partition.index + 1)
         if result.status == "error":
             break
-    if slice_ is None:  # a slice's siblings may have carried what it left: the run says so once they are merged
-        note_left(result)
-    return result
+    return busy
 
 
 def _left(result: MappingSyncResult, part: CarriedPart) -> None:
