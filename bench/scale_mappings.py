@@ -9,9 +9,10 @@ flow (imports, Prefect client, flow and task run records, connections) that sync
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-from bench.mappings import BenchPayment
+from bench.mappings import BENCH_PAYMENTS
 from zonesync.schemas.mapping import SyncMapping
 
 PARTITIONS_VARIABLE = "ZONESYNC_BENCH_PARTITIONS"
@@ -21,17 +22,11 @@ WARM_UP_TABLE = "bench_payment_warm_up"
 
 
 def _payments(name: str, table: str, partitions: int) -> SyncMapping:
-    return SyncMapping(
-        name=name,
-        direction="intranet_to_internet",
-        source_table=table,
-        target_table=table,
-        keys=("payment_id",),
-        model=BenchPayment,
-        version_column="updated_at",
+    """`bench.mappings`' payments, on another table, in `partitions` partitions."""
+    return dataclasses.replace(
+        BENCH_PAYMENTS, name=name, source_table=table, target_table=table, partitions=partitions,
         description="Benchmark payments shared by several workers; internal_note stays in the intranet zone.",
-        partitions=partitions,
-    )
+    )  # fmt: skip
 
 
 def partitions_from_environment() -> int:
