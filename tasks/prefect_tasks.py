@@ -152,11 +152,13 @@ def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: 
         lease.renew()  # LeaseLost if another run took it (the keeper renews it between batches too)
         progress(result)
 
+    done = False
     try:
         with kept_alive(lease):
             sync_mapping_rows(mapping, zones, batch_size, on_batch, record, result, partition)
+        done = result.status != "error"
     finally:
-        lease.release()
+        lease.release(done=done)  # a part that failed midway is no sibling's to skip
 
 
 def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:

@@ -106,15 +106,16 @@ class Lease:
         if renewed != 1:
             raise LeaseLost(f"lost the lease {self.name!r}: it expired and another run took it")
 
-    def release(self) -> None:
-        """Give the lease up."""
-        in_transaction(self.engine, self.release_in)
+    def release(self, *, done: bool = True) -> None:
+        """Give the lease up (with the run's mark only when its work is `done`: work stopped midway is left to
+        whoever comes next, siblings included)."""
+        in_transaction(self.engine, lambda conn: self.release_in(conn, done=done))
 
-    def release_in(self, conn: Connection) -> None:
-        """Give the lease up within the caller's transaction (with the change the lease guarded); with a run mark,
-        leave the mark behind, already expired."""
+    def release_in(self, conn: Connection, *, done: bool = True) -> None:
+        """Give the lease up within the caller's transaction (with the change the lease guarded); with a run mark
+        and the work done, leave the mark behind, already expired."""
         mine = (sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
-        if self.run_mark is None:
+        if self.run_mark is None or not done:
             conn.execute(sa.delete(sync_lease).where(*mine))
         else:
             conn.execute(sa.update(sync_lease).where(*mine).values(holder=self.run_mark, expires_at=utc_now()))

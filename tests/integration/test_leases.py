@@ -120,6 +120,15 @@ def test_a_lease_released_with_a_run_mark_is_left_alone_by_that_runs_slices_and_
     assert "took over" not in caplog.text  # a mark is a lease given up, not one taken from its holder
 
 
+def test_a_part_given_up_midway_is_left_unmarked_for_the_runs_own_slices(demo: ZonePair) -> None:
+    name = "mapping:merchants:partition:2-of-4"
+    failed = Lease(get_engine("intranet"), name, 60, run_mark=carried_by("job-7"))
+    assert failed.try_acquire()
+    failed.release(done=False)
+
+    assert Lease(get_engine("intranet"), name, 60, run_mark=carried_by("job-7")).try_acquire()  # a sibling goes on
+
+
 def test_taking_a_free_lease_or_being_refused_one_takes_nothing_over(
     demo: ZonePair, caplog: pytest.LogCaptureFixture
 ) -> None:
