@@ -29,13 +29,16 @@ from zonesync.flows import end_day_check, retry_sync
 from zonesync.schemas import registry, settings
 from zonesync.tasks.bookkeeping import lease
 from zonesync.tasks.push import pusher  # noqa: F401 (loaded once, warm)
-from zonesync.tasks.sync import run  # noqa: F401 (loaded once, warm)
+from zonesync.tasks.sync import (
+    fan_out,
+    run,  # noqa: F401 (loaded once, warm)
+)
 from zonesync.tasks.update import deletion, rollback
 from zonesync.tasks.zones import engines
 
 _write_lock = threading.Lock()
 _ORIGINAL = {
-    "retry_task": retry_sync.sync_mapping,
+    "retry_task": fan_out.sync_mapping,
     "endday_task": end_day_check.sync_mapping,
     "reconcile": end_day_check.reconcile,
 }
@@ -80,7 +83,8 @@ def apply_env(env: dict[str, str | None]) -> None:
     engines.dispose_engines()
     fast = os.environ.get("TORTURE_FAST_RETRIES") == "1"
     delays = {"retry_delay_seconds": [0.5, 1.0]}
-    retry_sync.sync_mapping = _ORIGINAL["retry_task"].with_options(**delays) if fast else _ORIGINAL["retry_task"]
+    retry_task = _ORIGINAL["retry_task"].with_options(**delays) if fast else _ORIGINAL["retry_task"]
+    fan_out.sync_mapping = retry_sync.sync_mapping = retry_task  # the retry flow's tasks, and its slice flow's
     end_day_check.sync_mapping = _ORIGINAL["endday_task"].with_options(**delays) if fast else _ORIGINAL["endday_task"]
     end_day_check.reconcile = _ORIGINAL["reconcile"].with_options(**delays) if fast else _ORIGINAL["reconcile"]
 
