@@ -48,12 +48,12 @@ class _CarriedByThisRun(Exception):
     """The part was carried by a sibling of this run (its lease released with the run's mark)."""
 
 
+CARRIED_BY = "carried-by:"
+
+
 def carried_by(run: str) -> str:
     """The mark of a run's released leases ('carried-by:<run>'): where its siblings need not go again."""
     return f"{CARRIED_BY}{run}"
-
-
-CARRIED_BY = "carried-by:"
 
 
 class Lease:

@@ -27,6 +27,7 @@ from zonesync.tasks.setup.inspection import check_mapping
 from zonesync.tasks.sync.extract import UnsyncedReader
 from zonesync.tasks.sync.partitions import carried_parts, in_partition, partition_of_key, partitions_of
 from zonesync.tasks.sync.run import Zones, sync_mapping_rows
+from zonesync.tasks.zones.checkpoints import interleaved
 from zonesync.tasks.zones.engines import dialect_for, reconciling_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +136,25 @@ def test_a_run_that_finds_every_partition_busy_says_it_skipped(demo: ZonePair, u
 
     assert skipped.status == "skipped" and "every partition is busy" in skipped.message
     assert len(unflagged_keys(demo.intranet, PARTITIONED)) == VALID_MERCHANTS
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
+def test_a_run_tries_a_busy_partition_again_at_the_end_of_its_walk(
+    demo: ZonePair, use_zones: Callable[..., None]
+) -> None:
+    """A partition busy when the run passed it, free by the end of its walk (its holder gone): carried by the
+    same run, not left to the next one."""
+    use_zones(demo, modules="tests.integration.partitioned_mappings")
+    seed(demo.intranet, "merchant", demo_data.merchants(VALID_MERCHANTS), ("merchant_id",))
+    other_run = Lease(demo.intranet, carried_parts(PARTITIONED, demo.intranet)[0].lease, ttl=60)
+    assert other_run.try_acquire()
+
+    with interleaved("batch:delivered", other_run.release):  # while the run carries partition 2
+        result = retry_sync(mappings=["merchants"])["merchants"]
+
+    assert result.partitions_carried == [1, 2, 3, 4] and result.partitions_left == []
+    assert result.flagged == VALID_MERCHANTS and unflagged_keys(demo.intranet, PARTITIONED) == set()
 
 
 @pytest.mark.parametrize("backend", SERVERS, indirect=True)
