@@ -36,9 +36,12 @@ class Claims(Reads, Writes):
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
+        within: Sequence[sa.ColumnElement[bool]] = (),
     ) -> Claimed:
         """Flag the rows of `guard` whose guard columns still hold the values read, and keep them locked until
-        the transaction ends.
+        the transaction ends. `within`: conditions every row read meets (its partition's), which the claim of a
+        large batch names where an index serves them: a partition's batch spans a key range that holds the
+        other partitions' rows too (32 partitions: 32 times as many; measured 11 ms per 1,000-row claim).
 
         The caller writes the claimed rows to the other zone before committing: whoever wants to change them
         meanwhile waits, so the other zone never receives a value the source no longer holds.
@@ -48,6 +51,8 @@ class Claims(Reads, Writes):
         temp = self.load_temp(conn, "zonesync_flag", source, guard.with_row_index(CLAIM_ROW))
         where = self._guard_conditions(source, temp, guard.columns, keys, dtypes)
         where.append(self.key_range(source, guard, keys))
+        if self.indexes_partitions:
+            where.extend(within)
         claimed: pl.Series | None = None
         flagged = int(conn.execute(self._flag_where(source, flag_column, where)).rowcount)
         if flagged != guard.height:

@@ -26,6 +26,9 @@ class DialectCore(ABC):
     text_type: ClassVar[sa.types.TypeEngine[Any]] = sa.Text()
     small_batch: ClassVar[int] = 100  # up to this many rows, bound statements beat a temporary table
     row_locks: ClassVar[bool] = True  # two transactions may claim different rows at once
+    # An index on a row's partition number serves a claim that names the partition (`zonesync init` advises one
+    # where the database indexes expressions); without one, the condition would only cost a hash per row scanned.
+    indexes_partitions: ClassVar[bool] = False
     returning_reads_inserted_columns: ClassVar[bool] = False  # RETURNING needs SELECT only of what it returns
 
     def __init__(self, engine: Engine, limits: Limits, label: str) -> None:

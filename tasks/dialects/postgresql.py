@@ -21,6 +21,7 @@ from zonesync.tasks.dialects.column_shapes import ColumnShape
 from zonesync.tasks.dialects.core import UTC_TEXT_FORMAT
 from zonesync.tasks.dialects.driver_errors import NOWHERE, DriverErrors, LimitReached, RefusedAt
 from zonesync.tasks.dialects.postgresql_connecting import PostgresConnecting
+from zonesync.tasks.dialects.postgresql_fast_path import holds_none_of
 from zonesync.tasks.dialects.postgresql_installing import PostgresInstalling
 from zonesync.tasks.dialects.reconciling import Reconciling
 from zonesync.tasks.dialects.surface import Claimed, Database, Dialect
@@ -101,6 +102,7 @@ class PostgresDialect(Dialect):
     name: ClassVar[str] = "postgresql"
     connecting = PostgresConnecting()
     errors = PostgresErrors()
+    indexes_partitions: ClassVar[bool] = True
 
     # -- writing --
     def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -152,7 +154,7 @@ class PostgresDialect(Dialect):
     def upsert(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> int:
         """A large batch is COPYed straight into the target when it holds no key of the batch's range (the
         floor's own cost); otherwise — a few rows, keys present, or a concurrent writer first — as the base."""
-        if frame.height > self.small_batch and self._box_is_empty(conn, target, frame, keys):
+        if frame.height > self.small_batch and holds_none_of(conn, target, frame, keys):
             savepoint = conn.begin_nested()
             try:
                 self.bulk_load(conn, target, self.encode(frame))
@@ -163,16 +165,6 @@ class PostgresDialect(Dialect):
                 return frame.height
         return super().upsert(conn, target, frame, keys)
 
-    def _box_is_empty(self, conn: Connection, target: sa.Table, frame: pl.DataFrame, keys: Sequence[str]) -> bool:
-        """No target row within the min..max of each key column (integer and date keys only: text keys
-        sort by collation, which polars does not know)."""
-        if not all(frame.schema[key].is_integer() or frame.schema[key] == pl.Date for key in keys):
-            return False
-        bounds = frame.select(*(pl.col(k).min().alias(f"{k}_min") for k in keys), *(pl.col(k).max() for k in keys))
-        low, high = bounds.row(0)[: len(keys)], bounds.row(0)[len(keys) :]
-        box = [target.c[key].between(low[i], high[i]) for i, key in enumerate(keys)]
-        return conn.execute(sa.select(sa.literal(1)).select_from(target).where(*box).limit(1)).first() is None
-
     # -- claiming --
     def claim(
         self,
@@ -182,6 +174,7 @@ class PostgresDialect(Dialect):
         guard: pl.DataFrame,
         keys: Sequence[str],
         dtypes: dict[str, pl.DataType],
+        within: Sequence[sa.ColumnElement[bool]] = (),
     ) -> Claimed:
         """As the base; its transaction commits without waiting for the WAL flush.
 
@@ -189,7 +182,7 @@ class PostgresDialect(Dialect):
         the row is sent again (an idempotent upsert); what commits with it (its batch_job count) is lost with it.
         """
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-        return super().claim(conn, source, flag_column, guard, keys, dtypes)
+        return super().claim(conn, source, flag_column, guard, keys, dtypes, within)
 
     # -- exactness --
     def column_shape(self, column: sa.Column[Any]) -> ColumnShape:

@@ -36,6 +36,7 @@ from zonesync.tasks.dialects.surface import Dialect
 from zonesync.tasks.reporting.events import emit_schema_change
 from zonesync.tasks.schema.catalog import (
     MappingTables,
+    Reflections,
     has_unique_key,
     named_table,
     reflect_table,
@@ -161,22 +162,37 @@ def enforce(
     return found
 
 
-def watched_source(watch: ShapeWatch, mapping: SyncMapping, dialect: Dialect) -> sa.Table:
+def watched_source(watch: ShapeWatch, mapping: SyncMapping, dialect: Dialect,
+                   reflections: Reflections | None = None) -> sa.Table:  # fmt: skip
     """A mapping's source table as it is now, watched from before it is reflected (a change made meanwhile is seen
-    at the first commit, never missed)."""
-    watch.baseline(dialect, named_table(mapping.source_table), mapping.source_zone)
-    return source_table(mapping, dialect.engine)
+    at the first commit, never missed); reused from `reflections` while its catalog is the same."""
+    named = named_table(mapping.source_table)
+    watch.baseline(dialect, named, mapping.source_zone)
+
+    def reflect() -> sa.Table:
+        return source_table(mapping, dialect.engine)
+
+    return (reflections or Reflections()).get(watch.found(dialect, named), reflect)
 
 
 def watched_target(watch: ShapeWatch, mapping: SyncMapping, intranet: Engine, source: sa.Table,
-                   source_dialect: Dialect, target_dialect: Dialect, *, scheduled: bool) -> sa.Table:  # fmt: skip
+                   source_dialect: Dialect, target_dialect: Dialect, *, scheduled: bool,
+                   reflections: Reflections | None = None) -> sa.Table:  # fmt: skip
     """A mapping's target table as it is now, watched like the source, with both tables held to the contract
-    (`enforce`: a breaking change raises SchemaBreak). A target column gone is the contract's to judge first."""
-    watch.baseline(target_dialect, named_table(mapping.target_table), mapping.target_zone)
-    target = target_table(mapping, target_dialect.engine, require=False)
-    enforce(intranet, mapping, mapping_shape(mapping, source, target, source_dialect, target_dialect),
-            source_dialect.engine, scheduled=scheduled)  # fmt: skip
-    return require_target_columns(mapping, target)
+    (`enforce`: a breaking change raises SchemaBreak). A target column gone is the contract's to judge first.
+    Reused from `reflections` (contract held) while both catalogs are the ones it was held against."""
+    named = named_table(mapping.target_table)
+    watch.baseline(target_dialect, named, mapping.target_zone)
+
+    def reflect() -> sa.Table:
+        target = target_table(mapping, target_dialect.engine, require=False)
+        enforce(intranet, mapping, mapping_shape(mapping, source, target, source_dialect, target_dialect),
+                source_dialect.engine, scheduled=scheduled)  # fmt: skip
+        return require_target_columns(mapping, target)
+
+    found = watch.found(target_dialect, named)
+    both = None if found is None else (found, id(source))  # the source as reflected under its own catalog
+    return (reflections or Reflections()).get(both, reflect)
 
 
 def _mark_broken(intranet: Engine, mapping: str) -> None:

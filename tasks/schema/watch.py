@@ -80,6 +80,12 @@ class ShapeWatch:
             mapping=self.mapping,
         )
 
+    def found(self, dialect: Dialect, table: sa.Table) -> tuple[Any, ...] | None:
+        """The table as the run found it (its engine, name and catalog signature), or None (not found)."""
+        key = self._key(dialect, table)
+        signature = self.signatures.get(key)
+        return (*key, signature) if signature else None
+
     @staticmethod
     def _key(dialect: Dialect, table: sa.Table) -> tuple[int, str]:
         return id(dialect.engine), f"{table.schema}.{table.name}"

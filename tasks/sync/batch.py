@@ -51,11 +51,13 @@ def no_phase(_name: str) -> AbstractContextManager[object]:
 
 @dataclass(frozen=True)
 class SourceSide:
-    """Where a mapping's rows come from: the reflected table, its dialect and how each column was read."""
+    """Where a mapping's rows come from: the reflected table, its dialect, how each column was read, and what
+    else every row read meets (one partition's condition), which claims may use."""
 
     table: sa.Table
     dialect: Dialect
     dtypes: dict[str, pl.DataType]
+    within: tuple[sa.ColumnElement[bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -285,9 +287,8 @@ class BatchCarrier:
     def _claimed(self, conn: Connection, guard: pl.DataFrame) -> Claimed | None:
         if guard.is_empty():
             return None
-        return self.source.dialect.claim(
-            conn, self.source.table, self.mapping.flag_column, guard, self.mapping.source_keys, self.source.dtypes
-        )
+        return self.source.dialect.claim(conn, self.source.table, self.mapping.flag_column, guard,
+                                         self.mapping.source_keys, self.source.dtypes, self.source.within)  # fmt: skip
 
     def _connect(self, engine: Engine, zone: str) -> Connection:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -23,6 +23,7 @@ from zonesync.tasks.bookkeeping.jobs import BatchRecord
 from zonesync.tasks.bookkeeping.quarantine import count_open_errors, resolve_synced
 from zonesync.tasks.deletes.carrier import DeleteCarrier
 from zonesync.tasks.results import MappingSyncResult
+from zonesync.tasks.schema.catalog import Reflections
 from zonesync.tasks.schema.contract import watched_source, watched_target
 from zonesync.tasks.schema.watch import ShapeWatch
 from zonesync.tasks.sync.batch import BatchCarrier, Claim, Phase, SourceSide, TargetSide, no_phase
@@ -38,11 +39,13 @@ PHASE_HOOK: ContextVar[Phase] = ContextVar("zonesync_phase_hook", default=no_pha
 
 @dataclass(frozen=True)
 class Zones:
-    """The engines a sync needs: where rows come from, where they go, where bookkeeping lives."""
+    """The engines a sync needs: where rows come from, where they go, where bookkeeping lives; and the tables
+    reflected from them during the run (each partition reuses them while their catalog is unchanged)."""
 
     source: Engine
     target: Engine
     intranet: Engine
+    reflections: Reflections = field(default_factory=Reflections, compare=False)
 
 
 def sync_mapping_rows(
@@ -94,7 +97,7 @@ def _run(
         with phase("deletes"):  # before the rows: a key deleted and inserted again is deleted first, then sent
             DeleteCarrier(mapping, zones.source, zones.target, zones.intranet, record).carry(batch_size, result)
     watch = ShapeWatch(mapping.name)
-    source = watched_source(watch, mapping, source_dialect)
+    source = watched_source(watch, mapping, source_dialect, zones.reflections)
     only = () if partition is None else (in_partition(reconciling_for(zones.source), source, mapping, partition),)
     reader = UnsyncedReader(mapping, source_dialect, source, only)
     with phase("read"):
@@ -102,11 +105,10 @@ def _run(
     result.pending_at_start = result.pending_at_start or pending
     if pending == 0:
         return  # an empty backlog costs one count: the target is not even looked at
-    target = watched_target(
-        watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect, scheduled=True
-    )
+    target = watched_target(watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect,
+                            scheduled=True, reflections=zones.reflections)  # fmt: skip
     carrier = BatchCarrier(
-        mapping, SourceSide(reader.table, source_dialect, reader.dtypes), TargetSide(target, target_dialect),
+        mapping, SourceSide(reader.table, source_dialect, reader.dtypes, only), TargetSide(target, target_dialect),
         zones.intranet, resolve_open_errors=count_open_errors(zones.intranet, mapping.name) > 0,
         reopen_errors=True, record=record, phase=phase, watch=watch,
     )  # fmt: skip

@@ -136,7 +136,7 @@ def test_the_result_types_are_a_leaf(leaf: str) -> None:
 
 
 MAX_LINES = 300
-DATABASE_MODULES = {"postgresql.py": 254, "mariadb.py": 382, "sqlite.py": 388}  # each only shrinks (lines, 2026-12)
+DATABASE_MODULES = {"postgresql.py": 247, "mariadb.py": 382, "sqlite.py": 388}  # each only shrinks (lines, 2026-12)
 
 
 def test_modules_stay_small() -> None:
