@@ -76,6 +76,12 @@ class UnsyncedReader:
         with self.dialect.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def any_pending(self) -> bool:
+        """Whether any row waits to be sent: the first one found answers (a count visits them all)."""
+        query = sa.select(sa.literal(1)).select_from(self.table).where(*self.pending_filter()).limit(1)
+        with self.dialect.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
 
 def last_key(raw: pl.DataFrame, mapping: SyncMapping) -> tuple[Any, ...]:
     """The key of the last row of a batch: where the next batch starts."""

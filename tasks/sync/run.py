@@ -100,10 +100,11 @@ def _run(
     source = watched_source(watch, mapping, source_dialect, zones.reflections)
     only = () if partition is None else (in_partition(reconciling_for(zones.source), source, mapping, partition),)
     reader = UnsyncedReader(mapping, source_dialect, source, only)
-    with phase("read"):
-        pending = _guarded(reader.count_pending, mapping, "counting unsynced rows")
-    result.pending_at_start = result.pending_at_start or pending
-    if pending == 0:
+    with phase("read"):  # a partition of a run that counted its whole backlog only asks whether it has any
+        known = partition is not None and result.pending_at_start > 0
+        pending = _guarded(reader.any_pending if known else reader.count_pending, mapping, "counting unsynced rows")
+    result.pending_at_start = result.pending_at_start or int(pending)
+    if not pending:
         return  # an empty backlog costs one count: the target is not even looked at
     target = watched_target(watch, mapping, zones.intranet, reader.table, source_dialect, target_dialect,
                             scheduled=True, reflections=zones.reflections)  # fmt: skip
