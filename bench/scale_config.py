@@ -19,6 +19,7 @@ class ScaleConfig:
     latency_batch_size: int
     cpu_batch_size: int | None  # None: the setting (ZONESYNC_BATCH_SIZE)
     partitions: int
+    partition_block: int  # neighbouring keys per block (SyncMapping.partition_block)
     repeat: int
     lease_seconds: float
     takeover: tuple[str, ...]

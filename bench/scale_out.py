@@ -53,6 +53,7 @@ def _options() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=DEFAULT_LATENCY_BATCH, help="latency regime: rows per batch")
     add("--cpu-batch-size", type=int, default=None, help="cpu regime: rows per batch (default: the setting)")
     add("--partitions", type=int, default=32, help="partitions of the mapping (default 32)")
+    add("--partition-block", type=int, default=1, help="neighbouring keys per block of a partition (default 1)")
     add("--repeat", type=int, default=1, help="repetitions of each run (medians; default 1)")
     add("--quick", action="store_true", help="100,000 rows")
     add("--lease-seconds", type=float, default=10, help="ZONESYNC_LEASE_SECONDS of every worker (default 10)")
@@ -77,12 +78,13 @@ def parse_args(argv: list[str] | None) -> ScaleConfig:
         parser.error("--workers: at least one count, each at least 1")
     if not args.db_prefix.startswith("zs_scale"):
         parser.error("--db-prefix must start with zs_scale")
-    if args.repeat < 1 or args.lease_seconds < 2 or not 1 <= args.partitions <= 1024:
-        parser.error("--repeat >= 1, --lease-seconds >= 2, 1 <= --partitions <= 1024")
+    if args.repeat < 1 or args.lease_seconds < 2 or not 1 <= args.partitions <= 1024 or args.partition_block < 1:
+        parser.error("--repeat >= 1, --lease-seconds >= 2, 1 <= --partitions <= 1024, --partition-block >= 1")
     return ScaleConfig(
         rows=100_000 if args.quick else args.rows, workers=workers,
         regimes=_names(args.regimes, REGIMES, "--regimes", parser), delay_ms=args.delay_ms,
         latency_batch_size=args.batch_size, cpu_batch_size=args.cpu_batch_size, partitions=args.partitions,
+        partition_block=args.partition_block,
         repeat=args.repeat, lease_seconds=args.lease_seconds,
         takeover=_names(args.takeover, TAKEOVER_MODES, "--takeover", parser), pg_url=args.pg_url,
         prefix=args.db_prefix, keep=args.keep, prefect_server=args.prefect_server,
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir()
     logs.mkdir()
     os.environ |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(home),
-                   "ZONESYNC_BENCH_PARTITIONS": str(config.partitions)}  # fmt: skip
+                   "ZONESYNC_BENCH_PARTITIONS": str(config.partitions),
+                   "ZONESYNC_BENCH_PARTITION_BLOCK": str(config.partition_block)}  # fmt: skip
     try:
         return _run(config, home, logs)
     finally:
@@ -118,7 +121,8 @@ def _run(config: ScaleConfig, home: Path, logs: Path) -> int:
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
     pair = database.database_pair(config.pg_url, config.prefix)
-    console.rule(f"zonesync scale-out: {config.rows:,} rows in {config.partitions} partitions, W = "
+    blocks = f" (blocks of {config.partition_block} keys)" if config.partition_block > 1 else ""
+    console.rule(f"zonesync scale-out: {config.rows:,} rows in {config.partitions} partitions{blocks}, W = "
                  f"{', '.join(map(str, config.workers))}, on {pair.describe()}")  # fmt: skip
     try:
         setup = scale_data.set_up(pair, BENCH_PAYMENTS_SCALED, BENCH_PAYMENTS_WARM_UP, config.rows)

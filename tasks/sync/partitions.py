@@ -2,7 +2,8 @@
 
 A row's partition is the first 32 bits of the MD5 of its key's canonical text (the reconciliation's: integers in
 decimal, dates ISO, text as is, fields joined as `Reconciling.row_text` joins them), modulo the mapping's
-`partitions`. Every database computes it alike, and so does `partition_of_key` in Python. Each partition is
+`partitions`; with a `partition_block`, of the first key of the key's block instead, so that neighbours share a
+partition. Every database computes it alike, and so does `partition_of_key` in Python. Each partition is
 carried under its own lease (`partition_lease`); correctness does not rest on the leases but on the claims
 (`tasks/sync/batch.py`): two workers on one partition are merely wasteful.
 """
@@ -47,13 +48,24 @@ def in_partition(
 def partition_number(reconciling: Reconciling, table: sa.Table, mapping: SyncMapping) -> sa.ColumnElement[int]:
     """A source row's partition (0 .. partitions - 1). The count is a literal in the SQL, so that an index on this
     expression (`zonesync init` prints one where the database has them) serves each partition's reads."""
-    keys = [reconciling.canonical_text(table.c[column.source], column.dtype) for column in mapping.key_columns]
+    keys = [reconciling.canonical_text(_hashed_value(table.c[column.source], mapping.partition_block), column.dtype)
+            for column in mapping.key_columns]  # fmt: skip
     hashed = reconciling.hash32(reconciling.md5(reconciling.row_text(keys)))
     return hashed % sa.literal_column(str(mapping.partitions), sa.BigInteger())
 
 
+def _hashed_value(key: sa.ColumnElement[Any], block: int) -> sa.ColumnElement[Any]:
+    """The key, or (blocks of keys) the first key of its block, toward zero: `key - key % block`, which every
+    database computes alike (each `%` keeps the dividend's sign) and without a division (MariaDB's is decimal)."""
+    return key if block == 1 else key - key % sa.literal_column(str(block), sa.BigInteger())
+
+
 def partition_of_key(mapping: SyncMapping, key: Sequence[Any]) -> int:
     """The partition of a key (values in the order of `mapping.keys`), as the databases compute it."""
+    if mapping.partition_block > 1:
+        (value,) = key
+        rest = abs(value) % mapping.partition_block
+        key = (value - (rest if value >= 0 else -rest),)
     texts = [_canonical(value) for value in key]
     joined = FIELD_SEPARATOR.join(f"1{text}" for text in texts).encode()
     digest = hashlib.md5(joined, usedforsecurity=False).hexdigest()  # a spread, as the databases hash: not a secret

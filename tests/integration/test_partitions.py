@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import sqlalchemy as sa
 
@@ -68,8 +69,14 @@ def keys_in(engine: sa.Engine, mapping: SyncMapping, table: str, index: int) -> 
             lambda: note_rows(["a", "B", "ü", "日本", "x y"]),
             "note_key",
         ),
+        (  # negative keys too: a block starts toward zero on every database
+            dataclasses.replace(PARTITIONED, partition_block=7),
+            "merchant",
+            lambda: demo_data.merchants(40).with_columns(pl.col("merchant_id") - 20),
+            "merchant_id",
+        ),
     ],
-    ids=["integer-keys", "text-keys"],
+    ids=["integer-keys", "text-keys", "blocks-of-integer-keys"],
 )
 def test_each_key_is_in_one_partition_the_same_on_every_database_and_in_python(
     demo: ZonePair, mapping: SyncMapping, table: str, rows: Callable[[], object], key: str

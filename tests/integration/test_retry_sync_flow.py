@@ -7,6 +7,7 @@ the artifacts (summary, per-mapping table, progress), and that no password leaks
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -199,6 +200,24 @@ def test_retry_sync_empty_backlog(zones: ZonePair, use_zones: Callable[..., None
     [job] = jobs(zones.intranet)
     assert (job["status"], job["rows_eligible"], job["rows_synced"], job["rows_failed"]) == ("NO_RECORD", 0, 0, 0)
     assert job["flow_run_id"] == flow_run_id and job["finished_at"] is not None
+
+
+def test_progress_is_logged_at_most_once_a_second_not_for_every_batch(
+    zones: ZonePair, use_zones: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log line per batch is a record the Prefect server stores for every few hundred rows: the progress goes
+    to the log as often as to its artifact, at most once a second, and once more at the end."""
+    intranet_tables().create_all(zones.intranet)
+    internet_tables().create_all(zones.internet)
+    seed(zones.intranet, "merchant", demo_data.merchants(12), ("merchant_id",))
+    use_zones(zones, modules=DEMO_MODULES)
+
+    with caplog.at_level(logging.INFO, logger="prefect"):
+        result = retry_sync(mappings=["merchants"], batch_size=1)["merchants"]
+
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("batch ")]
+    assert result.batches >= 12 and 1 <= len(lines) < result.batches / 2, lines
+    assert lines[-1].startswith(f"batch {result.batches}: merchants: {result.read:,} of ")
 
 
 def test_retry_sync_mapping_errors_do_not_stop_other_mappings(zones: ZonePair, use_zones: Callable[..., None]) -> None:

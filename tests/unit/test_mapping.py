@@ -360,3 +360,15 @@ def test_a_partition_count_outside_1_to_1024_is_refused(partitions: Any) -> None
 
 def test_a_mapping_has_one_partition_unless_it_declares_more() -> None:
     assert make().partitions == 1 and make(partitions=16).partitions == 16
+
+
+@pytest.mark.parametrize("block", [0, -1, 1_000_001, 2.0, True, "4"])
+def test_a_partition_block_outside_1_to_a_million_is_refused(block: Any) -> None:
+    with pytest.raises(MappingError, match=r"mapping 'shops'.*partition_block .* must be a whole number from 1 to"):
+        make(partitions=4, partition_block=block)
+
+
+def test_keys_come_in_blocks_only_when_the_key_is_one_integer() -> None:
+    assert make(partitions=4, partition_block=1024).partition_block == 1024
+    with pytest.raises(MappingError, match=r"mapping 'shops'.*partition_block 8 needs a single integer key"):
+        make(keys=("name", "shop_id"), partitions=4, partition_block=8)
