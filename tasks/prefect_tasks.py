@@ -8,14 +8,13 @@ from typing import Any
 
 from prefect import get_run_logger, runtime, task
 from prefect.states import State
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from zonesync.schemas.errors import ConfigError, SyncError
 from zonesync.schemas.mapping import Direction, SyncMapping
 from zonesync.schemas.registry import get_mapping, select_mappings
 from zonesync.schemas.settings import ZONES, get_settings
 from zonesync.tasks.bookkeeping import tables as bookkeeping
-from zonesync.tasks.bookkeeping.jobs import BatchRecord
 from zonesync.tasks.bookkeeping.lease import Lease, carried_by, kept_alive
 from zonesync.tasks.bookkeeping.ledger import batch_recorder
 from zonesync.tasks.prefect_options import task_options
@@ -147,11 +146,12 @@ def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: 
                   partition: Partition | None) -> None:  # fmt: skip
     """Sync while holding the part's lease (renewed by a keeper, even while a statement waits); a lease lost
     meanwhile stops the run at its next batch with an error that keeps what was done."""
-    record = _renewing(lease, batch_recorder(job_id)) if job_id is not None else None
+    record = batch_recorder(job_id) if job_id is not None else None
 
     def on_batch(result: MappingSyncResult) -> None:
-        if record is None:
-            lease.renew()  # LeaseLost if another run took it (the keeper renews it between batches too)
+        # Its own short transaction: renewed inside the batch's, the lease row would stay locked while the batch
+        # waits for the other zone, and a run or an update asking for the lease would wait as long for "busy".
+        lease.renew()  # LeaseLost if another run took it (the keeper renews it between batches too)
         progress(result)
 
     done = False
@@ -161,18 +161,6 @@ def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: 
         done = result.status != "error"
     finally:
         lease.release(done=done)  # a part that failed midway is no sibling's to skip
-
-
-def _renewing(lease: Lease, record: BatchRecord) -> BatchRecord:
-    """A batch's record that renews the part's lease in the same transaction: a batch of a run that lost its
-    lease rolls back (LeaseLost) instead of committing, and a renewal costs no transaction (and WAL flush) of its
-    own per batch."""
-
-    def renew_and_record(conn: Connection, read: int, synced: int, failed: int) -> None:
-        lease.renew_in(conn)
-        record(conn, read, synced, failed)
-
-    return renew_and_record
 
 
 def outcome(state: State[MappingSyncResult], mapping: str) -> MappingSyncResult:

@@ -83,25 +83,18 @@ def test_a_run_whose_mapping_another_run_holds_says_skipped(demo: ZonePair) -> N
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_run_that_loses_its_lease_commits_no_further_batch_and_keeps_its_counts(demo: ZonePair) -> None:
-    """The lease is renewed in the transaction that commits each batch: the batch under way when another run
-    took the lease rolls back (its rows stay unflagged, for the new holder), and what committed before stays
-    counted."""
+def test_a_run_that_loses_its_lease_stops_with_an_error_that_keeps_its_counts(demo: ZonePair) -> None:
     seed(demo.intranet, "merchant", demo_data.merchants(10), ("merchant_id",))
 
     def taken_over() -> None:  # the lease expired during a long wait, and another run took it
         execute(demo.intranet, "UPDATE sync_lease SET holder = 'elsewhere:1:x' WHERE name = 'mapping:merchants'")
 
-    # After the first batch committed, with the second under way: at its delivery (with row locks, the next batch
-    # is read and claimed while one is delivered); on SQLite, a single writer, before its claim takes the file.
-    second_batch = "batch:read" if demo.intranet.dialect.name == "sqlite" else "batch:claimed"
-    with interleaved(second_batch, taken_over, at=2):
+    with interleaved("batch:read", taken_over):
         report = retry_sync(mappings=["merchants"], batch_size=4)
 
     result = report["merchants"]
     assert result.status == "error" and "lost the lease" in result.message
-    assert result.flagged == 4 and result.read >= 8  # what it did before it noticed: not "skipped, read 0"
-    assert len(unflagged_keys(demo.intranet, MERCHANTS)) == 6  # the second batch rolled back with its flags
+    assert result.flagged == 4 and result.read >= 4  # what it did before it noticed: not "skipped, read 0"
     (ledger,) = rows(demo.intranet, "batch_job")
     assert (ledger["status"], ledger["rows_synced"]) == ("PARTIAL", 4)
 
