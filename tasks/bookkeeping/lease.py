@@ -97,17 +97,13 @@ class Lease:
 
     def renew(self) -> None:
         """Push the expiry forward; a lease lost meanwhile (expired and taken) is an error."""
-        in_transaction(self.engine, self.renew_in)
-
-    def renew_in(self, conn: Connection) -> None:
-        """`renew` within the caller's transaction: a lease lost meanwhile raises LeaseLost, which rolls back what
-        the transaction did (the batch of a holder that lost its lease)."""
         statement = (
             sa.update(sync_lease)
             .where(sync_lease.c.name == self.name, sync_lease.c.holder == self.holder)
             .values(expires_at=self._until())
         )
-        if conn.execute(statement).rowcount != 1:
+        renewed = in_transaction(self.engine, lambda conn: conn.execute(statement).rowcount)
+        if renewed != 1:
             raise LeaseLost(f"lost the lease {self.name!r}: it expired and another run took it")
 
     def release(self, *, done: bool = True) -> None:
