@@ -77,6 +77,10 @@ class Connecting(ABC):
     def connectorx_url(self, url: URL, limits: Limits) -> str:
         """The URL connectorx expects (no '+driver'), carrying the limits it can take."""
 
+    def reader_url(self, engine: Engine, limits: Limits) -> str:
+        """The connectorx URL of a read on `engine` (where the driver's own connections may decide a detail)."""
+        return self.connectorx_url(engine.url, limits)
+
     def connectorx_query(self, sql: str, limits: Limits) -> str:
         """The SQL connectorx runs for `sql` (MariaDB adds its session limits: connectorx runs no init command)."""
         return sql

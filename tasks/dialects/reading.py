@@ -74,7 +74,7 @@ class Reads(DialectCore):
         connectorx gets the engine's limits (its URL and, on MariaDB, the query carry them) and is waited for at
         most the connect and statement limits plus the grace (a server that never answers: NoAnswer).
         """
-        url = self.connecting.connectorx_url(self.engine.url, self.limits)
+        url = self.connecting.reader_url(self.engine, self.limits)
         sql = self.connecting.connectorx_query(self.render(query), self.limits)
         read = functools.partial(cx.read_sql, url, sql, return_type="polars")
         frame = read_within_deadline(read, self.limits, self.label)

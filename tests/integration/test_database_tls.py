@@ -12,6 +12,7 @@ import ipaddress
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 import pytest
@@ -21,9 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.conftest import ThrowawayServers
 from tests.processes import owned_temp_dir
 from tests.torture.clusters import PrivateMariaDB, PrivatePostgres
 from zonesync.tasks.zones.engines import create_engine, dialect_for, parse_url
+from zonesync.tasks.zones.profiles import limits_of
 
 # The session's own encryption: pg_stat_ssl says whether the connection asking is encrypted.
 IS_ENCRYPTED = (
@@ -133,6 +136,39 @@ def test_the_server_refuses_plain_connections_and_both_readers_refuse_a_certific
     with pytest.raises(Exception, match=r"(?i)certificate"):
         dialect_for(unverifiable).read_frame(IS_ENCRYPTED, {"ssl": pl.Boolean()})
     unverifiable.dispose()
+
+
+@pytest.mark.backend("postgresql")
+@pytest.mark.parametrize("query", ["", "?sslmode=prefer"])
+def test_the_default_tls_mode_still_encrypts_connectorx_where_the_server_offers_tls(
+    tls_cluster: tuple[PrivatePostgres, Path, Path], query: str
+) -> None:
+    cluster, _, _ = tls_cluster
+    engine = _engine(cluster.fresh_database(f"zs_tls_prefer{len(query)}") + query)
+
+    with engine.connect() as conn:
+        assert conn.execute(IS_ENCRYPTED).scalar_one() is True
+    assert dialect_for(engine).read_frame(IS_ENCRYPTED, {"ssl": pl.Boolean()})["ssl"].to_list() == [True]
+    engine.dispose()
+
+
+@pytest.mark.backend("postgresql")
+@pytest.mark.parametrize("query", ["", "?sslmode=prefer", "?sslmode=allow"])
+def test_connectorx_skips_tls_only_once_the_driver_found_the_server_speaks_plain_text(
+    servers: ThrowawayServers, query: str
+) -> None:
+    engine = _engine(servers.get("postgresql").zone_url("internet") + query)
+    dialect = dialect_for(engine)
+
+    def told() -> list[str]:
+        return parse_qs(urlsplit(dialect.connecting.reader_url(engine, limits_of(engine))).query).get("sslmode", [])
+
+    assert told() == (["prefer"] if query else [])  # nothing known yet: the URL's own mode (allow: prefer)
+    with engine.connect() as conn:
+        assert conn.execute(IS_ENCRYPTED).scalar_one() is False
+    assert told() == ["disable"]  # what `prefer` ends in with this server, without loading certificates
+    assert dialect.read_frame(IS_ENCRYPTED, {"ssl": pl.Boolean()})["ssl"].to_list() == [False]
+    engine.dispose()
 
 
 # -- MariaDB: ssl_mode and ssl_ca, as the MySQL client names them ---------------------------------------------
