@@ -151,7 +151,7 @@ def _sync_holding(mapping: SyncMapping, zones: Zones, lease: Lease, batch_size: 
     def on_batch(result: MappingSyncResult) -> None:
         # Its own short transaction: renewed inside the batch's, the lease row would stay locked while the batch
         # waits for the other zone, and a run or an update asking for the lease would wait as long for "busy".
-        lease.renew()  # LeaseLost if another run took it (the keeper renews it between batches too)
+        lease.keep()  # LeaseLost if another run took it (the keeper renews it between batches too)
         progress(result)
 
     done = False

@@ -82,6 +82,35 @@ def test_an_expired_lease_is_taken_over_and_its_holder_learns_it_lost_it(
     successor.release()
 
 
+def test_a_batch_loop_renews_its_lease_once_a_tenth_of_its_time_passed_and_learns_there_that_it_lost_it(
+    demo: ZonePair,
+) -> None:
+    """A transaction per batch to renew the lease was one in ten of a 1,000-row batch's round trips: `keep`
+    renews only once the latest renewal is a tenth of the lease's time old. A lease is taken only after it
+    expired, a whole time to live after that renewal: the holder always renews, and learns, at its next batch."""
+    lease = Lease(get_engine("intranet"), mapping_lease("merchants"), ttl=2.0)
+    assert lease.try_acquire()
+
+    def expiry() -> object:
+        with demo.intranet.connect() as conn:
+            return conn.execute(sa.select(sync_lease.c.expires_at)).scalar_one()
+
+    acquired = expiry()
+    lease.keep()  # just taken: nothing to renew
+    assert expiry() == acquired
+    time.sleep(0.25)  # past a tenth of the two seconds
+    lease.keep()
+    renewed = expiry()
+    assert renewed > acquired  # type: ignore[operator]
+
+    execute(demo.intranet, sa.update(sync_lease).values(holder="elsewhere:1:x"))  # expired and taken meanwhile
+    time.sleep(0.25)
+    with pytest.raises(LeaseLost):
+        lease.keep()
+    with pytest.raises(LeaseLost):  # said again at once: the run stops, whoever found it
+        lease.keep()
+
+
 def test_a_kept_alive_lease_outlives_its_time_to_live_and_is_free_after_the_block(demo: ZonePair) -> None:
     engine = get_engine("intranet")
     with holding(engine, "job:end-day-check", ttl=0.9, keep_alive=True):

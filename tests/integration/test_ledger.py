@@ -19,6 +19,7 @@ from tests.integration.helpers import execute, rows, seed, source_rows, unflagge
 from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.errors import TransientSyncError
 from zonesync.schemas.examples import MERCHANTS, PAYMENTS
+from zonesync.schemas.settings import get_settings
 from zonesync.tasks.bookkeeping.lease import Lease, mapping_lease
 from zonesync.tasks.bookkeeping.ledger import batch_recorder, close_abandoned, start_job
 from zonesync.tasks.bookkeeping.tables import batch_job
@@ -83,10 +84,15 @@ def test_a_run_whose_mapping_another_run_holds_says_skipped(demo: ZonePair) -> N
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_run_that_loses_its_lease_stops_with_an_error_that_keeps_its_counts(demo: ZonePair) -> None:
+def test_a_run_that_loses_its_lease_stops_with_an_error_that_keeps_its_counts(
+    demo: ZonePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seed(demo.intranet, "merchant", demo_data.merchants(10), ("merchant_id",))
+    monkeypatch.setenv("ZONESYNC_LEASE_SECONDS", "2")
+    get_settings.cache_clear()
 
     def taken_over() -> None:  # the lease expired during a long wait, and another run took it
+        time.sleep(0.3)  # the wait: longer than a tenth of the lease, after which a batch renews it
         execute(demo.intranet, "UPDATE sync_lease SET holder = 'elsewhere:1:x' WHERE name = 'mapping:merchants'")
 
     with interleaved("batch:read", taken_over):
