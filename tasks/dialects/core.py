@@ -36,11 +36,13 @@ class DialectCore(ABC):
         self.engine = engine
         self.limits = limits
         self.label = label
-        # Bound statements by what shapes them: built (and compiled, by SQLAlchemy's cache) once per shape.
+        # Bound statements, and the temporary tables they are built on, by what shapes them: built (and compiled,
+        # by SQLAlchemy's cache, which knows a table by its identity) once per shape.
         self._statements: dict[tuple[Any, ...], Any] = {}
 
     def _statement(self, shape: tuple[Any, ...], build: Callable[[], Any]) -> Any:
-        """The statement for `shape` (its table, column names, ...), built by `build` the first time."""
+        """The statement (or temporary table) for `shape` (its table, column names, ...), built by `build` the first
+        time."""
         statement = self._statements.get(shape)
         if statement is None:
             statement = self._statements.setdefault(shape, build())
