@@ -20,6 +20,7 @@ from zonesync.flows.cli import (
 )
 from zonesync.flows.cli.support import EXIT_CLEAN, EXIT_FAILED, EXIT_USAGE, errors, zone_databases_must_exist
 
+EPHEMERAL_SERVER_STARTUP_SECONDS = 120
 # Commands that create the zones' databases, or open none: every other one needs them to exist.
 _NEED_NO_DATABASE = {"init", "demo", "mappings", "budget"}
 app = typer.Typer(help="Keep database tables in step between the intranet and internet zones.", no_args_is_help=True)
@@ -52,6 +53,9 @@ api_commands.api_keys.command("new")(api_commands.api_key_new)
 def main() -> None:
     """Console-script entry point: the exit codes of `support.EXIT_*`, a usage error in one line."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Without PREFECT_API_URL a flow starts a temporary Prefect server, which Prefect waits 20 s for: 10-14 s on a
+    # fresh PREFECT_HOME, and more on a busy machine (a CI run's demo, after the tests, timed out).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_SERVER_STARTUP_SECONDS))
     try:
         code = app(standalone_mode=False, prog_name="zonesync")  # also when run as `python -m zonesync.flows.cli`
     except typer.Abort:

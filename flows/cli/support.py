@@ -66,6 +66,9 @@ def friendly_errors(command: F) -> F:
             errors.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
         except Exception as exc:
+            if _prefect_server_not_started(exc):
+                errors.print(f"[red]error:[/] {_prefect_server_not_started_advice()}")
+                raise typer.Exit(EXIT_FAILED) from None
             if not _database_error(exc):
                 raise
             from zonesync.tasks.zones.failures import translate
@@ -74,6 +77,21 @@ def friendly_errors(command: F) -> F:
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _prefect_server_not_started(exc: Exception) -> bool:
+    """Prefect gave up waiting for the temporary server it starts when PREFECT_API_URL is not set (its one sign)."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Timed out while attempting to connect to ephemeral")
+
+
+def _prefect_server_not_started_advice() -> str:
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    return (
+        f"the temporary Prefect server did not start within {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()}"
+        " s (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS): give it longer on a busy machine, or start one "
+        "(prefect server start) and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )
 
 
 def _database_error(exc: Exception) -> bool:

@@ -388,6 +388,23 @@ def test_a_user_mistake_through_the_real_script_is_one_line(name: str, tmp_path:
     _assert_one_line_mistake(cli(*mistake.args, **mistake.env), mistake)
 
 
+@pytest.mark.backend("sqlite")
+def test_a_temporary_prefect_server_too_slow_to_start_is_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    """No PREFECT_API_URL: Prefect starts a server of its own and gives up once its start-up time is spent (20 s
+    unless zonesync or the user sets more; a fresh PREFECT_HOME on a busy machine took longer)."""
+    cli = Cli(tmp_path, {}, timeout=120)
+
+    run = cli("demo", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
+
+    assert run.code == 1, str(run)
+    assert "Traceback" not in run.stdout + run.stderr, str(run)
+    said = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(said) == 1, str(run)
+    assert "temporary Prefect server did not start within 1 s" in said[0], str(run)
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in said[0], str(run)
+    assert "PREFECT_API_URL" in said[0], str(run)
+
+
 # --- end-day and reconcile (SQLite and a server) ---------------------------------------------------------
 
 

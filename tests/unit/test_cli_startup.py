@@ -3,17 +3,23 @@ or Prefect code (each command imports what it runs when it runs)."""
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 import textwrap
+from contextlib import redirect_stdout
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
-from zonesync.flows.cli import app
+from zonesync.flows.cli import app, main
+from zonesync.flows.cli.app import EPHEMERAL_SERVER_STARTUP_SECONDS
 
 HEAVY = ("sqlalchemy", "polars", "prefect", "pandera", "pydantic_settings", "psycopg", "pymysql", "connectorx",
          "uvicorn", "fastapi")  # fmt: skip
+STARTUP_TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 PROBE = textwrap.dedent(
     """
     import sys
@@ -50,3 +56,17 @@ def test_every_command_is_listed_in_the_help() -> None:
     listed = {line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and len(line.split()) > 1}
     assert set(group.commands) <= listed
     assert {"init", "demo", "retry", "push", "update", "end-day", "status", "mappings", "schema", "api-key"} <= listed
+
+
+def test_the_temporary_prefect_server_gets_two_minutes_to_start_unless_the_user_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for given, kept in ((None, str(EPHEMERAL_SERVER_STARTUP_SECONDS)), ("45", "45")):
+        if given is None:
+            monkeypatch.delenv(STARTUP_TIMEOUT, raising=False)
+        else:
+            monkeypatch.setenv(STARTUP_TIMEOUT, given)
+        monkeypatch.setattr(sys, "argv", ["zonesync", "--help"])
+        with pytest.raises(SystemExit), redirect_stdout(io.StringIO()):
+            main()
+        assert os.environ[STARTUP_TIMEOUT] == kept
