@@ -99,11 +99,19 @@ CONNECTORX_SSLMODE = {"disable": "disable", "allow": "prefer", "prefer": "prefer
 
 
 def postgres_options(url: URL, limits: Limits) -> str:
-    """The libpq `options` of a connection: zonesync's timeouts, then the URL's own `options`, then UTC.
+    """The libpq `options` of a connection: zonesync's timeouts and plans, then the URL's own `options`, then UTC.
 
-    The URL's options come after the timeouts (a zone may tune its own) and before the time zone (every
+    The URL's options come after zonesync's (a zone may tune its own) and before the time zone (every
     connection runs in UTC). Passed as a connect argument, `options` would otherwise replace the URL's.
+
+    Custom plans only: a pooled connection outlives many batches, psycopg prepares a statement on its fifth run,
+    and PostgreSQL may then keep a plan made when a table was empty (a seq scan for each of a batch's keys, once
+    the target held 100,000 rows, ran into the statement timeout). Planning each run costs well under a
+    millisecond; the statements that read a batch's temporary table are planned anew for each batch anyway.
     """
     theirs = url.query.get("options")
-    ours = f"-c statement_timeout={milliseconds(limits.statement)} -c lock_timeout={milliseconds(limits.lock)}"
+    ours = (
+        f"-c statement_timeout={milliseconds(limits.statement)} -c lock_timeout={milliseconds(limits.lock)} "
+        "-c plan_cache_mode=force_custom_plan"
+    )
     return " ".join(part for part in (ours, theirs if isinstance(theirs, str) else "", "-c timezone=UTC") if part)

@@ -34,6 +34,7 @@ from zonesync.flows.retry_sync import retry_sync
 from zonesync.schemas.examples import MERCHANTS
 from zonesync.schemas.mapping import SyncMapping
 from zonesync.tasks.bookkeeping.lease import Lease
+from zonesync.tasks.dialects.postgresql_fast_path import holds_none_of
 from zonesync.tasks.setup import demo_data
 from zonesync.tasks.setup.inspection import check_mapping
 from zonesync.tasks.sync.extract import UnsyncedReader
@@ -285,6 +286,74 @@ def test_a_partitions_batch_goes_straight_into_the_target_among_the_other_partit
         key for key in valid if partition_of_key(PARTITIONED, key) < 2
     }
     assert all(landed[key] == {k: v for k, v in sent[key].items() if k != "__flag"} for key in landed)
+
+
+@pytest.mark.parametrize("backend", [backend_param("postgresql")], indirect=True)
+def test_a_thin_batch_is_probed_through_the_key_index_even_in_a_target_never_analyzed(zones: ZonePair) -> None:
+    """The first sync into an empty target meets a table without statistics: asked `key = ANY(:keys) LIMIT 1`,
+    the planner expected a match within a few pages and read the whole table, which holds none (40 ms a batch
+    at 300,000 rows). Each key is probed through the index, whatever the statistics say."""
+    # Rows as wide as a payment's: the planner guesses how many rows a table never analyzed holds from their width.
+    columns = "reference VARCHAR(40), account VARCHAR(34), amount NUMERIC(18, 2), customer VARCHAR(100)"
+    execute(zones.internet, f"CREATE TABLE probe_target (id BIGINT PRIMARY KEY, {columns}, created_at TIMESTAMPTZ) "
+                            "WITH (autovacuum_enabled = off)")  # fmt: skip
+    execute(zones.internet, "INSERT INTO probe_target SELECT g, 'ref-' || g, 'account-' || g, g / 100.0, "
+                            "'customer ' || g, now() FROM generate_series(1, 100000) AS g")  # fmt: skip
+    table = sa.Table("probe_target", sa.MetaData(), autoload_with=zones.internet)
+    thin = pl.DataFrame({"id": [200_000 + 32 * i for i in range(1000)]})  # one key in 32, beyond the rows there
+    plans: list[str] = []
+
+    def explain_probe(conn: object, cursor: Any, statement: str, parameters: object, *_: object) -> None:
+        if "probe_target" in statement and "EXPLAIN" not in statement:
+            cursor.execute(f"EXPLAIN {statement}", parameters)
+            plans.append("\n".join(row for (row,) in cursor.fetchall()))
+
+    sa.event.listen(zones.internet, "before_cursor_execute", explain_probe)
+    try:
+        with zones.internet.connect() as conn:
+            absent = holds_none_of(conn, table, thin, ["id"])
+            present = holds_none_of(conn, table, thin.with_columns(pl.col("id") - 150_000), ["id"])
+    finally:
+        sa.event.remove(zones.internet, "before_cursor_execute", explain_probe)
+
+    assert absent and not present
+    assert len(plans) == 2 and all("probe_target_pkey" in plan and "Seq Scan" not in plan for plan in plans), plans
+
+
+@pytest.mark.parametrize("backend", [backend_param("postgresql")], indirect=True)
+def test_a_thin_batchs_probe_keeps_to_the_key_index_while_a_target_known_empty_fills(zones: ZonePair) -> None:
+    """A pooled connection outlives many batches: psycopg prepares a statement on its fifth run, and PostgreSQL
+    may then keep a plan made while the target was known to be empty (TRUNCATE, then ANALYZE): a seq scan for
+    each key, which ran into the statement timeout at 20,000 keys a batch. Each run is planned for the table as
+    it is (plan_cache_mode=force_custom_plan on every connection)."""
+    execute(zones.internet, "CREATE TABLE probe_target (id BIGINT PRIMARY KEY, note VARCHAR(40)) "
+                            "WITH (autovacuum_enabled = off)")  # fmt: skip
+    table = sa.Table("probe_target", sa.MetaData(), autoload_with=zones.internet)
+    thin = pl.DataFrame({"id": [200_000 + 32 * i for i in range(1000)]})  # one key in 32, beyond the rows to come
+    with zones.internet.connect() as conn:  # one connection throughout, as a worker's pooled one
+        conn.execute(sa.text("TRUNCATE probe_target"))
+        conn.commit()
+        conn.execute(sa.text("ANALYZE probe_target"))
+        conn.commit()
+        for _ in range(15):  # prepared by psycopg after 5, then 5 custom plans before PostgreSQL weighs a generic one
+            assert holds_none_of(conn, table, thin, ["id"])
+            conn.commit()
+        conn.execute(sa.text("INSERT INTO probe_target SELECT g, 'note ' || g FROM generate_series(1, 100000) g"))
+        conn.commit()
+        before = _scans(conn, "probe_target")  # the same transaction as the probes: counted, not yet reported
+        absent = holds_none_of(conn, table, thin, ["id"])
+        present = holds_none_of(conn, table, thin.with_columns(pl.col("id") - 150_000), ["id"])
+        after = _scans(conn, "probe_target")
+
+    assert absent and not present
+    assert after[0] == before[0] and after[1] > before[1], (before, after)  # (seq scans, index scans)
+
+
+def _scans(conn: sa.Connection, table: str) -> tuple[int, int]:
+    """The seq scans and index scans of `table` this connection's backend has counted, not yet reported."""
+    query = sa.text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = :table")
+    seq, index = conn.execute(query, {"table": table}).one()
+    return seq, index
 
 
 @pytest.mark.parametrize("backend", SERVERS, indirect=True)

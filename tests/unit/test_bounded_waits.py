@@ -67,12 +67,15 @@ def test_a_limit_that_is_not_a_positive_number_of_seconds_is_refused_by_name(
         get_settings()
 
 
+CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"  # a plan made for an empty table is never kept
+
+
 # -- what each driver is given -----------------------------------------------------------------------------------
-def test_postgresql_gets_the_connect_timeout_and_timeouts_in_options_utc_last() -> None:
+def test_postgresql_gets_the_connect_timeout_and_timeouts_and_custom_plans_in_options_utc_last() -> None:
     args = connect_args(parse_url(PG, setting="S"), LIMITS)
     assert args == {
         "connect_timeout": 4,  # libpq takes whole seconds: rounded up
-        "options": "-c statement_timeout=4250 -c lock_timeout=1500 -c timezone=UTC",
+        "options": f"-c statement_timeout=4250 -c lock_timeout=1500 {CUSTOM_PLANS} -c timezone=UTC",
     }
 
 
@@ -80,7 +83,8 @@ def test_postgresql_url_options_are_merged_not_replaced() -> None:
     url = parse_url(PG + "?options=-c%20application_name%3Dzs%20-c%20lock_timeout%3D9000", setting="S")
     options = connect_args(url, LIMITS)["options"]
     assert options == (
-        "-c statement_timeout=4250 -c lock_timeout=1500 -c application_name=zs -c lock_timeout=9000 -c timezone=UTC"
+        f"-c statement_timeout=4250 -c lock_timeout=1500 {CUSTOM_PLANS} -c application_name=zs -c lock_timeout=9000 "
+        "-c timezone=UTC"
     )  # the URL's own come after zonesync's (they win), UTC last (every connection runs in UTC)
 
 
