@@ -27,6 +27,7 @@ class ScaleConfig:
     prefix: str
     keep: bool
     prefect_server: str  # postgres | sqlite | harness
+    budget: int | None = None  # carriers the zones' connection budget admits at once (None: no budget)
 
     def batch_size(self, regime: str, default: int) -> int:
         """Rows per batch in a regime (`default`: the setting)."""

@@ -58,6 +58,8 @@ def _options() -> argparse.ArgumentParser:
     add("--quick", action="store_true", help="100,000 rows")
     add("--lease-seconds", type=float, default=10, help="ZONESYNC_LEASE_SECONDS of every worker (default 10)")
     add("--takeover", default=",".join(TAKEOVER_MODES), help="same-host, other-hosts, both (default) or none")
+    add("--budget", type=int, default=None, metavar="CARRIERS",
+        help="both zones' connection budget: room for this many carriers at once (default: none)")  # fmt: skip
     add("--prefect-server", choices=("postgres", "sqlite", "harness"), default="postgres", help="see bench/README.md")
     add("--keep", action="store_true", help="keep the databases afterwards")
     add("--db-prefix", default="zs_scale", help="databases <prefix>_src and <prefix>_dst (default zs_scale)")
@@ -78,6 +80,8 @@ def parse_args(argv: list[str] | None) -> ScaleConfig:
         parser.error("--workers: at least one count, each at least 1")
     if not args.db_prefix.startswith("zs_scale"):
         parser.error("--db-prefix must start with zs_scale")
+    if args.budget is not None and args.budget < 1:
+        parser.error("--budget: at least one carrier")
     if args.repeat < 1 or args.lease_seconds < 2 or not 1 <= args.partitions <= 1024 or args.partition_block < 1:
         parser.error("--repeat >= 1, --lease-seconds >= 2, 1 <= --partitions <= 1024, --partition-block >= 1")
     return ScaleConfig(
@@ -87,7 +91,7 @@ def parse_args(argv: list[str] | None) -> ScaleConfig:
         partition_block=args.partition_block,
         repeat=args.repeat, lease_seconds=args.lease_seconds,
         takeover=_names(args.takeover, TAKEOVER_MODES, "--takeover", parser), pg_url=args.pg_url,
-        prefix=args.db_prefix, keep=args.keep, prefect_server=args.prefect_server,
+        prefix=args.db_prefix, keep=args.keep, prefect_server=args.prefect_server, budget=args.budget,
     )  # fmt: skip
 
 
@@ -122,19 +126,35 @@ def _run(config: ScaleConfig, home: Path, logs: Path) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=200)
     pair = database.database_pair(config.pg_url, config.prefix)
     blocks = f" (blocks of {config.partition_block} keys)" if config.partition_block > 1 else ""
+    budget = f", a budget of {config.budget} carriers" if config.budget else ""
     console.rule(f"zonesync scale-out: {config.rows:,} rows in {config.partitions} partitions{blocks}, W = "
-                 f"{', '.join(map(str, config.workers))}, on {pair.describe()}")  # fmt: skip
+                 f"{', '.join(map(str, config.workers))}{budget}, on {pair.describe()}")  # fmt: skip
     try:
         setup = scale_data.set_up(pair, BENCH_PAYMENTS_SCALED, BENCH_PAYMENTS_WARM_UP, config.rows)
         console.print(f"set up {config.rows:,} rows; partition index: {setup['partition_index_ddl']}", highlight=False)
         with prefect_api(config.prefect_server, home, pair, config.prefix) as api_url:
             console.print(f"Prefect server ({config.prefect_server}) at {api_url}; worker logs in {logs}")
+            if config.budget:
+                _set_budget(api_url, config.budget)
             bench = ScaleBench(pair, config, BENCH_PAYMENTS_SCALED, api_url, logs, console, get_settings().batch_size)
             takeovers = _plan(bench)
     finally:
         if not config.keep:
             database.drop_databases(pair)
     return _report(bench, setup, takeovers)
+
+
+def _set_budget(api_url: str, carriers: int) -> None:
+    """Both zones' connection budget on the benchmark's Prefect server: room for `carriers` at once."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from zonesync.schemas.settings import ZONES
+    from zonesync.tasks.zones.budget import set_budget
+    from zonesync.tasks.zones.engines import CONNECTIONS_PER_SLICE
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        for zone in ZONES:
+            set_budget(zone, carriers * CONNECTIONS_PER_SLICE)
 
 
 def _plan(bench: ScaleBench) -> list[dict[str, Any]]:
