@@ -105,9 +105,10 @@ def postgres_options(url: URL, limits: Limits) -> str:
     connection runs in UTC). Passed as a connect argument, `options` would otherwise replace the URL's.
 
     Custom plans only: a pooled connection outlives many batches, psycopg prepares a statement on its fifth run,
-    and PostgreSQL may then keep a plan made when a table was empty (a seq scan for each of a batch's keys, once
-    the target held 100,000 rows, ran into the statement timeout). Planning each run costs well under a
-    millisecond; the statements that read a batch's temporary table are planned anew for each batch anyway.
+    and PostgreSQL may then keep a plan made when a table was empty (the probe of a thin batch's keys then
+    compared every target row with every key: 614 ms at 100,000 rows and 1,000 keys, 8 ms planned afresh).
+    Planning each run costs well under a millisecond; the statements that read a batch's temporary table are
+    planned anew for each batch anyway.
     """
     theirs = url.query.get("options")
     ours = (
