@@ -107,8 +107,8 @@ def postgres_options(url: URL, limits: Limits) -> str:
     Custom plans only: a pooled connection outlives many batches, psycopg prepares a statement on its fifth run,
     and PostgreSQL may then keep a plan made when a table was empty (the probe of a thin batch's keys then
     compared every target row with every key: 614 ms at 100,000 rows and 1,000 keys, 8 ms planned afresh).
-    Planning each run costs well under a millisecond; the statements that read a batch's temporary table are
-    planned anew for each batch anyway.
+    Planning each run costs 0.05-0.2 ms (measured: the probe, a claim's UPDATE, an upsert); the statements that
+    read a batch's temporary table are planned anew for each batch anyway.
     """
     theirs = url.query.get("options")
     ours = (
